@@ -1,0 +1,135 @@
+"""The binding table: which hook of which provider runs on which trigger. Pure data, derived from the
+contract (default triggers) and the config (overrides); the bus, the HTTP app and the scheduler only
+read it. ``sbt bindings`` prints it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Literal
+
+import attrs
+
+from .config import Config
+from .errors import StartupError
+from .hookspecs import CONTRACT, Interface
+from .models import scopes
+from .plugins import PluginCatalog
+from .triggers import AnyTrigger, Authorizer, EventTrigger, RouteTrigger, ScheduleTrigger
+
+__all__ = ["CORE_ROUTES", "Binding", "BindingTable", "build_binding_table", "find_route_clashes"]
+
+#: Routes the core itself serves beside the hook routes (DESIGN.md section 4); hook routes may not clash.
+CORE_ROUTES: tuple[RouteTrigger, ...] = (
+    RouteTrigger("GET", "/health", authorizer=Authorizer.NONE),
+    RouteTrigger("GET", "/openapi.json", authorizer=Authorizer.NONE),
+    RouteTrigger("GET", "/.well-known/jwks.json", authorizer=Authorizer.NONE),
+    RouteTrigger("POST", "/oauth2/token", authorizer=Authorizer.NONE),
+    RouteTrigger("POST", "/events", scope=scopes.EVENT_WRITE),
+    RouteTrigger("GET", "/events", scope=scopes.EVENT_READ),
+    RouteTrigger("GET", "/events/{eventId}", scope=scopes.EVENT_READ),
+    RouteTrigger("POST", "/tenant-registrations", scope=scopes.TENANT_WRITE),
+    RouteTrigger("GET", "/tenant-registrations", scope=scopes.TENANT_READ),
+    RouteTrigger("GET", "/tenant-registrations/{tenantRegistrationId}", scope=scopes.TENANT_READ),
+    RouteTrigger("PATCH", "/tenant-registrations/{tenantRegistrationId}", scope=scopes.TENANT_WRITE),
+    RouteTrigger("DELETE", "/tenant-registrations/{tenantRegistrationId}", scope=scopes.TENANT_WRITE),
+    RouteTrigger("POST", "/tenants", scope=scopes.TENANT_WRITE),
+    RouteTrigger("GET", "/tenants", scope=scopes.TENANT_READ),
+    RouteTrigger("GET", "/tenants/{tenantId}", scope=scopes.TENANT_READ),
+    RouteTrigger("PUT", "/tenants/{tenantId}", scope=scopes.TENANT_WRITE),
+    RouteTrigger("DELETE", "/tenants/{tenantId}", scope=scopes.TENANT_WRITE),
+)
+
+
+@attrs.frozen
+class Binding:
+    """One row: ``hook`` of ``provider`` (type name) runs on ``trigger``; ``origin`` says whether the
+    trigger is the contract's default or a ``[[bindings]]`` override."""
+
+    hook: str
+    interface: Interface
+    provider: str
+    trigger: AnyTrigger
+    origin: Literal["default", "config"] = "default"
+    enabled: bool = True
+
+    def to_json(self) -> dict[str, Any]:
+        """Stable JSON for ``sbt bindings --json``."""
+        t = self.trigger
+        trigger: dict[str, Any] = {"kind": t.kind}
+        if isinstance(t, EventTrigger):
+            trigger |= {"detailType": str(t.detail_type), "source": t.source}
+        elif isinstance(t, RouteTrigger):
+            trigger |= {"method": t.method, "path": t.path, "scope": t.scope, "authorizer": t.authorizer.value}
+        elif isinstance(t, ScheduleTrigger):
+            trigger |= {"expression": t.expression}
+        return {"hook": self.hook, "interface": self.interface, "provider": self.provider, "trigger": trigger,
+                "origin": self.origin, "enabled": self.enabled}
+
+
+@attrs.frozen
+class BindingTable:
+    """All bindings, in contract order. Adapters read the slice they serve."""
+
+    bindings: tuple[Binding, ...]
+
+    def __iter__(self) -> Any:
+        return iter(self.bindings)
+
+    def enabled(self) -> list[Binding]:
+        return [b for b in self.bindings if b.enabled]
+
+    def events(self) -> list[Binding]:
+        return [b for b in self.enabled() if isinstance(b.trigger, EventTrigger)]
+
+    def routes(self) -> list[Binding]:
+        return [b for b in self.enabled() if isinstance(b.trigger, RouteTrigger)]
+
+    def schedules(self) -> list[Binding]:
+        return [b for b in self.enabled() if isinstance(b.trigger, ScheduleTrigger)]
+
+    def get(self, hook: str) -> Binding | None:
+        return next((b for b in self.bindings if b.hook == hook), None)
+
+    def to_json(self) -> list[dict[str, Any]]:
+        return [b.to_json() for b in self.bindings]
+
+
+def find_route_clashes(routes: Iterable[tuple[str, RouteTrigger]]) -> list[str]:
+    """Pairs of routes with the same method and path shape (``/a/{x}`` and ``/a/{y}`` clash), named."""
+    seen: dict[tuple[str, str], str] = {}
+    problems = []
+    for owner, route in routes:
+        shape = route.shape
+        if shape in seen:
+            problems.append(f"route {route.method} {route.path} of {owner} clashes with {seen[shape]}")
+        else:
+            seen[shape] = owner
+    return problems
+
+
+def build_binding_table(catalog: PluginCatalog, config: Config) -> BindingTable:
+    """Bindings of every contract hook that the selected provider of its interface implements.
+
+    :raises StartupError: two routes clash (with each other or with a core route).
+    """
+    overrides = {o.hook: o for o in config.bindings}
+    rows: list[Binding] = []
+    for hook, row in CONTRACT.items():
+        selection = config.provider(row.interface)
+        if selection is None:
+            continue
+        record = catalog.get(selection.type)
+        if record is None or hook not in record.hooks:
+            continue
+        override = overrides.get(hook)
+        trigger = override.trigger if override and override.trigger else row.default_trigger
+        origin: Literal["default", "config"] = "config" if override else "default"
+        enabled = override.enabled if override else True
+        rows.append(Binding(hook, row.interface, selection.type, trigger, origin, enabled))
+    routes = [(f"core route {r.method} {r.path}", r) for r in CORE_ROUTES]
+    routes += [(b.hook, b.trigger) for b in rows if b.enabled and isinstance(b.trigger, RouteTrigger)]
+    clashes = find_route_clashes(routes)
+    if clashes:
+        raise StartupError("; ".join(clashes))
+    return BindingTable(tuple(rows))

@@ -1,0 +1,29 @@
+"""``sbt bindings``: the binding table — which hook of which provider runs on which trigger."""
+
+from __future__ import annotations
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..bindings import build_binding_table
+from ._common import ConfigOption, JsonOption, handle_errors, print_json, state
+
+
+def register(app: typer.Typer) -> None:
+    @app.command("bindings")
+    @handle_errors
+    def bindings(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+        """Print every binding: hook, provider, trigger, and whether the trigger is default or from config."""
+        catalog, cfg = state(ctx).load(config)
+        table_data = build_binding_table(catalog, cfg)
+        if as_json:
+            print_json(table_data.to_json())
+            return
+        table = Table(title="sbt bindings")
+        for column in ("hook", "provider", "trigger", "origin"):
+            table.add_column(column)
+        for b in table_data:
+            trigger = b.trigger.describe() + ("" if b.enabled else " [disabled]")
+            table.add_row(b.hook, f"{b.interface}:{b.provider}", trigger, b.origin)
+        Console().print(table)

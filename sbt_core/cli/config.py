@@ -1,0 +1,55 @@
+"""``sbt config validate|show``."""
+
+from __future__ import annotations
+
+import json
+
+import typer
+from rich.console import Console
+from rich.syntax import Syntax
+
+from ..bindings import build_binding_table
+from ..config import find_config_path, show
+from ..errors import ConfigError, StartupError
+from ._common import ConfigOption, JsonOption, handle_errors, print_json, state
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Check and print the configuration.", no_args_is_help=True)
+    app.add_typer(group, name="config")
+
+    @group.command("validate")
+    @handle_errors
+    def validate(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+        """Report every problem of the config at once (dotted paths); exit 1 if there is any."""
+        st = state(ctx)
+        problems: list[str] = []
+        try:
+            catalog, cfg = st.load(config)
+            try:
+                build_binding_table(catalog, cfg)
+            except StartupError as exc:
+                problems.extend(exc.message.split("; "))
+        except ConfigError as exc:
+            problems.extend(exc.problems)
+        path = find_config_path(config)
+        where = str(path) if path else "embedded default"
+        if as_json:
+            print_json({"config_file": str(path) if path else None, "valid": not problems, "problems": problems})
+            if problems:
+                raise typer.Exit(1)
+            return
+        if problems:
+            raise ConfigError(problems)
+        typer.echo(f"{where}: valid")
+
+    @group.command("show")
+    @handle_errors
+    def show_config(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+        """Print the effective config with defaults filled in; secrets are never printed."""
+        catalog, cfg = state(ctx).load(config)
+        data = show(cfg, catalog)
+        if as_json:
+            print_json(data)
+            return
+        Console().print(Syntax(json.dumps(data, indent=2), "json", background_color="default"))

@@ -1,0 +1,465 @@
+"""``sbt.toml`` -> attrs records, with every problem reported at once.
+
+Secrets are references — ``{ env = "NAME" }`` or ``{ file = "path" }`` (relative to the config file) —
+resolved at load and redacted whenever the config is printed. Each provider's table is validated by the
+provider's own ``settings_class``. With no config file the embedded default runs: auth ``local``,
+metering ``memory``, no billing (DESIGN.md section 5).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+import cattrs
+from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
+
+from .errors import ConfigError
+from .hookspecs import CONTRACT, INTERFACES, SBT_INTERFACES, Interface
+from .models import AdminUser, Secret
+from .plugins._loader import PluginCatalog, Status
+from .provider import NoSettings
+from .triggers import AnyTrigger, EventTrigger, RouteTrigger, ScheduleTrigger, parse_route, parse_schedule
+
+__all__ = [
+    "CONFIG_ENV", "DEFAULT_CONFIG_NAME", "BindingOverride", "Config", "EventsConfig", "PluginsConfig",
+    "ProviderSelection", "ServerConfig", "find_config_path", "load_config", "read_raw_config", "redacted",
+]
+
+CONFIG_ENV = "SBT_CONFIG"
+DEFAULT_CONFIG_NAME = "sbt.toml"
+REDACTED = "**********"
+_SECRET_WORDS = ("secret", "password", "api_key", "apikey", "token", "private", "dsn", "credential")
+
+#: The embedded default: what runs with no config file.
+EMBEDDED_DEFAULT: dict[str, Any] = {"providers": {"auth": {"type": "local"}, "metering": {"type": "memory"}}}
+
+
+@attrs.frozen
+class ServerConfig:
+    """``[server]``: where ``sbt serve`` listens and how large a request body may be (bytes)."""
+
+    host: str = "127.0.0.1"
+    port: int = attrs.field(default=8080, validator=attrs.validators.and_(attrs.validators.ge(0),
+                                                                         attrs.validators.le(65535)))
+    max_body_bytes: int = attrs.field(default=1_048_576, validator=attrs.validators.gt(0))
+
+
+@attrs.frozen
+class EventsConfig:
+    """``[events]``: output naming of detail types (``sbt`` bare, or ``sbt_aws`` 0.9 prefix) and delivery rules."""
+
+    naming: str = attrs.field(default="sbt", validator=attrs.validators.in_(("sbt", "sbt_aws")))
+    max_attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
+    backoff_base_seconds: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
+    backoff_max_seconds: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
+    dedup_window_seconds: float = attrs.field(default=86400.0, validator=attrs.validators.ge(0))
+
+
+@attrs.frozen
+class PluginsConfig:
+    """``[plugins]``: names never loaded, and whether one broken plugin stops everything."""
+
+    disabled: tuple[str, ...] = ()
+    strict: bool = False
+
+
+@attrs.frozen
+class ProviderSelection:
+    """``[providers.<interface>]``: the provider type and its validated settings."""
+
+    interface: Interface
+    type: str
+    settings: Any
+    #: The table as written, with references unresolved: what ``sbt config show`` prints (redacted).
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+
+@attrs.frozen
+class BindingOverride:
+    """One ``[[bindings]]`` entry: a hook and at most one new trigger, or ``enabled = false``."""
+
+    hook: str
+    trigger: AnyTrigger | None = None
+    enabled: bool = True
+    index: int = 0
+
+
+@attrs.frozen
+class Config:
+    """The whole validated configuration."""
+
+    server: ServerConfig = ServerConfig()
+    state_dir: Path = Path(".sbt")
+    admin: AdminUser = AdminUser()
+    providers: dict[str, ProviderSelection] = attrs.field(factory=dict)
+    bindings: tuple[BindingOverride, ...] = ()
+    plugins: PluginsConfig = PluginsConfig()
+    events: EventsConfig = EventsConfig()
+    #: Sections owned by other parts of the core (``[tenants]`` …), kept as plain tables.
+    sections: Mapping[str, Any] = attrs.field(factory=dict)
+    path: Path | None = None
+    raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+
+    def provider(self, interface: Interface) -> ProviderSelection | None:
+        return self.providers.get(interface)
+
+
+# --- reading ------------------------------------------------------------------------------------------
+
+def find_config_path(explicit: str | os.PathLike[str] | None = None) -> Path | None:
+    """``--config``, else ``$SBT_CONFIG``, else ``./sbt.toml`` if it exists, else None (embedded default)."""
+    if explicit:
+        return Path(explicit)
+    if os.environ.get(CONFIG_ENV):
+        return Path(os.environ[CONFIG_ENV])
+    default = Path(DEFAULT_CONFIG_NAME)
+    return default if default.is_file() else None
+
+
+def read_raw_config(path: Path | None) -> dict[str, Any]:
+    """The TOML table at ``path`` (or the embedded default); raises ConfigError with the parse error."""
+    if path is None:
+        return {k: dict(v) if isinstance(v, dict) else v for k, v in EMBEDDED_DEFAULT.items()}
+    try:
+        with path.open("rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise ConfigError([f"config file {str(path)!r} not found"]) from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError([f"{path}: not valid TOML: {exc}"]) from None
+
+
+def _is_reference(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in ("env", "file")
+
+
+class _Problems(list[str]):
+    def add(self, path: str, message: str) -> None:
+        self.append(f"{path}: {message}" if path else message)
+
+
+def _resolve(value: Any, path: str, base: Path, problems: _Problems) -> Any:
+    """Replace every secret reference below ``value`` by a :class:`Secret`."""
+    if _is_reference(value):
+        (kind, target), = value.items()
+        if not isinstance(target, str) or not target:
+            problems.add(path, f"{{ {kind} = ... }} needs a non-empty string")
+            return None
+        if kind == "env":
+            if target not in os.environ:
+                problems.add(path, f"environment variable {target} is not set")
+                return None
+            return Secret(os.environ[target], reference=f"env:{target}")
+        file = (base / target).expanduser()
+        try:
+            return Secret(file.read_text().strip(), reference=f"file:{target}")
+        except OSError as exc:
+            problems.add(path, f"cannot read secret file {target!r}: {exc.strerror or exc}")
+            return None
+    if isinstance(value, dict) and ("env" in value or "file" in value) and len(value) > 1:
+        problems.add(path, "a secret reference is { env = \"NAME\" } or { file = \"path\" }, with nothing else")
+        return None
+    if isinstance(value, dict):
+        return {k: _resolve(v, f"{path}.{k}" if path else k, base, problems) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve(v, f"{path}[{i}]", base, problems) for i, v in enumerate(value)]
+    return value
+
+
+# --- structuring -----------------------------------------------------------------------------------------
+
+def _settings_converter() -> cattrs.Converter:
+    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+
+    def _secret(value: Any, _: type) -> Secret:
+        if isinstance(value, Secret):
+            return value
+        if isinstance(value, str):
+            return Secret(value)
+        raise ValueError("expected a string or a { env = ... } / { file = ... } reference")
+
+    def _plain(value: Any, type_: type) -> Any:
+        # A reference given where a plain value is expected: use the value (it is still redacted in show).
+        if isinstance(value, Secret):
+            value = value.get_secret_value()
+        if type_ is str:
+            if not isinstance(value, str):
+                raise ValueError(f"expected a string, got {type(value).__name__}")
+            return value
+        if type_ is bool:
+            if not isinstance(value, bool):
+                raise ValueError(f"expected true or false, got {value!r}")
+            return value
+        if type_ is int:
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"expected an integer, got {value!r}")
+            return value
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"expected a number, got {value!r}")
+        return float(value)
+
+    conv.register_structure_hook(Secret, _secret)
+    # Never unstructure a secret's value, whatever record it sits in.
+    conv.register_unstructure_hook(Secret, lambda s: {"env": s.reference[4:]}
+                                   if (s.reference or "").startswith("env:") else REDACTED)
+    conv.register_unstructure_hook(Path, str)
+    for t in (str, bool, int, float):
+        conv.register_structure_hook(t, _plain)
+    conv.register_structure_hook(Path, lambda v, _: Path(_plain(v, str)))
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...],
+                                      lambda v, _: tuple(_plain(x, str) for x in (v if isinstance(v, list) else [v])))
+    return conv
+
+
+_CONV = _settings_converter()
+
+
+def _structure(table: Any, cls: type, path: str, problems: _Problems) -> Any:
+    """Structure ``table`` into ``cls``, adding each problem with its dotted path."""
+    if not isinstance(table, dict):
+        problems.add(path, f"must be a table, got {type(table).__name__}")
+        return None
+    try:
+        return _CONV.structure(table, cls)
+    except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as exc:
+        for message in cattrs.transform_error(exc, path="$", format_exception=_format):
+            text, _, where = message.rpartition(" @ ")
+            sub = where.removeprefix("$").lstrip(".")
+            problems.add(".".join(p for p in (path, sub) if p), text)
+    except (ValueError, TypeError) as exc:
+        problems.add(path, str(exc))
+    return None
+
+
+def _format(exc: BaseException, type_: Any) -> str:
+    if isinstance(exc, ForbiddenExtraKeysError):
+        names = sorted(exc.extra_fields)
+        valid = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
+        hint = f"; valid keys: {', '.join(valid)}" if valid else "; this table takes no keys"
+        return f"unknown key(s) {', '.join(names)}{hint}"
+    if isinstance(exc, KeyError):
+        return "required key missing"
+    return str(exc) or f"invalid value for {getattr(type_, '__name__', type_)}"
+
+
+# --- the loader -------------------------------------------------------------------------------------------
+
+_TOP_KEYS = {"server", "state_dir", "admin", "providers", "bindings", "plugins", "events"}
+#: Sections other parts of sbt_core own and validate themselves.
+OWNED_SECTIONS: set[str] = {"tenants"}
+
+
+def load_config(catalog: PluginCatalog, path: Path | None = None, *, raw: dict[str, Any] | None = None) -> Config:
+    """Validate the config at ``path`` (None: the embedded default) against the installed plugins.
+
+    :raises ConfigError: listing every problem found, each as ``dotted.path: message``.
+    """
+    data = read_raw_config(path) if raw is None else raw
+    base = path.parent if path is not None else Path.cwd()
+    problems = _Problems()
+    for key in data:
+        if key not in _TOP_KEYS and key not in OWNED_SECTIONS:
+            close = difflib.get_close_matches(key, [*_TOP_KEYS, *OWNED_SECTIONS], n=1)
+            problems.add(key, "unknown section" + (f" (did you mean {close[0]}?)" if close else ""))
+    resolved = _resolve(data, "", base, problems)
+
+    server = _structure(resolved.get("server", {}), ServerConfig, "server", problems) or ServerConfig()
+    admin = _structure(resolved.get("admin", {}), AdminUser, "admin", problems) or AdminUser()
+    plugins = _structure(resolved.get("plugins", {}), PluginsConfig, "plugins", problems) or PluginsConfig()
+    events = _structure(resolved.get("events", {}), EventsConfig, "events", problems) or EventsConfig()
+    state_dir = resolved.get("state_dir", ".sbt")
+    if not isinstance(state_dir, str):
+        problems.add("state_dir", "must be a path string")
+        state_dir = ".sbt"
+    state_path = Path(state_dir).expanduser()
+    if not state_path.is_absolute() and path is not None:
+        state_path = base / state_path
+
+    providers = _providers(catalog, resolved.get("providers", {}), data.get("providers", {}), plugins, problems)
+    bindings = _bindings(catalog, resolved.get("bindings", []), providers, problems)
+    if problems:
+        raise ConfigError(problems)
+    sections = {k: v for k, v in resolved.items() if k in OWNED_SECTIONS}
+    return Config(server=server, state_dir=state_path, admin=admin, providers=providers, bindings=tuple(bindings),
+                  plugins=plugins, events=events, sections=sections, path=path, raw=data)
+
+
+def _providers(catalog: PluginCatalog, table: Any, raw_table: Any, plugins: PluginsConfig,
+               problems: _Problems) -> dict[str, ProviderSelection]:
+    if not isinstance(table, dict):
+        problems.add("providers", "must be a table of [providers.auth], [providers.billing], [providers.metering]")
+        return {}
+    selected: dict[str, ProviderSelection] = {}
+    for interface, entry in table.items():
+        path = f"providers.{interface}"
+        if interface not in INTERFACES:
+            problems.add(path, f"unknown interface; valid: {', '.join(INTERFACES)}")
+            continue
+        if not isinstance(entry, dict):
+            problems.add(path, "must be a table with a type")
+            continue
+        type_name = entry.get("type")
+        installed = catalog.providers_of(interface)
+        choices = f"installed: {', '.join(installed)}" if installed else "none installed"
+        if not isinstance(type_name, str) or not type_name:
+            problems.add(f"{path}.type", f"required: name the {interface} provider ({choices})")
+            continue
+        record = catalog.get(type_name)
+        if record is None or (record.status is Status.LOADED and interface not in record.interfaces):
+            what = "unknown" if record is None else f"'{type_name}' does not implement {SBT_INTERFACES[interface]};"
+            name = f" '{type_name}'" if record is None else ""
+            problems.add(f"{path}.type", f"{what} {interface} provider{name}; {choices}".replace("  ", " "))
+            continue
+        if record.status is Status.DISABLED or type_name in plugins.disabled:
+            problems.add(f"{path}.type", f"{interface} provider '{type_name}' is disabled in [plugins] or SBT_LOAD_PLUGINS")
+            continue
+        if record.status is Status.FAILED:
+            problems.add(f"{path}.type", f"{interface} provider '{type_name}' failed to load: {record.error}")
+            continue
+        settings_cls = getattr(record.obj, "settings_class", NoSettings)
+        body = {k: v for k, v in entry.items() if k != "type"}
+        settings = _structure(body, settings_cls, path, problems)
+        raw = raw_table.get(interface, {}) if isinstance(raw_table, dict) else {}
+        selected[interface] = ProviderSelection(interface, type_name, settings, raw)
+    return selected
+
+
+def _bindings(catalog: PluginCatalog, table: Any, providers: Mapping[str, ProviderSelection],
+              problems: _Problems) -> list[BindingOverride]:
+    if not isinstance(table, list):
+        problems.add("bindings", "must be an array of tables ([[bindings]])")
+        return []
+    out: list[BindingOverride] = []
+    seen: dict[str, int] = {}
+    for i, entry in enumerate(table):
+        path = f"bindings[{i}]"
+        if not isinstance(entry, dict):
+            problems.add(path, "must be a table")
+            continue
+        hook = entry.get("hook")
+        if not isinstance(hook, str) or hook not in CONTRACT:
+            close = difflib.get_close_matches(str(hook), list(CONTRACT), n=1)
+            problems.add(f"{path}.hook", f"unknown hook {hook!r}" + (f" (did you mean {close[0]}?)" if close else ""))
+            continue
+        row = CONTRACT[hook]
+        extra = set(entry) - {"hook", "event", "source", "route", "scope", "authorizer", "schedule", "enabled"}
+        if extra:
+            problems.add(path, f"unknown key(s) {', '.join(sorted(extra))}; valid: hook, event, source, route, "
+                               "scope, authorizer, schedule, enabled")
+        if hook in seen:
+            problems.add(path, f"hook {hook} is already overridden in bindings[{seen[hook]}]")
+        seen[hook] = i
+        given = [k for k in ("event", "route", "schedule") if k in entry]
+        if len(given) > 1:
+            problems.add(path, f"two triggers ({' and '.join(given)}); a binding takes exactly one")
+            continue
+        if not row.overridable and (given or "enabled" in entry):
+            problems.add(path, f"{hook} runs at start-up and cannot be rebound")
+            continue
+        selection = providers.get(row.interface)
+        if selection is not None:
+            record = catalog.get(selection.type)
+            if record is not None and hook not in record.hooks:
+                problems.add(f"{path}.hook", f"{hook} is not implemented by the {row.interface} provider "
+                                             f"'{selection.type}'")
+        enabled = entry.get("enabled", True)
+        if not isinstance(enabled, bool):
+            problems.add(f"{path}.enabled", "must be true or false")
+            enabled = True
+        trigger = None
+        if given:
+            trigger = _override_trigger(row.default_trigger, entry, given[0], path, problems)
+            if trigger is None:
+                continue
+        elif any(k in entry for k in ("source", "scope", "authorizer")):
+            # A bare scope/source change keeps the default trigger's other parts.
+            trigger = _override_trigger(row.default_trigger, entry, None, path, problems)
+            if trigger is None:
+                continue
+        out.append(BindingOverride(hook=hook, trigger=trigger, enabled=enabled, index=i))
+    return out
+
+
+def _override_trigger(default: AnyTrigger, entry: dict[str, Any], key: str | None, path: str,
+                      problems: _Problems) -> AnyTrigger | None:
+    kind = key or default.kind
+    if kind != default.kind:
+        problems.add(f"{path}.{key}", f"this hook is triggered by {default.kind}s; it cannot be bound to a {kind}")
+        return None
+    try:
+        if isinstance(default, EventTrigger):
+            detail_type = entry.get("event", default.detail_type)
+            source = entry.get("source", default.source)
+            if not isinstance(detail_type, str) or not detail_type or not isinstance(source, str) or not source:
+                raise ValueError("event and source must be non-empty strings")
+            return EventTrigger(detail_type, source)
+        if isinstance(default, RouteTrigger):
+            route = entry.get("route", f"{default.method} {default.path}")
+            scope = entry.get("scope", default.scope)
+            authorizer = entry.get("authorizer", default.authorizer.value)
+            if not isinstance(route, str) or not (scope is None or isinstance(scope, str)):
+                raise ValueError("route and scope must be strings")
+            return parse_route(route, scope=scope or None, authorizer=authorizer)
+        if isinstance(default, ScheduleTrigger):
+            expression = entry.get("schedule")
+            if not isinstance(expression, str):
+                raise ValueError("schedule must be a string such as 'rate(1 hour)'")
+            return parse_schedule(expression)
+    except Exception as exc:
+        message = getattr(exc, "message", None) or str(exc)
+        problems.add(f"{path}.{kind if key else 'scope'}", message)
+        return None
+    return None
+
+
+# --- printing --------------------------------------------------------------------------------------------
+
+def redacted(value: Any, key: str = "") -> Any:
+    """``value`` fit to print: references shown as references, secret-looking literals as ``**********``."""
+    if _is_reference(value):
+        return dict(value)
+    if isinstance(value, Secret):
+        return {"env": value.reference[4:]} if (value.reference or "").startswith("env:") else REDACTED
+    if isinstance(value, dict):
+        return {k: redacted(v, k) for k, v in value.items()}
+    if isinstance(value, list):
+        return [redacted(v, key) for v in value]
+    if isinstance(value, str) and any(word in key.lower() for word in _SECRET_WORDS):
+        return REDACTED
+    return value
+
+
+def show(config: Config, catalog: PluginCatalog) -> dict[str, Any]:
+    """The effective configuration as JSON-ready data, defaults filled in, never a secret."""
+    providers: dict[str, Any] = {}
+    for interface, sel in config.providers.items():
+        settings = _CONV.unstructure(sel.settings) if attrs.has(type(sel.settings)) else {}
+        merged = {"type": sel.type, **{k: v for k, v in settings.items()}}
+        for k, v in sel.raw.items():
+            if _is_reference(v):
+                merged[k] = v
+        for field in attrs.fields(type(sel.settings)) if attrs.has(type(sel.settings)) else ():
+            value = getattr(sel.settings, field.name)
+            if isinstance(value, Secret) and not _is_reference(sel.raw.get(field.name)):
+                merged[field.name] = REDACTED
+        providers[interface] = redacted(merged)
+    out = {
+        "config_file": str(config.path) if config.path else None,
+        "server": _CONV.unstructure(config.server),
+        "state_dir": str(config.state_dir),
+        "admin": _CONV.unstructure(config.admin),
+        "providers": providers,
+        "bindings": [redacted(dict(b)) for b in config.raw.get("bindings", [])],
+        "plugins": {"disabled": list(config.plugins.disabled), "strict": config.plugins.strict},
+        "events": _CONV.unstructure(config.events),
+    }
+    for name in OWNED_SECTIONS:
+        if name in config.raw:
+            out[name] = redacted(config.raw[name], name)
+    return out

@@ -1,0 +1,165 @@
+"""Selection: construct the configured providers and make sure only they answer their interface's hooks.
+
+pluggy calls every registered implementation of a hook. Two providers of one interface (or a provider
+selected for metering that also implements billing hooks) would both answer, so each interface hook is
+called through ``pm.subset_hook_caller`` with every other provider removed: the selected provider's
+implementation plus extension wrappers, nothing else.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import attrs
+import pluggy
+
+from ..errors import NotImplementedHookError, PluginError, ProviderError, SbtError, StartupError
+from ..hookspecs import CONTRACT, SBT_INTERFACES, Interface, hooks_of
+from ..models import Event
+from ..provider import ProviderContext
+from ._loader import PluginCatalog, new_plugin_manager
+
+if TYPE_CHECKING:
+    from ..config import Config
+    from .facade import AuthFacade, BillingFacade, MeteringFacade
+
+log = logging.getLogger("sbt.plugins")
+
+
+@attrs.define
+class Providers:
+    """The selected providers of a running control plane.
+
+    Call hooks through the typed facades (``providers.metering.fetch_usage(meter_id, query)``) or, from
+    adapters that work on hook names, :meth:`call`. Unselected interfaces are None.
+    """
+
+    pm: pluggy.PluginManager
+    types: dict[Interface, str]
+    instances: dict[Interface, Any]
+    contexts: dict[Interface, ProviderContext]
+    _callers: dict[str, Any] = attrs.field(factory=dict, alias="callers")
+
+    @property
+    def auth(self) -> AuthFacade | None:
+        from .facade import AuthFacade
+
+        return AuthFacade(self) if "auth" in self.instances else None
+
+    @property
+    def billing(self) -> BillingFacade | None:
+        from .facade import BillingFacade
+
+        return BillingFacade(self) if "billing" in self.instances else None
+
+    @property
+    def metering(self) -> MeteringFacade | None:
+        from .facade import MeteringFacade
+
+        return MeteringFacade(self) if "metering" in self.instances else None
+
+    def provider_of(self, hook: str) -> str | None:
+        """Type name of the provider answering ``hook``, or None when its interface is not selected."""
+        return self.types.get(CONTRACT[hook].interface)
+
+    def implements(self, hook: str) -> bool:
+        """Whether the selected provider of the hook's interface implements it."""
+        interface = CONTRACT[hook].interface
+        instance = self.instances.get(interface)
+        return instance is not None and _implements(self.pm, instance, hook)
+
+    def call(self, hook: str, **kwargs: Any) -> Any:
+        """Call ``hook`` on its interface's selected provider only (plus extension wrappers).
+
+        :raises NotImplementedHookError: the interface is not selected or its provider lacks the hook.
+        :raises SbtError: whatever the provider raised; any other exception becomes a ProviderError (502).
+        """
+        row = CONTRACT[hook]
+        if not self.implements(hook):
+            who = self.types.get(row.interface)
+            if who is None:
+                raise NotImplementedHookError(f"no {row.interface} provider is configured ({hook})")
+            raise NotImplementedHookError(f"the {row.interface} provider '{who}' does not implement {hook}")
+        try:
+            return self._callers[hook](**kwargs)
+        except SbtError:
+            raise
+        except Exception as exc:
+            log.exception("%s provider %r failed in %s", row.interface, self.types[row.interface], hook)
+            raise ProviderError(f"{row.interface} provider '{self.types[row.interface]}' failed in {hook}: "
+                                f"{type(exc).__name__}") from exc
+
+    def attach(self, sink: Callable[[Event], None]) -> None:
+        """Route every provider's ``context.publish`` to ``sink`` (the event bus)."""
+        for ctx in self.contexts.values():
+            ctx.attach(sink)
+
+    def startup(self) -> None:
+        """Call ``sbt_startup`` on every registered plugin."""
+        self.pm.hook.sbt_startup()
+
+    def shutdown(self) -> None:
+        """Call ``sbt_shutdown`` on every registered plugin; one failure does not stop the others."""
+        for impl in reversed(self.pm.hook.sbt_shutdown.get_hookimpls()):
+            try:
+                impl.function()
+            except Exception:
+                log.exception("plugin %r failed in sbt_shutdown", impl.plugin_name)
+
+
+def _implements(pm: pluggy.PluginManager, plugin: object, hook: str) -> bool:
+    caller = getattr(pm.hook, hook, None)
+    return caller is not None and any(i.plugin is plugin and not (i.wrapper or i.hookwrapper)
+                                      for i in caller.get_hookimpls())
+
+
+def build_providers(catalog: PluginCatalog, config: Config, *, state_dir: Path | None = None) -> Providers:
+    """Construct each selected provider with its settings and a context, register them and the enabled
+    extensions in a fresh PluginManager, and check every required hook is implemented.
+
+    :raises StartupError: a selected provider misses required hooks (all named at once) or fails to construct.
+    """
+    pm = new_plugin_manager()
+    instances: dict[Interface, Any] = {}
+    contexts: dict[Interface, ProviderContext] = {}
+    types: dict[Interface, str] = {}
+    problems: list[str] = []
+    root = state_dir or config.state_dir
+    for interface, selection in config.providers.items():
+        record = catalog.get(selection.type)
+        assert record is not None and record.obj is not None  # load_config checked it
+        ctx = ProviderContext(type_name=selection.type, interface=interface, state_dir=root)
+        try:
+            instance = record.obj(selection.settings, ctx)
+        except SbtError as exc:
+            problems.append(f"{interface} provider '{selection.type}' could not start: {exc.message}")
+            continue
+        except Exception as exc:
+            problems.append(f"{interface} provider '{selection.type}' could not start: {type(exc).__name__}: {exc}")
+            continue
+        try:
+            pm.register(instance, name=f"{interface}:{selection.type}")
+        except pluggy.PluginValidationError as exc:
+            raise PluginError(selection.type, str(exc)) from None
+        instances[interface], contexts[interface], types[interface] = instance, ctx, selection.type
+        missing = [row.name for row in hooks_of(interface) if row.required and not _implements(pm, instance, row.name)]
+        if missing:
+            problems.append(f"{interface} provider '{selection.type}' does not implement required "
+                            f"{SBT_INTERFACES[interface]} hook(s): {', '.join(missing)}")
+    for record in catalog.extensions():
+        if record.name in config.plugins.disabled:
+            continue
+        obj = record.obj() if inspect.isclass(record.obj) else record.obj
+        pm.register(obj, name=record.name)
+    if problems:
+        raise StartupError("; ".join(problems))
+    pm.check_pending()
+    callers = {}
+    for hook, row in CONTRACT.items():
+        others = [inst for iface, inst in instances.items() if iface != row.interface]
+        callers[hook] = pm.subset_hook_caller(hook, remove_plugins=others)
+    return Providers(pm=pm, types=types, instances=instances, contexts=contexts, callers=callers)

@@ -1,0 +1,85 @@
+"""What a provider is given: its validated settings and a :class:`ProviderContext`.
+
+A provider is a class named by its entry point (``[project.entry-points.sbt] stripe =
+"sbt_stripe_billing:StripeBilling"``). It declares ``settings_class`` (an attrs class, validated from its
+``[providers.<interface>]`` table) and is constructed as ``Provider(settings, context)``; its methods
+marked with :data:`sbt_core.hookimpl` are the hook implementations.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, ClassVar
+
+import attrs
+
+from .hookspecs import Interface
+from .models import Event
+
+__all__ = ["NoSettings", "Provider", "ProviderContext"]
+
+EventSink = Callable[[Event], None]
+
+
+@attrs.frozen
+class NoSettings:
+    """Settings of a provider that takes none: any key in its table is an error."""
+
+
+@attrs.define
+class ProviderContext:
+    """Everything a provider may reach of the control plane.
+
+    ``state_dir`` is the control plane's state directory (``.sbt/`` by default); a provider keeps its
+    files under ``state_dir / <type name>``. ``publish`` puts an event on the bus (at-least-once to every
+    binding); before a bus is attached it raises, so an event is never dropped silently.
+    """
+
+    type_name: str
+    interface: Interface | None
+    state_dir: Path
+    logger: logging.Logger = attrs.field()
+    _sink: EventSink | None = attrs.field(default=None, alias="sink")
+
+    @logger.default
+    def _logger(self) -> logging.Logger:
+        return logging.getLogger(f"sbt.provider.{self.type_name}")
+
+    @property
+    def data_dir(self) -> Path:
+        """``state_dir / type_name``, created on first use."""
+        path = self.state_dir / self.type_name
+        path.mkdir(parents=True, exist_ok=True)
+        return path
+
+    def attach(self, sink: EventSink) -> None:
+        """Route :meth:`publish` to ``sink`` (the runtime attaches the bus)."""
+        self._sink = sink
+
+    def put_event(self, event: Event) -> Event:
+        """Publish a ready envelope; returns it."""
+        if self._sink is None:
+            raise RuntimeError(f"provider {self.type_name!r} published {event.detail_type!r} but no event bus is attached")
+        self._sink(event)
+        return event
+
+    def publish(self, detail_type: str, detail: dict[str, Any], *, source: str | None = None,
+                event_id: str | None = None) -> Event:
+        """Build and publish an event (source defaults to SBT's for the detail type). Pass ``event_id``
+        derived from the cause (e.g. a webhook event id) so a redelivery is deduplicated downstream."""
+        event = Event.create(detail_type, detail, source=source)
+        if event_id is not None:
+            event = attrs.evolve(event, id=event_id)
+        return self.put_event(event)
+
+
+class Provider:
+    """Optional base class: stores ``settings`` and ``context``. Subclasses set ``settings_class``."""
+
+    settings_class: ClassVar[type] = NoSettings
+
+    def __init__(self, settings: Any, context: ProviderContext) -> None:
+        self.settings = settings
+        self.context = context
