@@ -1,0 +1,1 @@
+"""The runtime: event bus, HTTP API, scheduler, assembled by the ControlPlane."""

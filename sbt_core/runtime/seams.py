@@ -1,0 +1,74 @@
+"""The seams between the runtime's parts, fixed first so the bus, the HTTP app and the tenant registry
+can be built side by side. Implementations live in ``bus/``, ``http/``, ``scheduler.py``; the
+``ControlPlane`` (``control_plane.py``) assembles them.
+
+Flow (DESIGN.md section 6): config -> plugins -> binding table -> adapters (bus, HTTP, scheduler) that only
+read the table.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+import attrs
+
+from ..models import Event
+from ..triggers import EventTrigger, RouteTrigger
+
+DeliveryState = Literal["pending", "delivered", "retrying", "dead_lettered", "skipped_duplicate"]
+
+
+@attrs.frozen
+class PutEventsEntryResult:
+    """One entry of a PutEvents-like answer: ``eventId`` when accepted, else ``errorCode`` + ``errorMessage``."""
+
+    event_id: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+
+
+@attrs.frozen
+class Delivery:
+    """The delivery state of one event to one binding (``target`` is the hook name or core subscriber name)."""
+
+    target: str
+    state: DeliveryState
+    attempts: int = 0
+    last_error: str | None = None
+    updated: datetime | None = None
+
+
+@attrs.frozen
+class EventRecord:
+    """An event in the event log with every binding's delivery status (``GET /events/{id}``)."""
+
+    event: Event
+    received: datetime
+    deliveries: tuple[Delivery, ...] = ()
+
+
+class EventBus(Protocol):
+    """What the HTTP app, the CLI, the scheduler, providers and the tenant registry need of the bus."""
+
+    def put_events(self, events: Sequence[Event]) -> list[PutEventsEntryResult]:
+        """Accept a batch (PutEvents-like); each accepted event is delivered at least once to every
+        binding and core subscriber whose trigger matches. Never blocks on handlers."""
+
+    def subscribe(self, name: str, trigger: EventTrigger, handler: Callable[[Event], Any]) -> None:
+        """A core subscriber (e.g. the tenant registry on ``provisionSuccess``), delivered with the same
+        retry, dedup and dead-letter rules as a hook binding; ``name`` is its target name in the log."""
+
+    def get(self, event_id: str) -> EventRecord | None:
+        """The event log entry of ``event_id``."""
+
+    def recent(self, limit: int = 50) -> list[EventRecord]:
+        """The most recent events, newest first."""
+
+
+#: A group of core routes the HTTP app mounts beside the hook routes: each (RouteTrigger, endpoint), the
+#: endpoint a Starlette ``async def endpoint(request) -> Response``. The app applies the body limit, the
+#: authorizer and the trigger's scope before calling it (verified claims in ``request.state.claims``) and
+#: maps an SbtError raised by it to ``{"message": ...}`` with its status, exactly as for hook routes.
+RouteGroup = Sequence[tuple[RouteTrigger, Callable[..., Any]]]
