@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
@@ -34,6 +35,7 @@ __all__ = [
 CONFIG_ENV = "SBT_CONFIG"
 DEFAULT_CONFIG_NAME = "sbt.toml"
 REDACTED = "**********"
+_URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]+@")
 _SECRET_WORDS = ("secret", "password", "api_key", "apikey", "token", "private", "dsn", "credential")
 
 #: The embedded default: what runs with no config file.
@@ -432,6 +434,9 @@ def redacted(value: Any, key: str = "") -> Any:
         return [redacted(v, key) for v in value]
     if isinstance(value, str) and any(word in key.lower() for word in _SECRET_WORDS):
         return REDACTED
+    if isinstance(value, str):
+        # A URL's password (postgresql://user:pw@host) is a secret wherever it appears.
+        return _URL_PASSWORD.sub(r"\1" + REDACTED + "@", value)
     return value
 
 

@@ -1,0 +1,139 @@
+"""The CLI of issue 2: plugins list, config validate|show, bindings — tables for people, JSON for scripts."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from sbt_core.cli import CliState, build_app
+
+from .conftest import BadSignature
+
+runner = CliRunner(env={"COLUMNS": "200"})  # wide enough that rich tables do not wrap
+
+
+def _run(fakes: dict[str, Any], *args: str, extra: dict[str, Any] | None = None):  # type: ignore[no-untyped-def]
+    app = build_app(CliState(extra={**fakes, **(extra or {})}, entry_points=False))
+    return runner.invoke(app, list(args))
+
+
+def _config(tmp_path: Path, text: str) -> str:
+    path = tmp_path / "sbt.toml"
+    path.write_text(text)
+    return str(path)
+
+
+GOOD = """
+[providers.metering]
+type = "fakemeter"
+api_key = { env = "FAKE_KEY" }
+[providers.billing]
+type = "greedy"
+"""
+
+
+def test_plugins_list_json_shows_a_broken_plugin_with_its_error_and_keeps_working(fakes: dict[str, Any]) -> None:
+    result = _run(fakes, "plugins", "list", "--json", extra={"badsig": BadSignature})
+    assert result.exit_code == 0, result.output
+    plugins = {p["name"]: p for p in json.loads(result.stdout)}
+    assert plugins["badsig"]["status"] == "failed"
+    assert "bogus" in plugins["badsig"]["error"]
+    assert plugins["fakemeter"]["status"] == "loaded"
+    assert plugins["fakemeter"]["interfaces"] == ["metering"]
+    assert set(plugins["fakemeter"]) == {"name", "value", "distribution", "version", "status", "kind", "interfaces",
+                                         "hooks", "error", "builtin"}
+    table = _run(fakes, "plugins", "list", extra={"badsig": BadSignature})
+    assert table.exit_code == 0 and "badsig" in table.stdout and "failed" in table.stdout
+
+
+def test_config_validate_prints_every_mistake_and_exits_1(fakes: dict[str, Any], tmp_path: Path) -> None:
+    path = _config(tmp_path, """
+[server]
+port = "eighty"
+[providers.metering]
+type = "fakemetre"
+[[bindings]]
+hook = "billing_put_usage"
+schedule = "cron(0 12 * * * *)"
+""")
+    result = _run(fakes, "config", "validate", "--config", path)
+    assert result.exit_code == 1
+    lines = result.stderr.strip().splitlines()
+    assert lines == [
+        "error: server.port: expected an integer, got 'eighty'",
+        "error: providers.metering.type: unknown metering provider 'fakemetre'; installed: fakemeter, greedy",
+        "error: bindings[0].schedule: 'cron(0 12 * * * *)': exactly one of day-of-month and day-of-week must be '?'",
+    ]
+
+
+def test_config_validate_reports_a_route_clash(fakes: dict[str, Any], tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_KEY", "k")
+    path = _config(tmp_path, GOOD + '[[bindings]]\nhook = "metering_fetch_usage"\nroute = "GET /meters"\n')
+    result = _run(fakes, "config", "validate", "--config", path, "--json")
+    assert result.exit_code == 1
+    report = json.loads(result.stdout)
+    assert report["valid"] is False
+    assert report["problems"] == ["route GET /meters of metering_fetch_usage clashes with metering_fetch_all_meters"]
+
+
+def test_config_validate_ok(fakes: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_KEY", "k")
+    result = _run(fakes, "config", "validate", "--config", _config(tmp_path, GOOD))
+    assert result.exit_code == 0
+    assert result.stdout.strip().endswith("sbt.toml: valid")
+
+
+def test_config_show_never_prints_a_secret(fakes: dict[str, Any], tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_KEY", "sk_live_very_secret")
+    path = _config(tmp_path, GOOD)
+    for args in (["config", "show", "--config", path], ["config", "show", "--config", path, "--json"]):
+        result = _run(fakes, *args)
+        assert result.exit_code == 0, result.output
+        assert "sk_live_very_secret" not in result.output
+    shown = json.loads(_run(fakes, "config", "show", "--config", path, "--json").stdout)
+    assert shown["providers"]["metering"]["api_key"] == {"env": "FAKE_KEY"}
+
+
+def test_bindings_json_and_an_override_changes_exactly_that_row(fakes: dict[str, Any], tmp_path: Path,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("FAKE_KEY", "k")
+    before = json.loads(_run(fakes, "bindings", "--json", "--config", _config(tmp_path, GOOD)).stdout)
+    overridden = GOOD + '[[bindings]]\nhook = "billing_put_usage"\nschedule = "cron(0 3 * * ? *)"\n'
+    after = json.loads(_run(fakes, "bindings", "--json", "--config", _config(tmp_path, overridden)).stdout)
+    assert [b["hook"] for b in before] == [b["hook"] for b in after]
+    diff = [(a, b) for a, b in zip(before, after, strict=True) if a != b]
+    assert len(diff) == 1 and diff[0][1] == {
+        "hook": "billing_put_usage", "interface": "billing", "provider": "greedy",
+        "trigger": {"kind": "schedule", "expression": "cron(0 3 * * ? *)"}, "origin": "config", "enabled": True}
+    table = _run(fakes, "bindings", "--config", _config(tmp_path, overridden))
+    assert table.exit_code == 0 and "cron(0 3 * * ? *)" in table.stdout
+
+
+def test_a_missing_config_file_is_one_line_and_exit_1(fakes: dict[str, Any], tmp_path: Path) -> None:
+    result = _run(fakes, "bindings", "--config", str(tmp_path / "nope.toml"))
+    assert result.exit_code == 1
+    assert result.stderr.strip().splitlines() == [f"error: config file '{tmp_path / 'nope.toml'}' not found"]
+
+
+def test_installed_first_party_providers_are_listed_by_the_real_cli() -> None:
+    """The packaging itself: `sbt plugins list --json` of the installed console script."""
+    env = {k: v for k, v in os.environ.items() if k not in {"SBT_LOAD_PLUGINS", "SBT_CONFIG"}}
+    out = subprocess.run([sys.executable, "-m", "sbt_core.cli", "plugins", "list", "--json"], capture_output=True,
+                         text=True, check=True, env=env, cwd=Path(__file__).parent).stdout
+    plugins = {p["name"]: p for p in json.loads(out)}
+    expected = {"memory": ["metering"], "stripe": ["billing"], "cognito": ["auth"], "local": ["auth"]}
+    for name, interfaces in expected.items():
+        assert plugins[name]["status"] == "loaded", plugins[name]
+        assert plugins[name]["interfaces"] == interfaces
+        assert plugins[name]["version"]
+    assert plugins["local"]["builtin"] is True
+    assert plugins["memory"]["distribution"] == "sbt-memory-metering"
