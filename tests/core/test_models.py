@@ -1,0 +1,132 @@
+"""The records hooks exchange: validated on construction, camelCase JSON both ways."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import pytest
+
+from sbt_core.errors import BadRequestError
+from sbt_core.models import (
+    Aggregation, CancelUsageRequest, Event, Meter, MeterCreate, MeterUpdate, Page, UpdateUserRequest, UsageEvent,
+    UsageQuery, canonical_detail_type, from_json, output_detail_type, to_json,
+)
+
+T0 = datetime(2026, 11, 1, tzinfo=UTC)
+
+
+def test_meter_round_trips_through_camel_case_json() -> None:
+    meter = Meter.new("m-1", from_json(MeterCreate, {"name": "API calls", "eventName": "api_call",
+                                                     "aggregation": "SUM", "valueProperty": "tokens",
+                                                     "groupBy": ["region"]}))
+    wire = to_json(meter)
+    assert set(wire) == {"meterId", "name", "eventName", "aggregation", "valueProperty", "groupBy", "description",
+                         "status", "created", "modified"}
+    assert (wire["aggregation"], wire["status"], wire["groupBy"]) == ("SUM", "active", ["region"])
+    assert from_json(Meter, wire) == meter
+
+
+def test_count_meters_refuse_a_value_property_and_others_default_it() -> None:
+    with pytest.raises(BadRequestError, match="valueProperty is not allowed for a COUNT meter"):
+        from_json(MeterCreate, {"name": "n", "eventName": "e", "aggregation": "COUNT", "valueProperty": "v"})
+    assert from_json(MeterCreate, {"name": "n", "eventName": "e", "aggregation": "COUNT"}).value_property is None
+    assert from_json(MeterCreate, {"name": "n", "eventName": "e", "aggregation": "MAX"}).value_property == "value"
+
+
+def test_bad_bodies_name_every_field() -> None:
+    with pytest.raises(BadRequestError) as info:
+        from_json(MeterCreate, {"name": 3, "eventName": "e", "aggregation": "MEDIAN", "colour": "red"})
+    message = info.value.message
+    assert "name: expected a string, got int" in message
+    assert "aggregation: 'MEDIAN' is not one of SUM, COUNT, MAX, MIN, AVG, LATEST, UNIQUE_COUNT" in message
+    with pytest.raises(BadRequestError, match="unknown field"):
+        from_json(MeterCreate, {"name": "n", "eventName": "e", "colour": "red"})
+    with pytest.raises(BadRequestError, match="expected a JSON object"):
+        from_json(MeterCreate, ["not", "an", "object"])
+
+
+def test_meter_update_refuses_what_would_rewrite_history() -> None:
+    with pytest.raises(BadRequestError, match="aggregation, eventName cannot change once a meter exists"):
+        MeterUpdate.from_body({"eventName": "x", "aggregation": "SUM"})
+    assert MeterUpdate.from_body({"status": "inactive"}).status == "inactive"
+
+
+def test_event_envelope_uses_eventbridge_keys_and_folds_sbt_aws_names() -> None:
+    event = from_json(Event, {"version": "0", "id": "e-1", "detail-type": "sbt_aws_onboardingRequest",
+                              "source": "sbt.control.plane", "time": "2026-11-01T00:00:00Z",
+                              "detail": {"tenantId": "t-1"}, "account": "123", "region": "eu-west-1",
+                              "resources": []})
+    assert event.name == "onboardingRequest" and event.time == T0
+    wire = to_json(event)
+    assert wire["detail-type"] == "sbt_aws_onboardingRequest" and wire["account"] == "123"
+    assert "resources" not in wire  # empty optional keys are left out, as EventBridge does
+    assert canonical_detail_type("sbt_aws_customThing") == "sbt_aws_customThing"  # only standard names fold
+    assert output_detail_type("ingestUsage", "sbt_aws") == "sbt_aws_ingestUsage"
+    assert output_detail_type("customThing", "sbt_aws") == "customThing"
+    assert Event.create("ingestUsage").source == "sbt.application.plane"
+
+
+@pytest.mark.parametrize("timestamp", ["2026-11-01T00:00:00Z", "2026-11-01T01:00:00+01:00", 1793491200,
+                                       1793491200000, "1793491200"])
+def test_usage_event_timestamps_accept_rfc3339_and_epoch_seconds_or_ms(timestamp: object) -> None:
+    usage = UsageEvent.from_detail({"tenantId": "t", "eventName": "e", "timestamp": timestamp,
+                                    "properties": {"value": 1}}, identifier="i")
+    assert usage.timestamp == T0
+
+
+def test_usage_event_defaults_identifier_to_envelope_id_and_time_to_receipt() -> None:
+    event = Event.create("ingestUsage", {"tenantId": "t", "eventName": "e", "properties": {"value": 2}})
+    usage = UsageEvent.from_event(event, received=T0)
+    assert (usage.identifier, usage.timestamp) == (event.id, T0)
+
+
+def test_amberflo_flat_form_is_accepted() -> None:
+    usage = UsageEvent.from_detail({"tenantId": "t", "meterApiName": "calls", "meterValue": 3, "region": "eu",
+                                    "uniqueId": "u-1"})
+    assert (usage.event_name, usage.identifier, usage.properties) == ("calls", "u-1", {"region": "eu", "value": 3})
+
+
+@pytest.mark.parametrize(("detail", "message"), [
+    ({"eventName": "e"}, "tenantId is required"),
+    ({"tenantId": "t", "eventName": "e", "timestamp": "yesterday"}, "not RFC 3339"),
+    ({"tenantId": "t", "eventName": "e", "timestamp": "2026-11-01T00:00:00"}, "no UTC offset"),
+    ({"tenantId": "t", "eventName": "e", "properties": [1]}, "properties must be a JSON object"),
+    ({"tenantId": "t", "eventName": "e", "value": 1}, "unknown usage event field(s) value"),
+    ({"tenantId": 5, "eventName": "e"}, "tenantId must be a string"),
+])
+def test_malformed_usage_events_say_why(detail: dict[str, object], message: str) -> None:
+    with pytest.raises(BadRequestError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        UsageEvent.from_detail(detail, identifier="i")
+
+
+def test_usage_query_from_a_query_string() -> None:
+    query = from_json(UsageQuery, {"from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z", "windowSize": "DAY",
+                                   "windowTimeZone": "Europe/Paris", "groupBy": "region,plan", "limit": "50"})
+    assert (query.group_by, query.limit, query.zone.key) == (("region", "plan"), 50, "Europe/Paris")
+    with pytest.raises(BadRequestError, match="from must be before to"):
+        from_json(UsageQuery, {"from": "2026-11-02T00:00:00Z", "to": "2026-11-01T00:00:00Z"})
+    with pytest.raises(BadRequestError, match="not an IANA time zone"):
+        from_json(UsageQuery, {"from": "2026-11-01T00:00:00Z", "to": "2026-11-02T00:00:00Z",
+                               "windowTimeZone": "Mars/Olympus"})
+
+
+def test_cancel_takes_identifiers_or_a_range_not_both() -> None:
+    assert from_json(CancelUsageRequest, {"identifiers": ["a", "b"]}).identifiers == ("a", "b")
+    ranged = from_json(CancelUsageRequest, {"meterId": "m", "from": "2026-11-01T00:00:00Z",
+                                            "to": "2026-11-02T00:00:00Z"})
+    assert ranged.tenant_id is None and ranged.from_ == T0
+    for body, message in (({}, "give identifiers"), ({"identifiers": ["a"], "meterId": "m"}, "not both"),
+                          ({"meterId": "m"}, "needs meterId, from and to")):
+        with pytest.raises(BadRequestError, match=message):
+            from_json(CancelUsageRequest, body)
+
+
+def test_update_user_needs_at_least_one_attribute() -> None:
+    assert from_json(UpdateUserRequest, {"email": "a@b.co"}).user_role is None
+    with pytest.raises(BadRequestError, match="give userRole, email or both"):
+        from_json(UpdateUserRequest, {})
+
+
+def test_page_uses_sbt_aws_next_token_key() -> None:
+    assert to_json(Page(items=[1, 2], next_token="abc")) == {"items": [1, 2], "next_token": "abc"}
+    assert Aggregation("LATEST") is Aggregation.LATEST
