@@ -1,7 +1,10 @@
-"""sbt provider 'cognito' (IAuth). Its hooks are written in the provider's own issue."""
+"""sbt provider ``cognito``: IAuth on Amazon Cognito (sbt-aws's CognitoAuth, in Python with boto3).
 
-from sbt_core import Provider
+Entry point ``[project.entry-points.sbt] cognito = "sbt_cognito_auth:CognitoAuth"``; settings are
+:class:`CognitoSettings`; ``sbt cognito bootstrap`` creates a pool and prints the config block.
+"""
 
+from .provider import CognitoAuth
+from .settings import CognitoSettings, is_loopback_url
 
-class CognitoAuth(Provider):
-    """IAuth provider 'cognito' (not implemented yet: selecting it fails at start-up)."""
+__all__ = ["CognitoAuth", "CognitoSettings", "is_loopback_url"]
