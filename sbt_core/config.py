@@ -54,13 +54,26 @@ class ServerConfig:
 
 @attrs.frozen
 class EventsConfig:
-    """``[events]``: output naming of detail types (``sbt`` bare, or ``sbt_aws`` 0.9 prefix) and delivery rules."""
+    """``[events]``: output naming of detail types (``sbt`` bare, or ``sbt_aws`` 0.9 prefix) and delivery rules.
+
+    ``max_attempts`` counts every attempt of one event at one binding (first + retries); the wait after
+    failed attempt ``n`` is random in ``[0, min(backoff_max_seconds, backoff_base_seconds * 2**(n-1))]``
+    seconds (tenacity's ``wait_random_exponential``, "full jitter").
+    """
 
     naming: str = attrs.field(default="sbt", validator=attrs.validators.in_(("sbt", "sbt_aws")))
     max_attempts: int = attrs.field(default=5, validator=attrs.validators.ge(1))
     backoff_base_seconds: float = attrs.field(default=0.5, validator=attrs.validators.ge(0))
     backoff_max_seconds: float = attrs.field(default=60.0, validator=attrs.validators.ge(0))
     dedup_window_seconds: float = attrs.field(default=86400.0, validator=attrs.validators.ge(0))
+    #: Event ids remembered per binding for dedup; the oldest are forgotten first beyond this (memory bound).
+    dedup_max_ids: int = attrs.field(default=100_000, validator=attrs.validators.ge(0))
+    #: Events kept in the event log (``sbt events list``, ``GET /events``); the oldest are dropped first.
+    log_size: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
+    #: How long shutdown waits for in-flight events (queued, running and retrying) before giving up.
+    drain_timeout_seconds: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
+    #: The bus transport: ``inprocess`` (the embedded default; events live in this process's memory).
+    transport: str = attrs.field(default="inprocess", validator=attrs.validators.in_(("inprocess",)))
 
 
 @attrs.frozen

@@ -1,0 +1,481 @@
+"""The event bus: EventBridge-like routing with at-least-once delivery per target (DESIGN.md section 3).
+
+A *target* is one consumer of events with its own queue and worker thread: a hook binding (named by the
+hook), a core subscriber (named by the registering component) or a schedule (named by its hook). An
+accepted event is routed by its bare detail type *and* source to every matching target, recorded in the
+event log, and delivered to each target independently:
+
+- at least once, with up to ``EventsConfig.max_attempts`` attempts; a retryable failure (an
+  :class:`SbtError` whose ``retryable`` is True, or any unexpected exception) waits a random
+  exponential backoff (tenacity's full jitter) and is tried again; a non-retryable SbtError
+  (``BadRequestError``…) is dead-lettered at once with its message;
+- at most once per event id and target within ``dedup_window_seconds`` (a re-put of the same id is
+  accepted but not delivered again), except through :meth:`Bus.replay`;
+- each target's worker runs its handler (sync hook calls) in its own thread, so a slow or failing
+  provider holds up only its own queue and never the HTTP server or the other targets; one worker per
+  target also means one hook never runs twice at once (what the scheduler relies on).
+
+The event log (:meth:`Bus.get`, :meth:`Bus.recent`) keeps the newest ``log_size`` events with each
+target's :class:`Delivery`; the dead-letter store (:meth:`Bus.dead_letters`, :meth:`Bus.replay`) keeps
+every dead-lettered (event, target) until replayed. Both live in memory, in the process that runs the
+bus: the CLI reads them from the running server over HTTP (``GET /events``, ``GET /dead-letters``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Iterable, Sequence
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+import attrs
+from tenacity import RetryCallState, wait_random_exponential
+
+from ...config import EventsConfig
+from ...errors import NotFoundError, SbtError
+from ...hookspecs import CONTRACT
+from ...models import Event, canonical_detail_type, output_detail_type, utcnow
+from ...triggers import EventTrigger
+from ..seams import Delivery, DeliveryState, EventRecord, PutEventsEntryResult
+from .transport import InProcessTransport, Message, Transport
+
+if TYPE_CHECKING:
+    from ...bindings import BindingTable
+    from ...plugins import Providers
+
+__all__ = ["Bus", "DeadLetter", "Handler", "TargetInfo", "error_text", "hook_handler", "is_retryable"]
+
+log = logging.getLogger("sbt.bus")
+
+Handler = Callable[[Event], Any]
+TargetKind = Literal["binding", "subscriber", "schedule"]
+
+
+@attrs.frozen
+class DeadLetter:
+    """An event that target ``target`` failed to handle: ``attempts`` made, the ``last_error`` message,
+    and when it was dead-lettered (``sbt events dlq list``, ``GET /dead-letters``)."""
+
+    event: Event
+    target: str
+    attempts: int
+    last_error: str
+    dead_lettered: datetime
+
+
+@attrs.frozen
+class TargetInfo:
+    """What ``sbt`` knows of a target: its name, kind and the trigger routing events to it (None for a
+    schedule target, which only receives direct sends)."""
+
+    name: str
+    kind: TargetKind
+    trigger: EventTrigger | None
+
+
+@attrs.define(slots=True)
+class _Target:
+    info: TargetInfo
+    handler: Handler
+    seen: OrderedDict[str, float] = attrs.field(factory=OrderedDict)  # event id -> monotonic time accepted
+    outstanding: int = 0  # messages accepted and not yet finished (queued, running or waiting to retry)
+    thread: threading.Thread | None = None
+
+
+@attrs.define(slots=True)
+class _Slot:
+    """Mutable delivery state of one (event, target) while the event is in the log."""
+
+    state: DeliveryState = "pending"
+    attempts: int = 0
+    last_error: str | None = None
+    updated: float = 0.0  # epoch seconds; turned into a datetime only when read
+
+    def freeze(self, target: str) -> Delivery:
+        when = datetime.fromtimestamp(self.updated, UTC) if self.updated else None
+        return Delivery(target, self.state, self.attempts, self.last_error, when)
+
+
+@attrs.define(slots=True)
+class _Entry:
+    event: Event
+    received: datetime
+    slots: dict[str, _Slot]
+
+    def freeze(self) -> EventRecord:
+        return EventRecord(self.event, self.received, tuple(s.freeze(t) for t, s in self.slots.items()))
+
+
+def hook_handler(providers: Providers, hook: str) -> Handler:
+    """A handler calling event hook ``hook`` on its selected provider (errors as :meth:`Providers.call`)."""
+    to_kwargs = CONTRACT[hook].event_kwargs
+    call = providers.call
+
+    def handle(event: Event) -> Any:
+        return call(hook, **to_kwargs(event))
+
+    handle.__qualname__ = f"hook:{hook}"
+    return handle
+
+
+def error_text(exc: BaseException) -> str:
+    """The message an error leaves in the log: an SbtError's own (safe to show) message, else the type
+    and text of the unexpected exception."""
+    if isinstance(exc, SbtError):
+        return exc.message
+    return f"{type(exc).__name__}: {exc}"
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Retry SbtErrors that say so (``ProviderError``) and anything unexpected; never a BadRequestError."""
+    return exc.retryable if isinstance(exc, SbtError) else True
+
+
+class Bus:
+    """The control plane's event bus (implements :class:`sbt_core.runtime.seams.EventBus`).
+
+    :param config: delivery rules (attempts, backoff, dedup window, log size, naming of published events).
+    :param transport: how messages reach the workers; default :class:`InProcessTransport`.
+    :param clock: monotonic seconds for the dedup window (injectable for tests).
+
+    Register targets (:meth:`add_target`, :meth:`subscribe`) then :meth:`start` the workers; events put
+    before :meth:`start` wait in their queues. :meth:`join` waits until everything accepted so far is
+    finished; :meth:`stop` drains and stops.
+    """
+
+    def __init__(self, config: EventsConfig | None = None, *, transport: Transport | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.config = config or EventsConfig()
+        self.transport = transport or InProcessTransport()
+        self._clock = clock
+        self._wait = wait_random_exponential(multiplier=self.config.backoff_base_seconds,
+                                             max=self.config.backoff_max_seconds)
+        self._lock = threading.Lock()
+        self._idle = threading.Condition(self._lock)  # notified whenever a target's outstanding drops to 0
+        self._targets: dict[str, _Target] = {}
+        self._routes: dict[tuple[str, str], list[_Target]] = {}
+        self._log: OrderedDict[str, _Entry] = OrderedDict()
+        self._dlq: dict[tuple[str, str], DeadLetter] = {}
+        self._listeners: list[Callable[[Event], None]] = []
+        self._started = False
+        self._closed = False
+
+    # --- targets --------------------------------------------------------------------------------------
+
+    def add_target(self, name: str, trigger: EventTrigger | None, handler: Handler, *,
+                   kind: TargetKind = "binding") -> None:
+        """Deliver events matching ``trigger`` (None: only :meth:`send` to it by name) to ``handler``.
+
+        ``handler(event)`` runs in the target's worker thread; its return value is ignored, an exception
+        is a failed attempt. :raises ValueError: ``name`` is already a target.
+        """
+        with self._lock:
+            if name in self._targets:
+                raise ValueError(f"event target {name!r} is already registered")
+            target = _Target(TargetInfo(name, kind, trigger), handler)
+            self._targets[name] = target
+            if trigger is not None:
+                key = (canonical_detail_type(str(trigger.detail_type)), trigger.source)
+                self._routes.setdefault(key, []).append(target)
+            self.transport.open(name)
+            if self._started:
+                self._spawn(target)
+
+    def subscribe(self, name: str, trigger: EventTrigger, handler: Callable[[Event], Any]) -> None:
+        """A core subscriber (e.g. the tenant registry on ``provisionSuccess``), delivered with the same
+        retry, dedup and dead-letter rules as a hook binding; ``name`` is its target name in the log."""
+        self.add_target(name, trigger, handler, kind="subscriber")
+
+    def bind(self, table: BindingTable, providers: Providers) -> None:
+        """Add a target for every enabled event binding of ``table``: the hook, called on its selected
+        provider with the arguments its contract row derives from the event (``event_kwargs``)."""
+        for binding in table.events():
+            assert isinstance(binding.trigger, EventTrigger)
+            self.add_target(binding.hook, binding.trigger, hook_handler(providers, binding.hook))
+
+    def targets(self) -> list[TargetInfo]:
+        """Every registered target, in registration order."""
+        return [t.info for t in self._targets.values()]
+
+    def add_listener(self, listener: Callable[[Event], None]) -> None:
+        """Call ``listener(event)`` for every accepted event (after routing; exceptions are logged). For
+        observers such as the test recorder; not a delivery target (no retries, no log row)."""
+        self._listeners.append(listener)
+
+    # --- putting events -------------------------------------------------------------------------------
+
+    def put_events(self, events: Sequence[Event]) -> list[PutEventsEntryResult]:
+        """Accept a batch (PutEvents-like), one result per entry in order. Never blocks on handlers.
+
+        An event matching no target is accepted and logged with no deliveries (EventBridge does the
+        same). Each entry fails alone with ``errorCode`` ``BusClosed`` once the bus has stopped.
+        """
+        if self._closed:
+            return [PutEventsEntryResult(error_code="BusClosed", error_message="the event bus has stopped")
+                    for _ in events]
+        messages: list[Message] = []
+        results: list[PutEventsEntryResult] = []
+        received = utcnow()
+        now, wall = self._clock(), time.time()
+        with self._lock:
+            for event in events:
+                targets = self._routes.get((canonical_detail_type(event.detail_type), event.source), ())
+                entry = self._record(event, received)
+                for target in targets:
+                    if self._accept(target, event, entry, now, wall):
+                        messages.append(Message(target.info.name, event))
+                results.append(PutEventsEntryResult(event_id=event.id))
+        if messages:
+            self.transport.send(messages)
+        self._notify(events)
+        return results
+
+    def send(self, target: str, event: Event) -> PutEventsEntryResult:
+        """Deliver ``event`` to the one target named ``target`` (no routing), with the same log, dedup,
+        retry and dead-letter rules: how the scheduler hands a run to its hook.
+
+        :raises NotFoundError: no such target.
+        """
+        if self._closed:
+            return PutEventsEntryResult(error_code="BusClosed", error_message="the event bus has stopped")
+        with self._lock:
+            found = self._targets.get(target)
+            if found is None:
+                raise NotFoundError(f"no event target named {target!r}")
+            entry = self._record(event, utcnow())
+            accepted = self._accept(found, event, entry, self._clock(), time.time())
+        if accepted:
+            self.transport.send([Message(target, event)])
+        self._notify([event])
+        return PutEventsEntryResult(event_id=event.id)
+
+    def publish(self, event: Event) -> Event:
+        """Put one event published by a provider or core component, its detail type renamed per
+        ``[events] naming`` (``sbt_aws`` prefixes the standard names); returns the event as put.
+
+        This is the sink attached to every provider's :class:`~sbt_core.provider.ProviderContext`.
+        :raises SbtError: the bus refused it (stopped).
+        """
+        named = output_detail_type(event.detail_type, self.config.naming)
+        if named != event.detail_type:
+            event = attrs.evolve(event, detail_type=named)
+        result = self.put_events([event])[0]
+        if result.error_code:
+            raise SbtError(f"event {event.detail_type} {event.id} not accepted: {result.error_message}")
+        return event
+
+    def _record(self, event: Event, received: datetime) -> _Entry:
+        # Called with the lock held. A re-put id keeps its first log entry (and its first envelope).
+        entry = self._log.get(event.id)
+        if entry is None:
+            entry = self._log[event.id] = _Entry(event, received, {})
+            while len(self._log) > self.config.log_size:
+                self._log.popitem(last=False)
+        return entry
+
+    def _accept(self, target: _Target, event: Event, entry: _Entry, now: float, wall: float) -> bool:
+        """Dedup an id per target (lock held): True when the event is to be delivered to ``target``."""
+        seen = target.seen
+        window, max_ids = self.config.dedup_window_seconds, self.config.dedup_max_ids
+        while seen:  # forget ids past the window or over the cap; insertion order is acceptance order
+            if now - next(iter(seen.values())) >= window or len(seen) >= max_ids:
+                seen.popitem(last=False)
+            else:
+                break
+        name = target.info.name
+        if event.id in seen:
+            if name not in entry.slots:  # the first delivery's row fell out of the log: say why it is skipped
+                entry.slots[name] = _Slot("skipped_duplicate", 0, None, wall)
+            return False
+        if window > 0 and max_ids > 0:
+            seen[event.id] = now
+        entry.slots[name] = _Slot("pending", 0, None, wall)
+        target.outstanding += 1
+        return True
+
+    def _notify(self, events: Sequence[Event]) -> None:
+        for listener in self._listeners:
+            for event in events:
+                try:
+                    listener(event)
+                except Exception:
+                    log.exception("event listener %r failed", listener)
+
+    # --- delivering -----------------------------------------------------------------------------------
+
+    def _spawn(self, target: _Target) -> None:
+        thread = threading.Thread(target=self._work, args=(target,), name=f"sbt-bus-{target.info.name}", daemon=True)
+        target.thread = thread
+        thread.start()
+
+    def _work(self, target: _Target) -> None:
+        while True:
+            message = self.transport.receive(target.info.name)
+            if message is None:
+                return
+            try:
+                self._deliver(target, message)
+            except Exception:  # a bug here must not kill the worker and strand the queue
+                log.exception("bus worker of %s failed on event %s", target.info.name, message.event.id)
+                self._finish(target, message)
+
+    def _deliver(self, target: _Target, message: Message) -> None:
+        name = target.info.name
+        event = message.event
+        self._update(event.id, name, "pending", message.attempt, None)
+        try:
+            target.handler(event)
+        except Exception as exc:  # every failure is recorded: retried or dead-lettered, never lost
+            error = error_text(exc)
+            if is_retryable(exc) and message.attempt < self.config.max_attempts:
+                delay = self._backoff(message.attempt)
+                log.warning("event %s %s to %s failed (attempt %d of %d), retrying in %.2fs: %s", event.detail_type,
+                            event.id, name, message.attempt, self.config.max_attempts, delay, error)
+                self._update(event.id, name, "retrying", message.attempt, error)
+                self.transport.send([attrs.evolve(message, attempt=message.attempt + 1)], delay=delay)
+                self.transport.ack(message)
+                return
+            log.error("event %s %s to %s dead-lettered after %d attempt(s): %s", event.detail_type, event.id, name,
+                      message.attempt, error)
+            with self._lock:
+                self._dlq[(event.id, name)] = DeadLetter(event, name, message.attempt, error, utcnow())
+            self._update(event.id, name, "dead_lettered", message.attempt, error)
+        else:
+            self._update(event.id, name, "delivered", message.attempt, None)
+        self._finish(target, message)
+
+    def _backoff(self, attempt: int) -> float:
+        """Seconds to wait after failed attempt ``attempt`` (tenacity's random exponential, full jitter)."""
+        state = RetryCallState(None, None, (), {})
+        state.attempt_number = attempt
+        return float(self._wait(state))
+
+    def _update(self, event_id: str, target: str, state: DeliveryState, attempts: int, error: str | None) -> None:
+        with self._lock:
+            entry = self._log.get(event_id)
+            if entry is None:
+                return  # fell out of the log; the dead-letter store still has it if it failed
+            slot = entry.slots.get(target)
+            if slot is None:
+                slot = entry.slots[target] = _Slot()
+            slot.state, slot.attempts, slot.updated = state, attempts, time.time()
+            if error is not None:  # a delivered slot keeps the error of the attempt before, for the record
+                slot.last_error = error
+
+    def _finish(self, target: _Target, message: Message) -> None:
+        self.transport.ack(message)
+        with self._lock:
+            target.outstanding -= 1
+            if target.outstanding == 0:
+                self._idle.notify_all()
+
+    # --- reading --------------------------------------------------------------------------------------
+
+    def get(self, event_id: str) -> EventRecord | None:
+        """The event log entry of ``event_id``, or None when unknown or fallen out of the log."""
+        with self._lock:
+            entry = self._log.get(event_id)
+            return entry.freeze() if entry else None
+
+    def recent(self, limit: int = 50) -> list[EventRecord]:
+        """The most recent events, newest first (at most ``limit``)."""
+        out: list[EventRecord] = []
+        with self._lock:
+            for event_id in reversed(self._log):
+                if len(out) >= limit:
+                    break
+                out.append(self._log[event_id].freeze())
+        return out
+
+    def busy(self, target: str) -> bool:
+        """Whether ``target`` has an event queued, running or waiting to retry."""
+        with self._lock:
+            found = self._targets.get(target)
+            return bool(found and found.outstanding)
+
+    def dead_letters(self, *, event_id: str | None = None, target: str | None = None) -> list[DeadLetter]:
+        """The dead-letter store, oldest first, optionally only one event's and/or one target's."""
+        with self._lock:
+            return [d for (eid, tgt), d in self._dlq.items()
+                    if (event_id is None or eid == event_id) and (target is None or tgt == target)]
+
+    def replay(self, *, event_id: str | None = None, target: str | None = None) -> list[DeadLetter]:
+        """Deliver dead letters again — each only to the target that failed it, bypassing dedup, with a
+        fresh set of attempts — and remove them from the store. Filters as :meth:`dead_letters`; none
+        given replays everything. Returns what was replayed.
+
+        :raises NotFoundError: a filter was given and matches no dead letter.
+        """
+        if self._closed:
+            raise SbtError("the event bus has stopped")
+        messages = []
+        with self._lock:
+            chosen = [d for (eid, tgt), d in self._dlq.items()
+                      if (event_id is None or eid == event_id) and (target is None or tgt == target)]
+            if not chosen and (event_id or target):
+                what = " and ".join(f"{k} {v!r}" for k, v in (("event", event_id), ("target", target)) if v)
+                raise NotFoundError(f"no dead letter for {what}")
+            for letter in chosen:
+                found = self._targets.get(letter.target)
+                if found is None:
+                    continue  # its target is gone (config changed): leave it in the store
+                del self._dlq[(letter.event.id, letter.target)]
+                entry = self._log.get(letter.event.id)
+                if entry is None:
+                    entry = self._record(letter.event, utcnow())
+                entry.slots[letter.target] = _Slot("pending", 0, letter.last_error, time.time())
+                found.outstanding += 1
+                messages.append(Message(letter.target, letter.event))
+        if messages:
+            self.transport.send(messages)
+        return [d for d in chosen if d.target in self._targets]
+
+    # --- lifecycle ------------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start one worker thread per target; idempotent."""
+        with self._lock:
+            if self._started:
+                return
+            self._started = True
+            targets = list(self._targets.values())
+        for target in targets:
+            self._spawn(target)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait until every event accepted so far is finished (delivered, dead-lettered or skipped), retries
+        included; True when idle, False on timeout. Needs :meth:`start` to make progress."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._idle:
+            while any(t.outstanding for t in self._targets.values()):
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._idle.wait(remaining)
+            return True
+
+    def stop(self, timeout: float | None = None) -> bool:
+        """Graceful shutdown: wait up to ``timeout`` seconds (default ``drain_timeout_seconds``) for
+        in-flight events — handlers may still publish follow-up events meanwhile — then refuse new
+        events and stop the workers. Returns False when the drain timed out (what was left is logged)."""
+        if self._closed:
+            return True
+        drained = self.join(self.config.drain_timeout_seconds if timeout is None else timeout) if self._started else True
+        self._closed = True
+        if not drained:
+            with self._lock:
+                left = {n: t.outstanding for n, t in self._targets.items() if t.outstanding}
+            log.warning("event bus stopped before draining: %s", ", ".join(f"{n}={c}" for n, c in left.items()))
+        self.transport.close()
+        for target in self._targets.values():
+            if target.thread is not None and target.thread is not threading.current_thread():
+                target.thread.join(timeout=1.0)
+        return drained
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+

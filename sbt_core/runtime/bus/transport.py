@@ -1,0 +1,136 @@
+"""The bus's transport seam: how a routed message reaches the worker of its target.
+
+The :class:`~sbt_core.runtime.bus.Bus` owns everything that is the same whatever carries the messages —
+routing, the event log, dedup, retries with backoff, the dead-letter store. A :class:`Transport` only
+moves :class:`Message` s: one logical queue per target (a hook binding, a core subscriber, a schedule),
+with delayed sends for retries and an ``ack`` once the bus is done with a message.
+
+:class:`InProcessTransport` is the embedded default: per-target deques in this process's memory, so
+queued events are lost when the process exits. An external broker (Redis streams, SQS, NATS JetStream…)
+is a later transport with the same five methods: ``send`` = enqueue (``delay`` = the broker's delayed
+delivery), ``receive`` = a blocking consume on the target's queue/consumer group, ``ack`` = delete/ack, so
+an un-acked message is redelivered after a crash — the at-least-once half the broker provides — and
+messages cross the wire as ``Message.to_json()``.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections import deque
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import attrs
+
+from ...models import Event, from_json, to_json
+
+__all__ = ["InProcessTransport", "Message", "Transport"]
+
+
+@attrs.frozen(slots=True)
+class Message:
+    """One event on its way to one target; ``attempt`` is 1 for the first delivery, +1 per retry."""
+
+    target: str
+    event: Event
+    attempt: int = 1
+
+    def to_json(self) -> dict[str, Any]:
+        """Wire form for a broker: ``{target, attempt, event: <EventBridge envelope>}``."""
+        return {"target": self.target, "attempt": self.attempt, "event": to_json(self.event)}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Message:
+        """Inverse of :meth:`to_json`; raises BadRequestError on a malformed envelope."""
+        return cls(target=str(data["target"]), event=from_json(Event, data["event"]), attempt=int(data["attempt"]))
+
+
+class Transport(ABC):
+    """Per-target message queues. Every method may be called from any thread."""
+
+    @abstractmethod
+    def open(self, target: str) -> None:
+        """Create (or attach to) the queue of ``target``; idempotent."""
+
+    @abstractmethod
+    def send(self, messages: Iterable[Message], *, delay: float = 0.0) -> None:
+        """Enqueue ``messages`` (each to its ``target``'s queue), visible after ``delay`` seconds. Never
+        blocks on consumers. :raises RuntimeError: the transport is closed."""
+
+    @abstractmethod
+    def receive(self, target: str) -> Message | None:
+        """Block until a message of ``target`` is due and return it; None once the transport is closed."""
+
+    def ack(self, message: Message) -> None:  # noqa: B027 - optional: in-process has nothing to delete
+        """The bus is done with ``message`` (delivered, dead-lettered or skipped); a broker deletes it."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Stop: wake every blocked :meth:`receive` (which returns None). Messages still queued are
+        dropped by the in-process transport and stay in a broker."""
+
+
+class _Queue:
+    __slots__ = ("cond", "ready", "delayed")
+
+    def __init__(self) -> None:
+        self.cond = threading.Condition(threading.Lock())
+        self.ready: deque[Message] = deque()
+        self.delayed: list[tuple[float, int, Message]] = []
+
+
+class InProcessTransport(Transport):
+    """The embedded default: one deque (plus a heap of delayed retries) per target, in memory.
+
+    :param clock: monotonic seconds; injectable so delayed sends can be tested without sleeping.
+    """
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
+        self._queues: dict[str, _Queue] = {}
+        self._closed = False
+        self._seq = itertools.count()  # heap tie-breaker: equal due times keep send order
+
+    def open(self, target: str) -> None:
+        self._queues.setdefault(target, _Queue())
+
+    def send(self, messages: Iterable[Message], *, delay: float = 0.0) -> None:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        # Group by target so a batch takes each target's lock once (the publish hot path).
+        groups: dict[str, list[Message]] = {}
+        for message in messages:
+            groups.setdefault(message.target, []).append(message)
+        for target, items in groups.items():
+            queue = self._queues[target]
+            with queue.cond:
+                if delay > 0:
+                    due = self._clock() + delay
+                    for item in items:
+                        heapq.heappush(queue.delayed, (due, next(self._seq), item))
+                else:
+                    queue.ready.extend(items)
+                queue.cond.notify()
+
+    def receive(self, target: str) -> Message | None:
+        queue = self._queues[target]
+        with queue.cond:
+            while True:
+                if self._closed:
+                    return None
+                if queue.delayed and queue.delayed[0][0] <= self._clock():
+                    return heapq.heappop(queue.delayed)[2]
+                if queue.ready:
+                    return queue.ready.popleft()
+                timeout = max(0.0, queue.delayed[0][0] - self._clock()) if queue.delayed else None
+                queue.cond.wait(timeout)
+
+    def close(self) -> None:
+        self._closed = True
+        for queue in self._queues.values():
+            with queue.cond:
+                queue.cond.notify_all()

@@ -1,0 +1,295 @@
+"""The event bus on its own: routing, retries, dead letters and replay, dedup, isolation, drain."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+
+import pytest
+
+from sbt_core.config import EventsConfig
+from sbt_core.errors import BadRequestError, ProviderError
+from sbt_core.models import APPLICATION_PLANE_SOURCE, CONTROL_PLANE_SOURCE, Event
+from sbt_core.runtime.bus import Bus, InProcessTransport, Message
+from sbt_core.triggers import EventTrigger
+
+ONBOARDING = EventTrigger("onboardingRequest", CONTROL_PLANE_SOURCE)
+#: No waiting between attempts: tests never sleep on backoff.
+FAST = EventsConfig(max_attempts=3, backoff_base_seconds=0, backoff_max_seconds=0)
+JOIN = 10.0  # a hang guard only: join returns as soon as the bus is idle
+
+
+@pytest.fixture
+def bus() -> Iterator[Bus]:
+    b = Bus(FAST)
+    yield b
+    b.stop(timeout=JOIN)
+
+
+def onboarding(event_id: str | None = None, **detail: object) -> Event:
+    event = Event.create("onboardingRequest", {"tenantId": "t1", **detail})
+    return Event(event.detail_type, event.source, event.detail, id=event_id) if event_id else event
+
+
+def test_routes_by_detail_type_and_source_to_every_target(bus: Bus) -> None:
+    got: dict[str, list[str]] = {"a": [], "b": [], "other": []}
+    bus.add_target("a", ONBOARDING, lambda e: got["a"].append(e.id))
+    bus.subscribe("b", ONBOARDING, lambda e: got["b"].append(e.id))
+    bus.add_target("other", EventTrigger("onboardingRequest", APPLICATION_PLANE_SOURCE),
+                   lambda e: got["other"].append(e.id))
+    bus.start()
+    event = onboarding()
+    [result] = bus.put_events([event])
+    assert result.event_id == event.id and result.error_code is None
+    assert bus.join(JOIN)
+    assert got == {"a": [event.id], "b": [event.id], "other": []}
+    record = bus.get(event.id)
+    assert record is not None
+    assert {(d.target, d.state, d.attempts) for d in record.deliveries} == {("a", "delivered", 1), ("b", "delivered", 1)}
+
+
+def test_sbt_aws_prefixed_names_are_routed_like_bare_names(bus: Bus) -> None:
+    got: list[str] = []
+    bus.add_target("a", EventTrigger("sbt_aws_onboardingRequest", CONTROL_PLANE_SOURCE), lambda e: got.append(e.detail_type))
+    bus.start()
+    bus.put_events([Event("sbt_aws_onboardingRequest", CONTROL_PLANE_SOURCE, {}), Event.create("onboardingRequest")])
+    assert bus.join(JOIN)
+    assert sorted(got) == ["onboardingRequest", "sbt_aws_onboardingRequest"]
+
+
+def test_publish_renames_per_config_naming() -> None:
+    bus = Bus(EventsConfig(naming="sbt_aws"))
+    seen: list[str] = []
+    bus.add_target("a", ONBOARDING, lambda e: seen.append(e.detail_type))
+    bus.start()
+    published = bus.publish(Event.create("onboardingRequest"))
+    custom = bus.publish(Event.create("myCustomEvent"))
+    assert bus.join(JOIN)
+    bus.stop()
+    assert published.detail_type == "sbt_aws_onboardingRequest" and seen == ["sbt_aws_onboardingRequest"]
+    assert custom.detail_type == "myCustomEvent"  # custom events are never prefixed (sbt-aws)
+
+
+def test_an_event_matching_nothing_is_accepted_and_logged(bus: Bus) -> None:
+    bus.start()
+    event = Event.create("somethingElse", {"x": 1})
+    assert bus.put_events([event])[0].event_id == event.id
+    record = bus.get(event.id)
+    assert record is not None and record.deliveries == () and record.event == event
+    assert [r.event.id for r in bus.recent()] == [event.id]
+
+
+def test_retries_then_dead_letter_then_replay_once_fixed(bus: Bus) -> None:
+    calls = {"a": 0, "b": 0}
+    broken = threading.Event()
+    broken.set()
+
+    def flaky(event: Event) -> None:
+        calls["a"] += 1
+        if broken.is_set():
+            raise ProviderError("backend down")
+
+    bus.add_target("a", ONBOARDING, flaky)
+    bus.add_target("b", ONBOARDING, lambda e: calls.__setitem__("b", calls["b"] + 1))
+    bus.start()
+    event = onboarding()
+    bus.put_events([event])
+    assert bus.join(JOIN)
+    assert calls == {"a": 3, "b": 1}  # max_attempts = 3; the healthy target is delivered once
+    [letter] = bus.dead_letters()
+    assert (letter.event.id, letter.target, letter.attempts, letter.last_error) == (event.id, "a", 3, "backend down")
+    record = bus.get(event.id)
+    assert record is not None
+    states = {d.target: (d.state, d.attempts, d.last_error) for d in record.deliveries}
+    assert states == {"a": ("dead_lettered", 3, "backend down"), "b": ("delivered", 1, None)}
+
+    broken.clear()  # the provider is fixed
+    replayed = bus.replay(event_id=event.id)
+    assert [(d.event.id, d.target) for d in replayed] == [(event.id, "a")]
+    assert bus.join(JOIN)
+    assert calls == {"a": 4, "b": 1}  # re-delivered to the failed target only, despite dedup
+    assert bus.dead_letters() == []
+    record = bus.get(event.id)
+    assert record is not None and {d.target: d.state for d in record.deliveries} == {"a": "delivered", "b": "delivered"}
+
+
+def test_bad_request_dead_letters_at_once_with_its_message(bus: Bus) -> None:
+    calls: list[int] = []
+
+    def reject(event: Event) -> None:
+        calls.append(1)
+        raise BadRequestError("detail lacks tenantId")
+
+    bus.add_target("a", ONBOARDING, reject)
+    bus.start()
+    bus.put_events([onboarding()])
+    assert bus.join(JOIN)
+    assert len(calls) == 1
+    [letter] = bus.dead_letters()
+    assert letter.attempts == 1 and letter.last_error == "detail lacks tenantId"
+
+
+def test_unexpected_exceptions_are_retried(bus: Bus) -> None:
+    calls: list[int] = []
+
+    def boom(event: Event) -> None:
+        calls.append(1)
+        if len(calls) < 2:
+            raise RuntimeError("transient")
+
+    bus.add_target("a", ONBOARDING, boom)
+    bus.start()
+    event = onboarding()
+    bus.put_events([event])
+    assert bus.join(JOIN)
+    record = bus.get(event.id)
+    assert record is not None
+    [delivery] = record.deliveries
+    assert (delivery.state, delivery.attempts, delivery.last_error) == ("delivered", 2, "RuntimeError: transient")
+    assert bus.dead_letters() == []
+
+
+def test_replay_of_an_unknown_dead_letter_is_not_found(bus: Bus) -> None:
+    from sbt_core.errors import NotFoundError
+
+    with pytest.raises(NotFoundError):
+        bus.replay(event_id="nope")
+    assert bus.replay() == []
+
+
+def test_duplicate_event_id_delivered_once_per_target(bus: Bus) -> None:
+    got: dict[str, list[str]] = {"a": [], "b": []}
+    bus.add_target("a", ONBOARDING, lambda e: got["a"].append(e.id))
+    bus.add_target("b", ONBOARDING, lambda e: got["b"].append(e.id))
+    bus.start()
+    first = onboarding("evt-1")
+    results = bus.put_events([first, onboarding("evt-1"), onboarding("evt-2")])
+    bus.put_events([onboarding("evt-1")])
+    assert [r.event_id for r in results] == ["evt-1", "evt-1", "evt-2"]
+    assert bus.join(JOIN)
+    assert sorted(got["a"]) == ["evt-1", "evt-2"] and sorted(got["b"]) == ["evt-1", "evt-2"]
+
+
+def test_dedup_forgets_ids_after_the_window() -> None:
+    now = [0.0]
+    bus = Bus(EventsConfig(dedup_window_seconds=60), clock=lambda: now[0])
+    got: list[str] = []
+    bus.add_target("a", ONBOARDING, lambda e: got.append(e.id))
+    bus.start()
+    bus.put_events([onboarding("evt-1")])
+    now[0] = 30.0
+    bus.put_events([onboarding("evt-1")])  # inside the window: skipped
+    now[0] = 61.0
+    bus.put_events([onboarding("evt-1")])  # past it: delivered again
+    assert bus.join(JOIN)
+    bus.stop()
+    assert got == ["evt-1", "evt-1"]
+
+
+def test_a_slow_target_does_not_stall_another(bus: Bus) -> None:
+    release = threading.Event()
+    fast_done = threading.Event()
+    bus.add_target("slow", ONBOARDING, lambda e: release.wait(JOIN))
+    bus.add_target("fast", ONBOARDING, lambda e: fast_done.set())
+    bus.start()
+    bus.put_events([onboarding(), onboarding()])
+    # "fast" finishes both events while "slow" is still blocked inside its first handler call.
+    assert fast_done.wait(JOIN)
+    assert bus.busy("slow")
+    assert not release.is_set()
+    release.set()
+    assert bus.join(JOIN)
+    assert not bus.busy("slow")
+
+
+def test_put_events_never_blocks_on_handlers(bus: Bus) -> None:
+    release = threading.Event()
+    bus.add_target("slow", ONBOARDING, lambda e: release.wait(JOIN))
+    bus.start()
+    results = bus.put_events([onboarding() for _ in range(5)])  # returns while the handler is blocked
+    assert all(r.event_id for r in results)
+    assert not release.is_set()
+    release.set()
+    assert bus.join(JOIN)
+
+
+def test_graceful_stop_drains_in_flight_events_and_then_refuses() -> None:
+    bus = Bus(FAST)
+    started = threading.Event()
+    release = threading.Event()
+    done: list[str] = []
+
+    def handler(event: Event) -> None:
+        started.set()
+        release.wait(JOIN)
+        done.append(event.id)
+
+    bus.add_target("a", ONBOARDING, handler)
+    bus.start()
+    events = [onboarding() for _ in range(3)]
+    bus.put_events(events)
+    assert started.wait(JOIN)
+    stopper = threading.Thread(target=bus.stop, kwargs={"timeout": JOIN})
+    stopper.start()
+    release.set()
+    stopper.join(JOIN)
+    assert done == [e.id for e in events]  # every queued event finished before stop returned
+    [result] = bus.put_events([onboarding()])
+    assert result.error_code == "BusClosed" and result.event_id is None
+
+
+def test_stop_times_out_when_a_handler_hangs() -> None:
+    bus = Bus(FAST)
+    release = threading.Event()
+    bus.add_target("a", ONBOARDING, lambda e: release.wait(JOIN))
+    bus.start()
+    bus.put_events([onboarding()])
+    assert bus.stop(timeout=0) is False
+    release.set()
+
+
+def test_events_put_before_start_are_delivered_on_start() -> None:
+    bus = Bus(FAST)
+    got: list[str] = []
+    bus.add_target("a", ONBOARDING, lambda e: got.append(e.id))
+    event = onboarding()
+    bus.put_events([event])
+    bus.start()
+    assert bus.join(JOIN)
+    bus.stop()
+    assert got == [event.id]
+
+
+def test_event_log_is_bounded_newest_first() -> None:
+    bus = Bus(EventsConfig(log_size=3))
+    events = [onboarding(f"e{i}") for i in range(5)]
+    bus.put_events(events)
+    assert [r.event.id for r in bus.recent()] == ["e4", "e3", "e2"]
+    assert [r.event.id for r in bus.recent(limit=1)] == ["e4"]
+    assert bus.get("e0") is None
+    bus.stop()
+
+
+def test_backoff_is_full_jitter_exponential_and_capped() -> None:
+    bus = Bus(EventsConfig(backoff_base_seconds=1, backoff_max_seconds=4))
+    for attempt, high in ((1, 1), (2, 2), (3, 4), (10, 4)):
+        assert all(0 <= bus._backoff(attempt) <= high for _ in range(50))
+
+
+def test_in_process_transport_delays_retries() -> None:
+    now = [0.0]
+    transport = InProcessTransport(clock=lambda: now[0])
+    transport.open("a")
+    late, early = Message("a", onboarding("late")), Message("a", onboarding("early"))
+    transport.send([late], delay=5)
+    transport.send([early])
+    assert transport.receive("a") == early
+    now[0] = 5.0
+    assert transport.receive("a") == late
+    transport.close()
+    assert transport.receive("a") is None
+
+
+def test_message_wire_form_round_trips() -> None:
+    message = Message("a", onboarding("e1"), attempt=2)
+    assert Message.from_json(message.to_json()) == message
