@@ -1,7 +1,9 @@
-"""sbt provider 'stripe' (IBilling). Its hooks are written in the provider's own issue."""
+"""sbt provider ``stripe``: IBilling on Stripe (customers, subscriptions, Billing Meter events, webhooks).
 
-from sbt_core import Provider
+Entry point: ``[project.entry-points.sbt] stripe = "sbt_stripe_billing:StripeBilling"``.
+"""
 
+from .provider import StripeBilling
+from .settings import StripeBillingSettings
 
-class StripeBilling(Provider):
-    """IBilling provider 'stripe' (not implemented yet: selecting it fails at start-up)."""
+__all__ = ["StripeBilling", "StripeBillingSettings"]

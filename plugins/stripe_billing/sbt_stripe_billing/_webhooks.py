@@ -1,0 +1,142 @@
+"""``billing_webhook``: verify a Stripe webhook and turn it into SBT control-plane events.
+
+| Stripe event | SBT event | detail |
+|---|---|---|
+| ``invoice.paid``, ``invoice.payment_succeeded`` | ``billingSuccess`` | ``{tenantId, invoiceId, customerId, amount, currency, stripeEventId, stripeEventType}`` |
+| ``invoice.payment_failed`` | ``billingFailure`` | same; ``attemptCount`` too |
+| ``customer.subscription.deleted`` | ``deactivateRequest`` | ``{tenantId, subscriptionId, customerId, reason, stripeEventId}`` |
+
+``amount`` is in the currency's smallest unit, as Stripe gives it (``amount_paid`` for a success,
+``amount_due`` for a failure); ``currency`` is Stripe's lower-case ISO code. ``tenantId`` comes from the
+customer's ``metadata.tenantId`` (the local map first, then the customer itself).
+
+Stripe sends both ``invoice.paid`` and ``invoice.payment_succeeded`` for a paid invoice (localstripe sends
+only the latter), so ``billingSuccess`` is keyed by the *invoice*: one per invoice. A payment can fail
+several times, so ``billingFailure`` is keyed by the Stripe event. The published event id is a UUIDv5
+of that key, so a redelivered webhook (same Stripe event id) is also dropped by the bus's dedup, and the
+store remembers each key so it is published once even beyond the bus's dedup window.
+
+A subscription this provider cancelled itself (offboarding) does not produce ``deactivateRequest``:
+the tenant is already leaving.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import stripe
+from sbt_core.errors import BadRequestError, NotFoundError
+from sbt_core.models import DetailType, WebhookRequest, WebhookResponse
+
+from ._store import Store
+from .settings import StripeBillingSettings
+
+__all__ = ["Emission", "WEBHOOK_NAMESPACE", "handle_webhook"]
+
+log = logging.getLogger("sbt.provider.stripe.webhook")
+
+#: Namespace of the UUIDv5 ids of events published for Stripe webhooks.
+WEBHOOK_NAMESPACE = uuid.UUID("6f1c3c0e-5b7a-4f43-9a55-2f1f0d6c7b21")
+
+_SUCCESS = ("invoice.paid", "invoice.payment_succeeded")
+_FAILURE = ("invoice.payment_failed",)
+_DEACTIVATE = ("customer.subscription.deleted",)
+
+
+@attrs.frozen
+class Emission:
+    """An event to publish for a webhook: detail type, detail, and the dedup key of its cause."""
+
+    detail_type: str
+    detail: dict[str, Any]
+    key: str
+
+    @property
+    def event_id(self) -> str:
+        return str(uuid.uuid5(WEBHOOK_NAMESPACE, self.key))
+
+
+def verify(request: WebhookRequest, settings: StripeBillingSettings) -> dict[str, Any]:
+    """The verified Stripe event as a plain dict.
+
+    :raises BadRequestError: no signing secret configured, no ``Stripe-Signature`` header, a signature
+        that does not match the raw body (or is older than the tolerance), or a body that is not JSON.
+    """
+    if settings.webhook_secret is None:
+        raise BadRequestError("webhook signing secret is not configured ([providers.billing] webhook_secret)")
+    signature = request.header("stripe-signature")
+    if not signature:
+        raise BadRequestError("missing Stripe-Signature header")
+    try:
+        stripe.Webhook.construct_event(request.body, signature, settings.webhook_secret.get_secret_value(),
+                                       tolerance=settings.webhook_tolerance_seconds)
+    except stripe.SignatureVerificationError:
+        raise BadRequestError("invalid Stripe-Signature") from None
+    except ValueError:
+        raise BadRequestError("webhook body is not a JSON Stripe event") from None
+    # The SDK's StripeObject is not a mapping (SDK 16); the verified raw body is the plain form.
+    event = json.loads(request.body)
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
+        raise BadRequestError("webhook body is not a Stripe event")
+    return event
+
+
+def map_event(event: dict[str, Any], tenant_of_customer: Callable[[str], str | None],
+              cancelled_by_us: Callable[[str], bool]) -> Emission | str:
+    """The emission for a verified Stripe event, or the reason it is ignored."""
+    etype, obj = event["type"], (event.get("data") or {}).get("object") or {}
+    customer_id = obj.get("customer") if isinstance(obj.get("customer"), str) else None
+    if etype in (*_SUCCESS, *_FAILURE, *_DEACTIVATE):
+        tenant_id = (obj.get("metadata") or {}).get("tenantId") if etype in _DEACTIVATE else None
+        tenant_id = tenant_id or (tenant_of_customer(customer_id) if customer_id else None)
+        if not tenant_id:
+            return f"{etype}: customer {customer_id} is not a tenant's customer"
+    else:
+        return f"{etype}: not mapped"
+    common = {"tenantId": tenant_id, "customerId": customer_id, "stripeEventId": event["id"], "stripeEventType": etype}
+    if etype in _SUCCESS or etype in _FAILURE:
+        success = etype in _SUCCESS
+        detail = {**common, "invoiceId": obj.get("id"),
+                  "amount": obj.get("amount_paid" if success else "amount_due"),
+                  "currency": obj.get("currency")}
+        if success:
+            return Emission(DetailType.BILLING_SUCCESS.value, detail, f"billingSuccess:{obj.get('id')}")
+        detail["attemptCount"] = obj.get("attempt_count")
+        return Emission(DetailType.BILLING_FAILURE.value, detail, f"billingFailure:{event['id']}")
+    if cancelled_by_us(str(obj.get("id"))):
+        return f"{etype}: subscription {obj.get('id')} was cancelled by offboarding"
+    detail = {**common, "subscriptionId": obj.get("id"), "reason": "stripe subscription deleted",
+              "cancellationReason": (obj.get("cancellation_details") or {}).get("reason")}
+    return Emission(DetailType.DEACTIVATE_REQUEST.value, detail, f"deactivateRequest:{event['id']}")
+
+
+def handle_webhook(request: WebhookRequest, settings: StripeBillingSettings, store: Store,
+                   tenant_of_customer: Callable[[str], str | None],
+                   publish: Callable[[Emission], None]) -> WebhookResponse:
+    """Verify, map, publish once; see the module docstring.
+
+    :raises NotFoundError: ``{path}`` is not this provider's ``webhook_path``.
+    :raises BadRequestError: see :func:`verify`; nothing is published.
+    """
+    if request.path.strip("/") != settings.webhook_path:
+        raise NotFoundError(f"no billing webhook at /billing/{request.path}")
+    event = verify(request, settings)
+    if store.seen("webhook", event["id"]):
+        return WebhookResponse(body={"received": True, "duplicate": True})
+    outcome = map_event(event, tenant_of_customer, lambda sub_id: store.seen("cancelled_subscription", sub_id))
+    if isinstance(outcome, str):
+        log.info("stripe webhook %s ignored: %s", event["id"], outcome)
+        store.mark("webhook", event["id"])
+        return WebhookResponse(body={"received": True, "ignored": outcome})
+    if not store.seen("emitted", outcome.key):
+        # Publish before marking: if marking fails Stripe redelivers, and the deterministic event id
+        # lets the bus drop the second copy.
+        publish(outcome)
+        store.mark("emitted", outcome.key)
+    store.mark("webhook", event["id"])
+    return WebhookResponse(body={"received": True, "emitted": outcome.detail_type})
