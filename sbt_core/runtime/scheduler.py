@@ -1,0 +1,174 @@
+"""The scheduler: fires every schedule binding on its ``rate(...)``/``cron(...)`` expression (DESIGN.md section 6).
+
+A run is not called directly: it is handed to the bus as an event to the hook's own target (detail type
+``Scheduled Event``, source ``sbt.scheduler``, as EventBridge's scheduled rules emit ``Scheduled Event``),
+so a run is in the event log, a failed run is retried by the bus rules (bounded attempts, jittered
+backoff) and then dead-lettered and replayable like any delivery. The hook receives a
+:class:`~sbt_core.models.ScheduleRun`.
+
+No overlapping runs of one hook: the bus runs one target's deliveries one at a time, and a due run is
+skipped (logged) while the previous run of the same hook is still queued, running or retrying. A
+scheduled run's event id is ``schedule:<hook>:<due time>``, so the same slot is never run twice even
+through an at-least-once transport. Slots missed while the process was down are not caught up
+(EventBridge does not either); a ``rate`` counts from when the scheduler started.
+
+``sbt schedule run HOOK`` fires a manual run in the running server (``POST /schedules/{hook}/run``),
+since the providers' state lives there; the run is queued behind any run in progress, never beside it.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Iterable
+from datetime import datetime
+
+import attrs
+
+from ..bindings import Binding
+from ..errors import NotFoundError
+from ..models import Event, ScheduleRun, format_timestamp, from_json, to_json, utcnow
+from ..triggers import ScheduleTrigger
+from .bus import Bus, Handler
+
+__all__ = ["SCHEDULE_DETAIL_TYPE", "SCHEDULER_SOURCE", "Schedule", "Scheduler", "schedule_event"]
+
+log = logging.getLogger("sbt.scheduler")
+
+SCHEDULE_DETAIL_TYPE = "Scheduled Event"
+SCHEDULER_SOURCE = "sbt.scheduler"
+#: Longest single sleep, so a wall-clock jump (suspend, NTP step) is noticed within this many seconds.
+_MAX_SLEEP_SECONDS = 60.0
+
+
+@attrs.define
+class Schedule:
+    """One schedule binding's state: its next due time (UTC) and counts of runs fired and skipped."""
+
+    hook: str
+    trigger: ScheduleTrigger
+    next_due: datetime
+    fired: int = 0
+    skipped: int = 0
+
+
+def schedule_event(run: ScheduleRun, *, event_id: str | None = None) -> Event:
+    """The envelope of a run: ``Scheduled Event`` from ``sbt.scheduler`` with the run as detail."""
+    return Event(SCHEDULE_DETAIL_TYPE, SCHEDULER_SOURCE, to_json(run), id=event_id or str(uuid.uuid4()),
+                 resources=[f"schedule/{run.hook}"])
+
+
+class Scheduler:
+    """Fires schedule bindings through the bus.
+
+    :param bus: where runs go; one target per schedule binding is added to it here.
+    :param schedules: the schedule bindings (``BindingTable.schedules()``) with a handler per hook —
+        ``call(hook, run)`` runs the hook (the control plane passes ``providers.call``).
+    :param clock: aware-UTC now; injectable so tests drive :meth:`tick` without sleeping.
+    """
+
+    def __init__(self, bus: Bus, schedules: Iterable[Binding], call: Callable[..., object], *,
+                 clock: Callable[[], datetime] = utcnow) -> None:
+        self.bus = bus
+        self._clock = clock
+        self._started_at = clock()
+        self._schedules: dict[str, Schedule] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        for binding in schedules:
+            trigger = binding.trigger
+            assert isinstance(trigger, ScheduleTrigger)
+            due = trigger.next_after(self._started_at, start=self._started_at)
+            self._schedules[binding.hook] = Schedule(binding.hook, trigger, due)
+            bus.add_target(binding.hook, None, _run_handler(binding.hook, call), kind="schedule")
+
+    @property
+    def schedules(self) -> list[Schedule]:
+        """Every schedule with its next due time."""
+        return list(self._schedules.values())
+
+    def tick(self, now: datetime | None = None) -> list[Event]:
+        """Fire every schedule due at or before ``now`` (default: the clock) once, skipping a hook whose
+        previous run is unfinished, and move each to its next due time. Returns the run events put."""
+        now = now or self._clock()
+        fired: list[Event] = []
+        with self._lock:
+            for schedule in self._schedules.values():
+                if schedule.next_due > now:
+                    continue
+                due = schedule.next_due
+                # Several slots missed (a long sleep) collapse into one run, stamped with the latest slot.
+                following = schedule.trigger.next_after(due, start=self._started_at)
+                while following <= now:
+                    due, following = following, schedule.trigger.next_after(following, start=self._started_at)
+                schedule.next_due = following
+                if self.bus.busy(schedule.hook):
+                    schedule.skipped += 1
+                    log.warning("schedule %s (%s) due at %s skipped: its previous run is still in progress",
+                                schedule.hook, schedule.trigger.expression, format_timestamp(due))
+                    continue
+                run = ScheduleRun(schedule.hook, schedule.trigger.expression, due)
+                event = schedule_event(run, event_id=f"schedule:{schedule.hook}:{format_timestamp(due)}")
+                self.bus.send(schedule.hook, event)
+                schedule.fired += 1
+                fired.append(event)
+        return fired
+
+    def run_now(self, hook: str) -> Event:
+        """Fire a manual run of ``hook`` now (``ScheduleRun.manual`` True); queued behind a run in progress.
+
+        :raises NotFoundError: ``hook`` has no enabled schedule binding.
+        """
+        schedule = self._schedules.get(hook)
+        if schedule is None:
+            known = ", ".join(self._schedules) or "none"
+            raise NotFoundError(f"no schedule binding for {hook!r}; scheduled hooks: {known}")
+        run = ScheduleRun(hook, schedule.trigger.expression, self._clock(), manual=True)
+        event = schedule_event(run, event_id=f"schedule:{hook}:manual:{uuid.uuid4()}")
+        self.bus.send(hook, event)
+        return event
+
+    def next_wake(self) -> datetime | None:
+        """The earliest next due time, or None with no schedules."""
+        return min((s.next_due for s in self._schedules.values()), default=None)
+
+    # --- the timer thread ------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Run :meth:`tick` whenever a schedule falls due, in a daemon thread; idempotent."""
+        if self._thread is not None or not self._schedules:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._loop, name="sbt-scheduler", daemon=True)
+        self._thread.start()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            wake = self.next_wake()
+            delay = _MAX_SLEEP_SECONDS if wake is None else (wake - self._clock()).total_seconds()
+            if delay > 0:
+                if self._stop.wait(min(delay, _MAX_SLEEP_SECONDS)):
+                    return
+                continue
+            try:
+                self.tick()
+            except Exception:  # keep the timer alive; the next tick tries again
+                log.exception("scheduler tick failed")
+                self._stop.wait(1.0)
+
+    def stop(self) -> None:
+        """Stop firing (runs already handed to the bus are drained by the bus)."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5.0)
+            self._thread = None
+
+
+def _run_handler(hook: str, call: Callable[..., object]) -> Handler:
+    def handle(event: Event) -> object:
+        return call(hook, run=from_json(ScheduleRun, event.detail))
+
+    handle.__qualname__ = f"schedule:{hook}"
+    return handle
