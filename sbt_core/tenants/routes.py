@@ -1,0 +1,163 @@
+"""The HTTP face of the registry: Starlette endpoints for the core routes ``/tenant-registrations`` and
+``/tenants`` (their triggers and scopes come from :data:`sbt_core.bindings.CORE_ROUTES`).
+
+The HTTP app mounts the :data:`~sbt_core.runtime.seams.RouteGroup` returned by :func:`tenant_routes`
+behind the authorizer, the scope check and the body limit, and maps an :class:`~sbt_core.errors.SbtError`
+to ``{"message": ...}`` with its status. Endpoints only translate HTTP to :class:`TenantService` calls,
+which run in the thread pool (the database calls block).
+
+Answers (sbt-aws, reference/sbt-aws.md section 7.1):
+
+| route | status | body |
+|---|---|---|
+| POST /tenant-registrations | 201 | ``{data: {tenantRegistrationId, tenantId, message: "Tenant registration initiated"}}`` |
+| GET /tenant-registrations | 200 | ``{data: [registration...], next_token?}`` |
+| GET /tenant-registrations/{id} | 200 | ``{data: registration}`` |
+| PATCH /tenant-registrations/{id} | 200 | ``{data: {tenantRegistration, tenant, message: "Tenant registration updated successfully"}}`` |
+| DELETE /tenant-registrations/{id} | 200 | ``{data: {message: "Tenant registration deletion initiated"}}`` |
+| POST /tenants | 201 | ``{data: tenant}`` |
+| GET /tenants | 200 | ``{data: [tenant...], next_token?}`` |
+| GET, PUT, DELETE /tenants/{tenantId} | 200 | ``{data: tenant}`` |
+
+Unknown ids are 404 ``Tenant registration not found for id <id>`` / ``Tenant not found for id <id>``;
+malformed bodies and queries 400. ``POST`` routes honour an ``Idempotency-Key`` header: a retry with the
+same body gets the first answer (plus ``Idempotent-Replayed: true``), a different body 409.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+
+from ..bindings import CORE_ROUTES
+from ..errors import BadRequestError
+from ..models import PageRequest, from_json
+from ..runtime.seams import RouteGroup
+from ..triggers import RouteTrigger
+from ._records import JsonObject, RegistrationCreate, RegistrationUpdate
+from .service import TenantService
+
+__all__ = ["IDEMPOTENCY_HEADER", "tenant_routes"]
+
+IDEMPOTENCY_HEADER = "Idempotency-Key"
+REPLAYED_HEADER = "Idempotent-Replayed"
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+
+def _trigger(method: str, path: str) -> RouteTrigger:
+    # The core's route table is the one source of paths and scopes.
+    return next(r for r in CORE_ROUTES if r.method == method and r.path == path)
+
+
+async def _body(request: Request) -> Any:
+    raw = await request.body()
+    if not raw.strip():
+        raise BadRequestError("request body is empty; expected a JSON object")
+    try:
+        return json.loads(raw)
+    except (UnicodeDecodeError, ValueError):
+        raise BadRequestError("request body is not valid JSON") from None
+
+
+async def _object(request: Request) -> dict[str, Any]:
+    body = await _body(request)
+    if not isinstance(body, dict):
+        raise BadRequestError(f"request body must be a JSON object, got {type(body).__name__}")
+    return body
+
+
+def _page(request: Request) -> PageRequest:
+    query = {k: v for k, v in request.query_params.items() if k in ("limit", "next_token") and v != ""}
+    return from_json(PageRequest, query)
+
+
+def _principal(request: Request) -> str:
+    """Who the idempotency key belongs to: the token's subject (or machine client), so two callers
+    never see each other's answers."""
+    claims = getattr(request.state, "claims", None) or {}
+    return str(claims.get("sub") or claims.get("client_id") or "")
+
+
+def _created(data: dict[str, Any], replayed: bool) -> JSONResponse:
+    headers = {REPLAYED_HEADER: "true"} if replayed else None
+    return JSONResponse({"data": data}, status_code=201, headers=headers)
+
+
+def tenant_routes(service: TenantService) -> RouteGroup:
+    """The registry's endpoints, each paired with its core :class:`RouteTrigger`."""
+
+    async def create_registration(request: Request) -> Response:
+        request_body = from_json(RegistrationCreate, await _body(request))
+        answer = await run_in_threadpool(service.register, request_body,
+                                         idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+                                         principal=_principal(request))
+        return _created(answer.to_json(), answer.replayed)
+
+    async def list_registrations(request: Request) -> Response:
+        page = await run_in_threadpool(service.list_registrations, _page(request))
+        body: dict[str, Any] = {"data": [r.to_json() for r in page.items]}
+        if page.next_token:
+            body["next_token"] = page.next_token
+        return JSONResponse(body)
+
+    async def get_registration(request: Request) -> Response:
+        reg = await run_in_threadpool(service.get_registration, request.path_params["tenantRegistrationId"])
+        return JSONResponse({"data": reg.to_json()})
+
+    async def update_registration(request: Request) -> Response:
+        update = from_json(RegistrationUpdate, await _body(request))
+        reg, tenant = await run_in_threadpool(service.update_registration,
+                                              request.path_params["tenantRegistrationId"], update)
+        return JSONResponse({"data": {"tenantRegistration": reg.to_json(),
+                                      "tenant": tenant.to_json() if tenant is not None else None,
+                                      "message": "Tenant registration updated successfully"}})
+
+    async def delete_registration(request: Request) -> Response:
+        await run_in_threadpool(service.delete_registration, request.path_params["tenantRegistrationId"])
+        return JSONResponse({"data": {"message": "Tenant registration deletion initiated"}})
+
+    async def create_tenant(request: Request) -> Response:
+        data = JsonObject(await _object(request))
+        tenant = await run_in_threadpool(service.create_tenant, data,
+                                         idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
+                                         principal=_principal(request))
+        return _created(tenant.to_json(), False)
+
+    async def list_tenants(request: Request) -> Response:
+        page = await run_in_threadpool(service.list_tenants, _page(request))
+        body: dict[str, Any] = {"data": [t.to_json() for t in page.items]}
+        if page.next_token:
+            body["next_token"] = page.next_token
+        return JSONResponse(body)
+
+    async def get_tenant(request: Request) -> Response:
+        tenant = await run_in_threadpool(service.get_tenant, request.path_params["tenantId"])
+        return JSONResponse({"data": tenant.to_json()})
+
+    async def update_tenant(request: Request) -> Response:
+        data = await _object(request)
+        tenant = await run_in_threadpool(service.update_tenant, request.path_params["tenantId"], data)
+        return JSONResponse({"data": tenant.to_json()})
+
+    async def delete_tenant(request: Request) -> Response:
+        tenant = await run_in_threadpool(service.delete_tenant, request.path_params["tenantId"])
+        return JSONResponse({"data": tenant.to_json()})
+
+    return [
+        (_trigger("POST", "/tenant-registrations"), create_registration),
+        (_trigger("GET", "/tenant-registrations"), list_registrations),
+        (_trigger("GET", "/tenant-registrations/{tenantRegistrationId}"), get_registration),
+        (_trigger("PATCH", "/tenant-registrations/{tenantRegistrationId}"), update_registration),
+        (_trigger("DELETE", "/tenant-registrations/{tenantRegistrationId}"), delete_registration),
+        (_trigger("POST", "/tenants"), create_tenant),
+        (_trigger("GET", "/tenants"), list_tenants),
+        (_trigger("GET", "/tenants/{tenantId}"), get_tenant),
+        (_trigger("PUT", "/tenants/{tenantId}"), update_tenant),
+        (_trigger("DELETE", "/tenants/{tenantId}"), delete_tenant),
+    ]
