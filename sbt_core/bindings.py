@@ -24,6 +24,7 @@ CORE_ROUTES: tuple[RouteTrigger, ...] = (
     RouteTrigger("GET", "/health", authorizer=Authorizer.NONE),
     RouteTrigger("GET", "/openapi.json", authorizer=Authorizer.NONE),
     RouteTrigger("GET", "/.well-known/jwks.json", authorizer=Authorizer.NONE),
+    RouteTrigger("GET", "/.well-known/openid-configuration", authorizer=Authorizer.NONE),
     RouteTrigger("POST", "/oauth2/token", authorizer=Authorizer.NONE),
     RouteTrigger("POST", "/events", scope=scopes.EVENT_WRITE),
     RouteTrigger("GET", "/events", scope=scopes.EVENT_READ),
