@@ -1,0 +1,80 @@
+"""Settings of the ``local`` auth provider (``[providers.auth]`` with ``type = "local"``)::
+
+    [providers.auth]
+    type = "local"
+    issuer = "http://127.0.0.1:8080"      # where `sbt serve` is reached; the default matches [server]'s defaults
+    audience = "sbt"
+    token_lifetime_seconds = 3600
+
+    [[providers.auth.machine_clients]]
+    client_id = "billing-job"
+    client_secret = { env = "SBT_BILLING_JOB_SECRET" }
+    scopes = ["event/event_write"]
+"""
+
+from __future__ import annotations
+
+import re
+
+import attrs
+
+from ..models import Secret
+from ..models.scopes import ALL
+
+__all__ = ["DEFAULT_ISSUER", "LocalAuthSettings", "MachineClient"]
+
+#: The issuer when none is configured: a constant, so `sbt token` in another process mints tokens the
+#: server accepts. It is also the base of the advertised JWKS and token URLs; set ``issuer`` to the
+#: public URL when serving elsewhere than [server]'s default host and port.
+DEFAULT_ISSUER = "http://127.0.0.1:8080"
+
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
+
+
+def _client_id(_: object, __: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+    if not _CLIENT_ID.match(value):
+        raise ValueError(f"client_id {value!r} must be 1-128 letters, digits, '.', '_' or '-'")
+
+
+def _scopes(_: object, __: attrs.Attribute, value: tuple[str, ...]) -> None:  # type: ignore[type-arg]
+    for scope in value:
+        if not scope or any(c.isspace() for c in scope):
+            raise ValueError(f"scope {scope!r} must be one word (scopes are space-separated in tokens)")
+
+
+@attrs.frozen
+class MachineClient:
+    """A client allowed ``POST /oauth2/token`` with ``grant_type=client_credentials`` (SBT's machine client)."""
+
+    client_id: str = attrs.field(validator=_client_id)
+    client_secret: Secret
+    scopes: tuple[str, ...] = attrs.field(default=ALL, validator=_scopes)
+
+
+def _positive(_: object, attribute: attrs.Attribute, value: int) -> None:  # type: ignore[type-arg]
+    if not 60 <= value <= 7 * 86400:
+        raise ValueError(f"{attribute.name} must be between 60 seconds and 7 days, got {value}")
+
+
+def _clients(_: object, __: attrs.Attribute, value: tuple[MachineClient, ...]) -> None:  # type: ignore[type-arg]
+    ids = [c.client_id for c in value]
+    dupes = sorted({i for i in ids if ids.count(i) > 1})
+    if dupes:
+        raise ValueError(f"machine client id(s) {', '.join(dupes)} appear more than once")
+
+
+@attrs.frozen
+class LocalAuthSettings:
+    """``issuer`` (``iss`` of minted tokens and base of the advertised URLs), ``audience`` (``aud``),
+    ``token_lifetime_seconds`` (60 s to 7 days), ``machine_clients`` for client_credentials, and
+    ``enforce_scopes`` (SBT's ``setAPIGWScopes``)."""
+
+    issuer: str = DEFAULT_ISSUER
+    audience: str = "sbt"
+    token_lifetime_seconds: int = attrs.field(default=3600, validator=_positive)
+    machine_clients: tuple[MachineClient, ...] = attrs.field(default=(), validator=_clients)
+    enforce_scopes: bool = True
+
+    def client(self, client_id: str) -> MachineClient | None:
+        """The machine client named ``client_id``, or None."""
+        return next((c for c in self.machine_clients if c.client_id == client_id), None)

@@ -1,0 +1,389 @@
+"""The ASGI app: one Starlette route per enabled route binding, the core routes, and mounted route groups.
+
+Every route goes through the same steps: body size limit (:class:`BodyLimitMiddleware`, 413), the JWT
+authorizer and the route's scope (401/403; skipped for ``authorizer = "none"`` routes such as the
+billing webhook), the endpoint, then error mapping: an :class:`~sbt_core.errors.SbtError` becomes
+``{"message": ...}`` with its status; anything else is logged and answered 500 with a generic message,
+so internals and secrets never reach the caller. Provider hooks are synchronous and run in Starlette's
+worker threads, so a slow provider never stalls the event loop.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Protocol
+
+import attrs
+from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
+from starlette.middleware import Middleware
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ...bindings import CORE_ROUTES, BindingTable
+from ...errors import BadRequestError, PayloadTooLargeError, SbtError, StartupError, UnauthorizedError
+from ...hookspecs import CONTRACT
+from ...models import AuthSettings, to_json
+from ...triggers import Authorizer as AuthorizerKind
+from ...triggers import RouteTrigger
+from ..authorizer import Authorizer, JwksSource, StaticJwks, bearer_token
+from ..seams import EventBus, RouteGroup
+from . import events as ev
+from .hooks import HOOK_ROUTES, HookRoute, QueryParam, json_body
+
+if TYPE_CHECKING:
+    from ...config import Config
+    from ...plugins import Providers
+
+__all__ = ["BodyLimitMiddleware", "ControlPlaneLike", "Operation", "build_app", "error_response"]
+
+log = logging.getLogger("sbt.http")
+
+Endpoint = Callable[[Request], Awaitable[Response]]
+
+#: Upper bound of ``GET /events?limit=``.
+MAX_EVENTS_PAGE = 1000
+
+
+class ControlPlaneLike(Protocol):
+    """What :func:`build_app` reads of the control plane (``sbt_core.runtime.control_plane.ControlPlane``)."""
+
+    providers: Providers
+    bindings: BindingTable
+    bus: EventBus
+    config: Config
+    auth_settings: AuthSettings | None
+
+
+@attrs.frozen
+class Operation:
+    """One mounted route: its trigger, endpoint (``async (request) -> Response``, run after the authorizer),
+    and what the OpenAPI document says of it."""
+
+    trigger: RouteTrigger
+    endpoint: Endpoint
+    operation_id: str
+    summary: str
+    tag: str
+    hook_route: HookRoute | None = None
+    request_schema: Callable[[Any], dict[str, Any]] | None = None
+    response_schema: Callable[[Any], dict[str, Any]] | None = None
+    status: int = 200
+    query: tuple[QueryParam, ...] = ()
+
+
+# --- errors ------------------------------------------------------------------------------------------------
+
+def error_response(exc: SbtError) -> JSONResponse:
+    """``{"message": ...}`` with the error's status; 401/403 carry ``WWW-Authenticate`` (RFC 6750)."""
+    headers = {}
+    if exc.status == 401:
+        headers["www-authenticate"] = 'Bearer error="invalid_token"'
+    elif exc.status == 403:
+        headers["www-authenticate"] = 'Bearer error="insufficient_scope"'
+    return JSONResponse({"message": exc.message}, exc.status, headers=headers)
+
+
+def _internal_error() -> JSONResponse:
+    return JSONResponse({"message": "Internal server error"}, 500)
+
+
+async def _http_exception(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    # Starlette's own 404 (no route) and 405 (wrong method) in our envelope.
+    return JSONResponse({"message": exc.detail}, exc.status_code, headers=dict(exc.headers or {}))
+
+
+async def _unhandled(request: Request, exc: Exception) -> Response:
+    log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=exc)
+    return _internal_error()
+
+
+class BodyLimitMiddleware:
+    """Refuse request bodies over ``max_bytes`` with 413, whether announced by Content-Length or streamed
+    (chunked), before any endpoint runs; the body read so far is replayed to the app unchanged."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        too_large = error_response(PayloadTooLargeError(f"request body larger than {self.max_bytes} bytes"))
+        for name, value in scope.get("headers", ()):
+            if name == b"content-length":
+                try:
+                    announced = int(value)
+                except ValueError:
+                    await error_response(BadRequestError("Content-Length is not a number"))(scope, receive, send)
+                    return
+                if announced > self.max_bytes:
+                    await too_large(scope, receive, send)
+                    return
+        chunks: list[bytes] = []
+        size = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # client went away
+                return
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.max_bytes:
+                await too_large(scope, receive, send)
+                return
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        sent = False
+
+        async def replay() -> Message:
+            nonlocal sent
+            if not sent:
+                sent = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+
+# --- the authorizer step -------------------------------------------------------------------------------------
+
+def _make_authorizer(cp: ControlPlaneLike) -> Authorizer | None:
+    """The authorizer for the selected auth provider: in-process JWKS for ``local``, else its JWKS URL."""
+    settings = cp.auth_settings
+    if settings is None:
+        return None
+    jwks: JwksSource | None = None
+    instance = cp.providers.instances.get("auth") if cp.providers is not None else None
+    local_jwks = getattr(instance, "jwks", None)
+    if _is_local(instance) and callable(local_jwks):
+        jwks = StaticJwks(local_jwks)
+    return Authorizer(settings, jwks)
+
+
+def _is_local(instance: Any) -> bool:
+    from ...auth_local import LocalAuth
+
+    return isinstance(instance, LocalAuth)
+
+
+def _guard(op: Operation, authorizer: Authorizer | None) -> Endpoint:
+    trigger = op.trigger
+    needs_jwt = trigger.authorizer is AuthorizerKind.JWT
+
+    async def endpoint(request: Request) -> Response:
+        try:
+            request.state.claims = None
+            if needs_jwt:
+                if authorizer is None:
+                    raise UnauthorizedError("no auth provider is configured, so routes that need a token are closed")
+                token = bearer_token(request.headers.get("authorization"))
+                if authorizer.needs_io(token):  # a JWKS fetch: keep it off the event loop
+                    claims = await run_in_threadpool(authorizer.verify, token)
+                else:
+                    claims = authorizer.verify(token)
+                authorizer.check_scope(claims, trigger.scope)
+                request.state.claims = claims
+            return await op.endpoint(request)
+        except SbtError as exc:
+            if exc.status >= 500:
+                log.warning("%s %s answered %s: %s", trigger.method, trigger.path, exc.status, exc.message)
+            return error_response(exc)
+        except Exception:
+            log.exception("unhandled error in %s %s", trigger.method, trigger.path)
+            return _internal_error()
+
+    return endpoint
+
+
+# --- operations ------------------------------------------------------------------------------------------------
+
+def _first_line(text: str | None) -> str:
+    return (text or "").strip().split("\n", 1)[0].strip()
+
+
+def _hook_operation(cp: ControlPlaneLike, hook: str, trigger: RouteTrigger) -> Operation:
+    route = HOOK_ROUTES.get(hook)
+    if route is None:
+        raise StartupError(f"hook {hook} is bound to {trigger.method} {trigger.path} but the HTTP app does not "
+                           "know how to decode its request")
+    providers = cp.providers
+
+    async def endpoint(request: Request) -> Response:
+        body = await request.body()
+        kwargs = route.decode(request, body)
+        result = await run_in_threadpool(providers.call, hook, **kwargs)
+        return route.encode(result)
+
+    row = CONTRACT[hook]
+    from ... import hookspecs
+
+    spec = getattr(getattr(hookspecs, row.interface), hook, None)
+    return Operation(trigger=trigger, endpoint=endpoint, operation_id=hook, summary=_first_line(spec.__doc__ if spec
+                     else row.sbt_property), tag=row.interface, hook_route=route,
+                     request_schema=(lambda reg, m=route.body_model: reg.ref(m)) if route.body_model else None,
+                     response_schema=route.response, status=route.status, query=route.query)
+
+
+def _core_trigger(method: str, path: str) -> RouteTrigger:
+    return next(r for r in CORE_ROUTES if r.method == method and r.path == path)
+
+
+def _events_schema(reg: Any) -> dict[str, Any]:
+    return {"type": "object", "properties": {"data": {"type": "array", "items": _record_schema(reg)}},
+            "required": ["data"]}
+
+
+def _record_schema(reg: Any) -> dict[str, Any]:
+    from ..seams import EventRecord
+
+    return reg.ref(EventRecord)
+
+
+def _put_events_request(reg: Any) -> dict[str, Any]:
+    entry = {"type": "object", "required": ["Source", "DetailType", "Detail"], "properties": {
+        "Source": {"type": "string"}, "DetailType": {"type": "string"},
+        "Detail": {"anyOf": [{"type": "string", "description": "JSON text of an object"}, {"type": "object"}]},
+        "Time": {"type": "string", "format": "date-time"}, "Resources": {"type": "array", "items": {"type": "string"}},
+        "EventBusName": {"type": "string"}, "TraceHeader": {"type": "string"}}}
+    from ...models import Event
+
+    return {"anyOf": [
+        {"type": "object", "required": ["Entries"], "properties": {"Entries": {"type": "array", "items": entry,
+                                                                               "minItems": 1}}},
+        {"type": "array", "items": reg.ref(Event), "minItems": 1}]}
+
+
+def _put_events_response(reg: Any) -> dict[str, Any]:
+    return {"type": "object", "required": ["FailedEntryCount", "Entries"], "properties": {
+        "FailedEntryCount": {"type": "integer"},
+        "Entries": {"type": "array", "items": {"type": "object", "properties": {
+            "EventId": {"type": "string"}, "ErrorCode": {"type": "string"}, "ErrorMessage": {"type": "string"}}}}}}
+
+
+def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]) -> list[Operation]:
+    bus = cp.bus
+
+    async def health(request: Request) -> Response:
+        return JSONResponse({"status": "ok"})
+
+    async def openapi_json(request: Request) -> Response:
+        return JSONResponse(openapi())
+
+    async def put_events(request: Request) -> Response:
+        parsed = ev.parse_entries(json_body(await request.body()))
+        return JSONResponse(ev.put_events_response(parsed, bus))
+
+    async def list_events(request: Request) -> Response:
+        raw = request.query_params.get("limit", "50")
+        if not raw.isdigit() or not 1 <= int(raw) <= MAX_EVENTS_PAGE:
+            raise BadRequestError(f"limit: must be an integer between 1 and {MAX_EVENTS_PAGE}")
+        records = await run_in_threadpool(bus.recent, int(raw))
+        return JSONResponse({"data": [to_json(r) for r in records]})
+
+    async def get_event(request: Request) -> Response:
+        record = ev.get_record(bus, request.path_params["eventId"])
+        return JSONResponse({"data": to_json(record)})
+
+    def status_schema(reg: Any) -> dict[str, Any]:
+        return {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}}, "required": ["status"]}
+
+    def record_schema(reg: Any) -> dict[str, Any]:
+        return {"type": "object", "properties": {"data": _record_schema(reg)}, "required": ["data"]}
+
+    return [
+        Operation(_core_trigger("GET", "/health"), health, "health", "Liveness: 200 {\"status\": \"ok\"}.", "core",
+                  response_schema=status_schema),
+        Operation(_core_trigger("GET", "/openapi.json"), openapi_json, "openapi",
+                  "This OpenAPI 3.1 document, generated from the binding table.", "core",
+                  response_schema=lambda reg: {"type": "object"}),
+        Operation(_core_trigger("POST", "/events"), put_events, "put_events",
+                  "Put a batch of events on the bus (EventBridge PutEvents-like, per-entry results).", "events",
+                  request_schema=_put_events_request, response_schema=_put_events_response),
+        Operation(_core_trigger("GET", "/events"), list_events, "list_events",
+                  "Recent events, newest first, with each binding's delivery status.", "events",
+                  response_schema=_events_schema,
+                  query=(QueryParam("limit", "integer", f"how many (1-{MAX_EVENTS_PAGE}, default 50)"),)),
+        Operation(_core_trigger("GET", "/events/{eventId}"), get_event, "get_event",
+                  "One event of the log with each binding's delivery status.", "events",
+                  response_schema=record_schema),
+    ]
+
+
+def _group_operations(group: RouteGroup, tag: str) -> list[Operation]:
+    ops = []
+    for trigger, endpoint in group:
+        name = getattr(endpoint, "__name__", "endpoint")
+        op_id = f"{tag}_{name}" if not name.startswith(tag) else name
+        ops.append(Operation(trigger, endpoint, op_id, _first_line(getattr(endpoint, "__doc__", None))
+                             or f"{trigger.method} {trigger.path}", tag))
+    return ops
+
+
+def _group_tag(group: RouteGroup) -> str:
+    first = next(iter(group), None)
+    if first is None:
+        return "routes"
+    segment = first[0].path.strip("/").split("/", 1)[0]
+    return segment.lstrip(".") or "routes"
+
+
+def build_app(control_plane: ControlPlaneLike, route_groups: Iterable[RouteGroup] = (), *,
+              authorizer: Authorizer | None = None) -> Starlette:
+    """The control-plane ASGI app.
+
+    :param control_plane: providers, binding table, bus, config and auth settings (see :class:`ControlPlaneLike`).
+    :param route_groups: more core routes (e.g. the tenant registry's ``/tenant-registrations``), each
+        ``(RouteTrigger, async endpoint(request) -> Response)``, given the same body limit, authorizer,
+        scope check and error mapping; verified claims are in ``request.state.claims``.
+    :param authorizer: replaces the one derived from ``control_plane.auth_settings`` (tests).
+    :raises StartupError: a route binding whose hook has no request decoding, or two routes that clash.
+    """
+    cp = control_plane
+    auth = authorizer or _make_authorizer(cp)
+    document: dict[str, Any] = {}
+
+    def openapi() -> dict[str, Any]:
+        if not document:
+            from .openapi import build_openapi
+
+            document.update(build_openapi(operations, cp.auth_settings))
+        return document
+
+    operations: list[Operation] = _core_operations(cp, openapi)
+    instance = cp.providers.instances.get("auth") if cp.providers is not None else None
+    if _is_local(instance):
+        operations += _group_operations(instance.route_group(), "auth")
+    for group in route_groups:
+        operations += _group_operations(group, _group_tag(group))
+    for binding in cp.bindings.routes():
+        assert isinstance(binding.trigger, RouteTrigger)
+        operations.append(_hook_operation(cp, binding.hook, binding.trigger))
+    _check_clashes(operations)
+
+    routes = [Route(op.trigger.path, _guard(op, auth), methods=[op.trigger.method], name=op.operation_id)
+              for op in operations]
+    max_body = cp.config.server.max_body_bytes
+    app = Starlette(routes=routes, middleware=[Middleware(BodyLimitMiddleware, max_bytes=max_body)],
+                    exception_handlers={HTTPException: _http_exception, Exception: _unhandled})
+    app.state.control_plane = cp
+    app.state.authorizer = auth
+    app.state.operations = tuple(operations)
+    return app
+
+
+def _check_clashes(operations: Sequence[Operation]) -> None:
+    seen: dict[tuple[str, str], str] = {}
+    for op in operations:
+        shape = op.trigger.shape
+        if shape in seen:
+            raise StartupError(f"route {op.trigger.method} {op.trigger.path} ({op.operation_id}) clashes with "
+                               f"{seen[shape]}")
+        seen[shape] = op.operation_id

@@ -1,0 +1,108 @@
+"""JSON Schema (2020-12, as OpenAPI 3.1 embeds it) of the attrs records, derived from their fields.
+
+Keys are the wire keys the converter uses (:func:`sbt_core.models._convert.wire_key`), so the schema
+always matches what :func:`~sbt_core.models.to_json` writes and :func:`~sbt_core.models.from_json` reads.
+Each record becomes a named component; references are ``#/components/schemas/<Name>``.
+"""
+
+from __future__ import annotations
+
+import types
+import typing
+from collections.abc import Mapping
+from datetime import datetime
+from enum import Enum
+from typing import Any
+
+import attrs
+
+from ...models import Secret
+from ...models._convert import wire_key
+
+__all__ = ["SchemaRegistry"]
+
+_NONE = type(None)
+
+
+class SchemaRegistry:
+    """Collects component schemas while describing types; :attr:`components` is the ``schemas`` map."""
+
+    def __init__(self) -> None:
+        self.components: dict[str, dict[str, Any]] = {}
+
+    def ref(self, cls: type) -> dict[str, Any]:
+        """A ``$ref`` to ``cls``'s component, adding it (and what it refers to) on first use."""
+        name = cls.__name__
+        if name not in self.components:
+            self.components[name] = {}  # placeholder: breaks recursion
+            self.components[name] = self._record(cls)
+        return {"$ref": f"#/components/schemas/{name}"}
+
+    def _record(self, cls: type) -> dict[str, Any]:
+        hints = typing.get_type_hints(cls)
+        properties: dict[str, Any] = {}
+        required: list[str] = []
+        for field in attrs.fields(cls):
+            if not field.init and field.default is attrs.NOTHING:
+                continue
+            key = wire_key(field)
+            schema = self.describe(hints.get(field.name, Any))
+            properties[key] = schema
+            if field.default is attrs.NOTHING:
+                required.append(key)
+        out: dict[str, Any] = {"type": "object", "properties": properties}
+        if required:
+            out["required"] = required
+        doc = (cls.__doc__ or "").strip()
+        if doc:
+            out["description"] = " ".join(doc.split("\n\n")[0].split())
+        return out
+
+    def describe(self, tp: Any) -> dict[str, Any]:
+        """The schema of a type annotation."""
+        origin = typing.get_origin(tp)
+        args = typing.get_args(tp)
+        if tp is Any or tp is object:
+            return {}
+        if origin in (typing.Union, types.UnionType):
+            options = [a for a in args if a is not _NONE]
+            nullable = len(options) != len(args)
+            if len(options) == 1:
+                inner = self.describe(options[0])
+                if not nullable:
+                    return inner
+                if "type" in inner and isinstance(inner["type"], str) and "$ref" not in inner:
+                    return {**inner, "type": [inner["type"], "null"]}
+                return {"anyOf": [inner, {"type": "null"}]}
+            schemas = [self.describe(a) for a in options] + ([{"type": "null"}] if nullable else [])
+            return {"anyOf": schemas}
+        if origin in (list, tuple, set, frozenset, typing.Sequence) or tp in (list, tuple):
+            item = args[0] if args else Any
+            return {"type": "array", "items": self.describe(item)}
+        if origin in (dict, Mapping, typing.Mapping) or tp is dict:
+            value = args[1] if len(args) == 2 else Any
+            return {"type": "object", "additionalProperties": self.describe(value)}
+        if origin is typing.Literal:
+            return {"enum": list(args)}
+        if isinstance(tp, type):
+            if issubclass(tp, Enum):
+                return {"type": "string", "enum": [m.value for m in tp]}
+            if tp is bool:
+                return {"type": "boolean"}
+            if tp is int:
+                return {"type": "integer"}
+            if tp is float:
+                return {"type": "number"}
+            if tp is str:
+                return {"type": "string"}
+            if tp is bytes:
+                return {"type": "string", "contentEncoding": "base64"}
+            if tp is datetime:
+                return {"type": "string", "format": "date-time"}
+            if tp is Secret:
+                return {"type": "string", "writeOnly": True}
+            if attrs.has(tp):
+                return self.ref(tp)
+        if origin is not None and attrs.has(origin):  # a generic record such as Page[User]
+            return self.ref(origin)
+        return {}
