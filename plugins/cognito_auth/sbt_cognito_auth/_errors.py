@@ -20,11 +20,11 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
-from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential_jitter
+from tenacity import Retrying, retry_if_exception, stop_after_attempt, wait_exponential, wait_random
 
 from sbt_core.errors import BadRequestError, ConflictError, NotFoundError, ProviderError, SbtError
 
-__all__ = ["THROTTLING_CODES", "call_cognito", "error_code", "translate"]
+__all__ = ["THROTTLING_CODES", "UserExistsError", "call_cognito", "error_code", "translate"]
 
 log = logging.getLogger("sbt.provider.cognito")
 
@@ -36,6 +36,11 @@ THROTTLING_CODES = frozenset({
     "RequestThrottledException", "RequestLimitExceeded", "LimitExceededException", "SlowDown",
 })
 _MAX_AWS_MESSAGE = 200
+
+
+class UserExistsError(ConflictError):
+    """409 for ``UsernameExistsException`` in particular (the admin user treats it as success, while an
+    ``AliasExistsException``, another user holding the email, stays an error)."""
 
 
 def error_code(exc: BaseException) -> str | None:
@@ -62,9 +67,10 @@ def translate(exc: BaseException, operation: str, *, user_name: str | None = Non
     code = error_code(exc)
     if code == "UserNotFoundException":
         return NotFoundError(f"User {user_name} not found.")
-    if code in ("UsernameExistsException", "AliasExistsException"):
-        what = "A user with that email" if code == "AliasExistsException" else f"User {user_name}"
-        return ConflictError(f"{what} already exists ({code}).")
+    if code == "UsernameExistsException":
+        return UserExistsError(f"User {user_name} already exists ({code}).")
+    if code == "AliasExistsException":
+        return ConflictError(f"A user with that email already exists ({code}).")
     if isinstance(exc, ClientError):
         aws_message = str(exc.response.get("Error", {}).get("Message") or "")[:_MAX_AWS_MESSAGE]
         if code in bad_request_codes:
@@ -92,7 +98,8 @@ def call_cognito(fn: Callable[..., T], operation: str, *, max_attempts: int, ini
     retrying = Retrying(
         retry=retry_if_exception(_is_throttling),
         stop=stop_after_attempt(max_attempts),
-        wait=wait_exponential_jitter(initial=initial_wait, max=max_wait, jitter=initial_wait),
+        # Exponential backoff plus up to one initial step of jitter (spelled this way for tenacity 8 and 9).
+        wait=wait_exponential(multiplier=initial_wait, max=max_wait) + wait_random(0, initial_wait),
         reraise=True,
         before_sleep=lambda state: log.warning("Cognito %s throttled (attempt %d); retrying", operation,
                                                state.attempt_number),

@@ -15,10 +15,10 @@ import boto3
 from botocore.config import Config as BotoConfig
 
 from sbt_core import Provider, ProviderContext, hookimpl
-from sbt_core.errors import BadRequestError, ConflictError, ProviderError
+from sbt_core.errors import BadRequestError, ProviderError
 from sbt_core.models import AdminUser, AuthSettings, CreateUserRequest, Page, UpdateUserRequest, User
 
-from ._errors import call_cognito
+from ._errors import UserExistsError, call_cognito
 from .settings import CognitoSettings
 
 if TYPE_CHECKING:
@@ -174,7 +174,7 @@ class CognitoAuth(Provider):
         """
         try:
             return self._admin_create(admin.name, admin.email, admin.role)
-        except ConflictError:
+        except UserExistsError:
             return self.auth_fetch_user(admin.name)
 
     @hookimpl
