@@ -61,7 +61,7 @@ def describe_stripe_error(exc: BaseException) -> str:
 def _retrying(settings: StripeBillingSettings) -> tenacity.Retrying:
     return tenacity.Retrying(
         retry=tenacity.retry_if_exception(is_retryable),
-        wait=tenacity.wait_exponential_jitter(initial=settings.retry_base_seconds, max=settings.retry_max_seconds,
+        wait=tenacity.wait_exponential_jitter(multiplier=settings.retry_base_seconds, max=settings.retry_max_seconds,
                                               jitter=settings.retry_base_seconds),
         stop=tenacity.stop_after_attempt(settings.max_retries + 1),
         reraise=True,

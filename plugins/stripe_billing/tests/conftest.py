@@ -1,0 +1,247 @@
+"""Fixtures of the stripe_billing tests: localstripe on 127.0.0.1, a provider built through sbt's own config and
+selection path, and a loopback receiver for localstripe's signed webhooks.
+
+Nothing here reaches the internet: localstripe is bound to loopback with the wrapper from
+reference/metering-and-fakes.md part 2a, and Stripe's Billing Meter endpoints (which localstripe lacks) are
+answered by ``responses`` in the push tests.
+"""
+
+from __future__ import annotations
+
+import http.server
+import json
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+import requests
+import stripe
+from sbt_core.config import load_config
+from sbt_core.errors import SbtError
+from sbt_core.models import Event, WebhookRequest
+from sbt_core.plugins import BillingFacade, Providers, build_providers, discover
+
+from sbt_stripe_billing import StripeBilling
+
+API_KEY = "sk_test_sbt_fixture"
+WEBHOOK_SECRET = "whsec_sbt_fixture_secret"
+#: Binds localstripe to loopback only (its CLI listens on every interface).
+_WRAPPER = ("import sys; from aiohttp import web; from localstripe.server import app; "
+            "web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None)")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
+    """Poll until ``predicate()`` is truthy (localstripe delivers webhooks about 1 s after the event)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="session")
+def localstripe_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A localstripe process on 127.0.0.1:<free port>, run in a temp cwd (its pickle file lands there)."""
+    cwd = tmp_path_factory.mktemp("localstripe")
+    port = free_port()
+    log = (cwd / "localstripe.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, str(port)], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"localstripe exited: {(cwd / 'localstripe.log').read_text()[-2000:]}")
+        try:
+            return requests.get(f"{url}/v1/customers", auth=(API_KEY, ""), timeout=1).status_code == 200
+        except requests.ConnectionError:
+            return False
+
+    try:
+        wait_for(answers, "localstripe to answer", timeout=30)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def stripe_url(localstripe_server: str) -> str:
+    """localstripe, emptied (``DELETE /_config/data``), with a 0-amount metered plan ``plan_metered``
+    (its first invoice is paid at once) and a 5.00 USD monthly plan ``plan_paid``."""
+    assert requests.delete(f"{localstripe_server}/_config/data", auth=(API_KEY, ""), timeout=5).status_code == 200
+    client = stripe_client(localstripe_server)
+    product = client.v1.products.create(params={"name": "sbt test product"})
+    client.v1.plans.create(params={"id": "plan_metered", "product": product.id, "amount": 0, "currency": "usd",
+                                   "interval": "month", "usage_type": "metered"})
+    client.v1.plans.create(params={"id": "plan_paid", "product": product.id, "amount": 500, "currency": "usd",
+                                   "interval": "month"})
+    return localstripe_server
+
+
+def stripe_client(url: str) -> stripe.StripeClient:
+    """A plain SDK client on localstripe, for the tests' own look at Stripe's state."""
+    return stripe.StripeClient(API_KEY, base_addresses={"api": url}, max_network_retries=0)
+
+
+@attrs.define
+class Billing:
+    """A ``stripe`` billing provider built through ``load_config`` + ``build_providers`` (as ``sbt serve``
+    does), with the events it publishes collected in ``events``."""
+
+    providers: Providers
+    events: list[Event]
+
+    @property
+    def facade(self) -> BillingFacade:
+        assert self.providers.billing is not None
+        return self.providers.billing
+
+    @property
+    def provider(self) -> StripeBilling:
+        instance = self.providers.instances["billing"]
+        assert isinstance(instance, StripeBilling)
+        return instance
+
+    def of(self, detail_type: str) -> list[Event]:
+        return [e for e in self.events if e.detail_type == detail_type]
+
+
+@pytest.fixture
+def make_billing(tmp_path: Path) -> Iterator[Callable[..., Billing]]:
+    """``make_billing(**settings)``: a provider with the fixture's key and webhook secret plus ``settings``;
+    each call gets its own state directory unless ``state_dir`` is given."""
+    built: list[StripeBilling] = []
+
+    def make(state_dir: Path | None = None, **settings: Any) -> Billing:
+        catalog = discover(entry_points=False, builtins=True, extra={"stripe": StripeBilling})
+        table = {"type": "stripe", "api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET, **settings}
+        config = load_config(catalog, raw={"providers": {"billing": table}})
+        root = state_dir or (tmp_path / f"state{len(built)}")
+        providers = build_providers(catalog, config, state_dir=root)
+        events: list[Event] = []
+        providers.attach(events.append)
+        billing = Billing(providers, events)
+        built.append(billing.provider)
+        return billing
+
+    yield make
+    for provider in built:
+        provider.store.close()
+
+
+@pytest.fixture
+def localstripe_billing(stripe_url: str, make_billing: Callable[..., Billing]) -> Billing:
+    """A provider on localstripe: plans (localstripe has no Prices), lookup by listing (no Search)."""
+    return make_billing(api_base=stripe_url, item_kind="plan", customer_lookup="list")
+
+
+def onboarding(tenant_id: str, **detail: Any) -> Event:
+    base = {"tenantId": tenant_id, "tenantName": f"Tenant {tenant_id}", "email": f"admin@{tenant_id}.example",
+            "tier": "basic", "prices": [{"id": "plan_metered", "metricName": "productsSold"}]}
+    return Event.create("onboardingRequest", {**base, **detail})
+
+
+@attrs.define
+class Delivery:
+    """One webhook delivery as the receiver saw it: the raw request and what the hook answered."""
+
+    request: WebhookRequest
+    status: int
+    body: dict[str, Any]
+
+    @property
+    def type(self) -> str:
+        return str(json.loads(self.request.body)["type"])
+
+
+class WebhookReceiver:
+    """A loopback HTTP server that hands each ``POST /billing/{path}`` to a billing facade's webhook hook,
+    as the control plane's route does, and records every delivery."""
+
+    def __init__(self, facade: BillingFacade) -> None:
+        self.facade = facade
+        self.deliveries: list[Delivery] = []
+        receiver = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802 (http.server's name)
+                body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+                request = WebhookRequest(path=self.path.removeprefix("/billing/"), body=body,
+                                         headers={k.lower(): v for k, v in self.headers.items()})
+                try:
+                    answer = receiver.facade.webhook(request)
+                    status, payload = (answer.status, answer.body) if answer else (200, {"received": True})
+                except SbtError as exc:
+                    status, payload = exc.status, {"message": exc.message}
+                receiver.deliveries.append(Delivery(request, status, payload))
+                data = json.dumps(payload).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/billing/stripe"
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    def of(self, event_type: str) -> list[Delivery]:
+        return [d for d in self.deliveries if d.type == event_type]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def register_webhook(stripe_url: str, url: str, events: list[str] | None = None) -> None:
+    """Point localstripe's (single, overwritten) test webhook endpoint at ``url``."""
+    data: list[tuple[str, str]] = [("url", url), ("secret", WEBHOOK_SECRET)]
+    data += [("events[]", e) for e in events or []]
+    answer = requests.post(f"{stripe_url}/_config/webhooks/sbt-tests", data=data, auth=(API_KEY, ""), timeout=5)
+    assert answer.status_code == 200, answer.text
+
+
+@pytest.fixture
+def webhook_receiver(localstripe_billing: Billing, stripe_url: str) -> Iterator[WebhookReceiver]:
+    """localstripe's signed webhooks -> a loopback receiver -> ``billing_webhook`` of ``localstripe_billing``."""
+    receiver = WebhookReceiver(localstripe_billing.facade)
+    register_webhook(stripe_url, receiver.url)
+    yield receiver
+    # Send later deliveries nowhere useful rather than to a closed port of the next test.
+    receiver.close()
+
+
+@pytest.fixture
+def onboarding_event() -> Callable[..., Event]:
+    """``onboarding_event(tenant_id, **detail)``: an sbt-aws-shaped ``onboardingRequest`` (plan_metered)."""
+    return onboarding
+
+
+@pytest.fixture
+def wait() -> Callable[..., Any]:
+    """:func:`wait_for`, for test modules (conftest is not importable under ``--import-mode=importlib``)."""
+    return wait_for
