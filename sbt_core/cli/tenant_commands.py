@@ -1,0 +1,181 @@
+"""``sbt tenants register|list|get|update|delete``: tenant registrations through the running control plane.
+
+The commands call the server's ``/tenant-registrations`` routes (see :mod:`sbt_core.tenants.client` for
+why not the database directly): the server is ``--url`` / ``$SBT_URL``, else ``[server]`` of the config.
+The token is ``--token`` / ``$SBT_TOKEN``; with the ``local`` auth provider and no token, one with the
+tenant scopes is minted from the local key, as ``sbt token`` does.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..errors import BadRequestError
+from ..models import scopes
+from ..tenants.client import TenantClient
+from ._common import ConfigOption, JsonOption, handle_errors, print_json, state
+
+__all__ = ["register"]
+
+UrlOption = Annotated[str | None, typer.Option("--url", envvar="SBT_URL", show_default=False,
+                                              help="Control plane URL (default: [server] host and port).")]
+TokenOption = Annotated[str | None, typer.Option("--token", envvar="SBT_TOKEN", show_default=False,
+                                                help="Bearer token (default: minted locally with the local auth provider).")]
+TenantDataOption = Annotated[str | None, typer.Option("--tenant-data", "-t", show_default=False,
+                                                     help="tenantData as a JSON object, or @file.json.")]
+RegistrationDataOption = Annotated[str | None, typer.Option("--registration-data", "-r", show_default=False,
+                                                           help="tenantRegistrationData as a JSON object, or @file.json.")]
+SetOption = Annotated[list[str] | None, typer.Option("--set", show_default=False,
+                                                    help="KEY=VALUE added to tenantData (repeatable; VALUE may be JSON).")]
+
+
+def _json_object(text: str | None, option: str) -> dict[str, Any]:
+    if text is None:
+        return {}
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise BadRequestError(f"{option}: cannot read {text[1:]!r}: {exc.strerror or exc}") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise BadRequestError(f"{option}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise BadRequestError(f"{option}: expected a JSON object")
+    return value
+
+
+def _pairs(items: list[str] | None) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items or []:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise BadRequestError(f"--set {item!r}: expected KEY=VALUE")
+        try:
+            out[key] = json.loads(raw)
+        except ValueError:
+            out[key] = raw  # a bare word is a string
+    return out
+
+
+def _client(ctx: typer.Context, config: Path | None, url: str | None, token: str | None) -> TenantClient:
+    """A client of the configured server, with the given token or one minted by the local provider."""
+    if url is None or token is None:
+        _, cfg = state(ctx).load(config)
+        if url is None:
+            host = cfg.server.host
+            # A server bound to every interface is reached on loopback.
+            host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
+            url = f"http://{host}:{cfg.server.port}"
+        if token is None:
+            selection = cfg.provider("auth")
+            if selection is not None and selection.type == "local":
+                from ..auth_local import mint_token
+
+                token = mint_token([scopes.TENANT_READ, scopes.TENANT_WRITE], config=cfg)
+    return TenantClient(url, token)
+
+
+def register(app: typer.Typer) -> None:
+    group = typer.Typer(help="Tenant registrations (through the running control plane).", no_args_is_help=True)
+    app.add_typer(group, name="tenants")
+
+    @group.command("register")
+    @handle_errors
+    def register_tenant(ctx: typer.Context, tenant_data: TenantDataOption = None,
+                        registration_data: RegistrationDataOption = None, set_: SetOption = None,
+                        idempotency_key: Annotated[str | None, typer.Option(
+                            "--idempotency-key", help="Retry-safe: the same key returns the first answer.")] = None,
+                        config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
+                        as_json: JsonOption = False) -> None:
+        """Register a tenant (POST /tenant-registrations); emits onboardingRequest on the server."""
+        data = _json_object(tenant_data, "--tenant-data") | _pairs(set_)
+        reg_data = _json_object(registration_data, "--registration-data")
+        with _client(ctx, config, url, token) as client:
+            answer = client.register(data, reg_data, idempotency_key=idempotency_key)
+        if as_json:
+            print_json(answer)
+        else:
+            typer.echo(f"{answer['message']}: tenant {answer['tenantId']}, registration {answer['tenantRegistrationId']}")
+
+    @group.command("list")
+    @handle_errors
+    def list_registrations(ctx: typer.Context,
+                           limit: Annotated[int | None, typer.Option("--limit", help="Page size (default 10).")] = None,
+                           next_token: Annotated[str | None, typer.Option("--next-token")] = None,
+                           all_: Annotated[bool, typer.Option("--all", help="Follow next_token to the end.")] = False,
+                           tenants: Annotated[bool, typer.Option("--tenants", help="List tenants (GET /tenants) "
+                                                                 "instead of registrations.")] = False,
+                           config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
+                           as_json: JsonOption = False) -> None:
+        """List registrations (or tenants), one page or --all."""
+        with _client(ctx, config, url, token) as client:
+            if all_:
+                every = client.iter_tenants if tenants else client.iter_registrations
+                items, token_out = list(every(limit or 100)), None
+            else:
+                page = client.list_tenants if tenants else client.list_registrations
+                items, token_out = page(limit, next_token)
+        if as_json:
+            body: dict[str, Any] = {"data": items}
+            if token_out:
+                body["next_token"] = token_out
+            print_json(body)
+            return
+        table = Table(title="tenants" if tenants else "tenant registrations")
+        columns = (["tenantId", "tenantRegistrationId", "sbtaws_active", "tenantName"] if tenants else
+                   ["tenantRegistrationId", "tenantId", "sbtaws_active", "registrationStatus"])
+        for column in columns:
+            table.add_column(column)
+        for item in items:
+            table.add_row(*(str(item.get(c, "")) for c in columns))
+        Console().print(table)
+        if token_out:
+            typer.echo(f"next_token: {token_out}")
+
+    @group.command("get")
+    @handle_errors
+    def get(ctx: typer.Context, identifier: Annotated[str, typer.Argument(help="tenantRegistrationId (or tenantId "
+                                                                         "with --tenant).")],
+            tenant: Annotated[bool, typer.Option("--tenant", help="Get the tenant with this tenantId.")] = False,
+            config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
+            as_json: JsonOption = False) -> None:
+        """Show one registration (or tenant) as JSON."""
+        with _client(ctx, config, url, token) as client:
+            data = client.get_tenant(identifier) if tenant else client.get_registration(identifier)
+        print_json(data)
+
+    @group.command("update")
+    @handle_errors
+    def update(ctx: typer.Context, registration_id: Annotated[str, typer.Argument(help="tenantRegistrationId")],
+               tenant_data: TenantDataOption = None, registration_data: RegistrationDataOption = None,
+               set_: SetOption = None, config: ConfigOption = None, url: UrlOption = None,
+               token: TokenOption = None, as_json: JsonOption = False) -> None:
+        """Merge keys into a registration and its tenant (PATCH /tenant-registrations/{id})."""
+        data = _json_object(tenant_data, "--tenant-data") | _pairs(set_)
+        reg_data = _json_object(registration_data, "--registration-data")
+        if not data and not reg_data:
+            raise BadRequestError("nothing to update: give --tenant-data, --registration-data or --set")
+        with _client(ctx, config, url, token) as client:
+            answer = client.update_registration(registration_id, tenant_data=data, tenant_registration_data=reg_data)
+        print_json(answer)
+
+    @group.command("delete")
+    @handle_errors
+    def delete(ctx: typer.Context, registration_id: Annotated[str, typer.Argument(help="tenantRegistrationId")],
+               config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
+               as_json: JsonOption = False) -> None:
+        """Soft-delete a registration and its tenant; emits offboardingRequest on the server."""
+        with _client(ctx, config, url, token) as client:
+            answer = client.delete_registration(registration_id)
+        if as_json:
+            print_json(answer)
+        else:
+            typer.echo(answer["message"])
