@@ -6,6 +6,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -83,3 +84,23 @@ def service(database_url: str, recorder: Recorder) -> Iterator[TenantService]:
     svc.start()
     yield svc
     svc.close()
+
+
+@pytest.fixture
+def plane(tmp_path: Path, database_url: str) -> Iterator[Any]:
+    """A control plane assembled around the recording providers, its registry on ``database_url``."""
+    from ._plane import assemble
+
+    p = assemble(tmp_path / "state", database_url)
+    yield p
+    p.stop()
+
+
+@pytest.fixture
+def api(plane: Any) -> Iterator[Any]:
+    """A TestClient of the plane's ASGI app carrying a token with the tenant scopes."""
+    from starlette.testclient import TestClient
+
+    with TestClient(plane.app, base_url="http://127.0.0.1") as client:
+        client.headers["authorization"] = f"Bearer {plane.token()}"
+        yield client
