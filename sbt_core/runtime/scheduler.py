@@ -29,10 +29,11 @@ import attrs
 from ..bindings import Binding
 from ..errors import NotFoundError
 from ..models import Event, ScheduleRun, format_timestamp, from_json, to_json, utcnow
-from ..triggers import ScheduleTrigger
+from ..triggers import RouteTrigger, ScheduleTrigger
 from .bus import Bus, Handler
+from .seams import RouteGroup
 
-__all__ = ["SCHEDULE_DETAIL_TYPE", "SCHEDULER_SOURCE", "Schedule", "Scheduler", "schedule_event"]
+__all__ = ["SCHEDULE_DETAIL_TYPE", "SCHEDULER_SOURCE", "Schedule", "Scheduler", "schedule_event", "schedule_routes"]
 
 log = logging.getLogger("sbt.scheduler")
 
@@ -51,6 +52,11 @@ class Schedule:
     next_due: datetime
     fired: int = 0
     skipped: int = 0
+
+    def to_json(self) -> dict[str, object]:
+        """``{hook, expression, nextDue, fired, skipped}`` (``GET /schedules``, ``sbt schedule list``)."""
+        return {"hook": self.hook, "expression": self.trigger.expression, "nextDue": format_timestamp(self.next_due),
+                "fired": self.fired, "skipped": self.skipped}
 
 
 def schedule_event(run: ScheduleRun, *, event_id: str | None = None) -> Event:
@@ -172,3 +178,31 @@ def _run_handler(hook: str, call: Callable[..., object]) -> Handler:
 
     handle.__qualname__ = f"schedule:{hook}"
     return handle
+
+
+def schedule_routes(scheduler: Scheduler) -> RouteGroup:
+    """``GET /schedules`` (scope ``event/event_read``): ``{"data": [{hook, expression, nextDue, fired,
+    skipped}]}``; ``POST /schedules/{hook}/run`` (scope ``event/event_write``): fire a manual run now,
+    202 ``{"data": {"hook", "eventId"}}`` (404 for a hook with no schedule binding). Triggers from CORE_ROUTES."""
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response
+
+    from ..bindings import CORE_ROUTES
+
+    def trigger(method: str, path: str) -> RouteTrigger:
+        return next(r for r in CORE_ROUTES if (r.method, r.path) == (method, path))
+
+    async def list_schedules(request: Request) -> Response:
+        """Schedule bindings with their next due time and how many runs fired or were skipped."""
+        return JSONResponse({"data": [s.to_json() for s in scheduler.schedules]})
+
+    async def run_schedule(request: Request) -> Response:
+        """Fire a manual run of a scheduled hook now (queued behind a run in progress)."""
+        hook = request.path_params["hook"]
+        event = scheduler.run_now(hook)
+        return JSONResponse({"data": {"hook": hook, "eventId": event.id}}, 202)
+
+    return [
+        (trigger("GET", "/schedules"), list_schedules),
+        (trigger("POST", "/schedules/{hook}/run"), run_schedule),
+    ]

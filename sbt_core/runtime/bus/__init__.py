@@ -1,8 +1,9 @@
 """The event bus (DESIGN.md section 3): :class:`Bus` with a transport seam (:class:`Transport`;
-:class:`InProcessTransport` is the embedded default) and its HTTP routes (:func:`bus_routes`)."""
+:class:`InProcessTransport` is the embedded default) and its HTTP routes (:func:`dead_letter_routes`)."""
 
 from .core import Bus, DeadLetter, Handler, TargetInfo, error_text, hook_handler, is_retryable
+from .routes import dead_letter_routes
 from .transport import InProcessTransport, Message, Transport
 
-__all__ = ["Bus", "DeadLetter", "Handler", "InProcessTransport", "Message", "TargetInfo", "Transport", "error_text",
-           "hook_handler", "is_retryable"]
+__all__ = ["Bus", "DeadLetter", "Handler", "InProcessTransport", "Message", "TargetInfo", "Transport", "dead_letter_routes",
+           "error_text", "hook_handler", "is_retryable"]

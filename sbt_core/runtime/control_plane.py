@@ -1,0 +1,226 @@
+"""The ControlPlane: config -> providers -> binding table -> bus + HTTP app + scheduler (DESIGN.md section 6).
+
+::
+
+    catalog = discover()
+    config = load_config(catalog, path)
+    cp = ControlPlane.from_config(catalog, config)
+    cp.add_component(my_component)          # optional, before start: routes + bus subscribers
+    await cp.start()                        # sbt_startup, auth settings, admin user, bus, scheduler
+    app = cp.asgi_app                       # the Starlette app (serve it with uvicorn)
+    ...
+    await cp.stop()                         # stop the scheduler, drain the bus, sbt_shutdown
+
+``open()``/``close()`` are the same steps for synchronous callers (tests, the CLI). Core components
+(the tenant registry) plug in through :meth:`ControlPlane.add_component` — anything with ``routes``
+(a RouteGroup), ``attach(bus)`` (subscribe and keep the bus to publish), ``start()`` and ``close()`` —
+or separately through :meth:`ControlPlane.add_routes` and :meth:`ControlPlane.subscribe`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Protocol
+
+from starlette.concurrency import run_in_threadpool
+
+from ..bindings import BindingTable, build_binding_table
+from ..config import Config
+from ..errors import StartupError
+from ..models import AuthSettings, Event, User, utcnow
+from ..plugins import PluginCatalog, Providers, build_providers
+from ..triggers import EventTrigger
+from .bus import Bus, Transport, dead_letter_routes
+from .scheduler import Scheduler, schedule_routes
+from .seams import EventBus, RouteGroup
+
+__all__ = ["Component", "ControlPlane"]
+
+log = logging.getLogger("sbt.runtime")
+
+
+class Component(Protocol):
+    """A core component run by the control plane (e.g. :class:`sbt_core.tenants.TenantRegistry`)."""
+
+    @property
+    def routes(self) -> RouteGroup:
+        """Core routes it serves (mounted by the HTTP app with the authorizer and scopes)."""
+
+    def attach(self, bus: EventBus) -> None:
+        """Subscribe to ``bus`` and keep it to publish; called once, before start."""
+
+    def start(self) -> None:
+        """Open what it needs; called at start, after the providers and before traffic."""
+
+    def close(self) -> None:
+        """Release resources; called at stop, after the bus drained."""
+
+
+class ControlPlane:
+    """One running control plane: its providers, binding table, bus, scheduler and HTTP app.
+
+    Build it with :meth:`from_config`. Attributes: ``config``, ``catalog``, ``providers``, ``bindings``,
+    ``bus``, ``scheduler``, ``components``; ``auth_settings`` (the auth provider's, read once) and
+    ``admin_user`` (after start); ``asgi_app`` (built on first access).
+    """
+
+    def __init__(self, *, config: Config, catalog: PluginCatalog, providers: Providers, bindings: BindingTable,
+                 bus: Bus, scheduler: Scheduler) -> None:
+        self.config = config
+        self.catalog = catalog
+        self.providers = providers
+        self.bindings = bindings
+        self.bus = bus
+        self.scheduler = scheduler
+        self.components: list[Component] = []
+        self.admin_user: User | None = None
+        self._route_groups: list[RouteGroup] = [dead_letter_routes(bus), schedule_routes(scheduler)]
+        self._auth_settings: AuthSettings | None = None
+        self._app: Any = None
+        self._state = "new"  # new -> started -> stopped
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_config(cls, catalog: PluginCatalog, config: Config, *, transport: Transport | None = None,
+                    tenants: bool = True, clock: Callable[[], datetime] = utcnow) -> ControlPlane:
+        """Construct the providers (:func:`build_providers`) and the binding table, bind every event
+        binding to the bus and every schedule binding to the scheduler, attach the bus to the providers
+        (their ``context.publish``) and, with ``tenants``, open the tenant registry.
+
+        :param transport: the bus transport (default: in-process).
+        :param clock: the scheduler's clock (aware UTC), injectable for tests.
+        :raises StartupError: a provider misses a required hook or fails to construct, or routes clash.
+        :raises ConfigError: a core section (``[tenants]``) is invalid.
+        """
+        providers = build_providers(catalog, config)
+        bindings = build_binding_table(catalog, config)
+        bus = Bus(config.events, transport=transport)
+        bus.bind(bindings, providers)
+        providers.attach(bus.publish)
+        scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock)
+        cp = cls(config=config, catalog=catalog, providers=providers, bindings=bindings, bus=bus, scheduler=scheduler)
+        if tenants:
+            from ..tenants import open_registry
+
+            cp.add_component(open_registry(config))
+        return cp
+
+    # --- before start: core components ---------------------------------------------------------------------
+
+    def add_routes(self, group: RouteGroup) -> None:
+        """Mount ``group`` beside the hook routes; before the app is built. Add each path to
+        ``CORE_ROUTES`` too, so clashes are found and ``sbt bindings`` / OpenAPI know it."""
+        if self._app is not None:
+            raise RuntimeError("routes must be added before the ASGI app is built")
+        self._route_groups.append(group)
+
+    def subscribe(self, name: str, trigger: EventTrigger, handler: Callable[[Event], Any]) -> None:
+        """A core bus subscriber (same delivery rules as a hook binding); see :meth:`Bus.subscribe`."""
+        self.bus.subscribe(name, trigger, handler)
+
+    def add_component(self, component: Component) -> None:
+        """Mount its routes, attach it to the bus now; start it at :meth:`open`, close it at :meth:`close`."""
+        if self._state != "new":
+            raise RuntimeError("components must be added before the control plane starts")
+        self.add_routes(component.routes)
+        component.attach(self.bus)
+        self.components.append(component)
+
+    @property
+    def route_groups(self) -> list[RouteGroup]:
+        """Every core route group the HTTP app mounts (dead letters, schedules, components')."""
+        return list(self._route_groups)
+
+    # --- auth ------------------------------------------------------------------------------------------
+
+    @property
+    def auth_settings(self) -> AuthSettings | None:
+        """The selected auth provider's settings (``auth_settings`` hook, called once), or None without one.
+
+        :raises SbtError: the provider failed to answer.
+        """
+        if self._auth_settings is None and self.providers.auth is not None:
+            self._auth_settings = self.providers.auth.settings()
+        return self._auth_settings
+
+    @property
+    def asgi_app(self) -> Any:
+        """The Starlette app (``sbt_core.runtime.http.app.build_app``), built once on first access."""
+        if self._app is None:
+            from .http.app import build_app
+
+            self._app = build_app(self, route_groups=self._route_groups)
+        return self._app
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    def open(self) -> None:
+        """Start synchronously: ``sbt_startup`` on every plugin, the auth settings, the configured admin
+        (``auth_create_admin_user``, idempotent), the components, the bus workers and the scheduler.
+        Idempotent; a failure undoes what was started and raises StartupError naming the step."""
+        with self._lock:
+            if self._state != "new":
+                return
+            self._state = "started"
+        step = "sbt_startup"
+        try:
+            self.providers.startup()
+            if self.providers.auth is not None:
+                step = "auth_settings"
+                _ = self.auth_settings
+                step = "auth_create_admin_user"
+                self.admin_user = self.providers.auth.create_admin_user(self.config.admin)
+            for component in self.components:
+                step = f"starting {type(component).__name__}"
+                component.start()
+            self.bus.start()
+            self.scheduler.start()
+        except Exception as exc:
+            self.close(timeout=0)
+            message = getattr(exc, "message", None) or f"{type(exc).__name__}: {exc}"
+            raise StartupError(f"control plane failed to start ({step}): {message}") from exc
+        log.info("control plane started: %d event target(s), %d schedule(s)", len(self.bus.targets()),
+                 len(self.scheduler.schedules))
+
+    def close(self, timeout: float | None = None) -> bool:
+        """Stop synchronously: stop the scheduler, drain the bus (up to ``timeout`` seconds, default
+        ``[events] drain_timeout_seconds``), close the components, ``sbt_shutdown`` every plugin.
+        Returns False when the drain timed out. Idempotent."""
+        with self._lock:
+            if self._state == "stopped":
+                return True
+            self._state = "stopped"
+        self.scheduler.stop()
+        drained = self.bus.stop(timeout)
+        for component in reversed(self.components):
+            try:
+                component.close()
+            except Exception:
+                log.exception("component %s failed to close", type(component).__name__)
+        self.providers.shutdown()
+        return drained
+
+    async def start(self) -> None:
+        """:meth:`open` off the event loop (start-up hooks may do I/O)."""
+        await run_in_threadpool(self.open)
+
+    async def stop(self, timeout: float | None = None) -> bool:
+        """:meth:`close` off the event loop, so draining never blocks it."""
+        return await run_in_threadpool(self.close, timeout)
+
+    async def __aenter__(self) -> ControlPlane:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    def __enter__(self) -> ControlPlane:
+        self.open()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,18 @@
+"""Test helpers for sbt and its plugins (also a pytest plugin: fixtures ``sbt_control_plane``, ``sbt_events``).
+
+- :func:`start_control_plane` / :class:`Harness`: an in-process control plane with chosen provider
+  classes registered without installing them, an authenticated test client, tokens, an event recorder.
+- :mod:`sbt_core.testing.events`: builders of SBT events (``onboarding_request(...)``, ``ingest_usage(...)``…).
+"""
+
+from .events import (
+    deprovision_failure, deprovision_success, ingest_usage, offboarding_request, onboarding_request,
+    provision_failure, provision_success, sbt_event, tenant_user_created, tenant_user_deleted,
+)
+from .harness import TEST_EVENTS_CONFIG, EventRecorder, Harness, deep_merge, start_control_plane
+
+__all__ = [
+    "TEST_EVENTS_CONFIG", "EventRecorder", "Harness", "deep_merge", "deprovision_failure", "deprovision_success",
+    "ingest_usage", "offboarding_request", "onboarding_request", "provision_failure", "provision_success",
+    "sbt_event", "start_control_plane", "tenant_user_created", "tenant_user_deleted",
+]

@@ -1,0 +1,45 @@
+"""pytest fixtures of sbt, loaded through the ``pytest11`` entry point ``sbt`` (as datasette ships its own).
+
+- ``sbt_control_plane``: a factory — ``sbt_control_plane(plugins={...}, config={...})`` starts an
+  in-process control plane with only the built-ins and the named plugins (see
+  :func:`sbt_core.testing.start_control_plane`) under the test's ``tmp_path``, and returns its
+  :class:`~sbt_core.testing.Harness` (``.client(*scopes)``, ``.token(*scopes)``, ``.events``,
+  ``.settle()``, ``.tick()``…). Every control plane it started is stopped after the test.
+- ``sbt_events``: the builders of SBT events (:mod:`sbt_core.testing.events`), e.g.
+  ``sbt_events.ingest_usage("t1", "api_calls", 3)``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from . import events as _events
+from .harness import Harness, start_control_plane
+
+
+@pytest.fixture
+def sbt_control_plane(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
+    """Factory of started in-process control planes, each in its own state directory under ``tmp_path``."""
+    started: list[Harness] = []
+
+    def factory(*, plugins: dict[str, Any] | None = None, config: dict[str, Any] | None = None,
+                **kwargs: Any) -> Harness:
+        state_dir = kwargs.pop("state_dir", None) or tmp_path / f"sbt-{len(started)}"
+        harness = start_control_plane(state_dir, plugins=plugins, config=config, **kwargs)
+        started.append(harness)
+        return harness
+
+    yield factory
+    for harness in reversed(started):
+        harness.close()
+
+
+@pytest.fixture
+def sbt_events() -> ModuleType:
+    """The SBT event builders (:mod:`sbt_core.testing.events`)."""
+    return _events
