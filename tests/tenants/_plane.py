@@ -1,5 +1,5 @@
-"""Test providers that record the lifecycle events they are bound to, and a control plane assembled from
-real parts (plugins, config, binding table, bus, HTTP app, tenant registry) around them."""
+"""Test providers that record the lifecycle events they are bound to, and the real control plane
+(``sbt_core.testing`` harness) around them with the registry on a given database."""
 
 from __future__ import annotations
 
@@ -7,21 +7,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-import attrs
-from starlette.applications import Starlette
-
 from sbt_core import Provider, hookimpl
-from sbt_core.auth_local import LocalAuth
-from sbt_core.bindings import BindingTable, build_binding_table
-from sbt_core.config import Config, load_config
-from sbt_core.models import AuthSettings, Event, Meter, Page, scopes
-from sbt_core.plugins import Providers, build_providers, discover
-from sbt_core.runtime.bus import Bus
-from sbt_core.runtime.http import build_app
-from sbt_core.tenants import TenantRegistry, open_registry
-
-#: Delivery without backoff waits: a failed attempt is retried at once.
-FAST_EVENTS = {"max_attempts": 3, "backoff_base_seconds": 0, "backoff_max_seconds": 0}
+from sbt_core.models import Event, Meter, Page
+from sbt_core.testing import Harness, start_control_plane
 
 
 class _Recording(Provider):
@@ -88,67 +76,15 @@ class RecordingMetering(_Recording):
 PLUGINS = {"recording-billing": RecordingBilling, "recording-metering": RecordingMetering}
 
 
-def config_table(state_dir: Path, database_url: str, *, recorders: bool = True) -> dict[str, Any]:
-    """An ``sbt.toml`` as data: local auth, the recording providers, the registry on ``database_url``."""
-    providers: dict[str, Any] = {"auth": {"type": "local"}}
+def plane_config(database_url: str, *, recorders: bool = True) -> dict[str, Any]:
+    """The ``sbt.toml`` (as data) over the harness defaults: the recording providers and the registry
+    on ``database_url``."""
+    table: dict[str, Any] = {"tenants": {"database_url": database_url}}
     if recorders:
-        providers |= {"billing": {"type": "recording-billing"}, "metering": {"type": "recording-metering"}}
-    return {"state_dir": str(state_dir), "providers": providers, "events": FAST_EVENTS,
-            "tenants": {"database_url": database_url}}
+        table["providers"] = {"billing": {"type": "recording-billing"}, "metering": {"type": "recording-metering"}}
+    return table
 
 
-@attrs.define
-class Plane:
-    """What :func:`build_app` reads (``ControlPlaneLike``) plus the registry and the recorders."""
-
-    config: Config
-    providers: Providers
-    bindings: BindingTable
-    bus: Bus
-    auth_settings: AuthSettings | None
-    registry: TenantRegistry
-    app: Starlette | None = None
-
-    @property
-    def auth(self) -> LocalAuth:
-        return self.providers.instances["auth"]  # type: ignore[no-any-return]
-
-    @property
-    def billing(self) -> RecordingBilling:
-        return self.providers.instances["billing"]  # type: ignore[no-any-return]
-
-    @property
-    def metering(self) -> RecordingMetering:
-        return self.providers.instances["metering"]  # type: ignore[no-any-return]
-
-    def token(self, *names: str) -> str:
-        return self.auth.mint_token(names or (scopes.TENANT_READ, scopes.TENANT_WRITE))
-
-    def settle(self) -> None:
-        """Wait until the bus has finished every delivery accepted so far (a hang guard, not a timing check)."""
-        assert self.bus.join(30.0)
-
-    def stop(self) -> None:
-        self.bus.stop(timeout=30.0)
-        self.registry.close()
-        self.providers.shutdown()
-
-
-def assemble(state_dir: Path, database_url: str, *, recorders: bool = True) -> Plane:
-    """Config -> plugins -> bindings -> bus -> registry -> app, as ``sbt serve`` does."""
-    catalog = discover(entry_points=False, extra=PLUGINS)
-    config = load_config(catalog, None, raw=config_table(state_dir, database_url, recorders=recorders))
-    providers = build_providers(catalog, config)
-    table = build_binding_table(catalog, config)
-    bus = Bus(config.events)
-    bus.bind(table, providers)
-    providers.attach(bus.publish)
-    registry = open_registry(config)
-    registry.attach(bus)
-    registry.start()
-    bus.start()
-    providers.startup()
-    auth = providers.instances["auth"]
-    plane = Plane(config, providers, table, bus, auth.auth_settings(), registry)
-    plane.app = build_app(plane, [registry.routes])
-    return plane
+def start_plane(state_dir: Path, database_url: str, *, recorders: bool = True) -> Harness:
+    """The real ControlPlane (``sbt_core.testing`` harness) around the recording providers."""
+    return start_control_plane(state_dir, plugins=PLUGINS, config=plane_config(database_url, recorders=recorders))

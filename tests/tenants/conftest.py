@@ -88,19 +88,18 @@ def service(database_url: str, recorder: Recorder) -> Iterator[TenantService]:
 
 @pytest.fixture
 def plane(tmp_path: Path, database_url: str) -> Iterator[Any]:
-    """A control plane assembled around the recording providers, its registry on ``database_url``."""
-    from ._plane import assemble
+    """The real ControlPlane around the recording providers, its registry on ``database_url``."""
+    from ._plane import start_plane
 
-    p = assemble(tmp_path / "state", database_url)
-    yield p
-    p.stop()
+    harness = start_plane(tmp_path / "state", database_url)
+    yield harness
+    harness.close()
 
 
 @pytest.fixture
 def api(plane: Any) -> Iterator[Any]:
-    """A TestClient of the plane's ASGI app carrying a token with the tenant scopes."""
-    from starlette.testclient import TestClient
+    """A TestClient of the control plane's ASGI app carrying a token with the tenant scopes."""
+    from sbt_core.models import scopes
 
-    with TestClient(plane.app, base_url="http://127.0.0.1") as client:
-        client.headers["authorization"] = f"Bearer {plane.token()}"
+    with plane.client(scopes.TENANT_READ, scopes.TENANT_WRITE) as client:
         yield client

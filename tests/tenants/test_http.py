@@ -21,7 +21,7 @@ def registration_body(name: str) -> dict[str, Any]:
 
 def put_event(plane: Any, name: str, detail: dict[str, Any]) -> None:
     """What the application plane does: put a job-result event on the control plane's bus."""
-    [result] = plane.bus.put_events([Event.create(name, detail)])
+    [result] = plane.put(Event.create(name, detail))
     assert result.event_id
     plane.settle()
 
@@ -100,12 +100,12 @@ def test_sbt_aws_integration_flow(api: Any, plane: Any) -> None:
 
     # Every binding of the lifecycle events got each one exactly once.
     plane.settle()
-    for recorder, hook in ((plane.billing, "billing_create_customer"), (plane.metering, "metering_create_customer")):
+    for recorder, hook in ((plane.provider("billing"), "billing_create_customer"), (plane.provider("metering"), "metering_create_customer")):
         onboarded = recorder.events(hook)
         assert sorted(e.detail["tenantId"] for e in onboarded) == sorted(c["tenantId"] for c in created)
-    [off] = plane.billing.events("billing_delete_customer")
+    [off] = plane.provider("billing").events("billing_delete_customer")
     assert off.detail["tenantId"] == tid and off.detail["tenantName"] == "alpha"
-    assert [e.id for e in plane.metering.events("metering_delete_customer")] == [off.id]
+    assert [e.id for e in plane.provider("metering").events("metering_delete_customer")] == [off.id]
 
 
 def test_onboarding_reaches_every_binding_once_despite_retries(api: Any, plane: Any) -> None:
@@ -119,10 +119,13 @@ def test_onboarding_reaches_every_binding_once_despite_retries(api: Any, plane: 
     assert conflict.status_code == 409 and "different request body" in conflict.json()["message"]
     plane.settle()
     tenant_id = first.json()["data"]["tenantId"]
-    for recorder, hook in ((plane.billing, "billing_create_customer"), (plane.metering, "metering_create_customer")):
+    for recorder, hook in ((plane.provider("billing"), "billing_create_customer"), (plane.provider("metering"), "metering_create_customer")):
         [event] = recorder.events(hook)
         assert event.detail == {"registrationStatus": "In progress", **body["tenantData"], "tenantId": tenant_id,
                                 "tenantRegistrationId": first.json()["data"]["tenantRegistrationId"]}
+    # One event on the bus, delivered once to each of its bindings.
+    [put] = plane.events.of_type("onboardingRequest")
+    assert plane.events.states(put) == {"billing_create_customer": "delivered", "metering_create_customer": "delivered"}
     assert len(api.get("/tenant-registrations").json()["data"]) == 1
 
 
@@ -153,7 +156,7 @@ def test_bad_registration_bodies_are_400_and_change_nothing(api: Any, plane: Any
     assert api.post("/tenant-registrations", json=registration_body("ok"),
                     headers={"Idempotency-Key": "bad"}).status_code == 201
     plane.settle()
-    assert len(plane.billing.events("billing_create_customer")) == 1
+    assert len(plane.provider("billing").events("billing_create_customer")) == 1
 
 
 def test_bad_updates_queries_and_oversized_bodies_change_nothing(api: Any, plane: Any) -> None:
@@ -168,7 +171,7 @@ def test_bad_updates_queries_and_oversized_bodies_change_nothing(api: Any, plane
         answer = api.get("/tenant-registrations", params=query)
         assert answer.status_code == 400 and "limit" in answer.json()["message"]
     # Oversized bodies: refused by the app's body limit before the registry sees them.
-    huge = registration_body("huge") | {"tenantData": {"blob": "x" * (plane.config.server.max_body_bytes + 1)}}
+    huge = registration_body("huge") | {"tenantData": {"blob": "x" * (plane.control_plane.config.server.max_body_bytes + 1)}}
     answer = api.post("/tenant-registrations", json=huge)
     assert answer.status_code in (400, 413) and "larger than" in answer.json()["message"]
     assert api.get(f"/tenant-registrations/{rid}").json() == before
