@@ -7,6 +7,7 @@ import base64
 import hashlib
 import json
 import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -62,8 +63,8 @@ def load_or_create_key(directory: Path) -> SigningKey:
         key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
         pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                                 serialization.NoEncryption())
-        tmp = directory / f".{KEY_FILE}.{os.getpid()}.tmp"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        fd, name = tempfile.mkstemp(prefix=f".{KEY_FILE}.", suffix=".tmp", dir=directory)  # mode 0600
+        tmp = Path(name)
         try:
             os.write(fd, pem)
             os.fsync(fd)
