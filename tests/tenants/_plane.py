@@ -3,9 +3,15 @@
 
 from __future__ import annotations
 
+import socket
 import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+
+import uvicorn
 
 from sbt_core import Provider, hookimpl
 from sbt_core.models import Event, Meter, Page
@@ -88,3 +94,25 @@ def plane_config(database_url: str, *, recorders: bool = True) -> dict[str, Any]
 def start_plane(state_dir: Path, database_url: str, *, recorders: bool = True) -> Harness:
     """The real ControlPlane (``sbt_core.testing`` harness) around the recording providers."""
     return start_control_plane(state_dir, plugins=PLUGINS, config=plane_config(database_url, recorders=recorders))
+
+
+@contextmanager
+def served(app: Any) -> Iterator[str]:
+    """``app`` served by uvicorn on 127.0.0.1 (a free port) in a thread; yields its base URL."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="off"))
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10  # a hang guard only
+    while not server.started:
+        assert thread.is_alive() and time.monotonic() < deadline, "uvicorn did not start"
+        time.sleep(0.01)
+    host, port = sock.getsockname()
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)
+        sock.close()
