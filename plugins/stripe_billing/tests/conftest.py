@@ -122,8 +122,11 @@ class Billing:
         assert isinstance(instance, StripeBilling)
         return instance
 
-    def of(self, detail_type: str) -> list[Event]:
-        return [e for e in self.events if e.detail_type == detail_type]
+    def of(self, detail_type: str, tenant: str | None = None) -> list[Event]:
+        """Published events of ``detail_type`` (of ``tenant`` only, when given: localstripe delivers about
+        1 s late, so an earlier test's webhook may still arrive at this test's receiver)."""
+        return [e for e in self.events if e.detail_type == detail_type
+                and (tenant is None or e.detail.get("tenantId") == tenant)]
 
 
 @pytest.fixture
@@ -173,6 +176,11 @@ class Delivery:
     def type(self) -> str:
         return str(json.loads(self.request.body)["type"])
 
+    @property
+    def customer(self) -> str | None:
+        obj = json.loads(self.request.body)["data"]["object"]
+        return obj.get("customer") if obj.get("object") != "customer" else obj.get("id")
+
 
 class WebhookReceiver:
     """A loopback HTTP server that hands each ``POST /billing/{path}`` to a billing facade's webhook hook,
@@ -209,8 +217,9 @@ class WebhookReceiver:
         self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
         self._thread.start()
 
-    def of(self, event_type: str) -> list[Delivery]:
-        return [d for d in self.deliveries if d.type == event_type]
+    def of(self, event_type: str, customer: str | None = None) -> list[Delivery]:
+        """Deliveries of ``event_type`` (about ``customer`` only, when given)."""
+        return [d for d in self.deliveries if d.type == event_type and (customer is None or d.customer == customer)]
 
     def close(self) -> None:
         self.server.shutdown()

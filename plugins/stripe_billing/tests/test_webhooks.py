@@ -44,9 +44,9 @@ def test_paid_invoice_emits_billing_success_once(localstripe_billing, stripe_url
     customer = localstripe_billing.facade.create_customer(onboarding_event("t-w1", prices=[]))
     subscribe_with_card(stripe_url, customer.customer_id, "pm_card_visa")
 
-    delivery = wait(lambda: webhook_receiver.of("invoice.payment_succeeded"), "invoice.payment_succeeded")[0]
+    delivery = wait(lambda: webhook_receiver.of("invoice.payment_succeeded", customer.customer_id), "invoice.payment_succeeded")[0]
     assert delivery.status == 200 and delivery.body["emitted"] == "billingSuccess"
-    [event] = localstripe_billing.of("billingSuccess")
+    [event] = localstripe_billing.of("billingSuccess", "t-w1")
     invoice = json.loads(delivery.request.body)["data"]["object"]
     assert event.source == "sbt.control.plane"
     assert event.detail == {"tenantId": "t-w1", "customerId": customer.customer_id, "invoiceId": invoice["id"],
@@ -56,11 +56,11 @@ def test_paid_invoice_emits_billing_success_once(localstripe_billing, stripe_url
     # Stripe redelivers the same signed event: 200, nothing emitted again.
     again = localstripe_billing.facade.webhook(delivery.request)
     assert again.status == 200 and again.body.get("duplicate") is True
-    assert len(localstripe_billing.of("billingSuccess")) == 1
+    assert len(localstripe_billing.of("billingSuccess", "t-w1")) == 1
     # Other event types (customer.created, invoice.created, ...) are answered 200 and ignored.
-    wait(lambda: webhook_receiver.of("customer.created"), "customer.created")
+    wait(lambda: webhook_receiver.of("customer.created", customer.customer_id), "customer.created")
     assert all(d.status == 200 for d in webhook_receiver.deliveries)
-    assert {d.body.get("ignored", "").split(":")[0] for d in webhook_receiver.of("customer.created")} == {
+    assert {d.body.get("ignored", "").split(":")[0] for d in webhook_receiver.of("customer.created", customer.customer_id)} == {
         "customer.created"}
 
 
@@ -74,14 +74,14 @@ def test_failed_payment_emits_billing_failure(localstripe_billing, stripe_url, w
         "billing_details": {"name": "Tenant t-w2", "email": "admin@t-w2.example"}})
     subscribe_with_card(stripe_url, customer.customer_id, sepa.id)
 
-    delivery = wait(lambda: webhook_receiver.of("invoice.payment_failed"), "invoice.payment_failed")[0]
+    delivery = wait(lambda: webhook_receiver.of("invoice.payment_failed", customer.customer_id), "invoice.payment_failed")[0]
     assert delivery.body["emitted"] == "billingFailure"
-    [event] = localstripe_billing.of("billingFailure")
+    [event] = localstripe_billing.of("billingFailure", "t-w2")
     assert event.detail["tenantId"] == "t-w2"
     assert event.detail["amount"] == 500 and event.detail["currency"] == "usd"
     assert event.detail["invoiceId"] == json.loads(delivery.request.body)["data"]["object"]["id"]
-    assert localstripe_billing.of("billingSuccess") == []
-    wait(lambda: localstripe_billing.of("deactivateRequest"), "deactivateRequest after the failed SEPA debit")
+    assert localstripe_billing.of("billingSuccess", "t-w2") == []
+    wait(lambda: localstripe_billing.of("deactivateRequest", "t-w2"), "deactivateRequest after the failed SEPA debit")
 
 
 def test_subscription_deleted_in_stripe_emits_deactivate_request(localstripe_billing, stripe_url, webhook_receiver,
@@ -90,9 +90,9 @@ def test_subscription_deleted_in_stripe_emits_deactivate_request(localstripe_bil
 
     client(stripe_url).v1.subscriptions.cancel(customer.metadata["subscriptionId"])
 
-    delivery = wait(lambda: webhook_receiver.of("customer.subscription.deleted"), "customer.subscription.deleted")[0]
+    delivery = wait(lambda: webhook_receiver.of("customer.subscription.deleted", customer.customer_id), "customer.subscription.deleted")[0]
     assert delivery.body["emitted"] == "deactivateRequest"
-    [event] = localstripe_billing.of("deactivateRequest")
+    [event] = localstripe_billing.of("deactivateRequest", "t-w3")
     assert event.detail["tenantId"] == "t-w3"
     assert event.detail["subscriptionId"] == customer.metadata["subscriptionId"]
     assert event.id == str(uuid.uuid5(uuid.UUID("6f1c3c0e-5b7a-4f43-9a55-2f1f0d6c7b21"),
@@ -101,13 +101,13 @@ def test_subscription_deleted_in_stripe_emits_deactivate_request(localstripe_bil
 
 def test_offboarding_cancellation_does_not_ask_to_deactivate(localstripe_billing, stripe_url, webhook_receiver,
                                                              onboarding_event, wait):
-    localstripe_billing.facade.create_customer(onboarding_event("t-w4"))
+    customer = localstripe_billing.facade.create_customer(onboarding_event("t-w4"))
 
     localstripe_billing.facade.delete_customer(Event.create("offboardingRequest", {"tenantId": "t-w4"}))
 
-    delivery = wait(lambda: webhook_receiver.of("customer.subscription.deleted"), "customer.subscription.deleted")[0]
+    delivery = wait(lambda: webhook_receiver.of("customer.subscription.deleted", customer.customer_id), "customer.subscription.deleted")[0]
     assert delivery.status == 200 and "cancelled by offboarding" in delivery.body["ignored"]
-    assert localstripe_billing.of("deactivateRequest") == []
+    assert localstripe_billing.of("deactivateRequest", "t-w4") == []
 
 
 def test_bad_or_missing_signature_is_400_and_emits_nothing(localstripe_billing, stripe_url, onboarding_event):
