@@ -93,6 +93,7 @@ def tenant_routes(service: TenantService) -> RouteGroup:
     """The registry's endpoints, each paired with its core :class:`RouteTrigger`."""
 
     async def create_registration(request: Request) -> Response:
+        """Register a tenant: create the registration and its tenant, emit onboardingRequest (201)."""
         request_body = from_json(RegistrationCreate, await _body(request))
         answer = await run_in_threadpool(service.register, request_body,
                                          idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
@@ -100,6 +101,7 @@ def tenant_routes(service: TenantService) -> RouteGroup:
         return _created(answer.to_json(), answer.replayed)
 
     async def list_registrations(request: Request) -> Response:
+        """List tenant registrations (limit, default 10, and next_token)."""
         page = await run_in_threadpool(service.list_registrations, _page(request))
         body: dict[str, Any] = {"data": [r.to_json() for r in page.items]}
         if page.next_token:
@@ -107,10 +109,12 @@ def tenant_routes(service: TenantService) -> RouteGroup:
         return JSONResponse(body)
 
     async def get_registration(request: Request) -> Response:
+        """Get one tenant registration."""
         reg = await run_in_threadpool(service.get_registration, request.path_params["tenantRegistrationId"])
         return JSONResponse({"data": reg.to_json()})
 
     async def update_registration(request: Request) -> Response:
+        """Merge tenantRegistrationData and tenantData into a registration and its tenant."""
         update = from_json(RegistrationUpdate, await _body(request))
         reg, tenant = await run_in_threadpool(service.update_registration,
                                               request.path_params["tenantRegistrationId"], update)
@@ -119,10 +123,12 @@ def tenant_routes(service: TenantService) -> RouteGroup:
                                       "message": "Tenant registration updated successfully"}})
 
     async def delete_registration(request: Request) -> Response:
+        """Soft-delete a registration and its tenant, emit offboardingRequest."""
         await run_in_threadpool(service.delete_registration, request.path_params["tenantRegistrationId"])
         return JSONResponse({"data": {"message": "Tenant registration deletion initiated"}})
 
     async def create_tenant(request: Request) -> Response:
+        """Create a tenant directly (machine clients; emits nothing) (201)."""
         data = JsonObject(await _object(request))
         tenant = await run_in_threadpool(service.create_tenant, data,
                                          idempotency_key=request.headers.get(IDEMPOTENCY_HEADER),
@@ -130,6 +136,7 @@ def tenant_routes(service: TenantService) -> RouteGroup:
         return _created(tenant.to_json(), False)
 
     async def list_tenants(request: Request) -> Response:
+        """List tenants (limit, default 10, and next_token)."""
         page = await run_in_threadpool(service.list_tenants, _page(request))
         body: dict[str, Any] = {"data": [t.to_json() for t in page.items]}
         if page.next_token:
@@ -137,15 +144,18 @@ def tenant_routes(service: TenantService) -> RouteGroup:
         return JSONResponse(body)
 
     async def get_tenant(request: Request) -> Response:
+        """Get one tenant."""
         tenant = await run_in_threadpool(service.get_tenant, request.path_params["tenantId"])
         return JSONResponse({"data": tenant.to_json()})
 
     async def update_tenant(request: Request) -> Response:
+        """Merge keys into a tenant (machine clients)."""
         data = await _object(request)
         tenant = await run_in_threadpool(service.update_tenant, request.path_params["tenantId"], data)
         return JSONResponse({"data": tenant.to_json()})
 
     async def delete_tenant(request: Request) -> Response:
+        """Soft-delete a tenant (machine clients; emits nothing)."""
         tenant = await run_in_threadpool(service.delete_tenant, request.path_params["tenantId"])
         return JSONResponse({"data": tenant.to_json()})
 
