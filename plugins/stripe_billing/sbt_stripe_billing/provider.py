@@ -91,6 +91,11 @@ class StripeBilling(Provider):
         # batch concurrently (Stripe also allows one concurrent call per customer per meter).
         self._push_lock = threading.Lock()
 
+    @hookimpl
+    def sbt_shutdown(self) -> None:
+        """Close the SQLite store (after the bus has drained)."""
+        self.store.close()
+
     # --- customers --------------------------------------------------------------------------------------
 
     @hookimpl

@@ -240,3 +240,39 @@ def test_aggregates_survive_a_restart(make_billing, tmp_path, mock):
     second.provider.clock = lambda: NOW
     assert second.facade.put_usage(run()).pushed == 1
     assert sent(mock)[0]["payload[value]"] == "3"
+
+
+def test_offboarding_pushes_final_usage_first_and_late_usage_is_reported_once(stripe_url, make_billing,
+                                                                             onboarding_event):
+    billing = make_billing(api_base=stripe_url, item_kind="plan", customer_lookup="list", retry_base_seconds=0,
+                           retry_max_seconds=0)
+    customer = billing.facade.create_customer(onboarding_event("t-off"))
+    billing.facade.ingest(usage("t-off", "productsSold", 5, datetime.now(UTC)))
+    meter_events = f"{stripe_url}/v1/billing/meter_events"
+
+    with responses.RequestsMock(assert_all_requests_are_fired=False) as mock:
+        mock.add_passthru(stripe_url)  # customers and subscriptions: localstripe itself
+        mock.add(responses.POST, meter_events, status=500, json={"error": {"type": "api_error", "message": "x"}})
+        with pytest.raises(ProviderError, match="final usage push"):
+            billing.facade.delete_customer(Event.create("offboardingRequest", {"tenantId": "t-off"}))
+        # Nothing was cancelled while the usage was unsent.
+        assert stripe_client_for(stripe_url).v1.subscriptions.retrieve(customer.metadata["subscriptionId"]).status == "active"
+
+        mock.replace(responses.POST, meter_events, json={"object": "billing.meter_event"})
+        billing.facade.delete_customer(Event.create("offboardingRequest", {"tenantId": "t-off"}))  # the bus's retry
+        final = [dict(parse_qsl(c.request.body)) for c in mock.calls if c.request.url == meter_events]
+        assert final[-1]["payload[value]"] == "5" and final[-1]["payload[stripe_customer_id]"] == customer.customer_id
+        assert final[0]["identifier"] == final[-1]["identifier"]
+        assert stripe_client_for(stripe_url).v1.subscriptions.retrieve(
+            customer.metadata["subscriptionId"]).status == "canceled"
+
+        billing.facade.ingest(usage("t-off", "productsSold", 2, datetime.now(UTC)))
+        result = billing.facade.put_usage(run())
+        assert (result.pushed, result.remaining) == (0, 0) and "offboarded" in result.errors[0]
+        assert billing.facade.put_usage(run()).errors == []
+
+
+def stripe_client_for(url: str) -> Any:
+    import stripe
+
+    return stripe.StripeClient("sk_test_sbt_fixture", base_addresses={"api": url}, max_network_retries=0)
