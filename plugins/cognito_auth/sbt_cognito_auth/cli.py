@@ -53,7 +53,7 @@ def bootstrap(
         "--allow-non-loopback-endpoint", help="Accept an --endpoint-url that is not on this machine.")] = False,
 ) -> None:
     """Create a Cognito user pool, resource servers and scopes, a user and a machine client (and optionally a
-    domain) as SBT's CognitoAuth does, then print the [providers.auth] block to paste into sbt.toml."""
+    domain) as SBT's CognitoAuth does, then print the providers.auth TOML table to paste into sbt.toml."""
     region = region or _default_region()
     if not region:
         raise _fail("no AWS region: pass --region or set AWS_REGION")

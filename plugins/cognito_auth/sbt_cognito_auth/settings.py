@@ -34,7 +34,7 @@ _ATTRIBUTE = re.compile(r"^[\w:.-]{1,64}$")
 
 
 def is_loopback_url(url: str) -> bool:
-    """Whether ``url``'s host is this machine: ``localhost``, 127.0.0.0/8 or ``::1``.
+    """Whether ``url``'s host is this machine: ``localhost``, 127.0.0.0/8 (also IPv4-mapped) or ``::1``.
 
     Host names other than ``localhost`` are not resolved (a DNS answer can change after validation).
     """
@@ -44,9 +44,12 @@ def is_loopback_url(url: str) -> bool:
     if host.lower().rstrip(".") == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host)
     except ValueError:
         return False
+    # ::ffff:127.0.0.1 is loopback too (Python < 3.13 says no for IPv4-mapped addresses).
+    mapped = getattr(address, "ipv4_mapped", None)
+    return address.is_loopback or (mapped is not None and mapped.is_loopback)
 
 
 def _matches(pattern: re.Pattern[str], what: str) -> Any:

@@ -19,14 +19,16 @@ BASE: dict[str, Any] = dict(region="us-east-1", user_pool_id="us-east-1_AbCdEf12
 
 
 @pytest.mark.parametrize("url", ["http://127.0.0.1:5000", "http://127.8.9.10", "http://localhost:5000",
-                                 "http://LOCALHOST", "http://[::1]:5000", "https://localhost."])
+                                 "http://LOCALHOST", "http://[::1]:5000", "https://localhost.",
+                                 "http://[::ffff:127.0.0.1]:5000"])
 def test_loopback_endpoints_are_accepted(url: str) -> None:
     assert is_loopback_url(url)
     assert CognitoSettings(**BASE, endpoint_url=url).endpoint_url == url
 
 
 @pytest.mark.parametrize("url", ["http://10.0.0.5:5000", "http://0.0.0.0:5000", "http://moto.internal:5000",
-                                 "http://localhost.evil.example", "http://127.0.0.1.nip.io", "http://[::2]"])
+                                 "http://localhost.evil.example", "http://127.0.0.1.nip.io", "http://[::2]",
+                                 "http://127.0.0.1@evil.example"])
 def test_non_loopback_endpoint_is_refused_unless_allowed(url: str) -> None:
     assert not is_loopback_url(url)
     with pytest.raises(ValueError, match="not on this machine"):
