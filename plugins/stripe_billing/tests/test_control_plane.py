@@ -164,3 +164,30 @@ def test_schedule_run_pushes_usage_on_demand(plane, stripe_url):
     assert form["event_name"] == "products_sold" and form["payload[value]"] == "4"
     assert form["payload[stripe_customer_id]"] == customer.customer_id
     assert to_json(plane.events.of_type("Scheduled Event")[0].detail)["manual"] is True
+
+
+def test_sbt_schedule_run_cli_pushes_usage_on_demand(plane, stripe_url, served):
+    from typer.testing import CliRunner
+
+    from sbt_core.cli import build_app
+
+    customer = plane.providers.billing.create_customer(Event.create("onboardingRequest", {"tenantId": "t-r4"}))
+    plane.put(Event.create("ingestUsage", {"tenantId": "t-r4", "eventName": "productsSold",
+                                           "properties": {"value": 6}}, source="sbt.application.plane"))
+    plane.settle()
+
+    with responses.RequestsMock() as mock:
+        mock.add_passthru(served)  # in case the CLI's client is requests-based: it must reach the server
+        mock.add_passthru(stripe_url)
+        mock.add(responses.POST, f"{stripe_url}/v1/billing/meter_events",
+                 json={"object": "billing.meter_event", "event_name": "products_sold"})
+        result = CliRunner().invoke(build_app(), ["schedule", "run", "billing_put_usage", "--url", served,
+                                                  "--token", plane.token("event/event_write"), "--json"])
+        assert result.exit_code == 0, result.output
+        assert json.loads(result.output)["hook"] == "billing_put_usage"
+        plane.settle()
+        calls = [c for c in mock.calls if c.request.url.endswith("/v1/billing/meter_events")]
+    [call] = calls
+    form = dict(parse_qsl(call.request.body))
+    assert (form["event_name"], form["payload[value]"], form["payload[stripe_customer_id]"]) == (
+        "products_sold", "6", customer.customer_id)
