@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
+from sbt_core import ProviderContext
 from sbt_core.errors import BadRequestError, ConflictError, NotFoundError, ProviderError
 from sbt_core.models import AdminUser, CreateUserRequest, UpdateUserRequest
 from sbt_cognito_auth import CognitoAuth
@@ -126,8 +127,6 @@ def test_update_missing_user_is_404(provider: CognitoAuth) -> None:
 
 def test_startup_checks_the_pool_declares_the_attributes(provider: CognitoAuth, pool: Any,
                                                          settings_for: Any, tmp_path: Any) -> None:
-    from sbt_core import ProviderContext
-
     provider.sbt_startup()  # bootstrap declared custom:userRole and custom:tenantId
     wrong = CognitoAuth(settings_for(pool, role_attribute="custom:role"), ProviderContext("cognito", "auth", tmp_path))
     with pytest.raises(ProviderError, match="custom:role"):
@@ -135,8 +134,6 @@ def test_startup_checks_the_pool_declares_the_attributes(provider: CognitoAuth, 
 
 
 def test_unknown_pool_is_a_502_with_the_aws_code(pool: Any, settings_for: Any, tmp_path: Any) -> None:
-    from sbt_core import ProviderContext
-
     gone = CognitoAuth(settings_for(pool, user_pool_id="us-east-1_doesnotexist"),
                        ProviderContext("cognito", "auth", tmp_path))
     with pytest.raises(ProviderError, match="ResourceNotFoundException") as info:

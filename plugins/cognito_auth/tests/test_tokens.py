@@ -18,11 +18,12 @@ from typing import Any
 import jwt
 import pytest
 
+from sbt_core import ProviderContext
 from sbt_core.errors import ForbiddenError, UnauthorizedError
+from sbt_core.models import CreateUserRequest
 from sbt_core.runtime.authorizer import Authorizer
 from sbt_cognito_auth import CognitoAuth
 from sbt_cognito_auth.bootstrap import bootstrap_pool
-from sbt_core.models import CreateUserRequest
 
 
 def _moto_private_key() -> Any:
@@ -127,8 +128,6 @@ def test_scopes_when_enforced(provider: CognitoAuth, pool: Any, settings_for: An
     """enforce_scopes=true (SBT setAPIGWScopes): moto's access tokens carry only
     ``aws.cognito.signin.user.admin``, so they are 403; a token with the API scope (as a Cognito
     client_credentials token would carry, signed here with moto's key because moto cannot issue one) passes."""
-    from sbt_core import ProviderContext
-
     strict = Authorizer(CognitoAuth(settings_for(pool, enforce_scopes=True),
                                     ProviderContext("cognito", "auth", tmp_path)).auth_settings())
     claims = strict.verify(alice["AccessToken"])
