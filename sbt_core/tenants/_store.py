@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -88,11 +88,6 @@ class IdempotencyRecord:
     fingerprint: str
     status: int
     response: dict[str, Any]
-
-
-def _aware(value: datetime) -> datetime:
-    # SQLite hands back naive datetimes even for timezone=True columns; every time we store is UTC.
-    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _registration(row: Any) -> TenantRegistration:
@@ -272,12 +267,3 @@ class TenantStore:
         query = (sa.select(outbox.c.event_id).where(outbox.c.published_at.is_(None))
                  .order_by(outbox.c.created_at).limit(limit))
         return [r.event_id for r in conn.execute(query)]
-
-    def outbox_state(self, conn: Connection, event_id: str) -> tuple[datetime | None, datetime | None] | None:
-        """``(claimed_at, published_at)`` of ``event_id``, or None when unknown (for tests and diagnostics)."""
-        row = conn.execute(sa.select(outbox.c.claimed_at, outbox.c.published_at)
-                           .where(outbox.c.event_id == event_id)).first()
-        if row is None:
-            return None
-        return (_aware(row.claimed_at) if row.claimed_at else None,
-                _aware(row.published_at) if row.published_at else None)

@@ -98,6 +98,13 @@ def test_sbt_aws_integration_flow(api: Any, plane: Any) -> None:
                                           "jobOutput": {"tenantStatus": "Failed to provision tenant."}})
     assert api.get(f"/tenant-registrations/{other}").json()["data"]["registrationStatus"] == "failed"
 
+    # A job result for an unknown registration is final: dead-lettered, not retried.
+    unknown = Event.create("provisionSuccess", {"tenantRegistrationId": "no-such-registration"})
+    plane.put(unknown)
+    plane.settle()
+    assert plane.events.states(unknown) == {"tenants.provisionSuccess": "dead_lettered"}
+    assert plane.events.deliveries(unknown)["tenants.provisionSuccess"].attempts == 1
+
     # Every binding of the lifecycle events got each one exactly once.
     plane.settle()
     for recorder, hook in ((plane.provider("billing"), "billing_create_customer"), (plane.provider("metering"), "metering_create_customer")):
@@ -173,7 +180,7 @@ def test_bad_updates_queries_and_oversized_bodies_change_nothing(api: Any, plane
     # Oversized bodies: refused by the app's body limit before the registry sees them.
     huge = registration_body("huge") | {"tenantData": {"blob": "x" * (plane.control_plane.config.server.max_body_bytes + 1)}}
     answer = api.post("/tenant-registrations", json=huge)
-    assert answer.status_code in (400, 413) and "larger than" in answer.json()["message"]
+    assert answer.status_code == 413 and "larger than" in answer.json()["message"]  # DESIGN.md section 4
     assert api.get(f"/tenant-registrations/{rid}").json() == before
     assert len(api.get("/tenant-registrations").json()["data"]) == 1
 

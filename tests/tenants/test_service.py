@@ -205,3 +205,12 @@ def test_tenants_crud_for_machine_clients(service: TenantService) -> None:
     assert service.get_tenant(tenant.tenant_id).active is False
     with pytest.raises(NotFoundError, match="Tenant not found for id x"):
         service.update_tenant("x", {"a": 1})
+
+
+def test_sbt_aws_naming_prefixes_emitted_detail_types(database_url: str, recorder: Recorder) -> None:
+    svc = TenantService(TenantStore(database_url), recorder, naming="sbt_aws")
+    svc.start()
+    answer = register(svc)
+    svc.delete_registration(answer.tenant_registration_id)
+    assert [e.detail_type for e in recorder.events] == ["sbt_aws_onboardingRequest", "sbt_aws_offboardingRequest"]
+    svc.close()
