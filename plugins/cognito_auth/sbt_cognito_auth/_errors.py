@@ -30,10 +30,11 @@ log = logging.getLogger("sbt.provider.cognito")
 
 T = TypeVar("T")
 
-#: Error codes Cognito and the AWS SDKs use for throttling (botocore's standard retry list plus Cognito's own).
+#: Error codes Cognito and the AWS SDKs use for throttling (Cognito's own plus botocore's standard list).
+#: Not Cognito's LimitExceededException: that is a quota (too many clients, domains...), retrying cannot help.
 THROTTLING_CODES = frozenset({
     "TooManyRequestsException", "ThrottlingException", "Throttling", "ThrottledException",
-    "RequestThrottledException", "RequestLimitExceeded", "LimitExceededException", "SlowDown",
+    "RequestThrottledException", "RequestLimitExceeded", "SlowDown",
 })
 _MAX_AWS_MESSAGE = 200
 
