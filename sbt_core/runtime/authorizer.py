@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -168,10 +169,19 @@ class Authorizer:
     """Verifies bearer JWTs against one auth provider's :class:`AuthSettings` and checks route scopes."""
 
     def __init__(self, settings: AuthSettings, jwks: JwksSource | None = None, *,
-                 leeway_seconds: float = DEFAULT_LEEWAY_SECONDS) -> None:
+                 leeway_seconds: float = DEFAULT_LEEWAY_SECONDS, cache_size: int = 1024,
+                 cache_seconds: float = 300.0, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.jwks: JwksSource = jwks or RemoteJwks(settings.resolved_jwks_url)
         self.leeway_seconds = leeway_seconds
+        # Verified tokens, so a client reusing its token does not pay an RSA verification per request
+        # (API Gateway caches authorizer results too). exp/nbf are re-checked on every hit; an entry
+        # lives at most cache_seconds, which bounds how long a key removed from the JWKS is still honoured.
+        self.cache_size = cache_size
+        self.cache_seconds = cache_seconds
+        self._clock = clock
+        self._cache: OrderedDict[str, tuple[dict[str, Any], float]] = OrderedDict()
+        self._cache_lock = threading.Lock()
         self.algorithms = [a for a in settings.algorithms if a in ASYMMETRIC_ALGORITHMS]
         if not self.algorithms:
             raise ValueError(f"no usable JWT algorithm in {settings.algorithms!r}; "
@@ -180,6 +190,8 @@ class Authorizer:
 
     def needs_io(self, token: str) -> bool:
         """Whether verifying ``token`` may fetch keys (the HTTP app then verifies in a worker thread)."""
+        if token in self._cache:
+            return False
         try:
             kid = jwt.get_unverified_header(token).get("kid")
         except jwt.PyJWTError:
@@ -191,6 +203,29 @@ class Authorizer:
 
         :raises UnauthorizedError: any check fails (the message names which, never the token).
         """
+        now = self._clock()
+        with self._cache_lock:
+            hit = self._cache.get(token)
+        if hit is not None and now - hit[1] < self.cache_seconds:
+            claims = hit[0]
+            self._check_times(claims, now)
+            return dict(claims)
+        claims = self._verify(token)
+        with self._cache_lock:
+            self._cache[token] = (claims, now)
+            self._cache.move_to_end(token)
+            while len(self._cache) > self.cache_size:
+                self._cache.popitem(last=False)
+        return dict(claims)
+
+    def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
+        exp, nbf = claims.get("exp"), claims.get("nbf")
+        if isinstance(exp, (int, float)) and now > exp + self.leeway_seconds:
+            raise UnauthorizedError("invalid token: expired")
+        if isinstance(nbf, (int, float)) and now < nbf - self.leeway_seconds:
+            raise UnauthorizedError("invalid token: not yet valid (nbf/iat in the future)")
+
+    def _verify(self, token: str) -> dict[str, Any]:
         try:
             header = jwt.get_unverified_header(token)
         except jwt.PyJWTError:

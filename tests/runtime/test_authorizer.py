@@ -224,7 +224,7 @@ def test_the_remote_jwks_is_cached() -> None:
     assert len(calls) == 1
     assert not auth.needs_io(token())
     clock.now += 601  # past the TTL
-    auth.verify(token())
+    auth.verify(token(sub="u-2"))  # a token not verified before
     assert len(calls) == 2
 
 
@@ -253,3 +253,20 @@ def test_an_unreachable_jwks_is_401_without_details() -> None:
     with pytest.raises(UnauthorizedError, match="signing keys are unavailable"):
         Authorizer(settings(), jwks).verify(token())
     assert calls
+
+
+def test_verified_tokens_are_cached_but_still_expire() -> None:
+    now = [time.time()]
+    jwks, calls = _remote([JWKS], FakeClock())
+    auth = Authorizer(settings(), jwks, clock=lambda: now[0], cache_seconds=7200)
+    short = token(exp=int(now[0]) + 60)
+    first = auth.verify(short)
+    first["scope"] = "tampered/in_memory"  # callers get a copy: the cache cannot be changed through it
+    assert auth.verify(short)["scope"] == "user/user_read"
+    assert not auth.needs_io(short)
+    now[0] += 3600  # long after exp: the cached entry must not outlive the token
+    with pytest.raises(UnauthorizedError, match="expired"):
+        auth.verify(short)
+    early = token(nbf=int(now[0]) + 3600, exp=int(now[0]) + 7200)
+    with pytest.raises(UnauthorizedError, match="not yet valid"):
+        auth.verify(early)
