@@ -124,6 +124,7 @@ class CustomerBook:
         with the first customer; the lookup before creating covers what the key cannot (keys expire after
         24 h; localstripe ignores them).
         """
+        self._store.set_offboarded(tenant_id, False)
         existing = self.find(tenant_id)
         if existing is not None:
             return existing, False
@@ -168,6 +169,7 @@ class CustomerBook:
         offboarded, per ``delete_customer_on_offboarding``. Returns ``(customer_id, cancelled ids)``;
         ``(None, [])`` when the tenant has no customer (not an error)."""
         customer_id = self.find(tenant_id)
+        self._store.set_offboarded(tenant_id, True)
         if customer_id is None:
             return None, []
         cancelled = []

@@ -11,7 +11,8 @@ second event with the same identifier (uniqueness "within a rolling period of at
 a push retried after a lost response, a crash or a 5xx re-sends the same identifier; new usage
 arriving meanwhile goes into a *new* batch with a new identifier. A batch older than Stripe's 35-day
 timestamp horizon is marked ``expired`` and reported, never sent (Stripe would reject it
-asynchronously with ``timestamp_too_far_in_past``).
+asynchronously with ``timestamp_too_far_in_past``); usage of an offboarded tenant is marked ``orphaned``
+and reported once.
 
 Throttling (429, ``RateLimitError``) and connection errors are retried with exponential backoff and
 jitter (tenacity); other errors (4xx, 5xx) leave the batch pending for the next run. Sends are
@@ -96,14 +97,15 @@ def push_usage(client: stripe.StripeClient, store: Store, settings: StripeBillin
             errors.append(f"{label}: value {batch.value} is older than Stripe's {settings.timestamp_horizon_days}-day "
                           "meter-event horizon; not sent")
             continue
+        if store.is_offboarded(batch.tenant_id):
+            # Its subscriptions are cancelled (and the customer maybe deleted): nothing would bill it.
+            store.set_batch_status(batch.identifier, "orphaned", "the tenant was offboarded")
+            errors.append(f"{label}: the tenant was offboarded; value {batch.value} not sent")
+            continue
         customer_id = customer_of(batch.tenant_id)
         if customer_id is None:
-            if store.is_deleted(batch.tenant_id):
-                store.set_batch_status(batch.identifier, "orphaned", "the tenant's customer was deleted")
-                errors.append(f"{label}: the tenant was offboarded and its customer deleted; value {batch.value} not sent")
-            else:
-                store.set_batch_status(batch.identifier, "pending", "no Stripe customer for the tenant")
-                errors.append(f"{label}: no Stripe customer for the tenant yet; kept for the next run")
+            store.set_batch_status(batch.identifier, "pending", "no Stripe customer for the tenant")
+            errors.append(f"{label}: no Stripe customer for the tenant yet; kept for the next run")
             continue
         params = {
             "event_name": settings.meter_event_name(batch.metric),

@@ -5,13 +5,13 @@ Tables:
 - ``customers``: tenant -> Stripe customer (so a redelivered ``onboardingRequest`` finds the customer
   without Stripe Search, which localstripe lacks and real Stripe serves eventually consistently).
 - ``processed``: ids already handled, per kind (``ingest`` usage event ids, ``webhook`` Stripe event
-  ids, ``emitted`` keys of events published), so every at-least-once input acts once.
+  ids, ``emitted`` keys of events published, ``cancelled_subscription`` ids, ``offboarded`` tenants), so every at-least-once input acts once.
 - ``usage_open``: running sums per tenant, metric and UTC-day bucket, as sbt-aws's Firehose aggregator
   keeps them per tenant and ``metric.name``; the day bucket keeps every meter event's timestamp inside
   the day its usage happened.
 - ``usage_batches``: sums sealed by a push, each with a deterministic ``identifier``
   (``pending`` -> ``sent``, or ``expired`` beyond Stripe's 35-day horizon, or ``orphaned`` when the
-  tenant's customer was deleted). A pending batch is re-sent with the *same* identifier until Stripe
+  tenant was offboarded). A pending batch is re-sent with the *same* identifier until Stripe
   accepts it, so Stripe's identifier dedup makes a retried push bill once.
 - ``users``: the tenant's users (``billing_create_user``/``billing_delete_user``).
 
@@ -145,11 +145,17 @@ class Store:
             row = self._db.execute("SELECT tenant_id FROM customers WHERE customer_id = ?", (customer_id,)).fetchone()
         return row[0] if row else None
 
-    def is_deleted(self, tenant_id: str) -> bool:
-        """Whether this tenant's customer was deleted at offboarding."""
-        with self._lock:
-            row = self._db.execute("SELECT deleted FROM customers WHERE tenant_id = ?", (tenant_id,)).fetchone()
-        return bool(row and row[0])
+    def set_offboarded(self, tenant_id: str, offboarded: bool) -> None:
+        """Record that the tenant was offboarded (or onboarded again): its late usage is not billed."""
+        if offboarded:
+            self.mark("offboarded", tenant_id)
+        else:
+            with self._tx() as db:
+                db.execute("DELETE FROM processed WHERE kind = 'offboarded' AND key = ?", (tenant_id,))
+
+    def is_offboarded(self, tenant_id: str) -> bool:
+        """Whether the tenant was offboarded (and not onboarded again)."""
+        return self.seen("offboarded", tenant_id)
 
     def set_customer(self, tenant_id: str, customer_id: str, *, deleted: bool = False) -> None:
         """Record (or replace) the tenant's customer."""
