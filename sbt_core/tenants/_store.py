@@ -25,7 +25,9 @@ from typing import Any
 import attrs
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.exc import DataError
 
+from ..errors import BadRequestError
 from ..models import Event, from_json, to_json, utcnow
 from ._records import Tenant, TenantRegistration
 
@@ -35,7 +37,9 @@ log = logging.getLogger("sbt.tenants")
 
 metadata = sa.MetaData()
 
-_ID = sa.String(64)
+#: Ids are uuid4 text (36 characters); clients may link a tenant to a registration id of up to this length.
+ID_LENGTH = 64
+_ID = sa.String(ID_LENGTH)
 
 registrations = sa.Table(
     "sbt_tenant_registrations", metadata,
@@ -155,9 +159,18 @@ class TenantStore:
 
     @contextmanager
     def transaction(self) -> Iterator[Connection]:
-        """One transaction: committed when the block ends, rolled back when it raises."""
-        with self.engine.begin() as conn:
-            yield conn
+        """One transaction: committed when the block ends, rolled back when it raises.
+
+        :raises BadRequestError: the database refused a value (e.g. PostgreSQL's ``json`` type refuses a
+            lone UTF-16 surrogate escape): the client's data, not the server, is at fault.
+        """
+        try:
+            with self.engine.begin() as conn:
+                yield conn
+        except DataError as exc:
+            log.info("database refused a value: %s", exc.orig)
+            raise BadRequestError("the data holds a value the registry cannot store "
+                                  f"({type(exc.orig).__name__ if exc.orig else 'invalid value'})") from None
 
     # --- registrations -------------------------------------------------------------------------------
 
@@ -261,6 +274,11 @@ class TenantStore:
         """Mark a claimed event published, or release the claim so a later flush retries it."""
         values: dict[str, Any] = {"published_at": utcnow()} if published else {"claimed_at": None}
         conn.execute(sa.update(outbox).where(outbox.c.event_id == event_id).values(**values))
+
+    def prune_outbox(self, conn: Connection, older_than: timedelta) -> int:
+        """Forget published events older than ``older_than``; returns how many."""
+        result = conn.execute(sa.delete(outbox).where(outbox.c.published_at < utcnow() - older_than))
+        return result.rowcount or 0
 
     def pending_outbox(self, conn: Connection, limit: int = 100) -> list[str]:
         """Ids of events not yet published, oldest first."""

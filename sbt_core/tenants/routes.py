@@ -60,9 +60,22 @@ async def _body(request: Request) -> Any:
     if not raw.strip():
         raise BadRequestError("request body is empty; expected a JSON object")
     try:
-        return json.loads(raw)
+        value = json.loads(raw, parse_constant=_refuse_constant)
+    except BadRequestError:
+        raise
     except (UnicodeDecodeError, ValueError):
         raise BadRequestError("request body is not valid JSON") from None
+    try:
+        # "\ud800" parses to a lone surrogate, which no answer (UTF-8) and no PostgreSQL json can carry.
+        json.dumps(value, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise BadRequestError("request body is not valid JSON: it holds an unpaired UTF-16 surrogate escape") from None
+    return value
+
+
+def _refuse_constant(name: str) -> Any:
+    # Python's json accepts NaN and Infinity; JSON (RFC 8259) does not, nor can we store or answer them.
+    raise BadRequestError(f"request body is not valid JSON: {name} is not a JSON number")
 
 
 async def _object(request: Request) -> dict[str, Any]:

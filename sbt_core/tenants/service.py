@@ -7,7 +7,8 @@ section 7), with these deliberate differences, each a fix:
 - A registration and its tenant are written in one transaction (upstream: two HTTP calls; a failure
   between them left a registration without a tenant).
 - Events are written to an outbox in the same transaction and published after commit: a change is
-  never visible without its event, nor an event sent for a change that rolled back.
+  never visible without its event, nor an event sent for a change that rolled back. An event the bus
+  refuses stays in the outbox and goes out with the next change or at the next start.
 - ``POST`` with an ``Idempotency-Key`` returns the first answer on a retry and does nothing new.
 - ``registrationStatus`` becomes ``failed`` on provision/deprovision failure events.
 - Deleting a registration that is already deleted answers as the first delete did but emits no second
@@ -46,7 +47,7 @@ from ._records import (
     TenantRegistration,
     check_reserved,
 )
-from ._store import IdempotencyRecord, TenantStore
+from ._store import ID_LENGTH, IdempotencyRecord, TenantStore
 
 __all__ = ["MAX_IDEMPOTENCY_KEY_LENGTH", "Publisher", "TenantService"]
 
@@ -100,6 +101,8 @@ class TenantService:
         self.outbox_lease = outbox_lease
         self._publish = publish
         self._flush_lock = threading.Lock()
+        #: Set when the bus refused an event: the next publish sweeps the whole outbox, not just its own.
+        self._backlog = False
 
     # --- lifecycle -------------------------------------------------------------------------------------
 
@@ -112,8 +115,10 @@ class TenantService:
         self.store.create_schema()
         with self.store.transaction() as conn:
             pruned = self.store.prune_idempotency(conn, self.idempotency_ttl)
+            # Published events are kept as long as idempotency answers, for diagnosis, then dropped.
+            pruned += self.store.prune_outbox(conn, self.idempotency_ttl)
         if pruned:
-            log.debug("forgot %d expired idempotency answers", pruned)
+            log.debug("forgot %d expired idempotency answers and published events", pruned)
         self.flush_outbox()
 
     def close(self) -> None:
@@ -258,8 +263,9 @@ class TenantService:
         """
         check_reserved(data, "body", allowed={REGISTRATION_ID_KEY: ...})
         registration_id = data.get(REGISTRATION_ID_KEY)
-        if registration_id is not None and not isinstance(registration_id, str):
-            raise BadRequestError("body.tenantRegistrationId: expected a string")
+        if registration_id is not None and (not isinstance(registration_id, str)
+                                            or not 0 < len(registration_id) <= ID_LENGTH):
+            raise BadRequestError(f"body.tenantRegistrationId: expected a string of 1 to {ID_LENGTH} characters")
         body = {k: v for k, v in data.items() if k != REGISTRATION_ID_KEY}
         tenant = Tenant(str(uuid.uuid4()), registration_id, True, body)
 
@@ -359,6 +365,10 @@ class TenantService:
         """Claim, publish and mark each event; one a bus refuses stays pending for the next flush."""
         if self._publish is None or not event_ids:
             return 0
+        if self._backlog:
+            self._backlog = False
+            with self.store.transaction() as conn:
+                event_ids = list(dict.fromkeys([*self.store.pending_outbox(conn), *event_ids]))
         published = 0
         with self._flush_lock:
             for event_id in event_ids:
@@ -378,6 +388,7 @@ class TenantService:
                 with self.store.transaction() as conn:
                     self.store.finish_outbox(conn, event_id, published=ok)
                 published += ok
+                self._backlog = self._backlog or not ok
         return published
 
 

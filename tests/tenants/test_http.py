@@ -144,6 +144,8 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"tenantData": {"tenantId": "chosen-by-client"}}, "tenantData.tenantId: set by the control plane"),
     ([{"tenantData": {}}], "expected a JSON object"),
     ("not json", "not valid JSON"),
+    ('{"tenantData": {"price": NaN}}', "NaN is not a JSON number"),
+    ('{"tenantData": {"name": "\\ud800"}}', "unpaired UTF-16 surrogate"),
     (None, "request body is empty"),
 ]
 
