@@ -31,7 +31,6 @@ import json  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from collections.abc import Awaitable, Callable  # noqa: E402
-from pathlib import Path  # noqa: E402
 from typing import Any  # noqa: E402
 
 from starlette.applications import Starlette  # noqa: E402
@@ -46,7 +45,6 @@ from sbt_core.plugins import discover  # noqa: E402
 from sbt_core.runtime.control_plane import ControlPlane  # noqa: E402
 
 BATCH = 100
-DETAIL_TYPE = "ingestUsage"
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
                    Awaitable[None]]
 
@@ -75,9 +73,9 @@ class NoopMetering(Provider):
         return Page()
 
 
-def body() -> bytes:
-    """A PutEvents body of ``BATCH`` ingestUsage entries (Detail as JSON text, as PutEvents sends it)."""
-    entries = [{"Source": "sbt.application.plane", "DetailType": DETAIL_TYPE,
+def body(detail_type: str) -> bytes:
+    """A PutEvents body of ``BATCH`` entries (Detail as JSON text, as PutEvents sends it)."""
+    entries = [{"Source": "sbt.application.plane", "DetailType": detail_type,
                 "Detail": json.dumps({"tenantId": f"t-{i % 7}", "eventName": "api_call",
                                       "properties": {"value": i, "region": "eu"}})} for i in range(BATCH)]
     return json.dumps({"Entries": entries}).encode()
@@ -131,37 +129,159 @@ async def rate(app: ASGIApp, payload: bytes, headers: list[tuple[bytes, bytes]],
     return count / elapsed
 
 
-async def main(rounds: int, seconds: float) -> None:
+def control_plane(state_dir: str) -> ControlPlane:
+    """The real control plane: local auth, the no-op metering provider, the in-process bus."""
+    catalog = discover(entry_points=False, builtins=True, extra={"noop": NoopMetering})
+    config = load_config(catalog, raw={"state_dir": state_dir, "events": {"log_size": 1000},
+                                       "providers": {"auth": {"type": "local"}, "metering": {"type": "noop"}}})
+    cp = ControlPlane.from_config(catalog, config, tenants=False)
+    cp.open()
+    return cp
+
+
+def report(title: str, sbt: float, bare: float) -> float:
+    ratio = sbt / bare
+    print(f"{title}")
+    print(f"  sbt : {sbt:8.1f} req/s  {sbt * BATCH:10.0f} events/s")
+    print(f"  bare: {bare:8.1f} req/s  {bare * BATCH:10.0f} events/s")
+    print(f"  ratio sbt/bare = {ratio:.2f} (target >= 0.5)")
+    return ratio
+
+
+async def in_process(rounds: int, seconds: float) -> list[float]:
+    """Both apps driven in this process through the ASGI driver: the apps' own cost."""
+    ratios = []
     with tempfile.TemporaryDirectory() as tmp:
-        catalog = discover(entry_points=False, builtins=True, extra={"noop": NoopMetering})
-        config = load_config(catalog, raw={"state_dir": str(Path(tmp)), "events": {"log_size": 1000},
-                                           "providers": {"auth": {"type": "local"}, "metering": {"type": "noop"}}})
-        cp = ControlPlane.from_config(catalog, config, tenants=False)
-        cp.open()
+        cp = control_plane(tmp)
         try:
             token = cp.providers.instances["auth"].mint_token(["event/event_write"])
             sbt_headers = [(b"authorization", f"Bearer {token}".encode())]
-            payload = body()
-            sbt, bare = cp.asgi_app, bare_app()
-            await rate(sbt, payload, sbt_headers, 0.2)  # warm up both
-            await rate(bare, payload, [], 0.2)
-            best_sbt = best_bare = 0.0
-            for _ in range(rounds):
-                best_sbt = max(best_sbt, await rate(sbt, payload, sbt_headers, seconds))
-                best_bare = max(best_bare, await rate(bare, payload, [], seconds))
-            cp.bus.join(30)
+            bare = bare_app()
+            for detail_type, what in (("ingestUsage", "ingestUsage, each delivered to metering_ingest_usage_event"),
+                                      ("benchUnrouted", "a detail type no binding matches (HTTP path and bus "
+                                                        "accept only)")):
+                payload = body(detail_type)
+                await rate(cp.asgi_app, payload, sbt_headers, 0.2)  # warm up both
+                await rate(bare, payload, [], 0.2)
+                best_sbt = best_bare = 0.0
+                for _ in range(rounds):
+                    best_sbt = max(best_sbt, await rate(cp.asgi_app, payload, sbt_headers, seconds))
+                    best_bare = max(best_bare, await rate(bare, payload, [], seconds))
+                    cp.bus.join(60)  # deliveries of this round must not eat into the next bare round
+                ratios.append(report(f"in-process ASGI, {BATCH} events per request ({len(payload)} bytes), {what}:",
+                                     best_sbt, best_bare))
         finally:
-            cp.close(timeout=30)
-    ratio = best_sbt / best_bare
-    print(f"POST /events, {BATCH}-event batches ({len(payload)} bytes), best of {rounds} x {seconds:.1f}s:")
-    print(f"  sbt : {best_sbt:8.1f} req/s  {best_sbt * BATCH:10.0f} events/s")
-    print(f"  bare: {best_bare:8.1f} req/s  {best_bare * BATCH:10.0f} events/s")
-    print(f"  ratio sbt/bare = {ratio:.2f} (target >= 0.5) {'OK' if ratio >= 0.5 else 'BELOW TARGET'}")
+            cp.close(timeout=60)
+    return ratios
+
+
+# --- over uvicorn on 127.0.0.1 -------------------------------------------------------------------------------
+
+def serve(kind: str, port: int) -> None:
+    """Run one app under uvicorn on 127.0.0.1:port (a child process of the benchmark)."""
+    import uvicorn
+
+    with tempfile.TemporaryDirectory() as tmp:
+        if kind == "sbt":
+            cp = control_plane(tmp)
+            print(cp.providers.instances["auth"].mint_token(["event/event_write"]), flush=True)
+            app: Any = cp.asgi_app
+        else:
+            print("-", flush=True)
+            app = bare_app()
+        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
+                                      lifespan="off")).run()
+
+
+async def hammer(port: int, request: bytes, seconds: float, connections: int) -> float:
+    """Requests per second of ``connections`` keep-alive HTTP/1.1 clients sending ``request`` in a loop."""
+    end = time.perf_counter() + seconds
+
+    async def one() -> int:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        done = 0
+        while time.perf_counter() < end:
+            writer.write(request)
+            await writer.drain()
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head.startswith(b"HTTP/1.1 200"):
+                raise SystemExit(f"POST /events answered {head.splitlines()[0]!r}")
+            length = next(int(line.split(b":", 1)[1]) for line in head.split(b"\r\n")
+                          if line.lower().startswith(b"content-length:"))
+            await reader.readexactly(length)
+            done += 1
+        writer.close()
+        return done
+
+    start = time.perf_counter()
+    counts = await asyncio.gather(*(one() for _ in range(connections)))
+    return sum(counts) / (time.perf_counter() - start)
+
+
+async def over_uvicorn(rounds: int, seconds: float, connections: int = 4) -> float:
+    """Both apps under uvicorn in child processes, driven over loopback by a minimal raw HTTP client."""
+    import socket
+    import subprocess
+
+    procs: dict[str, tuple[subprocess.Popen[str], int, str]] = {}
+    try:
+        for kind in ("sbt", "bare"):
+            with socket.socket() as sock:
+                sock.bind(("127.0.0.1", 0))
+                port = sock.getsockname()[1]
+            proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve", kind, "--port", str(port)],
+                                    stdout=subprocess.PIPE, text=True)
+            assert proc.stdout is not None
+            procs[kind] = (proc, port, proc.stdout.readline().strip())
+        for kind, (_, port, _) in procs.items():
+            for _ in range(200):
+                try:
+                    _, w = await asyncio.open_connection("127.0.0.1", port)
+                    w.close()
+                    break
+                except OSError:
+                    await asyncio.sleep(0.05)
+        payload = body("ingestUsage")
+
+        def request(token: str) -> bytes:
+            auth = f"authorization: Bearer {token}\r\n" if token != "-" else ""
+            return (f"POST /events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+                    f"content-length: {len(payload)}\r\n{auth}\r\n").encode() + payload
+
+        sbt_req, bare_req = request(procs["sbt"][2]), request(procs["bare"][2])
+        await hammer(procs["sbt"][1], sbt_req, 0.3, connections)
+        await hammer(procs["bare"][1], bare_req, 0.3, connections)
+        best_sbt = best_bare = 0.0
+        for _ in range(rounds):
+            best_sbt = max(best_sbt, await hammer(procs["sbt"][1], sbt_req, seconds, connections))
+            await asyncio.sleep(0.5)  # let the sbt server's bus finish delivering this round
+            best_bare = max(best_bare, await hammer(procs["bare"][1], bare_req, seconds, connections))
+        return report(f"uvicorn on 127.0.0.1, {connections} keep-alive connections, {BATCH} ingestUsage events "
+                      "per request:", best_sbt, best_bare)
+    finally:
+        for proc, _, _ in procs.values():
+            proc.terminate()
+            proc.wait(10)
+
+
+async def main(rounds: int, seconds: float, mode: str) -> None:
+    ratios = []
+    if mode in ("all", "asgi"):
+        ratios += await in_process(rounds, seconds)
+    if mode in ("all", "uvicorn"):
+        ratios.append(await over_uvicorn(rounds, seconds))
+    print(f"ratio sbt/bare: {', '.join(f'{r:.2f}' for r in ratios)} (target >= 0.5)")
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0)
+    parser.add_argument("--mode", choices=("all", "asgi", "uvicorn"), default="all")
+    parser.add_argument("--serve", choices=("sbt", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
-    asyncio.run(main(args.rounds, args.seconds))
+    if args.serve:
+        serve(args.serve, args.port)
+    else:
+        asyncio.run(main(args.rounds, args.seconds, args.mode))
