@@ -19,6 +19,9 @@ Answers (sbt-aws, reference/sbt-aws.md section 7.1):
 | GET /tenants | 200 | ``{data: [tenant...], next_token?}`` |
 | GET, PUT, DELETE /tenants/{tenantId} | 200 | ``{data: tenant}`` |
 
+``tenant`` in the PATCH answer is always the current tenant row (upstream answers null when the body had
+no ``tenantData``). Lists include soft-deleted rows (``sbtaws_active: false``), as the upstream scan
+does, in id order; ``next_token`` is the last id of a page that has more after it.
 Unknown ids are 404 ``Tenant registration not found for id <id>`` / ``Tenant not found for id <id>``;
 malformed bodies and queries 400. ``POST`` routes honour an ``Idempotency-Key`` header: a retry with the
 same body gets the first answer (plus ``Idempotent-Replayed: true``), a different body 409.
