@@ -1,7 +1,10 @@
-"""sbt provider 'memory' (IMetering). Its hooks are written in the provider's own issue."""
+"""sbt provider ``memory`` (IMetering): an exact, fast metering engine in one process's memory.
 
-from sbt_core import Provider
+Select it with ``[providers.metering] type = "memory"``; settings are :class:`MemoryMeteringSettings`.
+"""
 
+from ._engine import ColumnsResult, IngestResult
+from .provider import MemoryMetering
+from .settings import MemoryMeteringSettings
 
-class MemoryMetering(Provider):
-    """IMetering provider 'memory' (not implemented yet: selecting it fails at start-up)."""
+__all__ = ["ColumnsResult", "IngestResult", "MemoryMetering", "MemoryMeteringSettings"]

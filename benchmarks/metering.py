@@ -1,0 +1,286 @@
+"""Benchmark of the ``memory`` metering provider against DuckDB (in memory), same data, same run.
+
+Not a test. Workload (issue 5): N events (default 10 million) from 100 tenants over 30 days, one SUM
+meter with one dimension (``region``, 4 values). Measures:
+
+- batch ingest (``MemoryMetering.ingest_columns``, chunks of 1M rows) vs DuckDB ``INSERT ... SELECT``
+  from the same NumPy columns;
+- one-at-a-time ingest through the pluggy hook ``metering_ingest_usage_event`` (UsageEvent records built
+  beforehand, untimed) vs DuckDB one-row ``INSERT`` (on a small sample: it is slow);
+- ``metering_fetch_usage`` for 30 days in DAY windows grouped by tenant (3,000 rows), median of repeated
+  runs: the first page (limit 100), every page (limit 1000), and a range whose ``to`` is not on a
+  15-minute boundary; DuckDB runs the same GROUP BY and fetches every row;
+- resident memory per stored event (RSS growth of the process after ingest, and the engine's own
+  accounting of its arrays).
+
+Run: ``python benchmarks/metering.py [--events N] [--single N] [--repeat R]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import os
+import platform
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from sbt_core import ProviderContext
+from sbt_core.models import MeterCreate, UsageEvent, UsageQuery, WindowSize
+from sbt_core.plugins import new_plugin_manager
+from sbt_memory_metering import MemoryMetering, MemoryMeteringSettings
+
+DAY_MS = 86_400_000
+REGIONS = ["eu-west-1", "us-east-1", "ap-south-1", "sa-east-1"]
+
+
+def rss() -> int:
+    gc.collect()
+    return psutil.Process(os.getpid()).memory_info().rss
+
+
+def trimmed_rss() -> int:
+    """RSS after glibc returns its free heap to the OS (freed temporaries of the load are not stored events)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except OSError:  # not glibc
+        pass
+    return rss()
+
+
+def median_ms(fn: Callable[[], object], repeat: int) -> float:
+    fn()  # warm-up (e.g. prefix sums after ingest)
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append((time.perf_counter() - t) * 1000)
+    return statistics.median(times)
+
+
+class Data:
+    """Deterministic events: chunk ``i`` is the same for the engine and DuckDB."""
+
+    def __init__(self, events: int, tenants: int, days: int, now_ms: int, chunk: int) -> None:
+        self.events, self.chunk, self.now_ms = events, chunk, now_ms
+        self.tenants = [f"tenant-{i:03d}" for i in range(tenants)]
+        self.start_ms = (now_ms // DAY_MS - days) * DAY_MS  # midnight UTC, 30 whole days before today
+        self.span = now_ms - 60_000 - self.start_ms
+
+    def part(self, i: int) -> dict[str, object]:
+        lo, hi = i * self.chunk, min((i + 1) * self.chunk, self.events)
+        rng = np.random.default_rng(i)
+        n = hi - lo
+        tenant_idx = rng.integers(0, len(self.tenants), n)
+        region_idx = rng.integers(0, len(REGIONS), n)
+        return {
+            "ts": self.start_ms + rng.integers(0, self.span, n),
+            "value": rng.integers(1, 100, n).astype(np.float64),
+            "tenant": [self.tenants[t] for t in tenant_idx.tolist()],
+            "region": [REGIONS[r] for r in region_idx.tolist()],
+            "id": [f"evt-{j:010d}" for j in range(lo, hi)],
+        }
+
+    @property
+    def parts(self) -> int:
+        return -(-self.events // self.chunk)
+
+
+def new_provider(state: Path) -> MemoryMetering:
+    return MemoryMetering(MemoryMeteringSettings(), ProviderContext("memory", "metering", state))
+
+
+def bench_engine(data: Data, args: argparse.Namespace, state: Path) -> dict[str, float]:
+    out: dict[str, float] = {}
+    before = trimmed_rss()
+    provider = new_provider(state)
+    meter = provider.metering_create_meter(MeterCreate(name="API calls", event_name="api_calls", group_by=("region",)))
+    spent = 0.0
+    for i in range(data.parts):
+        part = data.part(i)
+        t = time.perf_counter()
+        provider.ingest_columns("api_calls", part["tenant"], part["ts"], part["value"], part["id"],
+                                {"region": part["region"]})
+        spent += time.perf_counter() - t
+        del part
+    out["batch_rate"] = data.events / spent
+    out["batch_s"] = spent
+    stats = provider.stats()
+    assert stats["events"] == data.events, stats
+
+    # Queries: 30 days in DAY windows grouped by tenant.
+    start = datetime.fromtimestamp(data.start_ms / 1000, UTC)
+    end = start + timedelta(days=31)  # through the end of today
+    q100 = UsageQuery(from_=start, to=end, window_size=WindowSize.DAY)
+    q1000 = UsageQuery(from_=start, to=end, window_size=WindowSize.DAY, limit=1000)
+    ragged = datetime.fromtimestamp(data.now_ms / 1000, UTC)
+
+    def all_pages(query: UsageQuery) -> int:
+        rows, token = 0, None
+        while True:
+            page = provider.metering_fetch_usage(meter.meter_id, UsageQuery(
+                from_=query.from_, to=query.to, window_size=query.window_size, limit=1000, next_token=token))
+            rows += len(page.items)
+            token = page.next_token
+            if token is None:
+                return rows
+
+    t = time.perf_counter()
+    first = provider.metering_fetch_usage(meter.meter_id, q100)
+    out["query_first_ms"] = (time.perf_counter() - t) * 1000
+    out["rows"] = all_pages(q1000)
+    out["query_page100_ms"] = median_ms(lambda: provider.metering_fetch_usage(meter.meter_id, q100), args.repeat)
+    out["query_page1000_ms"] = median_ms(lambda: provider.metering_fetch_usage(meter.meter_id, q1000), args.repeat)
+    out["query_all_ms"] = median_ms(lambda: all_pages(q1000), args.repeat)
+    out["query_ragged_ms"] = median_ms(lambda: provider.metering_fetch_usage(
+        meter.meter_id, UsageQuery(from_=start, to=ragged, window_size=WindowSize.DAY)), max(3, args.repeat // 10))
+    assert first.items, "no rows"
+    out["rss_bytes_per_event"] = (rss() - before) / data.events
+    out["trimmed_bytes_per_event"] = (trimmed_rss() - before) / data.events
+    out["own_bytes_per_event"] = stats["bytes"] / data.events
+    out["grid_ok"] = float(provider.engine.meters[meter.meter_id].rollup is not None)
+    del provider
+    gc.collect()
+
+    # One at a time, through the pluggy hook, on a fresh provider.
+    single = new_provider(state)
+    pm = new_plugin_manager()
+    pm.register(single, name="metering:memory")
+    hook = pm.hook.metering_ingest_usage_event
+    single.metering_create_meter(MeterCreate(name="API calls", event_name="api_calls", group_by=("region",)))
+    n_single = min(args.single, data.events)
+    spent, done = 0.0, 0
+    chunk = 100_000
+    for i in range(data.parts):
+        part = data.part(i)
+        for lo in range(0, data.chunk, chunk):
+            take = min(chunk, n_single - done)
+            if take <= 0:
+                break
+            events = [UsageEvent(tenant_id=part["tenant"][j], event_name="api_calls", identifier=part["id"][j],
+                                 timestamp=datetime.fromtimestamp(int(part["ts"][j]) / 1000, UTC),
+                                 properties={"value": float(part["value"][j]), "region": part["region"][j]})
+                      for j in range(lo, min(lo + take, len(part["id"])))]
+            t = time.perf_counter()
+            for ev in events:
+                hook(usage_event=ev)
+            spent += time.perf_counter() - t
+            done += len(events)
+        if done >= n_single:
+            break
+    t = time.perf_counter()
+    single.flush()
+    spent += time.perf_counter() - t
+    out["single_rate"] = done / spent
+    out["single_n"] = done
+    return out
+
+
+def bench_duckdb(data: Data, args: argparse.Namespace) -> dict[str, float]:
+    import duckdb
+
+    out: dict[str, float] = {}
+    con = duckdb.connect(":memory:", config={"threads": os.cpu_count() or 1})
+    con.execute("CREATE TABLE events(tenant VARCHAR, ts TIMESTAMP, value DOUBLE, region VARCHAR, id VARCHAR)")
+    before = rss()
+    spent = 0.0
+    for i in range(data.parts):
+        part = data.part(i)
+        cols = {"tenant": np.array(part["tenant"], dtype=object), "ts": part["ts"].astype("datetime64[ms]"),
+                "value": part["value"], "region": np.array(part["region"], dtype=object),
+                "id": np.array(part["id"], dtype=object)}
+        t = time.perf_counter()
+        con.execute("INSERT INTO events SELECT * FROM cols")
+        spent += time.perf_counter() - t
+        del part, cols
+    out["batch_rate"] = data.events / spent
+    out["batch_s"] = spent
+    out["rss_bytes_per_event"] = (rss() - before) / data.events
+    start = datetime.fromtimestamp(data.start_ms / 1000, UTC).replace(tzinfo=None)
+    end = start + timedelta(days=31)
+    sql = ("SELECT tenant, time_bucket(INTERVAL 1 day, ts) AS day, sum(value) FROM events "
+           "WHERE ts >= ? AND ts < ? GROUP BY ALL ORDER BY tenant, day")
+    out["rows"] = len(con.execute(sql, [start, end]).fetchall())
+    out["query_all_ms"] = median_ms(lambda: con.execute(sql, [start, end]).fetchall(), args.repeat)
+    # One row at a time: a small sample, it is slow.
+    part = data.part(0)
+    sample = min(args.duck_single, len(part["id"]))
+    con.execute("CREATE TABLE one(tenant VARCHAR, ts TIMESTAMP, value DOUBLE, region VARCHAR, id VARCHAR)")
+    t = time.perf_counter()
+    for j in range(sample):
+        con.execute("INSERT INTO one VALUES (?, ?, ?, ?, ?)",
+                    [part["tenant"][j], datetime.fromtimestamp(int(part["ts"][j]) / 1000, UTC).replace(tzinfo=None),
+                     float(part["value"][j]), part["region"][j], part["id"][j]])
+    out["single_rate"] = sample / (time.perf_counter() - t)
+    con.close()
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--events", type=int, default=10_000_000)
+    parser.add_argument("--tenants", type=int, default=100)
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--single", type=int, default=1_000_000, help="events ingested one at a time")
+    parser.add_argument("--duck-single", type=int, default=20_000, help="DuckDB one-row INSERTs (sample)")
+    parser.add_argument("--repeat", type=int, default=50, help="runs per query for the median")
+    parser.add_argument("--chunk", type=int, default=1_000_000)
+    parser.add_argument("--no-duckdb", action="store_true")
+    args = parser.parse_args()
+    now_ms = time.time_ns() // 1_000_000
+    data = Data(args.events, args.tenants, args.days, now_ms, args.chunk)
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, {psutil.virtual_memory().total / 2**30:.0f} GiB; "
+          f"Python {platform.python_version()}, NumPy {np.__version__}")
+    print(f"workload: {args.events:,} events, {args.tenants} tenants, {args.days} days, one SUM meter, "
+          f"1 dimension x {len(REGIONS)} values")
+    with tempfile.TemporaryDirectory() as state:
+        ours = bench_engine(data, args, Path(state))
+    duck = None if args.no_duckdb else bench_duckdb(data, args)
+
+    def row(label: str, mine: float, theirs: float | None, unit: str, target: str, better: str = "higher") -> None:
+        other = f"{theirs:>14,.3f}" if theirs is not None else f"{'-':>14}"
+        ratio = ""
+        if theirs:
+            ratio = f"{mine / theirs:8.2f}x" if better == "higher" else f"{mine / theirs:8.3f}x"
+        print(f"{label:<44}{mine:>14,.3f}{other}  {unit:<9}{ratio:>10}  {target}")
+
+    print()
+    print(f"{'':<44}{'memory':>14}{'duckdb':>14}  {'unit':<9}{'ratio':>10}  target")
+    row("batch ingest", ours["batch_rate"], duck and duck["batch_rate"], "events/s",
+        ">= 1,000,000/s " + ("MET" if ours["batch_rate"] >= 1e6 else "NOT MET"))
+    row(f"one-at-a-time ingest ({ours['single_n']:,.0f} via hook)", ours["single_rate"],
+        duck and duck["single_rate"], "events/s",
+        ">= 200,000/s " + ("MET" if ours["single_rate"] >= 2e5 else "NOT MET"))
+    row("query first run after ingest (limit 100)", ours["query_first_ms"], None, "ms", "")
+    ok_page = ours["query_page100_ms"] <= 1.0
+    row("query median, first page (limit 100)", ours["query_page100_ms"], duck and duck["query_all_ms"], "ms",
+        "<= 1 ms " + ("MET" if ok_page else "NOT MET") + (", <= 1/10 DuckDB " + (
+            "MET" if duck and ours["query_page100_ms"] <= duck["query_all_ms"] / 10 else "NOT MET") if duck else ""),
+        better="lower")
+    row("query median, one page of 1000 rows", ours["query_page1000_ms"], duck and duck["query_all_ms"], "ms", "",
+        better="lower")
+    row(f"query median, all {ours['rows']:,.0f} rows (3 pages)", ours["query_all_ms"], duck and duck["query_all_ms"],
+        "ms", "", better="lower")
+    row("query median, `to` off the 15-min grid", ours["query_ragged_ms"], None, "ms", "(raw edge scan)")
+    row("resident memory per event (RSS growth)", ours["rss_bytes_per_event"], duck and duck["rss_bytes_per_event"],
+        "bytes", "", better="lower")
+    row("  same, after malloc_trim (freed heap)", ours["trimmed_bytes_per_event"], None, "bytes",
+        "<= 48 " + ("MET" if ours["trimmed_bytes_per_event"] <= 48 else "NOT MET"))
+    row("engine arrays per event (own accounting)", ours["own_bytes_per_event"], None, "bytes", "")
+    if duck:
+        print(f"\nDuckDB rows: {duck['rows']:,.0f}; DuckDB one-row INSERT measured on {args.duck_single:,} rows.")
+    if not ours["grid_ok"]:
+        print("note: the pre-aggregation grid was off (over budget); queries ran on raw events")
+
+
+if __name__ == "__main__":
+    main()

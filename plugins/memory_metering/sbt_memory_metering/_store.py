@@ -1,0 +1,362 @@
+"""Columnar storage of one meter's events: append, deduplicate, cancel, purge, pre-aggregate.
+
+Per stored event: event time (int64 epoch ms), value (float64; for UNIQUE_COUNT the code of its
+text), series id (int32: one series per (tenant, group-by dimension values)), a flag byte
+(cancelled), and one dedup-index entry (uint64 identifier hash + uint32 row) - 33 bytes, plus the
+meter's share of the 15-minute pre-aggregation grid (:mod:`._rollup`).
+
+Events taken one at a time go to a small pending buffer first; :meth:`MeterStore.flush` folds it in
+vectorized (hashing, dedup, pre-aggregation). Every read flushes first, so the buffer is invisible.
+Not thread-safe by itself: the engine's lock guards every call.
+"""
+
+from __future__ import annotations
+
+from array import array
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from sbt_core.models import Aggregation, Meter
+
+from ._ids import id_hashes
+from ._rollup import Rollup
+from ._windows import QUARTER_MS
+
+__all__ = ["CANCELLED", "MeterStore"]
+
+CANCELLED = 1  # flag bit of a cancelled event
+_ROLLUP_AGGS = {Aggregation.SUM, Aggregation.COUNT, Aggregation.AVG, Aggregation.MIN, Aggregation.MAX}
+_MIN_ROLLUP_CELLS = 1 << 21
+
+
+def _grown(old: np.ndarray, used: int, need: int) -> np.ndarray:
+    # np.empty pages are not resident until written, so doubling the capacity costs no memory.
+    new = np.empty(max(need, 2 * len(old), 1024), dtype=old.dtype)
+    new[:used] = old[:used]
+    return new
+
+
+class MeterStore:
+    """Events of one meter. ``n`` rows are stored; row order is ingestion order."""
+
+    def __init__(self, meter: Meter, *, dedup_window_ms: int, rollup_cells_per_event: float) -> None:
+        self.meter = meter
+        self.unique = meter.aggregation is Aggregation.UNIQUE_COUNT
+        self.dedup_window_ms = dedup_window_ms
+        self.rollup_cells_per_event = rollup_cells_per_event
+        self.n = 0
+        self.ts = np.empty(0, dtype=np.int64)
+        self.val = np.empty(0, dtype=np.float64)
+        self.ser = np.empty(0, dtype=np.int32)
+        self.flags = np.empty(0, dtype=np.uint8)
+        self.cancelled = 0
+        # Series: (tenant code, dimension codes) -> series id.
+        self.series: dict[tuple[int, tuple[int, ...]], int] = {}
+        self.series_tenant: list[int] = []
+        self.series_dims: list[tuple[int, ...]] = []
+        self._series_by_text: dict[tuple[int, tuple[str, ...]], int] = {}
+        self.dim_codes: list[dict[str, int]] = [{} for _ in meter.group_by]
+        self.dim_values: list[list[str]] = [[] for _ in meter.group_by]
+        self.texts: dict[str, int] = {}  # UNIQUE_COUNT value text -> code
+        # Dedup index: sorted runs of (identifier hash, row), merged like an LSM tree.
+        self.runs: list[tuple[np.ndarray, np.ndarray]] = []
+        self.rollup: Rollup | None = None
+        self._rollup_wanted = meter.aggregation in _ROLLUP_AGGS and rollup_cells_per_event > 0
+        self.min_ts = 0
+        self.max_ts = -1
+        # Pending one-at-a-time events.
+        self.p_ts = array("q")
+        self.p_val = array("d")
+        self.p_ser = array("i")
+        self.p_ids: list[str] = []
+        self.p_recv = array("q")
+        self._series_np: tuple[int, np.ndarray, np.ndarray] | None = None
+        #: Query groupings by (series count, groupBy, tenant code): see ``_query._grouping``.
+        self.groupings: dict[tuple[object, ...], object] = {}
+
+    # -- codes ---------------------------------------------------------------------------------------
+
+    def series_id(self, tenant: int, dims: tuple[str, ...]) -> int:
+        """The series of a tenant code and dimension values (in ``meter.group_by`` order), created if new."""
+        sid = self._series_by_text.get((tenant, dims))
+        if sid is not None:
+            return sid
+        codes = []
+        for i, text in enumerate(dims):
+            table = self.dim_codes[i]
+            code = table.get(text)
+            if code is None:
+                code = table[text] = len(table)
+                self.dim_values[i].append(text)
+            codes.append(code)
+        key = (tenant, tuple(codes))
+        sid = self.series.get(key)
+        if sid is None:
+            sid = self.series[key] = len(self.series_tenant)
+            self.series_tenant.append(tenant)
+            self.series_dims.append(key[1])
+        self._series_by_text[(tenant, dims)] = sid
+        return sid
+
+    def text_code(self, text: str) -> int:
+        """The code of a UNIQUE_COUNT value text."""
+        code = self.texts.get(text)
+        if code is None:
+            code = self.texts[text] = len(self.texts)
+        return code
+
+    def series_arrays(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(tenant code per series, dimension codes per series (n_series, n_dims))``."""
+        count = len(self.series_tenant)
+        if self._series_np is None or self._series_np[0] != count:
+            dims = np.array(self.series_dims, dtype=np.int64).reshape(count, len(self.meter.group_by))
+            self._series_np = (count, np.array(self.series_tenant, dtype=np.int64), dims)
+        return self._series_np[1], self._series_np[2]
+
+    # -- ingest --------------------------------------------------------------------------------------
+
+    def add_pending(self, ts: int, value: float, sid: int, identifier: str, now_ms: int) -> int:
+        """Buffer one validated event; returns the number now pending."""
+        self.p_ts.append(ts)
+        self.p_val.append(value)
+        self.p_ser.append(sid)
+        self.p_ids.append(identifier)
+        self.p_recv.append(now_ms)
+        return len(self.p_ids)
+
+    def flush(self) -> None:
+        """Fold pending events into the columns (dedup, pre-aggregation)."""
+        if not self.p_ids:
+            return
+        ts = np.frombuffer(self.p_ts, dtype=np.int64).copy()
+        val = np.frombuffer(self.p_val, dtype=np.float64).copy()
+        ser = np.frombuffer(self.p_ser, dtype=np.int32).copy()
+        recv = np.frombuffer(self.p_recv, dtype=np.int64).copy()
+        ids = self.p_ids
+        self.p_ts, self.p_val, self.p_ser, self.p_recv, self.p_ids = array("q"), array("d"), array("i"), array("q"), []
+        self.append(ts, val, ser, id_hashes(ids), recv)
+
+    def append(self, ts: np.ndarray, val: np.ndarray, ser: np.ndarray, hashes: np.ndarray,
+               recv: np.ndarray | int) -> np.ndarray:
+        """Store validated events, dropping duplicates; returns the boolean mask of those stored.
+
+        An event is a duplicate when a stored event (or an earlier one of this batch) has the same
+        identifier hash and an event time later than its ``recv - dedup_window``.
+        """
+        count = len(ts)
+        if not count:
+            return np.zeros(0, dtype=bool)
+        recv_arr = np.broadcast_to(np.asarray(recv, dtype=np.int64), (count,))
+        order = np.argsort(hashes)
+        sorted_h = hashes[order]
+        suspect_sorted = np.zeros(count, dtype=bool)
+        if count > 1:
+            same = sorted_h[1:] == sorted_h[:-1]
+            suspect_sorted[1:] |= same
+            suspect_sorted[:-1] |= same
+        for run_h, _ in self.runs:
+            pos = np.searchsorted(run_h, sorted_h)
+            pos[pos == len(run_h)] = len(run_h) - 1
+            suspect_sorted |= run_h[pos] == sorted_h
+        keep = np.ones(count, dtype=bool)
+        if suspect_sorted.any():
+            suspects = np.sort(order[suspect_sorted])
+            keep[suspects] = self._resolve(suspects, ts, hashes, recv_arr)
+        if suspect_sorted.any():
+            rows = np.flatnonzero(keep)
+            kept_order = order[keep[order]]  # the batch's hash order, restricted to kept rows
+            rank = np.empty(count, dtype=np.int64)
+            rank[rows] = np.arange(len(rows))
+            self._store(ts[rows], val[rows], ser[rows], sorted_h[keep[order]], rank[kept_order])
+        else:
+            self._store(ts, val, ser, sorted_h, order)
+        return keep
+
+    def _resolve(self, suspects: np.ndarray, ts: np.ndarray, hashes: np.ndarray, recv: np.ndarray) -> list[bool]:
+        """The rare path, in ingestion order: events whose hash is already stored or repeats in the batch."""
+        seen: dict[int, list[int]] = {}  # hash -> event times accepted so far in this batch
+        out = []
+        for i in suspects.tolist():
+            h = int(hashes[i])
+            earliest = int(recv[i]) - self.dedup_window_ms
+            times = seen.get(h)
+            if times is None:
+                times = seen[h] = self._stored_times(h)
+            dup = any(t > earliest for t in times)
+            if not dup:
+                times.append(int(ts[i]))
+            out.append(not dup)
+        return out
+
+    def _stored_times(self, h: int) -> list[int]:
+        return [int(t) for t in self.ts[self.rows_of_hashes(np.array([h], dtype=np.uint64))]]
+
+    def rows_of_hashes(self, hashes: np.ndarray) -> np.ndarray:
+        """Rows whose identifier hash is in ``hashes`` (every stored occurrence)."""
+        found = []
+        needles = np.unique(hashes)
+        for run_h, run_rows in self.runs:
+            left = np.searchsorted(run_h, needles, side="left")
+            right = np.searchsorted(run_h, needles, side="right")
+            for a, b in zip(left[left < right].tolist(), right[left < right].tolist(), strict=True):
+                found.append(run_rows[a:b])
+        return np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
+
+    def _store(self, ts: np.ndarray, val: np.ndarray, ser: np.ndarray, sorted_h: np.ndarray, order: np.ndarray) -> None:
+        """Append rows; ``sorted_h`` are their identifier hashes sorted, ``order`` the matching row offsets."""
+        count = len(ts)
+        if not count:
+            return
+        start, end = self.n, self.n + count
+        if end > len(self.ts):
+            self.ts = _grown(self.ts, start, end)
+            self.val = _grown(self.val, start, end)
+            self.ser = _grown(self.ser, start, end)
+            self.flags = _grown(self.flags, start, end)
+        self.ts[start:end] = ts
+        self.val[start:end] = val
+        self.ser[start:end] = ser
+        self.flags[start:end] = 0
+        self.n = end
+        lo, hi = int(ts.min()), int(ts.max())
+        self.min_ts, self.max_ts = (lo, hi) if start == 0 else (min(self.min_ts, lo), max(self.max_ts, hi))
+        self._add_run(sorted_h, (order + start).astype(np.uint32))
+        self._roll(ts, val, ser)
+
+    def _add_run(self, run_h: np.ndarray, run_rows: np.ndarray) -> None:
+        self.runs.append((run_h, run_rows))
+        # Merge while the newer run is at least half the older one: O(log n) runs, each merge a
+        # (timsort) pass over two sorted runs.
+        while len(self.runs) > 1 and 2 * len(self.runs[-1][0]) >= len(self.runs[-2][0]):
+            (h1, r1), (h2, r2) = self.runs[-2], self.runs[-1]
+            h = np.concatenate([h1, h2])
+            order = np.argsort(h, kind="stable")
+            self.runs[-2:] = [(h[order], np.concatenate([r1, r2])[order])]
+
+    # -- pre-aggregation -----------------------------------------------------------------------------
+
+    def _rollup_budget(self) -> int:
+        return max(int(self.n * self.rollup_cells_per_event), _MIN_ROLLUP_CELLS)
+
+    def _rollup_fits(self) -> bool:
+        span = (self.max_ts // QUARTER_MS) - (self.min_ts // QUARTER_MS) + 1
+        return len(self.series_tenant) * span <= self._rollup_budget()
+
+    def _roll(self, ts: np.ndarray, val: np.ndarray, ser: np.ndarray) -> None:
+        if not self._rollup_wanted:
+            return
+        if not self._rollup_fits():
+            self.rollup = None  # answered from raw events until the grid fits the budget again
+            return
+        if self.rollup is None:
+            self.rebuild_rollup()
+            return
+        self.rollup.add(ts, val, ser)
+
+    def rebuild_rollup(self) -> None:
+        """Recompute the grid from the live (not cancelled) events, if it fits the budget."""
+        self.rollup = None
+        if not self._rollup_wanted or not self.n or not self._rollup_fits():
+            return
+        live = self.flags[:self.n] == 0
+        rollup = Rollup(minmax=self.meter.aggregation in (Aggregation.MIN, Aggregation.MAX))
+        rollup.add(self.ts[:self.n][live], self.val[:self.n][live], self.ser[:self.n][live])
+        self.rollup = rollup
+
+    # -- cancel and purge ----------------------------------------------------------------------------
+
+    def cancel_rows(self, rows: np.ndarray) -> int:
+        """Cancel stored rows; returns how many were not cancelled before."""
+        if not len(rows):
+            return 0
+        rows = np.unique(rows)
+        fresh = rows[(self.flags[rows] & CANCELLED) == 0]
+        if len(fresh):
+            self.flags[fresh] |= CANCELLED
+            self.cancelled += len(fresh)
+            self.rebuild_rollup()  # exact: recomputed, never patched by subtraction
+        return len(fresh)
+
+    def rows_in_range(self, from_ms: int, to_ms: int, tenant: int | None) -> np.ndarray:
+        """Rows with event time in ``[from_ms, to_ms)`` (of one tenant code, when given)."""
+        ts = self.ts[:self.n]
+        mask = (ts >= from_ms) & (ts < to_ms)
+        if tenant is not None:
+            tenants, _ = self.series_arrays()
+            mask &= (tenants == tenant)[self.ser[:self.n]]
+        return np.nonzero(mask)[0]
+
+    def purge_series(self, series_ids: Sequence[int]) -> int:
+        """Physically remove the events of these series (dedup entries included); returns how many."""
+        if not len(series_ids) or not self.n:
+            return 0
+        doomed = np.zeros(len(self.series_tenant), dtype=bool)
+        doomed[list(series_ids)] = True
+        drop = doomed[self.ser[:self.n]]
+        removed = int(drop.sum())
+        if not removed:
+            return 0
+        keep = ~drop
+        new_row = np.cumsum(keep) - 1
+        self.cancelled -= int((self.flags[:self.n][drop] & CANCELLED != 0).sum())
+        self.ts = self.ts[:self.n][keep].copy()
+        self.val = self.val[:self.n][keep].copy()
+        self.ser = self.ser[:self.n][keep].copy()
+        self.flags = self.flags[:self.n][keep].copy()
+        self.n = len(self.ts)
+        runs = []
+        for run_h, run_rows in self.runs:
+            alive = keep[run_rows]
+            runs.append((run_h[alive], new_row[run_rows[alive]].astype(np.uint32)))
+        self.runs = [r for r in runs if len(r[0])]
+        if self.n:
+            self.min_ts, self.max_ts = int(self.ts.min()), int(self.ts.max())
+        self.rebuild_rollup()
+        return removed
+
+    # -- reporting -----------------------------------------------------------------------------------
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes of the columns (used part), the dedup index and the grid."""
+        per_row = self.ts.itemsize + self.val.itemsize + self.ser.itemsize + self.flags.itemsize
+        index = sum(h.nbytes + r.nbytes for h, r in self.runs)
+        return self.n * per_row + index + (self.rollup.nbytes if self.rollup is not None else 0)
+
+    def state(self) -> dict[str, Any]:
+        """Arrays and tables of a snapshot (see :mod:`._snapshot`)."""
+        self.flush()
+        hashes = np.concatenate([h for h, _ in self.runs]) if self.runs else np.zeros(0, dtype=np.uint64)
+        rows = np.concatenate([r for _, r in self.runs]) if self.runs else np.zeros(0, dtype=np.uint32)
+        return {
+            "ts": self.ts[:self.n], "val": self.val[:self.n], "ser": self.ser[:self.n],
+            "flags": self.flags[:self.n], "hashes": hashes, "rows": rows,
+            "series_tenant": np.array(self.series_tenant, dtype=np.int64),
+            "series_dims": np.array(self.series_dims, dtype=np.int64).reshape(-1, len(self.meter.group_by)),
+            "dim_values": self.dim_values, "texts": list(self.texts),
+        }
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Restore what :meth:`state` returned."""
+        self.ts, self.val = state["ts"].astype(np.int64), state["val"].astype(np.float64)
+        self.ser, self.flags = state["ser"].astype(np.int32), state["flags"].astype(np.uint8)
+        self.n = len(self.ts)
+        self.cancelled = int(((self.flags & CANCELLED) != 0).sum())
+        self.dim_values = [list(v) for v in state["dim_values"]]
+        self.dim_codes = [{t: i for i, t in enumerate(v)} for v in self.dim_values]
+        self.series_tenant = [int(t) for t in state["series_tenant"]]
+        self.series_dims = [tuple(int(c) for c in row) for row in state["series_dims"]]
+        self.series = {(t, d): i for i, (t, d) in enumerate(zip(self.series_tenant, self.series_dims, strict=True))}
+        self._series_by_text = {(t, tuple(self.dim_values[j][c] for j, c in enumerate(d))): i
+                                for (t, d), i in self.series.items()}
+        self.texts = {t: i for i, t in enumerate(state["texts"])}
+        self._series_np = None
+        self.groupings.clear()
+        hashes, rows = state["hashes"].astype(np.uint64), state["rows"].astype(np.uint32)
+        order = np.argsort(hashes, kind="stable")
+        self.runs = [(hashes[order], rows[order])] if len(hashes) else []
+        if self.n:
+            self.min_ts, self.max_ts = int(self.ts.min()), int(self.ts.max())
+        self.rebuild_rollup()

@@ -1,0 +1,162 @@
+"""The ``memory`` provider: IMetering hooks over the in-memory :class:`~._engine.Engine`.
+
+Hooks are thin: they translate the contract's records to engine calls. The provider also exposes the
+engine's bulk and maintenance entry points (``ingest_batch``, ``ingest_columns``, ``purge_tenant``,
+``flush``, ``stats``) for the bus, bulk loads and operators.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from sbt_core import BadRequestError, Provider, ProviderContext, hookimpl
+from sbt_core.models import (
+    CancelResult, CancelUsageRequest, Event, Meter, MeterCreate, MeterUpdate, Page, UsageEvent, UsageQuery, UsageRow,
+)
+
+from . import _snapshot
+from ._engine import ColumnsResult, Engine, IngestResult
+from .settings import MemoryMeteringSettings
+
+__all__ = ["MemoryMetering"]
+
+
+def _tenant_of(event: Event) -> str:
+    tenant = event.detail.get("tenantId") if isinstance(event.detail, dict) else None
+    if not isinstance(tenant, str) or not tenant:
+        raise BadRequestError(f"event {event.id!r} ({event.detail_type}) has no tenantId in its detail")
+    return tenant
+
+
+class MemoryMetering(Provider):
+    """IMetering in one process's memory: exact Stripe/OpenMeter semantics, columnar and pre-aggregated.
+
+    Settings: :class:`MemoryMeteringSettings` (``[providers.metering]``). Thread-safe.
+    """
+
+    settings_class = MemoryMeteringSettings
+
+    def __init__(self, settings: MemoryMeteringSettings | None, context: ProviderContext) -> None:
+        super().__init__(settings if settings is not None else MemoryMeteringSettings(), context)
+        self.engine = Engine(self.settings)
+
+    # -- lifecycle -----------------------------------------------------------------------------------
+
+    @property
+    def snapshot_path(self) -> Path:
+        """Where the snapshot lives: ``snapshot_path`` or ``<state_dir>/<type name>/metering.npz``."""
+        if self.settings.snapshot_path is not None:
+            return Path(self.settings.snapshot_path)
+        return self.context.data_dir / "metering.npz"
+
+    @hookimpl
+    def sbt_startup(self) -> None:
+        """Load the snapshot when ``snapshot = true`` (no file: start empty)."""
+        if self.settings.snapshot:
+            events = _snapshot.load(self.engine, self.snapshot_path)
+            self.context.logger.info("metering snapshot: loaded %d events from %s", events, self.snapshot_path)
+
+    @hookimpl
+    def sbt_shutdown(self) -> None:
+        """Save the snapshot when ``snapshot = true``."""
+        if self.settings.snapshot:
+            events = _snapshot.save(self.engine, self.snapshot_path)
+            self.context.logger.info("metering snapshot: saved %d events to %s", events, self.snapshot_path)
+
+    def save_snapshot(self, path: Path | None = None) -> int:
+        """Write a snapshot now (to ``path`` or :attr:`snapshot_path`); returns the number of events."""
+        return _snapshot.save(self.engine, path or self.snapshot_path)
+
+    def load_snapshot(self, path: Path | None = None) -> int:
+        """Replace everything with a snapshot; returns the number of events loaded."""
+        return _snapshot.load(self.engine, path or self.snapshot_path)
+
+    # -- meters --------------------------------------------------------------------------------------
+
+    @hookimpl
+    def metering_create_meter(self, meter: MeterCreate) -> Meter:
+        """Create a meter. :raises ConflictError: its eventName is taken (Stripe: one meter per event name)."""
+        return self.engine.create_meter(meter)
+
+    @hookimpl
+    def metering_fetch_meter(self, meter_id: str) -> Meter:
+        """One meter. :raises NotFoundError: no such meter."""
+        return self.engine.fetch_meter(meter_id)
+
+    @hookimpl
+    def metering_fetch_all_meters(self, limit: int, next_token: str | None) -> Page[Meter]:
+        """A page of meters, oldest first. :raises BadRequestError: a malformed token."""
+        return self.engine.fetch_all_meters(limit, next_token)
+
+    @hookimpl
+    def metering_update_meter(self, meter_id: str, update: MeterUpdate) -> Meter:
+        """Change name, description or status (``inactive`` refuses new events, as Stripe's deactivate)."""
+        return self.engine.update_meter(meter_id, update)
+
+    @hookimpl
+    def metering_delete_meter(self, meter_id: str) -> Meter | None:
+        """Delete a meter and its events. :raises NotFoundError: no such meter."""
+        return self.engine.delete_meter(meter_id)
+
+    # -- usage ---------------------------------------------------------------------------------------
+
+    @hookimpl
+    def metering_ingest_usage_event(self, usage_event: UsageEvent) -> None:
+        """Record one usage event; a repeated identifier within the dedup window is ignored.
+
+        :raises BadRequestError: unknown eventName (``unknown_event = "reject"``), tenant refused by
+            ``unknown_tenant = "reject"``, inactive meter, bad value, timestamp outside the horizon.
+        """
+        self.engine.ingest(usage_event)
+
+    def ingest_batch(self, events: Iterable[UsageEvent | dict[str, Any]]) -> list[IngestResult]:
+        """Record many events; one :class:`IngestResult` per event (accepted, duplicate, dropped, rejected)."""
+        return self.engine.ingest_batch(events)
+
+    def ingest_columns(self, event_name: str, tenant_ids: Sequence[str] | np.ndarray,
+                       timestamps: Sequence[int] | np.ndarray, values: Sequence[Any] | np.ndarray | None,
+                       identifiers: Sequence[str] | np.ndarray,
+                       dimensions: dict[str, Sequence[Any] | np.ndarray] | None = None) -> ColumnsResult:
+        """Bulk-load columns of one meter's events (timestamps in epoch ms); all-or-nothing validation.
+        See :meth:`Engine.ingest_columns`."""
+        return self.engine.ingest_columns(event_name, tenant_ids, timestamps, values, identifiers, dimensions)
+
+    @hookimpl
+    def metering_fetch_usage(self, meter_id: str, query: UsageQuery) -> Page[UsageRow]:
+        """A page of usage rows over ``[from, to)``. :raises NotFoundError: no such meter.
+        :raises BadRequestError: a groupBy the meter does not declare, a bad token, too many windows."""
+        return self.engine.fetch_usage(meter_id, query)
+
+    @hookimpl
+    def metering_cancel_usage_events(self, request: CancelUsageRequest) -> CancelResult:
+        """Cancel events by identifiers or meter + (tenant) + range; counts only newly cancelled events.
+        :raises NotFoundError: the meter of a range cancel does not exist."""
+        return self.engine.cancel(request)
+
+    # -- customers -----------------------------------------------------------------------------------
+
+    @hookimpl
+    def metering_create_customer(self, event: Event) -> None:
+        """Register ``detail.tenantId`` as a metering customer (idempotent)."""
+        self.engine.create_customer(_tenant_of(event))
+
+    @hookimpl
+    def metering_delete_customer(self, event: Event) -> None:
+        """Offboard ``detail.tenantId``; its usage stays queryable until :meth:`purge_tenant`."""
+        self.engine.delete_customer(_tenant_of(event))
+
+    def purge_tenant(self, tenant_id: str) -> int:
+        """Erase a tenant's events from every meter; returns how many were removed."""
+        return self.engine.purge_tenant(tenant_id)
+
+    def flush(self) -> None:
+        """Fold buffered one-at-a-time events into the store (queries do it themselves)."""
+        self.engine.flush()
+
+    def stats(self) -> dict[str, int]:
+        """Counters: meters, events, cancelled, pending, dropped, bytes."""
+        return self.engine.stats()
