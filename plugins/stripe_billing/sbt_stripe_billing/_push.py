@@ -22,6 +22,7 @@ sequential: Stripe allows one concurrent meter-event call per customer per meter
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
@@ -127,7 +128,7 @@ def push_usage(client: stripe.StripeClient, store: Store, settings: StripeBillin
         pushed += 1
 
     remaining = sum(len(store.batches("pending", tid)) for tid in (selected if selected is not None else [None]))
-    store.prune_batches(cutoff - cutoff % DAY - DAY)
+    store.prune_batches(cutoff - cutoff % DAY - DAY, time.time() - settings.timestamp_horizon_days * DAY)
     store.forget_processed("ingest", now_s - settings.timestamp_horizon_days * DAY - DAY)
     return PutUsageResult(pushed=pushed, remaining=remaining, errors=errors)
 

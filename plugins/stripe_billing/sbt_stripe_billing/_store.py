@@ -249,12 +249,14 @@ class Store:
                        "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END WHERE identifier = ?",
                        (status, error, status, time.time(), identifier))
 
-    def prune_batches(self, before_bucket: int) -> int:
-        """Drop sent/expired/orphaned batches of days before ``before_bucket``: no event for those days
-        can be sent any more, so their sequence numbers are no longer needed."""
+    def prune_batches(self, before_bucket: int, reported_before: float) -> int:
+        """Drop sent batches of days before ``before_bucket`` (no event for those days can be sent any
+        more, so their sequence numbers are no longer needed), and expired/orphaned batches sealed before
+        ``reported_before`` (epoch s; kept until then for ``sbt stripe usage``). Returns how many."""
         with self._tx() as db:
-            return db.execute("DELETE FROM usage_batches WHERE status != 'pending' AND bucket < ?",
-                              (before_bucket,)).rowcount
+            return db.execute("DELETE FROM usage_batches WHERE (status = 'sent' AND bucket < ?) "
+                              "OR (status IN ('expired', 'orphaned') AND sealed_at < ?)",
+                              (before_bucket, reported_before)).rowcount
 
     # --- users ----------------------------------------------------------------------------------------------
 

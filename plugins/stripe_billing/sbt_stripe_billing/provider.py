@@ -25,6 +25,7 @@ from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
 import stripe
+import typer
 from sbt_core import Provider, ProviderContext, hookimpl
 from sbt_core.errors import BadRequestError, ProviderError, SbtError
 from sbt_core.models import (
@@ -38,7 +39,7 @@ from ._store import Store
 from ._webhooks import Emission, handle_webhook
 from .settings import StripeBillingSettings
 
-__all__ = ["StripeBilling"]
+__all__ = ["StripeBilling", "make_client"]
 
 log = logging.getLogger("sbt.provider.stripe")
 
@@ -64,6 +65,19 @@ def _stripe_errors(hook: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
     return wrap
 
 
+def make_client(settings: StripeBillingSettings) -> stripe.StripeClient:
+    """A ``StripeClient`` for the settings: key, ``api_base``, API version, timeout, and the SDK's own
+    retries (``max_retries``; they honour ``Stripe-Should-Retry`` and back off) for every call but meter
+    events, whose retries :mod:`._push` controls."""
+    kwargs: dict[str, Any] = {"max_network_retries": settings.max_retries,
+                              "http_client": stripe.RequestsClient(timeout=settings.timeout_seconds)}
+    if settings.api_base:
+        kwargs["base_addresses"] = {"api": settings.api_base.rstrip("/")}
+    if settings.stripe_version:
+        kwargs["stripe_version"] = settings.stripe_version
+    return stripe.StripeClient(settings.api_key.get_secret_value(), **kwargs)
+
+
 class StripeBilling(Provider):
     """IBilling provider ``stripe``. Constructed as ``StripeBilling(settings, context)``.
 
@@ -77,19 +91,21 @@ class StripeBilling(Provider):
     def __init__(self, settings: StripeBillingSettings, context: ProviderContext) -> None:
         super().__init__(settings, context)
         self.settings: StripeBillingSettings = settings
-        kwargs: dict[str, Any] = {"max_network_retries": settings.max_retries,
-                                  "http_client": stripe.RequestsClient(timeout=settings.timeout_seconds)}
-        if settings.api_base:
-            kwargs["base_addresses"] = {"api": settings.api_base.rstrip("/")}
-        if settings.stripe_version:
-            kwargs["stripe_version"] = settings.stripe_version
-        self.client = stripe.StripeClient(settings.api_key.get_secret_value(), **kwargs)
+        self.client = make_client(settings)
         self.store = Store(context.data_dir / "billing.sqlite3")
         self.customers = CustomerBook(self.client, self.store, settings)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         # One push at a time: the scheduled run and an offboarding's final push must not send the same
         # batch concurrently (Stripe also allows one concurrent call per customer per meter).
         self._push_lock = threading.Lock()
+
+    @staticmethod
+    @hookimpl
+    def sbt_register_commands(cli: typer.Typer) -> None:
+        """Add ``sbt stripe meters`` and ``sbt stripe usage`` (see :mod:`sbt_stripe_billing.cli`)."""
+        from .cli import register
+
+        register(cli)
 
     @hookimpl
     def sbt_shutdown(self) -> None:
