@@ -1,6 +1,7 @@
-"""``sbt cognito bootstrap``: one command from AWS credentials (or a local server) to a working pool.
+"""``sbt cognito bootstrap`` (one command from AWS credentials, or a local server, to a working pool) and
+``sbt cognito token`` (an access token of the configured pool for ``SBT_TOKEN``).
 
-Output contract: **stdout is only the TOML block** (safe to append to ``sbt.toml``); the machine client
+Bootstrap's output contract: **stdout is only the TOML block** (safe to append to ``sbt.toml``); the machine client
 secret never appears in it. The secret goes either to ``--secret-file`` (written with mode 0600 and
 referenced as ``{ file = ... }``) or, by default, to **stderr** as an ``export NAME='...'`` line marked as
 a secret, for the operator to put in their secret store.
@@ -21,7 +22,7 @@ from .bootstrap import DEFAULT_SECRET_ENV, bootstrap_pool, render_config
 from .provider import make_client
 from .settings import is_loopback_url
 
-__all__ = ["bootstrap", "register"]
+__all__ = ["bootstrap", "register", "token"]
 
 
 def _default_region() -> str | None:
@@ -84,13 +85,62 @@ def bootstrap(
                              allow_non_loopback_endpoint=allow_non_loopback_endpoint), nl=False)
 
 
+def token(
+    ctx: typer.Context,
+    config: Annotated[Path | None, typer.Option("--config", "-c", show_default=False,
+                                                help="Config file (default: $SBT_CONFIG, else ./sbt.toml).")] = None,
+    user: Annotated[str | None, typer.Option("--user", "-u", show_default=False,
+                                             help="Sign in as this user (USER_PASSWORD_AUTH on the user client).")]
+    = None,
+    password_stdin: Annotated[bool, typer.Option("--password-stdin",
+                                                 help="Read the password from stdin instead of prompting.")] = False,
+    scope: Annotated[list[str] | None, typer.Option(
+        "--scope", show_default=False, help="Without --user: scope to request for the machine client "
+                                            "(repeatable; default: all it is allowed).")] = None,
+) -> None:
+    """Print an access token of the configured Cognito pool: a user's (--user, password sign-in) or the
+    machine client's (OAuth client_credentials at the token endpoint). Use it as SBT_TOKEN."""
+    from sbt_core.cli import CliState
+    from sbt_core.errors import ConfigError
+
+    from .settings import CognitoSettings
+    from .tokens import client_credentials_token, password_token
+
+    root = ctx.find_root().obj
+    cli_state = root if isinstance(root, CliState) else CliState()
+    try:
+        _, cfg = cli_state.load(config)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            typer.echo(f"error: {problem}", err=True)
+        raise typer.Exit(1) from None
+    selection = cfg.provider("auth")
+    settings = selection.settings if selection is not None else None
+    if not isinstance(settings, CognitoSettings):
+        raise _fail("[providers.auth] is not type = \"cognito\"")
+    try:
+        if user is not None:
+            if password_stdin:
+                password = typer.get_text_stream("stdin").readline().rstrip("\r\n")
+            else:
+                password = typer.prompt("Password", hide_input=True, err=True)
+            access_token = password_token(make_client(settings.region, settings.endpoint_url), settings, user,
+                                          password)
+        else:
+            access_token = client_credentials_token(settings, scope or ())
+    except SbtError as exc:
+        raise _fail(exc.message) from None
+    typer.echo(access_token)
+
+
 def _fail(message: str) -> typer.Exit:
     typer.echo(f"error: {message}", err=True)
     return typer.Exit(1)
 
 
 def register(cli: typer.Typer) -> None:
-    """Add the ``cognito`` command group (``sbt cognito bootstrap``) to ``cli``."""
+    """Add the ``cognito`` command group (``sbt cognito bootstrap``, ``sbt cognito token``) to ``cli``."""
     group = typer.Typer(name="cognito", help="Amazon Cognito (the 'cognito' auth provider).", no_args_is_help=True)
     group.command("bootstrap")(bootstrap)
+    group.command("token")(token)
     cli.add_typer(group, name="cognito")
