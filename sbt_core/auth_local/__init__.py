@@ -166,7 +166,8 @@ def mint_token(scopes: Iterable[str] = ALL, *, user: str | None = None, config: 
     ``state_dir``), or from ``state_dir`` + ``settings`` (default: ``.sbt`` and default settings).
 
     :raises ConfigError: ``config`` selects another auth provider.
-    :raises NotFoundError: ``user`` does not exist; :raises ForbiddenError: ``user`` is disabled.
+    :raises NotFoundError: ``user`` does not exist.
+    :raises ForbiddenError: ``user`` is disabled.
     """
     if config is not None:
         from ..errors import ConfigError

@@ -581,3 +581,17 @@ def test_through_a_real_uvicorn(cp: FakeControlPlane, served: str) -> None:
         streamed = c.post("/events", content=iter([b"x" * 1024] * 8), headers=h)  # chunked, no Content-Length
         assert streamed.status_code == 413
         validate(c.get("/openapi.json").json())
+
+
+async def test_openapi_operation_ids_stay_unique_across_route_groups(cp: FakeControlPlane) -> None:
+    async def handler(request: Request) -> Response:
+        return JSONResponse({"data": []})
+
+    groups = [[(RouteTrigger("GET", "/things", scope=scopes.TENANT_READ), handler)],
+              [(RouteTrigger("GET", "/things/{thingId}", scope=scopes.TENANT_READ), handler)]]
+    app = build_app(cp, route_groups=groups)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sbt.test") as c:
+        spec = (await c.get("/openapi.json")).json()
+    validate(spec)
+    ids = [op["operationId"] for item in spec["paths"].values() for op in item.values()]
+    assert len(ids) == len(set(ids))

@@ -42,9 +42,14 @@ def build_openapi(operations: Sequence[Operation], auth: AuthSettings | None) ->
     """The OpenAPI 3.1 document of ``operations``; security says each route's scope."""
     reg = SchemaRegistry()
     paths: dict[str, dict[str, Any]] = {}
+    seen_ids: set[str] = set()
     for op in operations:
         trigger = op.trigger
-        entry: dict[str, Any] = {"operationId": op.operation_id, "tags": [op.tag]}
+        operation_id = op.operation_id
+        if operation_id in seen_ids:  # two route groups may name endpoints alike; OpenAPI needs unique ids
+            operation_id = f"{operation_id}_{trigger.method.lower()}_" + re.sub(r"\W+", "_", trigger.path).strip("_")
+        seen_ids.add(operation_id)
+        entry: dict[str, Any] = {"operationId": operation_id, "tags": [op.tag]}
         if op.summary:
             entry["summary"] = op.summary
         params: list[dict[str, Any]] = [
