@@ -4,6 +4,7 @@ through a real uvicorn on 127.0.0.1."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -595,3 +596,34 @@ async def test_openapi_operation_ids_stay_unique_across_route_groups(cp: FakeCon
     validate(spec)
     ids = [op["operationId"] for item in spec["paths"].values() for op in item.values()]
     assert len(ids) == len(set(ids))
+
+
+async def test_without_an_auth_provider_jwt_routes_are_closed(tmp_path: Path) -> None:
+    catalog = discover(entry_points=False, builtins=True, extra={"recmeter": RecordingMetering})
+    config = load_config(catalog, raw={"state_dir": str(tmp_path), "providers": {"metering": {"type": "recmeter"}}})
+    providers = build_providers(catalog, config)
+    plane = FakeControlPlane(providers, build_binding_table(catalog, config), Bus(config.events), config, None)
+    async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(plane)), base_url="http://sbt.test") as c:
+        response = await c.get("/meters", headers={"authorization": "Bearer x.y.z"})
+        assert response.status_code == 401
+        assert "no auth provider" in response.json()["message"]
+        assert (await c.get("/health")).status_code == 200
+        assert (await c.get("/.well-known/jwks.json")).status_code == 404  # only the local provider serves one
+    plane.bus.stop(1)
+
+
+def test_a_remote_jwks_is_fetched_from_the_issuer_over_http(cp: FakeControlPlane, served: str) -> None:
+    """The authorizer of a non-local provider: keys fetched with httpx from ``jwks_url`` (here the local
+    provider's, served by a real uvicorn), off the event loop, then cached."""
+    from sbt_core.runtime.authorizer import Authorizer, RemoteJwks
+
+    settings = attrs.evolve(cp.auth_settings, jwks_url=f"{served}/.well-known/jwks.json")
+    remote = RemoteJwks(settings.resolved_jwks_url)
+    app = build_app(cp, authorizer=Authorizer(settings, remote))
+    async def run() -> list[int]:
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://sbt.test") as c:
+            token = bearer(cp, scopes.USER_READ)
+            return [(await c.get("/users", headers=token)).status_code for _ in range(3)]
+
+    assert asyncio.run(run()) == [200, 200, 200]
+    assert remote.has_key(local(cp).key.kid)
