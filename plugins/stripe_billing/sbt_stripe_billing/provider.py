@@ -268,6 +268,11 @@ def _user_id(detail: dict[str, Any]) -> str:
 
 
 def _whole(value: Any, where: str) -> int:
+    if isinstance(value, str):  # sbt-aws's aggregator does int(value): "5" counts as 5
+        try:
+            value = int(value.strip())
+        except ValueError:
+            raise BadRequestError(f"{where} must be a whole number, got {value!r}") from None
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise BadRequestError(f"{where} must be a number, got {value!r}")
     if value != int(value):
