@@ -162,6 +162,17 @@ class CustomerBook:
         page = self._client.v1.subscriptions.list(params={"customer": customer_id, "limit": 100})
         return [s for s in page.auto_paging_iter() if s.status not in ("canceled", "incomplete_expired")]
 
+    def has_other_live_subscription(self, customer_id: str, subscription_id: str) -> bool:
+        """Whether the customer still has a live subscription besides ``subscription_id`` (a deleted
+        customer has none)."""
+        try:
+            live = self._live_subscriptions(customer_id)
+        except stripe.InvalidRequestError as exc:
+            if exc.http_status == 404:
+                return False
+            raise
+        return any(str(s.id) != subscription_id for s in live)
+
     # --- close ------------------------------------------------------------------------------------------
 
     def close(self, tenant_id: str) -> tuple[str | None, list[str]]:

@@ -17,7 +17,8 @@ of that key, so a redelivered webhook (same Stripe event id) is also dropped by 
 store remembers each key so it is published once even beyond the bus's dedup window.
 
 A subscription this provider cancelled itself (offboarding) does not produce ``deactivateRequest``:
-the tenant is already leaving.
+the tenant is already leaving; nor does one whose customer still has another live subscription (the
+tenant is still billed, e.g. a plan change done as cancel + new subscription).
 """
 
 from __future__ import annotations
@@ -87,7 +88,8 @@ def verify(request: WebhookRequest, settings: StripeBillingSettings) -> dict[str
 
 
 def map_event(event: dict[str, Any], tenant_of_customer: Callable[[str], str | None],
-              cancelled_by_us: Callable[[str], bool]) -> Emission | str:
+              cancelled_by_us: Callable[[str], bool],
+              other_live_subscription: Callable[[str, str], bool]) -> Emission | str:
     """The emission for a verified Stripe event, or the reason it is ignored."""
     etype, obj = event["type"], (event.get("data") or {}).get("object") or {}
     customer_id = obj.get("customer") if isinstance(obj.get("customer"), str) else None
@@ -110,6 +112,9 @@ def map_event(event: dict[str, Any], tenant_of_customer: Callable[[str], str | N
         return Emission(DetailType.BILLING_FAILURE.value, detail, f"billingFailure:{event['id']}")
     if cancelled_by_us(str(obj.get("id"))):
         return f"{etype}: subscription {obj.get('id')} was cancelled by offboarding"
+    if customer_id and other_live_subscription(customer_id, str(obj.get("id"))):
+        # e.g. a plan change done as cancel + new subscription: the tenant is still billed.
+        return f"{etype}: customer {customer_id} still has a live subscription"
     detail = {**common, "subscriptionId": obj.get("id"), "reason": "stripe subscription deleted",
               "cancellationReason": (obj.get("cancellation_details") or {}).get("reason")}
     return Emission(DetailType.DEACTIVATE_REQUEST.value, detail, f"deactivateRequest:{event['id']}")
@@ -117,6 +122,7 @@ def map_event(event: dict[str, Any], tenant_of_customer: Callable[[str], str | N
 
 def handle_webhook(request: WebhookRequest, settings: StripeBillingSettings, store: Store,
                    tenant_of_customer: Callable[[str], str | None],
+                   other_live_subscription: Callable[[str, str], bool],
                    publish: Callable[[Emission], None]) -> WebhookResponse:
     """Verify, map, publish once; see the module docstring.
 
@@ -128,7 +134,8 @@ def handle_webhook(request: WebhookRequest, settings: StripeBillingSettings, sto
     event = verify(request, settings)
     if store.seen("webhook", event["id"]):
         return WebhookResponse(body={"received": True, "duplicate": True})
-    outcome = map_event(event, tenant_of_customer, lambda sub_id: store.seen("cancelled_subscription", sub_id))
+    outcome = map_event(event, tenant_of_customer, lambda sub_id: store.seen("cancelled_subscription", sub_id),
+                        other_live_subscription)
     if isinstance(outcome, str):
         log.info("stripe webhook %s ignored: %s", event["id"], outcome)
         store.mark("webhook", event["id"])

@@ -248,7 +248,8 @@ class StripeBilling(Provider):
         def publish(emission: Emission) -> None:
             self.context.publish(emission.detail_type, emission.detail, event_id=emission.event_id)
 
-        return handle_webhook(request, self.settings, self.store, self.customers.tenant_of, publish)
+        return handle_webhook(request, self.settings, self.store, self.customers.tenant_of,
+                              self.customers.has_other_live_subscription, publish)
 
 
 # --- detail parsing ---------------------------------------------------------------------------------------

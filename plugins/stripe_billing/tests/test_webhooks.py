@@ -157,3 +157,20 @@ def test_webhook_without_configured_secret_refuses_everything(stripe_url, make_b
     billing = make_billing(api_base=stripe_url, item_kind="plan", customer_lookup="list", webhook_secret=None)
     with pytest.raises(BadRequestError, match="not configured"):
         billing.facade.webhook(signed({"id": "evt_d", "type": "invoice.paid", "data": {"object": {}}}))
+
+
+def test_deleting_one_of_two_subscriptions_does_not_deactivate(localstripe_billing, stripe_url, webhook_receiver,
+                                                               onboarding_event, wait):
+    customer = localstripe_billing.facade.create_customer(onboarding_event("t-w7"))
+    stripe_api = client(stripe_url)
+    second = stripe_api.v1.subscriptions.create(params={"customer": customer.customer_id,
+                                                        "items": [{"plan": "plan_metered"}]})
+
+    stripe_api.v1.subscriptions.cancel(customer.metadata["subscriptionId"])
+    first = wait(lambda: webhook_receiver.of("customer.subscription.deleted", customer.customer_id),
+                 "the first customer.subscription.deleted")[0]
+    assert "still has a live subscription" in first.body["ignored"]
+    assert localstripe_billing.of("deactivateRequest", "t-w7") == []
+
+    stripe_api.v1.subscriptions.cancel(second.id)
+    wait(lambda: localstripe_billing.of("deactivateRequest", "t-w7"), "deactivateRequest after the last one")
