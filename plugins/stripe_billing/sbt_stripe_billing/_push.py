@@ -26,6 +26,7 @@ import time
 from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 
+import attrs
 import stripe
 import tenacity
 from sbt_core.models import PutUsageResult
@@ -33,12 +34,21 @@ from sbt_core.models import PutUsageResult
 from ._store import DAY, Batch, Store
 from .settings import StripeBillingSettings
 
-__all__ = ["describe_stripe_error", "is_retryable", "push_usage"]
+__all__ = ["PushReport", "describe_stripe_error", "is_retryable", "push_usage"]
 
 log = logging.getLogger("sbt.provider.stripe.push")
 
 #: Margin kept inside the horizon: an event sealed at the edge could cross it while in flight.
 _HORIZON_MARGIN_SECONDS = 600
+
+
+@attrs.frozen
+class PushReport:
+    """What a push did: the hook's :class:`PutUsageResult`, and how many batches Stripe refused or could
+    not be reached for (``failed``; they stay pending, and the hook fails so the bus retries soon)."""
+
+    result: PutUsageResult
+    failed: int = 0
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -72,13 +82,14 @@ def _retrying(settings: StripeBillingSettings) -> tenacity.Retrying:
 
 def push_usage(client: stripe.StripeClient, store: Store, settings: StripeBillingSettings,
                customer_of: Callable[[str], str | None], *, now: datetime,
-               tenants: Iterable[str] | None = None) -> PutUsageResult:
+               tenants: Iterable[str] | None = None) -> PushReport:
     """Seal and send usage (all tenants, or only ``tenants``); see the module docstring.
 
     :param customer_of: tenant id -> live Stripe customer id, or None (not onboarded / deleted).
     :param now: the current time (aware); fixes the horizon and caps event timestamps.
-    :return: ``pushed`` = meter events Stripe accepted in this run, ``remaining`` = batches still pending
-        (for the next run), ``errors`` = one line per batch not sent (failed, expired, orphaned).
+    :return: ``result.pushed`` = meter events Stripe accepted in this run, ``result.remaining`` = batches
+        still pending (for the next run), ``result.errors`` = one line per batch not sent (failed, expired,
+        orphaned, no customer); ``failed`` = batches whose send failed.
     """
     now_s = int(now.astimezone(UTC).timestamp())
     cutoff = now_s - settings.timestamp_horizon_days * DAY + _HORIZON_MARGIN_SECONDS
@@ -89,7 +100,7 @@ def push_usage(client: stripe.StripeClient, store: Store, settings: StripeBillin
     for tid in selected if selected is not None else [None]:
         pending += store.batches("pending", tid)
 
-    pushed, errors = 0, []
+    pushed, failed, errors = 0, 0, []
     retrying = _retrying(settings)
     for batch in pending:
         label = f"tenant {batch.tenant_id} metric {batch.metric} day {_day(batch.bucket)} ({batch.identifier})"
@@ -122,6 +133,7 @@ def push_usage(client: stripe.StripeClient, store: Store, settings: StripeBillin
             reason = describe_stripe_error(exc)
             store.set_batch_status(batch.identifier, "pending", reason)
             errors.append(f"{label}: {reason}; kept for the next run")
+            failed += 1
             log.warning("meter event %s not accepted: %s", batch.identifier, reason)
             continue
         store.set_batch_status(batch.identifier, "sent")
@@ -130,7 +142,7 @@ def push_usage(client: stripe.StripeClient, store: Store, settings: StripeBillin
     remaining = sum(len(store.batches("pending", tid)) for tid in (selected if selected is not None else [None]))
     store.prune_batches(cutoff - cutoff % DAY - DAY, time.time() - settings.timestamp_horizon_days * DAY)
     store.forget_processed("ingest", now_s - settings.timestamp_horizon_days * DAY - DAY)
-    return PutUsageResult(pushed=pushed, remaining=remaining, errors=errors)
+    return PushReport(PutUsageResult(pushed=pushed, remaining=remaining, errors=errors), failed)
 
 
 def _day(bucket: int) -> str:

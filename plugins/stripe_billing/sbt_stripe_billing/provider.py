@@ -34,7 +34,7 @@ from sbt_core.models import (
 )
 
 from ._customers import TENANT_KEY, CustomerBook, item_ids
-from ._push import describe_stripe_error, push_usage
+from ._push import PushReport, describe_stripe_error, push_usage
 from ._store import Store
 from ._webhooks import Emission, handle_webhook
 from .settings import StripeBillingSettings
@@ -154,7 +154,7 @@ class StripeBilling(Provider):
         """
         tenant_id = _tenant_id(event.detail)
         if self.customers.find(tenant_id) is not None:
-            result = self._push(tenants=[tenant_id])
+            result = self._push(tenants=[tenant_id]).result
             if result.remaining:
                 raise ProviderError(f"stripe: final usage push of tenant {tenant_id} left {result.remaining} "
                                     f"batch(es) unsent: {'; '.join(result.errors)}")
@@ -219,18 +219,22 @@ class StripeBilling(Provider):
     def billing_put_usage(self, run: ScheduleRun) -> PutUsageResult:
         """Seal the sums since the last push and send them as meter events (see :mod:`._push`).
 
-        :return: ``pushed`` events accepted, ``remaining`` batches kept for the next run, ``errors``.
-        :raises ProviderError: nothing could be sent although batches were pending (Stripe down,
-            bad key); every batch stays for the next run.
+        :return: ``pushed`` events accepted, ``remaining`` batches kept for the next run, ``errors``
+            (batches expired, orphaned, or waiting for their tenant's customer).
+        :raises ProviderError: Stripe refused or could not be reached for some batch; those stay pending
+            and the bus retries the run soon, so a re-send stays inside Stripe's identifier dedup period
+            (at least 24 h). What was accepted is not sent again.
         """
-        result = self._push(tenants=None)
-        log.info("billing_put_usage (%s): pushed %d, remaining %d", run.expression, result.pushed, result.remaining)
-        if result.remaining and not result.pushed:
-            raise ProviderError(f"stripe: usage push failed; {result.remaining} batch(es) kept for the next run: "
-                                f"{'; '.join(result.errors[:5])}")
+        report = self._push(tenants=None)
+        result = report.result
+        log.info("billing_put_usage (%s): pushed %d, remaining %d, failed %d", run.expression, result.pushed,
+                 result.remaining, report.failed)
+        if report.failed:
+            raise ProviderError(f"stripe: usage push: {report.failed} batch(es) failed and are kept for the next "
+                                f"run ({result.pushed} pushed): {'; '.join(result.errors[:5])}")
         return result
 
-    def _push(self, tenants: list[str] | None) -> PutUsageResult:
+    def _push(self, tenants: list[str] | None) -> PushReport:
         with self._push_lock:
             return push_usage(self.client, self.store, self.settings, self.customers.known, now=self.clock(),
                               tenants=tenants)

@@ -278,3 +278,24 @@ def stripe_client_for(url: str) -> Any:
     import stripe
 
     return stripe.StripeClient("sk_test_sbt_fixture", base_addresses={"api": url}, max_network_retries=0)
+
+
+def test_partial_failure_fails_the_run_and_the_retry_sends_only_what_is_missing(billing, mock):
+    def answer(request: Any) -> tuple[int, dict[str, str], str]:
+        if dict(parse_qsl(request.body))["payload[stripe_customer_id]"] == "cus_T1" and not fixed:
+            return stripe_error(500, "api_error")
+        return meter_event_answer(request)
+
+    fixed = False
+    mock.add_callback(responses.POST, METER_EVENTS, callback=answer)
+    billing.facade.ingest(usage("t1", "productsSold", 1))
+    billing.facade.ingest(usage("t2", "productsSold", 2))
+
+    with pytest.raises(ProviderError, match=r"1 batch\(es\) failed .*\(1 pushed\)"):
+        billing.facade.put_usage(run())
+    fixed = True
+    result = billing.facade.put_usage(run())  # the bus's retry
+
+    assert (result.pushed, result.remaining) == (1, 0)
+    customers = [f["payload[stripe_customer_id]"] for f in sent(mock)]
+    assert sorted(customers[:2]) == ["cus_T1", "cus_T2"] and customers[2:] == ["cus_T1"]
