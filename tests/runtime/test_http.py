@@ -627,3 +627,37 @@ def test_a_remote_jwks_is_fetched_from_the_issuer_over_http(cp: FakeControlPlane
 
     assert asyncio.run(run()) == [200, 200, 200]
     assert remote.has_key(local(cp).key.kid)
+
+
+def test_the_real_control_plane_serves_the_app(tmp_path: Path) -> None:
+    """build_app as the ControlPlane calls it (with its dead-letter and schedule route groups)."""
+    from sbt_core.runtime.control_plane import ControlPlane
+
+    _reuse_signing_key(tmp_path)
+    catalog = discover(entry_points=False, builtins=True, extra={"recmeter": RecordingMetering})
+    config = load_config(catalog, raw={"state_dir": str(tmp_path), "providers": {
+        "auth": {"type": "local"}, "metering": {"type": "recmeter"}}})
+    plane = ControlPlane.from_config(catalog, config, tenants=False)
+    plane.open()
+    try:
+        auth = plane.providers.instances["auth"]
+        headers = {"authorization": f"Bearer {auth.mint_token(scopes.ALL)}"}
+
+        async def run() -> dict[str, Any]:
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=plane.asgi_app),
+                                         base_url="http://sbt.test") as c:
+                assert (await c.get("/users/admin", headers=headers)).json()["data"]["userRole"] == "SystemAdmin"
+                put = await c.post("/events", headers=headers, json={"Entries": [
+                    {"Source": "sbt.application.plane", "DetailType": "ingestUsage",
+                     "Detail": {"tenantId": "t-1", "eventName": "api_call", "properties": {"value": 5}}}]})
+                spec = (await c.get("/openapi.json")).json()
+                validate(spec)
+                return dict(put.json())
+
+        body = asyncio.run(run())
+        assert body["FailedEntryCount"] == 0
+        assert plane.bus.join(5)
+        ingested = [u for name, u in plane.providers.instances["metering"].calls if name == "ingest"]
+        assert [u.identifier for u in ingested] == [body["Entries"][0]["EventId"]]
+    finally:
+        plane.close(timeout=5)
