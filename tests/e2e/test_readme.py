@@ -1,0 +1,64 @@
+"""The README cannot rot: its set-up commands are what CI runs, and its walkthrough runs verbatim
+against a real `sbt serve` (only the port is changed, to a free one)."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+
+from ._serve import sbt_serve
+
+ROOT = Path(__file__).resolve().parents[2]
+README = (ROOT / "README.md").read_text()
+
+
+def _section(title: str) -> str:
+    match = re.search(rf"^## {re.escape(title)}\n(.*?)(?=^## )", README, flags=re.S | re.M)
+    assert match, f"README has no section {title!r}"
+    return match.group(1)
+
+
+def _commands(section: str) -> list[str]:
+    return re.findall(r"```sh\n(.*?)```", _section(section), flags=re.S)
+
+
+def test_the_two_setup_commands_are_what_ci_runs() -> None:
+    run, test = (block.strip() for block in _commands("Set up and run"))
+    assert run.endswith("&& sbt serve")
+    ci = (ROOT / ".ci" / "run").read_text()
+    assert test in ci, ".ci/run must run the README's test command verbatim"
+    installed = set(re.findall(r"-e (\S+)", run))
+    required = {line.split()[-1].split("[")[0] for line in (ROOT / "requirements-dev.txt").read_text().splitlines()
+                if line.startswith("-e ")}
+    assert installed <= required | {"."}, "the run command installs only what the test setup installs too"
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
+def test_the_walkthrough_works_verbatim(tmp_path: Path) -> None:
+    (tmp_path / "examples").symlink_to(ROOT / "examples")
+    script = "\n".join(_commands("Five-minute walkthrough"))
+    assert "http://127.0.0.1:8080" in script
+    with sbt_serve(tmp_path) as url:
+        result = subprocess.run(["bash", "-euo", "pipefail", "-c", script.replace("http://127.0.0.1:8080", url)],
+                                cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                                env={k: v for k, v in os.environ.items() if k not in {"SBT_CONFIG", "SBT_TOKEN"}})
+    assert result.returncode == 0, result.stdout + result.stderr
+    registered = json.loads(next(line for line in result.stdout.splitlines() if "tenantRegistrationId" in line))
+    assert registered["data"]["message"] == "Tenant registration initiated"
+    usage = json.loads(next(line for line in result.stdout.splitlines() if '"windowStart"' in line))["data"]
+
+    expected: dict[tuple[str, str], float] = defaultdict(float)
+    expected[("tenant-1", "eu")] += 5  # the single event sent with curl
+    for line in (ROOT / "examples" / "usage.jsonl").read_text().splitlines():
+        detail = json.loads(line)["detail"]
+        expected[(detail["tenantId"], detail["properties"]["region"])] += detail["properties"]["value"]
+    assert {(row["tenantId"], row["groups"]["region"]): row["value"] for row in usage} == expected
+    assert all(row["windowEnd"] > row["windowStart"] for row in usage)
+    assert "metering_fetch_usage" in result.stdout  # sbt bindings printed its table
