@@ -6,8 +6,8 @@ as one meter event::
     event_name=<meter event name>&payload[stripe_customer_id]=cus_…&payload[value]=42
     &identifier=sbt_<sha256(tenant, metric, day, batch#)>&timestamp=<epoch s>
 
-Why it never bills twice: a batch keeps its identifier until Stripe accepts it, and Stripe drops a
-second event with the same identifier (uniqueness "within a rolling period of at least 24 hours"), so
+Why it never bills twice: a batch keeps its identifier (also sent as the ``Idempotency-Key``) until
+Stripe accepts it, and Stripe drops a second event with the same identifier (uniqueness "within a rolling period of at least 24 hours"), so
 a push retried after a lost response, a crash or a 5xx re-sends the same identifier; new usage
 arriving meanwhile goes into a *new* batch with a new identifier. A batch older than Stripe's 35-day
 timestamp horizon is marked ``expired`` and reported, never sent (Stripe would reject it
@@ -126,9 +126,11 @@ def push_usage(client: stripe.StripeClient, store: Store, settings: StripeBillin
             "timestamp": batch.timestamp,
         }
         try:
-            # The SDK's own retries are off here so that the policy above is the only one.
+            # The SDK's own retries are off here so that the policy above is the only one. The identifier
+            # doubles as the Idempotency-Key, as Stripe's usage guide advises: for 24 h a re-send gets the
+            # first answer replayed.
             retrying(client.v1.billing.meter_events.create, params=params,  # type: ignore[arg-type]
-                     options={"max_network_retries": 0})
+                     options={"max_network_retries": 0, "idempotency_key": batch.identifier})
         except stripe.StripeError as exc:
             reason = describe_stripe_error(exc)
             store.set_batch_status(batch.identifier, "pending", reason)

@@ -97,6 +97,7 @@ def test_push_sends_one_documented_meter_event_per_tenant_metric_and_day(billing
          "timestamp": str(int((NOW - timedelta(hours=1)).timestamp()))},
     ]
     call = mock.calls[0].request
+    assert call.headers["Idempotency-Key"] == dict(parse_qsl(call.body))["identifier"]
     assert call.headers["Content-Type"] == "application/x-www-form-urlencoded"
     assert call.headers["Authorization"] == "Bearer sk_test_sbt_fixture"
 
@@ -150,6 +151,7 @@ def test_429_is_retried_with_the_same_identifier(billing, mock):
     assert (result.pushed, result.remaining, result.errors) == (1, 0, [])
     first, second = sent(mock)
     assert first == second
+    assert mock.calls[0].request.headers["Idempotency-Key"] == mock.calls[1].request.headers["Idempotency-Key"]
 
 
 def test_500_keeps_the_aggregate_and_the_next_run_resends_the_same_event(billing, mock):
