@@ -81,6 +81,9 @@ outbox = sa.Table(
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=True, index=True),
 )
 
+#: Execution option marking a read-only transaction (see :meth:`TenantStore.read`).
+_READ_ONLY = "sbt_read_only"
+
 #: PostgreSQL advisory-lock key serialising ``create_all`` when several processes start at once.
 _SCHEMA_LOCK = 0x5B7_7E4A
 
@@ -124,7 +127,8 @@ def _create_engine(url: URL) -> Engine:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
-        conn.exec_driver_sql("BEGIN IMMEDIATE")
+        # Reads take a plain (deferred) BEGIN so that readers never queue behind each other.
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
 
@@ -171,6 +175,14 @@ class TenantStore:
             log.info("database refused a value: %s", exc.orig)
             raise BadRequestError("the data holds a value the registry cannot store "
                                   f"({type(exc.orig).__name__ if exc.orig else 'invalid value'})") from None
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (on SQLite a deferred one, which takes no write lock)."""
+        with self.engine.connect() as conn:
+            conn = conn.execution_options(**{_READ_ONLY: True})
+            with conn.begin():
+                yield conn
 
     # --- registrations -------------------------------------------------------------------------------
 

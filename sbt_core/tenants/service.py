@@ -160,7 +160,7 @@ class TenantService:
         """``GET /tenant-registrations``: ``page.limit`` registrations (soft-deleted ones included, as the
         upstream scan returns them) after ``page.next_token``, in id order; ``next_token`` is the last id
         of the page when more follow, else None."""
-        with self.store.transaction() as conn:
+        with self.store.read() as conn:
             rows = self.store.list_registrations(conn, page.limit + 1, page.next_token)
         more = len(rows) > page.limit
         rows = rows[:page.limit]
@@ -168,7 +168,7 @@ class TenantService:
 
     def get_registration(self, registration_id: str) -> TenantRegistration:
         """``GET /tenant-registrations/{id}``. :raises NotFoundError: ``Tenant registration not found for id <id>``."""
-        with self.store.transaction() as conn:
+        with self.store.read() as conn:
             reg = self.store.get_registration(conn, registration_id)
         if reg is None:
             raise registration_not_found(registration_id)
@@ -280,7 +280,7 @@ class TenantService:
 
     def list_tenants(self, page: PageRequest = PageRequest()) -> Page[Tenant]:
         """``GET /tenants``: as :meth:`list_registrations`, over tenants."""
-        with self.store.transaction() as conn:
+        with self.store.read() as conn:
             rows = self.store.list_tenants(conn, page.limit + 1, page.next_token)
         more = len(rows) > page.limit
         rows = rows[:page.limit]
@@ -288,7 +288,7 @@ class TenantService:
 
     def get_tenant(self, tenant_id: str) -> Tenant:
         """``GET /tenants/{tenantId}``. :raises NotFoundError: ``Tenant not found for id <id>``."""
-        with self.store.transaction() as conn:
+        with self.store.read() as conn:
             tenant = self.store.get_tenant(conn, tenant_id)
         if tenant is None:
             raise tenant_not_found(tenant_id)
