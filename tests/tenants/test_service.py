@@ -218,3 +218,14 @@ def test_sbt_aws_naming_prefixes_emitted_detail_types(database_url: str, recorde
     svc.delete_registration(answer.tenant_registration_id)
     assert [e.detail_type for e in recorder.events] == ["sbt_aws_onboardingRequest", "sbt_aws_offboardingRequest"]
     svc.close()
+
+
+def test_reads_do_not_wait_for_a_writer(service: TenantService) -> None:
+    answer = register(service)
+    seen: list[Any] = []
+    with service.store.transaction() as conn:  # a writer holding its transaction (SQLite: the write lock)
+        service.store.get_registration(conn, answer.tenant_registration_id, for_update=True)
+        reader = threading.Thread(target=lambda: seen.append(service.get_registration(answer.tenant_registration_id)))
+        reader.start()
+        reader.join(20)  # a hang guard: with a locking read this would wait for the writer, i.e. forever here
+        assert [r.tenant_registration_id for r in seen] == [answer.tenant_registration_id]
