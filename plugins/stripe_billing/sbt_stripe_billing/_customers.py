@@ -153,7 +153,7 @@ class CustomerBook:
                 return str(sub.id)
         sub = self._client.v1.subscriptions.create(
             params={"customer": customer_id, "items": [{kind: i} for i in ids],  # type: ignore[typeddict-item]
-                    "metadata": {TENANT_KEY: tenant_id}},
+                    "metadata": {TENANT_KEY: tenant_id}, **self._settings.subscription_params()},
             options={"idempotency_key": f"sbt-onboarding-{event_id}-subscription"})
         return str(sub.id)
 

@@ -131,6 +131,8 @@ class StripeBilling(Provider):
         ids = item_ids(detail, self.settings.prices_key)
         customer_id, created = self.customers.ensure_customer(tenant_id, detail, event.id)
         subscription_id = self.customers.ensure_subscription(tenant_id, customer_id, ids, event.id)
+        if created and self.store.user_count(tenant_id):  # users recorded before the customer existed
+            self.customers.set_user_count(customer_id, self.store.user_count(tenant_id))
         log.info("tenant %s: customer %s %s%s", tenant_id, customer_id, "created" if created else "already existed",
                  f", subscription {subscription_id}" if subscription_id else "")
         metadata = {TENANT_KEY: tenant_id}

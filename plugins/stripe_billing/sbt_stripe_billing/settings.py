@@ -20,7 +20,7 @@ from typing import Any
 import attrs
 from sbt_core.models import Secret
 
-__all__ = ["ITEM_KINDS", "LOOKUPS", "StripeBillingSettings"]
+__all__ = ["COLLECTION_METHODS", "ITEM_KINDS", "LOOKUPS", "PAYMENT_BEHAVIORS", "StripeBillingSettings"]
 
 #: What the onboarding detail's ids name: Stripe Prices (current API) or legacy Plans (localstripe has no Prices).
 ITEM_KINDS = ("price", "plan")
@@ -28,6 +28,9 @@ ITEM_KINDS = ("price", "plan")
 #: (``metadata['tenantId']:'…'``, eventually consistent) or listing every customer and filtering
 #: (works on localstripe, which has no search; O(customers)).
 LOOKUPS = ("search", "list")
+#: Stripe's ``payment_behavior`` and ``collection_method`` of a new subscription.
+PAYMENT_BEHAVIORS = ("allow_incomplete", "default_incomplete", "error_if_incomplete", "pending_if_incomplete")
+COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 
 
 def _str_map(value: Any) -> dict[str, str]:
@@ -58,6 +61,10 @@ class StripeBillingSettings:
       ``metadata.sbtOffboarded``, for invoices and history (false).
     - ``invoice_now_on_cancel``: cancel subscriptions with ``invoice_now`` so un-invoiced metered usage
       is billed on a final invoice.
+    - ``payment_behavior``, ``collection_method``, ``days_until_due``: passed to subscription creation
+      when set (Stripe's defaults otherwise). A licensed price above 0 needs a payment method up front
+      unless ``payment_behavior = "default_incomplete"`` or ``collection_method = "send_invoice"`` (with
+      ``days_until_due``); metered prices bill 0 up front and need neither.
     - ``customer_lookup``: ``search`` or ``list`` (see :data:`LOOKUPS`).
     - ``timestamp_horizon_days``: Stripe accepts meter events up to 35 days in the past; older
       aggregates are reported, never sent.
@@ -79,6 +86,12 @@ class StripeBillingSettings:
     value_key: str = "value"
     delete_customer_on_offboarding: bool = True
     invoice_now_on_cancel: bool = True
+    payment_behavior: str | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.in_(PAYMENT_BEHAVIORS)))
+    collection_method: str | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.in_(COLLECTION_METHODS)))
+    days_until_due: int | None = attrs.field(default=None, validator=attrs.validators.optional(
+        attrs.validators.ge(0)))
     customer_lookup: str = attrs.field(default="search", validator=attrs.validators.in_(LOOKUPS))
     timestamp_horizon_days: int = attrs.field(default=35, validator=[attrs.validators.ge(1),
                                                                      attrs.validators.le(35)])
@@ -89,6 +102,15 @@ class StripeBillingSettings:
     webhook_tolerance_seconds: int = attrs.field(default=300, validator=attrs.validators.ge(1))
     stripe_version: str | None = None
     timeout_seconds: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+
+    def __attrs_post_init__(self) -> None:
+        if self.collection_method == "send_invoice" and self.days_until_due is None:
+            raise ValueError("collection_method = \"send_invoice\" needs days_until_due")
+
+    def subscription_params(self) -> dict[str, Any]:
+        """The optional subscription-creation parameters that are set."""
+        names = ("payment_behavior", "collection_method", "days_until_due")
+        return {n: getattr(self, n) for n in names if getattr(self, n) is not None}
 
     def meter_event_name(self, metric: str) -> str:
         """The Stripe meter ``event_name`` for our metric name."""

@@ -50,6 +50,8 @@ def test_defaults_mirror_stripe_and_sbt_aws(catalog):
     ({"timestamp_horizon_days": 40}, "timestamp_horizon_days"),
     ({"meter_event_names": {"a": 1}}, "meter_event_names"),
     ({"api_kee": "sk_test_x"}, "api_kee"),
+    ({"collection_method": "send_invoice"}, "days_until_due"),
+    ({"payment_behavior": "sometimes"}, "payment_behavior"),
 ])
 def test_bad_settings_name_their_key(catalog, settings, where):
     with pytest.raises(ConfigError) as info:

@@ -74,3 +74,19 @@ def test_offboarding_cancels_with_invoice_now(make_billing, mock):
     assert "invoice_now=true" in (urlparse(cancel.url).query + (cancel.body or ""))
     keep = [c.request for c in mock.calls if c.request.method == "POST"][-1]
     assert dict(parse_qsl(keep.body)) == {"metadata[sbtOffboarded]": "true"}
+
+
+def test_subscription_options_are_sent_when_set(make_billing, mock):
+    billing = make_billing(collection_method="send_invoice", days_until_due=14)
+    billing.provider.store.set_customer("t4", "cus_4")
+    mock.add(responses.GET, f"{API}/v1/customers/cus_4", json={"id": "cus_4", "object": "customer"})
+    mock.add(responses.GET, f"{API}/v1/subscriptions",
+             json={"object": "list", "data": [], "has_more": False, "url": "/v1/subscriptions"})
+    mock.add(responses.POST, f"{API}/v1/subscriptions", json={"id": "sub_4", "object": "subscription"})
+
+    billing.facade.create_customer(Event.create("onboardingRequest", {"tenantId": "t4", "prices": ["price_B"]}))
+
+    subscribe = mock.calls[-1].request
+    assert dict(parse_qsl(subscribe.body)) == {"customer": "cus_4", "items[0][price]": "price_B",
+                                               "metadata[tenantId]": "t4", "collection_method": "send_invoice",
+                                               "days_until_due": "14"}
