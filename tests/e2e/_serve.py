@@ -1,4 +1,4 @@
-"""Run `sbt serve` as a real subprocess on a free loopback port, and stop it after."""
+"""Real servers for end-to-end tests, as subprocesses on free loopback ports, stopped after the test."""
 
 from __future__ import annotations
 
@@ -9,10 +9,19 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 import httpx
+
+#: localstripe's CLI listens on every interface; this binds it to loopback (reference/metering-and-fakes.md 2a).
+LOCALSTRIPE = ("import sys; from aiohttp import web; from localstripe.server import app; "
+               "web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None)")
+
+
+def clean_environ() -> dict[str, str]:
+    """This process's environment without what would point sbt at another config or server."""
+    return {k: v for k, v in os.environ.items() if k not in {"SBT_CONFIG", "SBT_TOKEN", "SBT_URL"}}
 
 
 def free_port() -> int:
@@ -22,35 +31,30 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def sbt_serve(cwd: Path, *, config: Path | None = None, env: Mapping[str, str] | None = None,
-              timeout: float = 60.0) -> Iterator[str]:
-    """Start ``sbt serve`` in ``cwd`` on 127.0.0.1 and a free port; yield its base URL once /health answers.
+def background(args: Sequence[str], *, cwd: Path, ready: str, env: Mapping[str, str] | None = None,
+               name: str = "server", timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
+    """Run ``args`` in ``cwd`` until the test ends; ready once GET ``ready`` answers below 500.
 
-    The server's output goes to ``cwd/serve.log``; on a start-up failure the log is in the error.
+    Output goes to ``cwd/<name>.log``, quoted in the error when the process dies or never answers.
     """
-    port = free_port()
-    args = [sys.executable, "-m", "sbt_core.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
-    if config is not None:
-        args += ["--config", str(config)]
-    log = (cwd / "serve.log").open("w")
-    full_env = {**os.environ, **(env or {})}
-    full_env.pop("SBT_CONFIG", None) if config is None and "SBT_CONFIG" not in (env or {}) else None
-    proc = subprocess.Popen(args, cwd=cwd, env=full_env, stdout=log, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+    log_path = cwd / f"{name}.log"
+    with log_path.open("wb") as log:
+        proc = subprocess.Popen(list(args), cwd=cwd, env={**clean_environ(), **(env or {})}, stdout=log,
+                                stderr=subprocess.STDOUT)
     try:
         deadline = time.monotonic() + timeout
         while True:
             if proc.poll() is not None:
-                raise RuntimeError(f"sbt serve exited with {proc.returncode}:\n{(cwd / 'serve.log').read_text()}")
+                raise RuntimeError(f"{name} exited with {proc.returncode}:\n{log_path.read_text()[-3000:]}")
             try:
-                if httpx.get(f"{url}/health", timeout=1).status_code == 200:
+                if httpx.get(ready, timeout=1).status_code < 500:
                     break
             except httpx.HTTPError:
                 pass
             if time.monotonic() > deadline:  # a hang guard, not a timing assertion
-                raise RuntimeError(f"sbt serve did not answer:\n{(cwd / 'serve.log').read_text()}")
+                raise RuntimeError(f"{name} did not answer {ready}:\n{log_path.read_text()[-3000:]}")
             time.sleep(0.1)
-        yield url
+        yield proc
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -58,4 +62,15 @@ def sbt_serve(cwd: Path, *, config: Path | None = None, env: Mapping[str, str] |
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-        log.close()
+
+
+@contextlib.contextmanager
+def sbt_serve(cwd: Path, *, config: Path | None = None, env: Mapping[str, str] | None = None) -> Iterator[str]:
+    """``sbt serve`` in ``cwd`` on 127.0.0.1 and a free port; yields its base URL once /health answers."""
+    port = free_port()
+    args = [sys.executable, "-m", "sbt_core.cli", "serve", "--host", "127.0.0.1", "--port", str(port)]
+    if config is not None:
+        args += ["--config", str(config)]
+    url = f"http://127.0.0.1:{port}"
+    with background(args, cwd=cwd, ready=f"{url}/health", env=env, name="sbt-serve"):
+        yield url

@@ -4,7 +4,6 @@ against a real `sbt serve` (only the port is changed, to a free one)."""
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
@@ -13,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ._serve import sbt_serve
+from ._serve import clean_environ, sbt_serve
 
 ROOT = Path(__file__).resolve().parents[2]
 README = (ROOT / "README.md").read_text()
@@ -48,7 +47,7 @@ def test_the_walkthrough_works_verbatim(tmp_path: Path) -> None:
     with sbt_serve(tmp_path) as url:
         result = subprocess.run(["bash", "-euo", "pipefail", "-c", script.replace("http://127.0.0.1:8080", url)],
                                 cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                                env={k: v for k, v in os.environ.items() if k not in {"SBT_CONFIG", "SBT_TOKEN"}})
+                                env=clean_environ())
     assert result.returncode == 0, result.stdout + result.stderr
     registered = json.loads(next(line for line in result.stdout.splitlines() if "tenantRegistrationId" in line))
     assert registered["data"]["message"] == "Tenant registration initiated"

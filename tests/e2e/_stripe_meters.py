@@ -1,0 +1,77 @@
+"""A loopback HTTP front for localstripe that adds Stripe's Billing Meter events endpoint.
+
+localstripe has no Billing Meters (reference/metering-and-fakes.md part 2a), so ``POST
+/v1/billing/meter_events`` is answered here with the object Stripe documents and recorded; every other
+request is forwarded to localstripe unchanged. DESIGN.md section 8 allows an HTTP-level stub only where no
+fake exists, which is this endpoint alone.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qsl
+
+import httpx
+
+
+class MeterEvents:
+    """Meter events received, as Stripe would store them: ``{event_name, identifier, payload, timestamp}``."""
+
+    def __init__(self) -> None:
+        self.events: list[dict[str, object]] = []
+        self._lock = threading.Lock()
+
+    def add(self, form: dict[str, str]) -> dict[str, object]:
+        payload = {k[len("payload["):-1]: v for k, v in form.items() if k.startswith("payload[")}
+        event = {"object": "billing.meter_event", "event_name": form["event_name"],
+                 "identifier": form.get("identifier"), "payload": payload,
+                 "timestamp": int(form.get("timestamp", time.time())), "created": int(time.time()),
+                 "livemode": False}
+        with self._lock:
+            self.events.append(event)
+        return event
+
+
+@contextmanager
+def stripe_front(localstripe: str) -> Iterator[tuple[str, MeterEvents]]:
+    """Serve the front on 127.0.0.1 and a free port; yields its URL and the meter events it received."""
+    received = MeterEvents()
+    upstream = httpx.Client(base_url=localstripe, timeout=30)
+
+    class Handler(BaseHTTPRequestHandler):
+        def _forward(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+            if self.command == "POST" and self.path.split("?")[0] == "/v1/billing/meter_events":
+                answer = json.dumps(received.add(dict(parse_qsl(body.decode())))).encode()
+                status, headers = 200, {"Content-Type": "application/json"}
+            else:
+                reply = upstream.request(self.command, self.path, content=body,
+                                         headers={k: v for k, v in self.headers.items() if k.lower() != "host"})
+                answer, status = reply.content, reply.status_code
+                headers = {"Content-Type": reply.headers.get("content-type", "application/json")}
+            self.send_response(status)
+            for key, value in headers.items():
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(answer)))
+            self.end_headers()
+            self.wfile.write(answer)
+
+        do_GET = do_POST = do_DELETE = _forward  # noqa: N815 (http.server's names)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", received
+    finally:
+        server.shutdown()
+        server.server_close()
+        upstream.close()
