@@ -37,6 +37,29 @@ _WRAPPER = ("import sys; from aiohttp import web; from localstripe.server import
             "web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None)")
 
 
+@pytest.fixture(autouse=True)
+def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuse any connection that is not to this machine: a test that forgot to stub Stripe fails instead
+    of reaching api.stripe.com."""
+    original = socket.socket.connect
+
+    def connect(self: socket.socket, address: Any) -> Any:
+        host = address[0] if isinstance(address, tuple) else address
+        if self.family in (socket.AF_INET, socket.AF_INET6) and host not in ("127.0.0.1", "::1", "localhost"):
+            raise OSError(f"test tried to reach {host}: tests stay on 127.0.0.1")
+        return original(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", connect)
+    resolve = socket.getaddrinfo
+
+    def getaddrinfo(host: Any, *args: Any, **kwargs: Any) -> Any:
+        if host not in (None, "127.0.0.1", "::1", "localhost"):
+            raise OSError(f"test tried to resolve {host}: tests stay on 127.0.0.1")
+        return resolve(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+
+
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind(("127.0.0.1", 0))
