@@ -98,6 +98,9 @@ class StripeBilling(Provider):
         # One push at a time: the scheduled run and an offboarding's final push must not send the same
         # batch concurrently (Stripe also allows one concurrent call per customer per meter).
         self._push_lock = threading.Lock()
+        if settings.webhook_secret is None:
+            log.warning("[providers.billing] has no webhook_secret: POST /billing/%s will refuse every call",
+                        settings.webhook_path)
 
     @staticmethod
     @hookimpl
