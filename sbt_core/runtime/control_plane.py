@@ -80,6 +80,7 @@ class ControlPlane:
         self._route_groups: list[RouteGroup] = [dead_letter_routes(bus), schedule_routes(scheduler)]
         self._auth_settings: AuthSettings | None = None
         self._app: Any = None
+        self._server: Any = None  # the uvicorn.Server of serve()
         self._state = "new"  # new -> started -> stopped
         self._lock = threading.Lock()
 
@@ -210,6 +211,76 @@ class ControlPlane:
     async def stop(self, timeout: float | None = None) -> bool:
         """:meth:`close` off the event loop, so draining never blocks it."""
         return await run_in_threadpool(self.close, timeout)
+
+    def lifespan_app(self) -> Any:
+        """:attr:`asgi_app` wrapped so the ASGI lifespan starts and stops the control plane: uvicorn's
+        graceful shutdown (SIGINT/SIGTERM) then finishes in-flight requests *before* the bus drains."""
+        app = self.asgi_app
+
+        async def asgi(scope: dict[str, Any], receive: Callable[..., Any], send: Callable[..., Any]) -> None:
+            if scope["type"] != "lifespan":
+                await app(scope, receive, send)
+                return
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    try:
+                        await self.start()
+                    except Exception as exc:
+                        await send({"type": "lifespan.startup.failed", "message": getattr(exc, "message", str(exc))})
+                        return
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await self.stop()
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+
+        return asgi
+
+    async def serve(self, host: str | None = None, port: int | None = None, *,
+                    ready: Callable[[str], None] | None = None, log_level: str = "info",
+                    lifecycle: bool = True) -> None:
+        """Run the HTTP app (uvicorn), the bus and the scheduler in this process until uvicorn exits
+        (SIGINT/SIGTERM in the main thread, or ``should_exit``): start, serve, then stop with a drain.
+
+        :param host, port: default ``[server]``; port 0 picks a free port.
+        :param ready: called with the base URL (``http://host:port``) once the socket listens.
+        :param lifecycle: start and stop the control plane with the server (False: serve the app of a
+            control plane the caller starts and stops, as the test harness does).
+        :raises StartupError: the control plane or the socket failed to start.
+        """
+        import asyncio
+
+        import uvicorn
+
+        host = host or self.config.server.host
+        port = self.config.server.port if port is None else port
+        app = self.lifespan_app() if lifecycle else self.asgi_app
+        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on" if lifecycle else "off",
+                                               log_level=log_level, access_log=log_level == "debug"))
+        self._server = server
+        serving = asyncio.create_task(server.serve())
+        while not server.started and not serving.done():
+            await asyncio.sleep(0.02)
+        if server.started and ready is not None:
+            bound = server.servers[0].sockets[0].getsockname() if server.servers else (host, port)
+            shown = f"[{bound[0]}]" if ":" in str(bound[0]) else bound[0]
+            ready(f"http://{shown}:{bound[1]}")
+        await serving
+        if lifecycle and server.started:
+            # Normally the lifespan shutdown already stopped it (a no-op then); after a forced exit (a second
+            # Ctrl-C) uvicorn skips the lifespan, so close here without waiting for the drain.
+            await self.stop(timeout=0 if server.force_exit else None)
+        if not server.started:
+            if lifecycle:
+                self.close(timeout=0)
+            raise StartupError(f"the HTTP server failed to start on {host}:{port} (see the log above)")
+
+    def request_exit(self) -> None:
+        """Ask a running :meth:`serve` to shut down gracefully (what SIGTERM does)."""
+        server = getattr(self, "_server", None)
+        if server is not None:
+            server.should_exit = True
 
     async def __aenter__(self) -> ControlPlane:
         await self.start()

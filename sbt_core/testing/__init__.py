@@ -2,6 +2,7 @@
 
 - :func:`start_control_plane` / :class:`Harness`: an in-process control plane with chosen provider
   classes registered without installing them, an authenticated test client, tokens, an event recorder.
+- :mod:`sbt_core.testing.providers`: recording providers with failure injection (``RecordingBilling``…).
 - :mod:`sbt_core.testing.events`: builders of SBT events (``onboarding_request(...)``, ``ingest_usage(...)``…).
 """
 
@@ -10,9 +11,11 @@ from .events import (
     provision_failure, provision_success, sbt_event, tenant_user_created, tenant_user_deleted,
 )
 from .harness import TEST_EVENTS_CONFIG, EventRecorder, Harness, deep_merge, start_control_plane
+from .providers import RecordingBilling, RecordingMetering, RecordingProvider
 
 __all__ = [
     "TEST_EVENTS_CONFIG", "EventRecorder", "Harness", "deep_merge", "deprovision_failure", "deprovision_success",
+    "RecordingBilling", "RecordingMetering", "RecordingProvider",
     "ingest_usage", "offboarding_request", "onboarding_request", "provision_failure", "provision_success",
     "sbt_event", "start_control_plane", "tenant_user_created", "tenant_user_deleted",
 ]

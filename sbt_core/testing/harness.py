@@ -16,9 +16,12 @@ closes every harness after the test.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import copy
+import threading
 import warnings
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -163,6 +166,40 @@ class Harness:
         return httpx.AsyncClient(transport=httpx.ASGITransport(app=self.control_plane.asgi_app),
                                  base_url="http://testserver",
                                  headers=self._headers(scopes, token, user, authenticated))
+
+    @contextlib.contextmanager
+    def serve_http(self, host: str = "127.0.0.1", port: int = 0) -> Iterator[str]:
+        """Serve the app with a real uvicorn on ``host`` (loopback) and a free port, in a thread; yields
+        the base URL (``http://127.0.0.1:PORT``) and stops the server after. The control plane itself
+        keeps running (close it with :meth:`close`)."""
+        urls: list[str] = []
+        ready = threading.Event()
+        failure: list[BaseException] = []
+        cp = self.control_plane
+
+        def run() -> None:
+            def on_ready(url: str) -> None:
+                urls.append(url)
+                ready.set()
+
+            try:
+                asyncio.run(cp.serve(host, port, ready=on_ready, log_level="warning", lifecycle=False))
+            except BaseException as exc:  # noqa: BLE001 - reported to the test below
+                failure.append(exc)
+            finally:
+                ready.set()
+
+        thread = threading.Thread(target=run, name="sbt-test-uvicorn", daemon=True)
+        thread.start()
+        ready.wait(SETTLE_TIMEOUT)
+        if not urls:
+            cp.request_exit()
+            raise RuntimeError(f"uvicorn did not start: {failure[0] if failure else 'timed out'}")
+        try:
+            yield urls[0]
+        finally:
+            cp.request_exit()
+            thread.join(SETTLE_TIMEOUT)
 
     def close(self) -> bool:
         """Stop: drain the bus, close the components, ``sbt_shutdown``. True when drained."""

@@ -9,94 +9,19 @@ from typing import Any
 
 import pytest
 
-from sbt_core import NotFoundError, Provider, ProviderError, hookimpl
+from sbt_core import ProviderError, hookimpl
 from sbt_core.errors import StartupError
-from sbt_core.models import (
-    CONTROL_PLANE_SOURCE, Customer, Event, Meter, MeterCreate, Page, PutUsageResult, ScheduleRun, UsageEvent, UsageQuery, UsageRow, to_json,
-    utcnow,
-)
+from sbt_core.models import CONTROL_PLANE_SOURCE, to_json, utcnow
 from sbt_core.runtime.control_plane import ControlPlane
 from sbt_core.triggers import EventTrigger
-from sbt_core.testing import Harness, ingest_usage, onboarding_request, tenant_user_created
+from sbt_core.testing import (
+    Harness, RecordingBilling, RecordingMetering, ingest_usage, onboarding_request, tenant_user_created,
+)
 
 Factory = Callable[..., Harness]
 
 
-class RecordingMetering(Provider):
-    """IMetering that records ingested usage; no meters."""
-
-    def __init__(self, settings: Any, context: Any) -> None:
-        super().__init__(settings, context)
-        self.ingested: list[UsageEvent] = []
-        self.started = False
-        self.stopped = False
-
-    @hookimpl
-    def metering_create_meter(self, meter: MeterCreate) -> Meter:
-        raise NotImplementedError
-
-    @hookimpl
-    def metering_fetch_meter(self, meter_id: str) -> Meter:
-        raise NotFoundError(f"Meter {meter_id} not found.")
-
-    @hookimpl
-    def metering_fetch_all_meters(self, limit: int, next_token: str | None) -> Page[Meter]:
-        return Page([])
-
-    @hookimpl
-    def metering_ingest_usage_event(self, usage_event: UsageEvent) -> None:
-        self.ingested.append(usage_event)
-
-    @hookimpl
-    def metering_fetch_usage(self, meter_id: str, query: UsageQuery) -> Page[UsageRow]:
-        return Page([])
-
-    @hookimpl
-    def sbt_startup(self) -> None:
-        self.started = True
-
-    @hookimpl
-    def sbt_shutdown(self) -> None:
-        self.stopped = True
-
-
-class FlakyBilling(Provider):
-    """IBilling whose customer creation fails while ``broken`` is set; pushes usage on schedule."""
-
-    def __init__(self, settings: Any, context: Any) -> None:
-        super().__init__(settings, context)
-        self.broken = threading.Event()
-        self.customers: list[str] = []
-        self.runs: list[ScheduleRun] = []
-        self.users: list[str] = []
-        self.gate: threading.Event | None = None
-
-    @hookimpl
-    def billing_create_customer(self, event: Event) -> Customer:
-        if self.broken.is_set():
-            raise ProviderError("billing backend down")
-        tenant = event.detail["tenantId"]
-        self.customers.append(tenant)
-        self.context.publish("billingSuccess", {"tenantId": tenant})
-        return Customer(tenant, f"cus_{tenant}")
-
-    @hookimpl
-    def billing_delete_customer(self, event: Event) -> None:
-        pass
-
-    @hookimpl
-    def billing_create_user(self, event: Event) -> None:
-        if self.gate is not None:
-            self.gate.wait(10)
-        self.users.append(event.detail["userId"])
-
-    @hookimpl
-    def billing_put_usage(self, run: ScheduleRun) -> PutUsageResult:
-        self.runs.append(run)
-        return PutUsageResult(pushed=1)
-
-
-PLUGINS = {"rec": RecordingMetering, "flaky": FlakyBilling}
+PLUGINS = {"rec": RecordingMetering, "flaky": RecordingBilling}
 CONFIG = {"providers": {"metering": {"type": "rec"}, "billing": {"type": "flaky"}}}
 
 
@@ -125,10 +50,10 @@ def test_events_reach_their_hooks_and_providers_publish_through_the_bus(plane: H
     onboarding = onboarding_request("t1")
     plane.put(usage, onboarding)
     plane.settle()
-    [ingested] = plane.provider("metering").ingested
+    [ingested] = plane.provider("metering").calls["metering_ingest_usage_event"]
     assert (ingested.tenant_id, ingested.properties, ingested.identifier) == ("t1", {"value": 3}, usage.id)
-    assert plane.events.states(usage) == {"metering_ingest_usage_event": "delivered"}
-    assert plane.provider("billing").customers == ["t1"]
+    assert plane.events.states(usage) == {"metering_ingest_usage_event": "delivered", "billing_ingest": "delivered"}
+    assert [e.detail["tenantId"] for e in plane.provider("billing").calls["billing_create_customer"]] == ["t1"]
     [success] = plane.events.of_type("billingSuccess")  # published by the provider through its context
     assert success.detail == {"tenantId": "t1"}
 
@@ -137,24 +62,26 @@ def test_published_events_follow_the_naming_config(sbt_control_plane: Factory) -
     plane = sbt_control_plane(plugins=PLUGINS, config={**CONFIG, "events": {"naming": "sbt_aws"}}, tenants=False)
     plane.put(onboarding_request("t1", naming="sbt_aws"))  # prefixed input is routed like the bare name
     plane.settle()
-    assert plane.provider("billing").customers == ["t1"]
+    assert len(plane.provider("billing").calls["billing_create_customer"]) == 1
     assert [e.detail_type for e in plane.events.of_type("billingSuccess")] == ["sbt_aws_billingSuccess"]
 
 
 def test_failing_provider_dead_letters_then_replays_once_fixed(plane: Harness) -> None:
     billing = plane.provider("billing")
-    billing.broken.set()
+    billing.fail["billing_create_customer"] = ProviderError("billing backend down")
     event = onboarding_request("t9")
     plane.put(event)
     plane.settle()
-    assert plane.events.states(event) == {"billing_create_customer": "dead_lettered"}
+    assert plane.events.states(event) == {"billing_create_customer": "dead_lettered",
+                                          "metering_create_customer": "delivered"}
     [letter] = plane.bus.dead_letters()
     assert (letter.attempts, letter.last_error) == (3, "billing backend down")
-    billing.broken.clear()
+    del billing.fail["billing_create_customer"]
     plane.bus.replay(event_id=event.id)
     plane.settle()
-    assert billing.customers == ["t9"]
-    assert plane.events.states(event) == {"billing_create_customer": "delivered"}
+    assert [e.id for e in billing.calls["billing_create_customer"]] == [event.id]
+    assert plane.events.states(event) == {"billing_create_customer": "delivered", "metering_create_customer": "delivered"}
+    assert len(plane.provider("metering").calls["metering_create_customer"]) == 1  # the healthy binding: once
 
 
 def test_scheduled_hook_fires_on_tick(plane: Harness) -> None:
@@ -162,7 +89,7 @@ def test_scheduled_hook_fires_on_tick(plane: Harness) -> None:
     assert due is not None
     [run_event] = plane.tick(due + timedelta(seconds=1))
     plane.settle()
-    [run] = plane.provider("billing").runs
+    [run] = plane.provider("billing").calls["billing_put_usage"]
     assert run.hook == "billing_put_usage" and run.expression == "rate(24 hours)" and not run.manual
     assert plane.events.states(run_event) == {"billing_put_usage": "delivered"}
 
@@ -178,13 +105,13 @@ def test_schedule_override_from_config(sbt_control_plane: Factory) -> None:
 def test_stop_drains_in_flight_events(sbt_control_plane: Factory) -> None:
     plane = sbt_control_plane(plugins=PLUGINS, config=CONFIG, tenants=False)
     billing = plane.provider("billing")
-    billing.gate = threading.Event()
+    gate = billing.gate["billing_create_user"] = threading.Event()
     plane.put(*(tenant_user_created("t1", f"u{i}") for i in range(3)))
     closer = threading.Thread(target=plane.close)
     closer.start()
-    billing.gate.set()
+    gate.set()
     closer.join(10)
-    assert billing.users == ["u0", "u1", "u2"]
+    assert [e.detail["userId"] for e in billing.calls["billing_create_user"]] == ["u0", "u1", "u2"]
     assert plane.provider("metering").stopped  # sbt_shutdown ran after the drain
     assert plane.put(ingest_usage("t1", "x"))[0].error_code == "BusClosed"
 
@@ -239,15 +166,15 @@ def test_post_events_reaches_the_ingest_hook(plane: Harness) -> None:
     assert response.status_code == 200, response.text
     assert response.json()["Entries"] == [{"EventId": usage.id}]
     plane.settle()
-    assert [u.properties["value"] for u in plane.provider("metering").ingested] == [5]
+    assert [u.properties["value"] for u in plane.provider("metering").calls["metering_ingest_usage_event"]] == [5]
     record = client.get(f"/events/{usage.id}").json()["data"]
-    assert record["deliveries"][0]["target"] == "metering_ingest_usage_event"
-    assert record["deliveries"][0]["state"] == "delivered"
+    assert {d["target"]: d["state"] for d in record["deliveries"]} == \
+        {"metering_ingest_usage_event": "delivered", "billing_ingest": "delivered"}
 
 
 def test_dead_letter_routes_list_and_replay(plane: Harness) -> None:
     billing = plane.provider("billing")
-    billing.broken.set()
+    billing.fail["billing_create_customer"] = ProviderError("billing backend down")
     event = onboarding_request("t7")
     plane.put(event)
     plane.settle()
@@ -259,11 +186,11 @@ def test_dead_letter_routes_list_and_replay(plane: Harness) -> None:
     writer = plane.client("event/event_write")
     assert writer.post("/dead-letters/replay", json={"eventId": "nope"}).status_code == 404
     assert writer.post("/dead-letters/replay", json={"bogus": 1}).status_code == 400
-    billing.broken.clear()
+    del billing.fail["billing_create_customer"]
     replayed = writer.post("/dead-letters/replay", json={"eventId": event.id})
     assert replayed.status_code == 200 and [d["target"] for d in replayed.json()["data"]] == ["billing_create_customer"]
     plane.settle()
-    assert billing.customers == ["t7"]
+    assert [e.id for e in billing.calls["billing_create_customer"]] == [event.id]
     assert reader.get("/dead-letters").json()["data"] == []
 
 
@@ -275,7 +202,7 @@ def test_schedule_routes_list_and_run(plane: Harness) -> None:
     response = writer.post("/schedules/billing_put_usage/run")
     assert response.status_code == 202, response.text
     plane.settle()
-    [run] = plane.provider("billing").runs
+    [run] = plane.provider("billing").calls["billing_put_usage"]
     assert run.manual
     assert response.json()["data"]["eventId"] == plane.events.events[-1].id
     assert writer.post("/schedules/metering_nothing/run").status_code == 404
