@@ -295,13 +295,16 @@ def _raw_path(store: MeterStore, agg: Aggregation, edges: np.ndarray, from_ms: i
     key = group_of_series[store.ser[rows]] * k + (np.searchsorted(edges, ts, side="right") - 1)
     cnt = np.bincount(key, minlength=size)
     value = np.zeros(size)
-    if agg is Aggregation.LATEST:
+    if not len(rows):
+        pass
+    elif agg is Aggregation.LATEST:
         # Latest by event time (OpenMeter's argMax(value, time)); a tie goes to the later ingested.
         order = np.lexsort((rows, ts, key))
         last = np.r_[key[order][1:] != key[order][:-1], True]
         value[key[order][last]] = store.val[rows][order][last]
     else:
+        # Distinct (cell, value code) pairs, then pairs per cell.
         codes = store.val[rows].astype(np.int64)
-        pairs = np.unique(np.column_stack([key, codes]), axis=0) if len(rows) else np.zeros((0, 2), dtype=np.int64)
-        value = np.bincount(pairs[:, 0], minlength=size).astype(np.float64)
+        pairs = np.unique(key * max(len(store.texts), 1) + codes)
+        value = np.bincount(pairs // max(len(store.texts), 1), minlength=size).astype(np.float64)
     return cnt.reshape(n_groups, k), value.reshape(n_groups, k)

@@ -30,6 +30,13 @@ UNKNOWN_EVENT_POLICIES = ("reject", "drop")
 UNKNOWN_TENANT_POLICIES = ("accept", "reject")
 
 
+def _one_of(choices: tuple[str, ...]) -> object:
+    def check(_: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+        if value not in choices:
+            raise ValueError(f"{attribute.name} must be one of {', '.join(choices)}; got {value!r}")
+    return check
+
+
 def _positive(_: object, attribute: attrs.Attribute, value: float) -> None:  # type: ignore[type-arg]
     if not value > 0:
         raise ValueError(f"{attribute.name} must be greater than 0, got {value!r}")
@@ -64,8 +71,8 @@ class MemoryMeteringSettings:
     horizon_past_days: float = attrs.field(default=35.0, validator=_positive)
     horizon_future_seconds: float = attrs.field(default=300.0, validator=_non_negative)
     dedup_window_days: float = attrs.field(default=32.0, validator=_positive)
-    unknown_event: str = attrs.field(default="reject", validator=attrs.validators.in_(UNKNOWN_EVENT_POLICIES))
-    unknown_tenant: str = attrs.field(default="accept", validator=attrs.validators.in_(UNKNOWN_TENANT_POLICIES))
+    unknown_event: str = attrs.field(default="reject", validator=_one_of(UNKNOWN_EVENT_POLICIES))
+    unknown_tenant: str = attrs.field(default="accept", validator=_one_of(UNKNOWN_TENANT_POLICIES))
     snapshot: bool = False
     snapshot_path: Path | None = None
     rollup_cells_per_event: float = attrs.field(default=1.0, validator=_non_negative)
