@@ -1,12 +1,11 @@
 """The provider inside a running control plane (``sbt_core.testing``): SBT's tenant-registration flow drives
 onboarding/offboarding on localstripe, ``POST /billing/stripe`` reaches the webhook hook (localstripe's own
 signed deliveries, to the real app served by uvicorn on 127.0.0.1), and ``POST /schedules/billing_put_usage/run``
-pushes usage on demand."""
+pushes usage on demand, also through `sbt schedule run billing_put_usage`."""
 
 from __future__ import annotations
 
 import json
-import threading
 from collections.abc import Iterator
 from typing import Any
 from urllib.parse import parse_qsl
@@ -15,7 +14,6 @@ import pytest
 import requests
 import responses
 import stripe
-import uvicorn
 from sbt_core.models import Event, to_json
 
 from sbt_stripe_billing import StripeBilling
@@ -51,31 +49,10 @@ def registration_body(name: str) -> dict[str, Any]:
             "tenantRegistrationData": {"registrationStatus": "In progress"}}
 
 
-class AppServer:
-    """The control plane's ASGI app under uvicorn on 127.0.0.1:<free port>, in a thread."""
-
-    def __init__(self, app: Any) -> None:
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=0, log_level="warning",
-                                                   lifespan="off"))
-        self.thread = threading.Thread(target=self.server.run, daemon=True)
-
-    def __enter__(self) -> str:
-        self.thread.start()
-        while not self.server.started:
-            if not self.thread.is_alive():
-                raise AssertionError("uvicorn did not start")
-            self.thread.join(0.02)
-        port = self.server.servers[0].sockets[0].getsockname()[1]
-        return f"http://127.0.0.1:{port}"
-
-    def __exit__(self, *exc: object) -> None:
-        self.server.should_exit = True
-        self.thread.join(10)
-
-
 @pytest.fixture
 def served(plane) -> Iterator[str]:
-    with AppServer(plane.control_plane.asgi_app) as url:
+    """The control plane's app under a real uvicorn on 127.0.0.1 (the core harness's ``serve_http``)."""
+    with plane.serve_http() as url:
         yield url
 
 
