@@ -334,7 +334,8 @@ class MeterStore:
             "ts": self.ts[:self.n], "val": self.val[:self.n], "ser": self.ser[:self.n],
             "flags": self.flags[:self.n], "hashes": hashes, "rows": rows,
             "series_tenant": np.array(self.series_tenant, dtype=np.int64),
-            "series_dims": np.array(self.series_dims, dtype=np.int64).reshape(-1, len(self.meter.group_by)),
+            "series_dims": np.array(self.series_dims, dtype=np.int64).reshape(len(self.series_dims),
+                                                                              len(self.meter.group_by)),
             "dim_values": self.dim_values, "texts": list(self.texts),
         }
 
