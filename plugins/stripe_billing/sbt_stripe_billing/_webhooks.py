@@ -92,14 +92,15 @@ def map_event(event: dict[str, Any], tenant_of_customer: Callable[[str], str | N
               other_live_subscription: Callable[[str, str], bool]) -> Emission | str:
     """The emission for a verified Stripe event, or the reason it is ignored."""
     etype, obj = event["type"], (event.get("data") or {}).get("object") or {}
-    customer_id = obj.get("customer") if isinstance(obj.get("customer"), str) else None
-    if etype in (*_SUCCESS, *_FAILURE, *_DEACTIVATE):
-        tenant_id = (obj.get("metadata") or {}).get("tenantId") if etype in _DEACTIVATE else None
-        tenant_id = tenant_id or (tenant_of_customer(customer_id) if customer_id else None)
-        if not tenant_id:
-            return f"{etype}: customer {customer_id} is not a tenant's customer"
-    else:
+    if etype not in (*_SUCCESS, *_FAILURE, *_DEACTIVATE):
         return f"{etype}: not mapped"
+    customer = obj.get("customer")
+    customer_id = customer.get("id") if isinstance(customer, dict) else customer if isinstance(customer, str) else None
+    # A subscription carries the tenant in its own metadata (set at onboarding); an invoice does not.
+    tenant_id = (obj.get("metadata") or {}).get("tenantId") if etype in _DEACTIVATE else None
+    tenant_id = tenant_id or (tenant_of_customer(customer_id) if customer_id else None)
+    if not tenant_id:
+        return f"{etype}: customer {customer_id} is not a tenant's customer"
     common = {"tenantId": tenant_id, "customerId": customer_id, "stripeEventId": event["id"], "stripeEventType": etype}
     if etype in _SUCCESS or etype in _FAILURE:
         success = etype in _SUCCESS
