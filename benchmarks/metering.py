@@ -24,6 +24,7 @@ import gc
 import os
 import platform
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -280,6 +281,35 @@ def main() -> None:
         print(f"\nDuckDB rows: {duck['rows']:,.0f}; DuckDB one-row INSERT measured on {args.duck_single:,} rows.")
     if not ours["grid_ok"]:
         print("note: the pre-aggregation grid was off (over budget); queries ran on raw events")
+    _machine_report(ours, duck)
+
+
+def _machine_report(ours: dict[str, float], duck: dict[str, float] | None) -> None:
+    """The ``SBT-BENCH`` lines ``run_all.py`` gathers (when its ``_report`` module is present)."""
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _report import Figure, report
+    except ImportError:
+        return
+    def ratio(key: str) -> float | None:
+        return ours[key] / duck[key] if duck and duck.get(key) else None
+    base = "DuckDB in memory" if duck else None
+    q = ours["query_page100_ms"]
+    report([
+        Figure("metering", "batch ingest", ours["batch_rate"], "events/s", ratio("batch_rate"), base,
+               ">= 1,000,000/s", ours["batch_rate"] >= 1e6),
+        Figure("metering", "one-at-a-time ingest (hook)", ours["single_rate"], "events/s", ratio("single_rate"), base,
+               ">= 200,000/s", ours["single_rate"] >= 2e5),
+        Figure("metering", "fetch_usage 30 DAY windows by tenant (median)", q, "ms",
+               q / duck["query_all_ms"] if duck else None, base, "<= 1 ms and <= 0.1x",
+               q <= 1.0 and (duck is None or q <= duck["query_all_ms"] / 10)),
+        Figure("metering", "fetch_usage all pages (median)", ours["query_all_ms"], "ms",
+               ours["query_all_ms"] / duck["query_all_ms"] if duck else None, base),
+        Figure("metering", "resident memory per event (after malloc_trim)", ours["trimmed_bytes_per_event"], "bytes",
+               None, None, "<= 48", ours["trimmed_bytes_per_event"] <= 48),
+        Figure("metering", "resident memory per event (raw RSS growth)", ours["rss_bytes_per_event"], "bytes",
+               ratio("rss_bytes_per_event"), base),
+    ])
 
 
 if __name__ == "__main__":

@@ -66,6 +66,12 @@ def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
+def _first_rows(first: np.ndarray, key: np.ndarray) -> None:
+    # Writing row numbers in reverse leaves, for each key, its first row (later writes win).
+    rows = np.arange(len(key) - 1, -1, -1)
+    first[key[::-1]] = rows
+
+
 class Engine:
     """Meters and their events. Every public method takes the lock."""
 
@@ -229,18 +235,21 @@ class Engine:
             raise _Rejected(f"usage event {event.identifier!r}: timestamp {event.timestamp.isoformat()} is outside "
                             f"the accepted horizon ({self.settings.horizon_past_days:g} days back, "
                             f"{self.settings.horizon_future_seconds:g} seconds ahead of now)")
+        # Series by (tenant id, dimension texts): one dict lookup on the hot path.
         names = meter.group_by
+        key: Any
         if not names:
-            dims: tuple[str, ...] = ()
+            key = tenant
         elif len(names) == 1:
             d = props.get(names[0])
-            dims = (d if type(d) is str else dimension_text(d),)
+            key = (tenant, d if type(d) is str else dimension_text(d))
         else:
-            dims = tuple(dimension_text(props.get(n)) for n in names)
-        code = self.tenant_codes.get(tenant)
-        if code is None:
-            code = self.tenant_code(tenant)
-        return store, ms, value, store.series_id(code, dims)
+            key = (tenant, *[dimension_text(props.get(n)) for n in names])
+        sid = store.series_by_key.get(key)
+        if sid is None:
+            dims = () if not names else tuple(key[1:])
+            sid = store.series_by_key[key] = store.series_id(self.tenant_code(tenant), dims)
+        return store, ms, value, sid
 
     def ingest(self, event: UsageEvent) -> None:
         """Record one event (deduplicated at the next flush, invisibly to readers).
@@ -257,7 +266,14 @@ class Engine:
                 self.dropped += 1
                 return
             store, ms, value, sid = checked
-            if store.add_pending(ms, value, sid, event.identifier, now) >= self._flush_at:
+            # MeterStore.add_pending, inlined: this is the per-event hot path.
+            store.p_ts.append(ms)
+            store.p_val.append(value)
+            store.p_ser.append(sid)
+            store.p_recv.append(now)
+            ids = store.p_ids
+            ids.append(event.identifier)
+            if len(ids) >= self._flush_at:
                 store.flush()
 
     def ingest_batch(self, events: Iterable[UsageEvent | dict[str, Any]]) -> list[IngestResult]:
@@ -415,9 +431,21 @@ class Engine:
                     codes = np.fromiter(map(code_of, raw), dtype=np.int64, count=n)
             columns.append((codes, texts))
             key = key * max(len(texts), 1) + codes
-        uniq, inverse = np.unique(key, return_inverse=True)
+        # Distinct (tenant, dimension) combinations: a dense lookup table when the key space is small
+        # (the usual case: sorting a million keys would cost more than the rest of the load).
+        top = int(key.max()) + 1 if n else 0
+        if top <= 4 * n + 1024:
+            first = np.full(top, n, dtype=np.int64)
+            np.minimum.at(first, key, np.arange(n)) if n < 4096 else _first_rows(first, key)
+            present = np.flatnonzero(first < n)
+            lut = np.zeros(top, dtype=np.int32)
+            for k_, row in zip(present.tolist(), first[present].tolist(), strict=True):
+                dims = tuple(texts[int(codes[row])] for codes, texts in columns)
+                lut[k_] = store.series_id(int(tenant[row]), dims)
+            return lut[key]
+        uniq, first_rows, inverse = np.unique(key, return_index=True, return_inverse=True)
         sids = np.empty(len(uniq), dtype=np.int32)
-        for u, row in enumerate(np.unique(inverse.reshape(-1), return_index=True)[1].tolist()):
+        for u, row in enumerate(first_rows.tolist()):
             dims = tuple(texts[int(codes[row])] for codes, texts in columns)
             sids[u] = store.series_id(int(tenant[row]), dims)
         return sids[inverse.reshape(-1)]

@@ -38,6 +38,20 @@ def _grown(old: np.ndarray, used: int, need: int) -> np.ndarray:
     return new
 
 
+def _merge(older: tuple[np.ndarray, np.ndarray], newer: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    """Merge two sorted runs in O(n): each newer entry goes after the older entries not greater than it."""
+    (h1, r1), (h2, r2) = older, newer
+    at = np.searchsorted(h1, h2, side="right") + np.arange(len(h2))
+    from_newer = np.zeros(len(h1) + len(h2), dtype=bool)
+    from_newer[at] = True
+    hashes = np.empty(len(from_newer), dtype=h1.dtype)
+    rows = np.empty(len(from_newer), dtype=r1.dtype)
+    hashes[at], rows[at] = h2, r2
+    from_older = ~from_newer
+    hashes[from_older], rows[from_older] = h1, r1
+    return hashes, rows
+
+
 class MeterStore:
     """Events of one meter. ``n`` rows are stored; row order is ingestion order."""
 
@@ -57,6 +71,8 @@ class MeterStore:
         self.series_tenant: list[int] = []
         self.series_dims: list[tuple[int, ...]] = []
         self._series_by_text: dict[tuple[int, tuple[str, ...]], int] = {}
+        #: Series by the engine's hot-path key: tenant id, or (tenant id, *dimension texts).
+        self.series_by_key: dict[object, int] = {}
         self.dim_codes: list[dict[str, int]] = [{} for _ in meter.group_by]
         self.dim_values: list[list[str]] = [[] for _ in meter.group_by]
         self.texts: dict[str, int] = {}  # UNIQUE_COUNT value text -> code
@@ -230,10 +246,7 @@ class MeterStore:
         # Merge while the newer run is at least half the older one: O(log n) runs, each merge a
         # (timsort) pass over two sorted runs.
         while len(self.runs) > 1 and 2 * len(self.runs[-1][0]) >= len(self.runs[-2][0]):
-            (h1, r1), (h2, r2) = self.runs[-2], self.runs[-1]
-            h = np.concatenate([h1, h2])
-            order = np.argsort(h, kind="stable")
-            self.runs[-2:] = [(h[order], np.concatenate([r1, r2])[order])]
+            self.runs[-2:] = [_merge(self.runs[-2], self.runs[-1])]
 
     # -- pre-aggregation -----------------------------------------------------------------------------
 
@@ -299,6 +312,7 @@ class MeterStore:
         if not removed:
             return 0
         keep = ~drop
+        self.series_by_key.clear()  # rebuilt lazily: a purged tenant may come back
         new_row = np.cumsum(keep) - 1
         self.cancelled -= int((self.flags[:self.n][drop] & CANCELLED != 0).sum())
         self.ts = self.ts[:self.n][keep].copy()
