@@ -1,9 +1,9 @@
 """``sbt tenants register|list|get|update|delete``: tenant registrations through the running control plane.
 
 The commands call the server's ``/tenant-registrations`` routes (see :mod:`sbt_core.tenants.client` for
-why not the database directly): the server is ``--url`` / ``$SBT_URL``, else ``[server]`` of the config.
-The token is ``--token`` / ``$SBT_TOKEN``; with the ``local`` auth provider and no token, one with the
-tenant scopes is minted from the local key, as ``sbt token`` does.
+why not the database directly), found as ``sbt events`` finds it (:func:`~sbt_core.cli.runtime_commands.resolve_server`):
+``--url`` / ``$SBT_URL``, else ``[server]`` of the config; ``--token`` / ``$SBT_TOKEN``, else — with the
+``local`` auth provider — one minted from the local key with just the scope the command needs.
 """
 
 from __future__ import annotations
@@ -19,14 +19,11 @@ from rich.table import Table
 from ..errors import BadRequestError
 from ..models import scopes
 from ..tenants.client import TenantClient
-from ._common import ConfigOption, JsonOption, handle_errors, print_json, state
+from ._common import ConfigOption, JsonOption, handle_errors, print_json
+from .runtime_commands import TokenOption, UrlOption, resolve_server
 
 __all__ = ["register"]
 
-UrlOption = Annotated[str | None, typer.Option("--url", envvar="SBT_URL", show_default=False,
-                                              help="Control plane URL (default: [server] host and port).")]
-TokenOption = Annotated[str | None, typer.Option("--token", envvar="SBT_TOKEN", show_default=False,
-                                                help="Bearer token (default: minted locally with the local auth provider).")]
 TenantDataOption = Annotated[str | None, typer.Option("--tenant-data", "-t", show_default=False,
                                                      help="tenantData as a JSON object, or @file.json.")]
 RegistrationDataOption = Annotated[str | None, typer.Option("--registration-data", "-r", show_default=False,
@@ -65,22 +62,11 @@ def _pairs(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _client(ctx: typer.Context, config: Path | None, url: str | None, token: str | None) -> TenantClient:
-    """A client of the configured server, with the given token or one minted by the local provider."""
-    if url is None or token is None:
-        _, cfg = state(ctx).load(config)
-        if url is None:
-            host = cfg.server.host
-            # A server bound to every interface is reached on loopback.
-            host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host
-            url = f"http://{host}:{cfg.server.port}"
-        if token is None:
-            selection = cfg.provider("auth")
-            if selection is not None and selection.type == "local":
-                from ..auth_local import mint_token
-
-                token = mint_token([scopes.TENANT_READ, scopes.TENANT_WRITE], config=cfg)
-    return TenantClient(url, token)
+def _client(ctx: typer.Context, config: Path | None, url: str | None, token: str | None, scope: str) -> TenantClient:
+    """A client of the running server, resolved as ``sbt events`` does (``--url``/``$SBT_URL``, else the
+    config's ``[server]``; ``--token``/``$SBT_TOKEN``, else minted locally with just ``scope``)."""
+    base, bearer = resolve_server(ctx, config, url, token, scope)
+    return TenantClient(base, bearer)
 
 
 def register(app: typer.Typer) -> None:
@@ -98,7 +84,7 @@ def register(app: typer.Typer) -> None:
         """Register a tenant (POST /tenant-registrations); emits onboardingRequest on the server."""
         data = _json_object(tenant_data, "--tenant-data") | _pairs(set_)
         reg_data = _json_object(registration_data, "--registration-data")
-        with _client(ctx, config, url, token) as client:
+        with _client(ctx, config, url, token, scopes.TENANT_WRITE) as client:
             answer = client.register(data, reg_data, idempotency_key=idempotency_key)
         if as_json:
             print_json(answer)
@@ -116,7 +102,7 @@ def register(app: typer.Typer) -> None:
                            config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
                            as_json: JsonOption = False) -> None:
         """List registrations (or tenants), one page or --all."""
-        with _client(ctx, config, url, token) as client:
+        with _client(ctx, config, url, token, scopes.TENANT_READ) as client:
             if all_:
                 every = client.iter_tenants if tenants else client.iter_registrations
                 items, token_out = list(every(limit or 100)), None
@@ -148,7 +134,7 @@ def register(app: typer.Typer) -> None:
             config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
             as_json: JsonOption = False) -> None:
         """Show one registration (or tenant) as JSON."""
-        with _client(ctx, config, url, token) as client:
+        with _client(ctx, config, url, token, scopes.TENANT_READ) as client:
             data = client.get_tenant(identifier) if tenant else client.get_registration(identifier)
         print_json(data)
 
@@ -163,7 +149,7 @@ def register(app: typer.Typer) -> None:
         reg_data = _json_object(registration_data, "--registration-data")
         if not data and not reg_data:
             raise BadRequestError("nothing to update: give --tenant-data, --registration-data or --set")
-        with _client(ctx, config, url, token) as client:
+        with _client(ctx, config, url, token, scopes.TENANT_WRITE) as client:
             answer = client.update_registration(registration_id, tenant_data=data, tenant_registration_data=reg_data)
         print_json(answer)
 
@@ -173,7 +159,7 @@ def register(app: typer.Typer) -> None:
                config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
                as_json: JsonOption = False) -> None:
         """Soft-delete a registration and its tenant; emits offboardingRequest on the server."""
-        with _client(ctx, config, url, token) as client:
+        with _client(ctx, config, url, token, scopes.TENANT_WRITE) as client:
             answer = client.delete_registration(registration_id)
         if as_json:
             print_json(answer)

@@ -106,11 +106,11 @@ def test_sbt_aws_integration_flow(api: Any, plane: Any) -> None:
     # Every binding of the lifecycle events got each one exactly once.
     plane.settle()
     for recorder, hook in ((plane.provider("billing"), "billing_create_customer"), (plane.provider("metering"), "metering_create_customer")):
-        onboarded = recorder.events(hook)
+        onboarded = recorder.calls[hook]
         assert sorted(e.detail["tenantId"] for e in onboarded) == sorted(c["tenantId"] for c in created)
-    [off] = plane.provider("billing").events("billing_delete_customer")
+    [off] = plane.provider("billing").calls["billing_delete_customer"]
     assert off.detail["tenantId"] == tid and off.detail["tenantName"] == "alpha"
-    assert [e.id for e in plane.provider("metering").events("metering_delete_customer")] == [off.id]
+    assert [e.id for e in plane.provider("metering").calls["metering_delete_customer"]] == [off.id]
 
 
 def test_onboarding_reaches_every_binding_once_despite_retries(api: Any, plane: Any) -> None:
@@ -125,7 +125,7 @@ def test_onboarding_reaches_every_binding_once_despite_retries(api: Any, plane: 
     plane.settle()
     tenant_id = first.json()["data"]["tenantId"]
     for recorder, hook in ((plane.provider("billing"), "billing_create_customer"), (plane.provider("metering"), "metering_create_customer")):
-        [event] = recorder.events(hook)
+        [event] = recorder.calls[hook]
         assert event.detail == {"registrationStatus": "In progress", **body["tenantData"], "tenantId": tenant_id,
                                 "tenantRegistrationId": first.json()["data"]["tenantRegistrationId"]}
     # One event on the bus, delivered once to each of its bindings.
@@ -163,7 +163,7 @@ def test_bad_registration_bodies_are_400_and_change_nothing(api: Any, plane: Any
     assert api.post("/tenant-registrations", json=registration_body("ok"),
                     headers={"Idempotency-Key": "bad"}).status_code == 201
     plane.settle()
-    assert len(plane.provider("billing").events("billing_create_customer")) == 1
+    assert len(plane.provider("billing").calls["billing_create_customer"]) == 1
 
 
 def test_bad_updates_queries_and_oversized_bodies_change_nothing(api: Any, plane: Any) -> None:

@@ -17,7 +17,7 @@ from sbt_core.models import scopes
 from sbt_core.testing import Harness
 from sbt_core.testing.events import provision_success
 
-from ._plane import served, start_plane
+from ._plane import start_plane
 
 TENANT_SCOPES = (scopes.TENANT_READ, scopes.TENANT_WRITE)
 
@@ -35,7 +35,7 @@ def two_planes(tmp_path: Path, pg_database: str) -> Iterator[list[tuple[Harness,
     engine.dispose()
     planes = [start_plane(tmp_path / f"plane-{i}", pg_database) for i in range(2)]
     try:
-        with served(planes[0].control_plane.asgi_app) as url_a, served(planes[1].control_plane.asgi_app) as url_b:
+        with planes[0].serve_http() as url_a, planes[1].serve_http() as url_b:
             clients = [httpx.Client(base_url=url, timeout=30,
                                     headers={"authorization": f"Bearer {plane.token(*TENANT_SCOPES)}"})
                        for plane, url in zip(planes, (url_a, url_b), strict=True)]
@@ -70,7 +70,7 @@ def test_two_control_planes_on_one_postgresql_see_each_others_tenants(
     plane_a.settle()
     plane_b.settle()
     onboarded = [e.detail["tenantId"] for p in (plane_a, plane_b)
-                 for e in p.provider("billing").events("billing_create_customer")]
+                 for e in p.provider("billing").calls["billing_create_customer"]]
     assert sorted(onboarded) == sorted([tid, from_b["tenantId"]])
 
     # The application plane reports to B's bus; A reads the new status.
@@ -84,7 +84,7 @@ def test_two_control_planes_on_one_postgresql_see_each_others_tenants(
     plane_a.settle()
     plane_b.settle()
     assert a.get(f"/tenant-registrations/{rid}").json()["data"]["sbtaws_active"] is False
-    offboarded = [e for p in (plane_a, plane_b) for e in p.provider("billing").events("billing_delete_customer")]
+    offboarded = [e for p in (plane_a, plane_b) for e in p.provider("billing").calls["billing_delete_customer"]]
     assert [e.detail["tenantId"] for e in offboarded] == [tid]
 
 
@@ -93,7 +93,7 @@ def served_plane(tmp_path: Path) -> Iterator[tuple[Harness, str]]:
     """One control plane with the embedded SQLite registry, served on 127.0.0.1."""
     plane = start_plane(tmp_path / "state", f"sqlite:///{tmp_path / 'state' / 'tenants.sqlite3'}")
     try:
-        with served(plane.control_plane.asgi_app) as url:
+        with plane.serve_http() as url:
             yield plane, url
     finally:
         plane.close()
@@ -135,7 +135,16 @@ def test_cli_drives_the_served_control_plane(served_plane: tuple[Harness, str], 
     assert sbt("get", rid)["sbtaws_active"] is False
 
     plane.settle()
-    assert [e.detail["tenantId"] for e in plane.provider("billing").events("billing_create_customer")].count(tid) == 1
+    assert [e.detail["tenantId"] for e in plane.provider("billing").calls["billing_create_customer"]].count(tid) == 1
+
+    # With only the config: the URL from [server], a token minted from the local key in state_dir.
+    host, port = url.removeprefix("http://").rsplit(":", 1)
+    config = tmp_path / "sbt.toml"
+    config.write_text(f'state_dir = "{tmp_path / "state"}"\n[server]\nhost = "{host}"\nport = {port}\n'
+                      '[providers.auth]\ntype = "local"\n')
+    result = runner.invoke(app, ["tenants", "list", "--json", "-c", str(config)], env={"SBT_URL": None, "SBT_TOKEN": None})
+    assert result.exit_code == 0, result.output
+    assert len(json.loads(result.stdout)["data"]) == 2
 
     # Errors are one line on stderr and exit 1.
     missing = runner.invoke(app, ["tenants", "delete", "nope", *common])
