@@ -29,7 +29,7 @@ import typer
 from sbt_core import Provider, ProviderContext, hookimpl
 from sbt_core.errors import BadRequestError, ProviderError, SbtError
 from sbt_core.models import (
-    Customer, DetailType, Event, PutUsageResult, ScheduleRun, UsageEvent, WebhookRequest, WebhookResponse,
+    Customer, Event, PutUsageResult, ScheduleRun, UsageEvent, WebhookRequest, WebhookResponse,
     parse_timestamp,
 )
 
