@@ -317,13 +317,20 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
     ]
 
 
+#: Attribute a route-group endpoint may carry to describe itself in OpenAPI: a dict of :class:`Operation`
+#: fields (``status``, ``request_schema``, ``response_schema``, ``query``; ``tag``/``operation_id`` too).
+OPENAPI_ATTRIBUTE = "sbt_openapi"
+
+
 def _group_operations(group: RouteGroup, tag: str) -> list[Operation]:
     ops = []
     for trigger, endpoint in group:
         name = getattr(endpoint, "__name__", "endpoint")
         op_id = f"{tag}_{name}" if not name.startswith(tag) else name
-        ops.append(Operation(trigger, endpoint, op_id, _first_line(getattr(endpoint, "__doc__", None))
-                             or f"{trigger.method} {trigger.path}", tag))
+        described = dict(getattr(endpoint, OPENAPI_ATTRIBUTE, None) or {})
+        ops.append(Operation(trigger, endpoint, described.pop("operation_id", op_id),
+                             _first_line(getattr(endpoint, "__doc__", None)) or f"{trigger.method} {trigger.path}",
+                             described.pop("tag", tag), **described))
     return ops
 
 
