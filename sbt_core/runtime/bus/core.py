@@ -51,6 +51,8 @@ __all__ = ["Bus", "DeadLetter", "Handler", "TargetInfo", "error_text", "hook_han
 log = logging.getLogger("sbt.bus")
 
 Handler = Callable[[Event], Any]
+#: Messages a worker takes from its queue per wake-up.
+_BURST = 64
 TargetKind = Literal["binding", "subscriber", "schedule"]
 
 
@@ -312,20 +314,24 @@ class Bus:
         thread.start()
 
     def _work(self, target: _Target) -> None:
+        name = target.info.name
         while True:
-            message = self.transport.receive(target.info.name)
-            if message is None:
+            # A burst is taken with one wake-up; messages are still handled one at a time, in order.
+            messages = self.transport.receive_many(name, _BURST)
+            if not messages:
                 return
-            try:
-                self._deliver(target, message)
-            except Exception:  # a bug here must not kill the worker and strand the queue
-                log.exception("bus worker of %s failed on event %s", target.info.name, message.event.id)
-                self._finish(target, message)
+            for message in messages:
+                try:
+                    self._deliver(target, message)
+                except Exception:  # a bug here must not kill the worker and strand the queue
+                    log.exception("bus worker of %s failed on event %s", name, message.event.id)
+                    self._finish(target, message, None)
 
     def _deliver(self, target: _Target, message: Message) -> None:
         name = target.info.name
         event = message.event
-        self._update(event.id, name, "pending", message.attempt, None)
+        if message.attempt > 1:  # the first attempt's row already says pending
+            self._update(event.id, name, "pending", message.attempt - 1, None)
         try:
             target.handler(event)
         except Exception as exc:  # every failure is recorded: retried or dead-lettered, never lost
@@ -340,12 +346,10 @@ class Bus:
                 return
             log.error("event %s %s to %s dead-lettered after %d attempt(s): %s", event.detail_type, event.id, name,
                       message.attempt, error)
-            with self._lock:
-                self._dlq[(event.id, name)] = DeadLetter(event, name, message.attempt, error, utcnow())
-            self._update(event.id, name, "dead_lettered", message.attempt, error)
+            letter = DeadLetter(event, name, message.attempt, error, utcnow())
+            self._finish(target, message, ("dead_lettered", error), letter)
         else:
-            self._update(event.id, name, "delivered", message.attempt, None)
-        self._finish(target, message)
+            self._finish(target, message, ("delivered", None))
 
     def _backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (tenacity's random exponential, full jitter)."""
@@ -355,19 +359,29 @@ class Bus:
 
     def _update(self, event_id: str, target: str, state: DeliveryState, attempts: int, error: str | None) -> None:
         with self._lock:
-            entry = self._log.get(event_id)
-            if entry is None:
-                return  # fell out of the log; the dead-letter store still has it if it failed
-            slot = entry.slots.get(target)
-            if slot is None:
-                slot = entry.slots[target] = _Slot()
-            slot.state, slot.attempts, slot.updated = state, attempts, time.time()
-            if error is not None:  # a delivered slot keeps the error of the attempt before, for the record
-                slot.last_error = error
+            self._set(event_id, target, state, attempts, error)
 
-    def _finish(self, target: _Target, message: Message) -> None:
+    def _set(self, event_id: str, target: str, state: DeliveryState, attempts: int, error: str | None) -> None:
+        # Lock held. An event fallen out of the log has no row to update; the dead-letter store keeps failures.
+        entry = self._log.get(event_id)
+        if entry is None:
+            return
+        slot = entry.slots.get(target)
+        if slot is None:
+            slot = entry.slots[target] = _Slot()
+        slot.state, slot.attempts, slot.updated = state, attempts, time.time()
+        if error is not None:  # a delivered slot keeps the error of the attempt before, for the record
+            slot.last_error = error
+
+    def _finish(self, target: _Target, message: Message, outcome: tuple[DeliveryState, str | None] | None,
+                letter: DeadLetter | None = None) -> None:
+        """The message is done: record its outcome (and dead letter) and count it off, under one lock."""
         self.transport.ack(message)
         with self._lock:
+            if letter is not None:
+                self._dlq[(letter.event.id, letter.target)] = letter
+            if outcome is not None:
+                self._set(message.event.id, target.info.name, outcome[0], message.attempt, outcome[1])
             target.outstanding -= 1
             if target.outstanding == 0:
                 self._idle.notify_all()

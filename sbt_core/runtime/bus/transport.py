@@ -65,6 +65,12 @@ class Transport(ABC):
     def receive(self, target: str) -> Message | None:
         """Block until a message of ``target`` is due and return it; None once the transport is closed."""
 
+    def receive_many(self, target: str, limit: int) -> list[Message]:
+        """Block like :meth:`receive`, then return up to ``limit`` messages already due (at least one);
+        empty once closed. Lets a worker drain a burst with one wake-up; default: one :meth:`receive`."""
+        message = self.receive(target)
+        return [] if message is None else [message]
+
     def ack(self, message: Message) -> None:  # noqa: B027 - optional: in-process has nothing to delete
         """The bus is done with ``message`` (delivered, dead-lettered or skipped); a broker deletes it."""
 
@@ -128,6 +134,17 @@ class InProcessTransport(Transport):
                     return queue.ready.popleft()
                 timeout = max(0.0, queue.delayed[0][0] - self._clock()) if queue.delayed else None
                 queue.cond.wait(timeout)
+
+    def receive_many(self, target: str, limit: int) -> list[Message]:
+        first = self.receive(target)
+        if first is None:
+            return []
+        out = [first]
+        queue = self._queues[target]
+        with queue.cond:  # whatever else is ready now, without waiting again
+            while len(out) < limit and queue.ready:
+                out.append(queue.ready.popleft())
+        return out
 
     def close(self) -> None:
         self._closed = True

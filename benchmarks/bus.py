@@ -1,0 +1,159 @@
+"""Per-event cost of publish -> handler on the in-process bus, as a ratio to a direct pluggy hook call.
+
+Run: ``python benchmarks/bus.py [--events N] [--repeat R]``. Both sides call the same hook implementation
+(``billing_create_user`` of a provider that only counts), in the same process and run:
+
+- baseline: ``pm.hook.billing_create_user(event=e)``, a direct pluggy call, per event;
+- bus (batch): ``bus.put_events(batch of 100)`` until every event has run the hook in the binding's worker
+  (routing, event log, dedup with the default window, queueing, thread hand-off, delivery bookkeeping);
+- bus (publish): ``bus.publish(e)`` one event at a time, as a provider's ``context.publish`` does.
+
+The bus side goes through the production path (``build_providers`` + ``Bus.bind``, so ``Providers.call``
+with its selection check). The best of R runs is reported for each; the target is a ratio <= 10.
+No assertion: this prints what it measured.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+# Run as a script, this directory comes first on sys.path and its http.py would shadow the standard
+# library's http (which Starlette imports): keep it, but last, for _report.
+_HERE = os.path.dirname(os.path.abspath(__file__))
+if sys.path and os.path.abspath(sys.path[0]) == _HERE:
+    sys.path.append(sys.path.pop(0))
+
+import argparse  # noqa: E402
+import gc  # noqa: E402
+import logging  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+from typing import Any  # noqa: E402
+
+from sbt_core import Provider, hookimpl  # noqa: E402
+from sbt_core.bindings import build_binding_table  # noqa: E402
+from sbt_core.config import load_config  # noqa: E402
+from sbt_core.models import Event  # noqa: E402
+from sbt_core.plugins import build_providers, discover  # noqa: E402
+from sbt_core.runtime.bus import Bus  # noqa: E402
+
+TARGET_RATIO = 10.0
+BATCH = 100
+
+
+class CountingBilling(Provider):
+    """The least a billing provider can do: count the events it is handed."""
+
+    count = 0
+
+    @hookimpl
+    def billing_create_customer(self, event: Event) -> None:
+        pass
+
+    @hookimpl
+    def billing_delete_customer(self, event: Event) -> None:
+        pass
+
+    @hookimpl
+    def billing_create_user(self, event: Event) -> None:
+        CountingBilling.count += 1
+
+
+def best_of(repeat: int, run: Callable[[], float]) -> float:
+    """The smallest of ``repeat`` timings (seconds); the GC is off inside each timed section (``run``
+    builds its inputs before it starts the clock), as timeit does."""
+    results = []
+    for _ in range(repeat):
+        gc.collect()
+        results.append(run())
+    return min(results)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--events", type=int, default=20_000, help="events per timed run")
+    parser.add_argument("--repeat", type=int, default=5, help="timed runs per measurement (best kept)")
+    args = parser.parse_args()
+    logging.disable(logging.WARNING)
+    n = args.events
+
+    catalog = discover(entry_points=False, builtins=False, extra={"counting": CountingBilling}, strict=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        # The default [events] rules, dedup included: every timed run gets fresh event ids.
+        config = load_config(catalog, None, raw={"state_dir": tmp, "providers": {"billing": {"type": "counting"}}})
+        providers = build_providers(catalog, config, state_dir=Path(tmp))
+
+        def fresh() -> list[Event]:
+            return [Event.create("tenantUserCreated", {"tenantId": "t1", "userId": f"u{i}"}) for i in range(n)]
+
+        events = fresh()
+
+        hook: Any = providers.pm.hook.billing_create_user
+
+        def direct() -> float:
+            gc.disable()
+            start = time.perf_counter()
+            for event in events:
+                hook(event=event)
+            elapsed = time.perf_counter() - start
+            gc.enable()
+            return elapsed
+
+        bus = Bus(config.events)
+        bus.bind(build_binding_table(catalog, config), providers)
+        bus.start()
+
+        def batched() -> float:
+            events = fresh()
+            before = CountingBilling.count
+            gc.disable()
+            start = time.perf_counter()
+            for i in range(0, n, BATCH):
+                bus.put_events(events[i:i + BATCH])
+            bus.join()
+            elapsed = time.perf_counter() - start
+            gc.enable()
+            assert CountingBilling.count - before == n, "not every event reached the hook"
+            return elapsed
+
+        def published() -> float:
+            events = fresh()
+            before = CountingBilling.count
+            gc.disable()
+            start = time.perf_counter()
+            for event in events:
+                bus.publish(event)
+            bus.join()
+            elapsed = time.perf_counter() - start
+            gc.enable()
+            assert CountingBilling.count - before == n, "not every event reached the hook"
+            return elapsed
+
+        baseline = best_of(args.repeat, direct) / n
+        batch = best_of(args.repeat, batched) / n
+        single = best_of(args.repeat, published) / n
+        bus.stop()
+
+    print(f"events per run: {n}, best of {args.repeat}")
+    print(f"direct pluggy hook call : {baseline * 1e6:8.2f} us/event")
+    print(f"bus put_events (x{BATCH})  : {batch * 1e6:8.2f} us/event  ratio {batch / baseline:5.1f}x")
+    print(f"bus publish (one by one): {single * 1e6:8.2f} us/event  ratio {single / baseline:5.1f}x")
+    met = batch / baseline <= TARGET_RATIO
+    print(f"target <= {TARGET_RATIO:.0f}x (batched publish -> handler): {'meets' if met else 'misses'}")
+
+    from _report import Figure, report
+
+    target = f"<= {TARGET_RATIO:.0f}x"
+    report([
+        Figure("bus", "publish->handler, put_events x100", batch * 1e6, "us/event", batch / baseline,
+               "direct pluggy hook call", target, met),
+        Figure("bus", "publish->handler, one by one", single * 1e6, "us/event", single / baseline,
+               "direct pluggy hook call", target, single / baseline <= TARGET_RATIO),
+    ])
+
+
+if __name__ == "__main__":
+    main()
