@@ -42,6 +42,7 @@ from ..errors import BadRequestError
 from ..models import PageRequest, from_json
 from ..runtime.seams import RouteGroup
 from ..triggers import RouteTrigger
+from ._openapi import describe
 from ._records import JsonObject, RegistrationCreate, RegistrationUpdate
 from .service import TenantService
 
@@ -175,6 +176,11 @@ def tenant_routes(service: TenantService) -> RouteGroup:
         tenant = await run_in_threadpool(service.delete_tenant, request.path_params["tenantId"])
         return JSONResponse({"data": tenant.to_json()})
 
+    for endpoint in (create_registration, list_registrations, get_registration, update_registration,
+                     delete_registration):
+        describe(endpoint, "tenant-registrations")
+    for endpoint in (create_tenant, list_tenants, get_tenant, update_tenant, delete_tenant):
+        describe(endpoint, "tenants")
     return [
         (_trigger("POST", "/tenant-registrations"), create_registration),
         (_trigger("GET", "/tenant-registrations"), list_registrations),
