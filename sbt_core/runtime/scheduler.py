@@ -27,7 +27,7 @@ from datetime import datetime
 import attrs
 
 from ..bindings import Binding
-from ..errors import NotFoundError
+from ..errors import NotFoundError, SbtError
 from ..models import Event, ScheduleRun, format_timestamp, from_json, to_json, utcnow
 from ..triggers import RouteTrigger, ScheduleTrigger
 from .bus import Bus, Handler
@@ -117,7 +117,11 @@ class Scheduler:
                     continue
                 run = ScheduleRun(schedule.hook, schedule.trigger.expression, due)
                 event = schedule_event(run, event_id=f"schedule:{schedule.hook}:{format_timestamp(due)}")
-                self.bus.send(schedule.hook, event)
+                result = self.bus.send(schedule.hook, event)
+                if result.error_code:  # the bus is stopping: this slot is not run
+                    log.warning("schedule %s due at %s not run: %s", schedule.hook, format_timestamp(due),
+                                result.error_message)
+                    continue
                 schedule.fired += 1
                 fired.append(event)
         return fired
@@ -126,6 +130,7 @@ class Scheduler:
         """Fire a manual run of ``hook`` now (``ScheduleRun.manual`` True); queued behind a run in progress.
 
         :raises NotFoundError: ``hook`` has no enabled schedule binding.
+        :raises SbtError: the bus has stopped.
         """
         schedule = self._schedules.get(hook)
         if schedule is None:
@@ -133,7 +138,9 @@ class Scheduler:
             raise NotFoundError(f"no schedule binding for {hook!r}; scheduled hooks: {known}")
         run = ScheduleRun(hook, schedule.trigger.expression, self._clock(), manual=True)
         event = schedule_event(run, event_id=f"schedule:{hook}:manual:{uuid.uuid4()}")
-        self.bus.send(hook, event)
+        result = self.bus.send(hook, event)
+        if result.error_code:
+            raise SbtError(f"{hook} not run: {result.error_message}")
         return event
 
     def next_wake(self) -> datetime | None:
@@ -202,6 +209,22 @@ def schedule_routes(scheduler: Scheduler) -> RouteGroup:
         event = scheduler.run_now(hook)
         return JSONResponse({"data": {"hook": hook, "eventId": event.id}}, 202)
 
+    def schedules_schema(reg: object) -> dict[str, object]:
+        item = {"type": "object", "required": ["hook", "expression", "nextDue", "fired", "skipped"], "properties": {
+            "hook": {"type": "string"}, "expression": {"type": "string", "description": "rate(...) or cron(...)"},
+            "nextDue": {"type": "string", "format": "date-time"}, "fired": {"type": "integer"},
+            "skipped": {"type": "integer", "description": "due runs skipped while the previous run was unfinished"}}}
+        return {"type": "object", "properties": {"data": {"type": "array", "items": item}}, "required": ["data"]}
+
+    def run_schema(reg: object) -> dict[str, object]:
+        return {"type": "object", "required": ["data"], "properties": {"data": {
+            "type": "object", "required": ["hook", "eventId"],
+            "properties": {"hook": {"type": "string"}, "eventId": {"type": "string"}}}}}
+
+    list_schedules.sbt_openapi = {  # type: ignore[attr-defined]
+        "operation_id": "list_schedules", "tag": "schedules", "response_schema": schedules_schema}
+    run_schedule.sbt_openapi = {  # type: ignore[attr-defined]
+        "operation_id": "run_schedule", "tag": "schedules", "response_schema": run_schema, "status": 202}
     return [
         (trigger("GET", "/schedules"), list_schedules),
         (trigger("POST", "/schedules/{hook}/run"), run_schedule),

@@ -207,3 +207,17 @@ def test_schedule_routes_list_and_run(plane: Harness) -> None:
     assert response.json()["data"]["eventId"] == plane.events.events[-1].id
     assert writer.post("/schedules/metering_nothing/run").status_code == 404
     assert plane.client(authenticated=False).get("/schedules").status_code == 401
+
+
+def test_openapi_documents_the_dead_letter_and_schedule_routes(plane: Harness) -> None:
+    from openapi_spec_validator import validate
+
+    document = plane.client(authenticated=False).get("/openapi.json").json()
+    validate(document)
+    operations = {(path, method): op["operationId"] for path, item in document["paths"].items()
+                  for method, op in item.items()}
+    assert operations[("/dead-letters", "get")] == "list_dead_letters"
+    assert operations[("/dead-letters/replay", "post")] == "replay_dead_letters"
+    assert operations[("/schedules", "get")] == "list_schedules"
+    assert operations[("/schedules/{hook}/run", "post")] == "run_schedule"
+    assert "DeadLetter" in document["components"]["schemas"]

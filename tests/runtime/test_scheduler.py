@@ -11,7 +11,7 @@ import pytest
 
 from sbt_core.bindings import Binding
 from sbt_core.config import EventsConfig
-from sbt_core.errors import NotFoundError, ProviderError
+from sbt_core.errors import NotFoundError, ProviderError, SbtError
 from sbt_core.models import ScheduleRun
 from sbt_core.runtime.bus import Bus
 from sbt_core.runtime.scheduler import SCHEDULE_DETAIL_TYPE, Scheduler
@@ -149,3 +149,14 @@ def test_the_timer_thread_fires_due_schedules(bus: Bus) -> None:
         assert fired.wait(JOIN)
     finally:
         scheduler.stop()
+
+
+def test_nothing_fires_once_the_bus_has_stopped() -> None:
+    bus = Bus()
+    runs, call = recorder()
+    scheduler = Scheduler(bus, [binding("rate(1 minute)")], call, clock=Clock())
+    bus.stop()
+    assert scheduler.tick(T0 + timedelta(minutes=1)) == []
+    assert scheduler.schedules[0].fired == 0
+    with pytest.raises(SbtError, match="not run"):
+        scheduler.run_now("billing_put_usage")

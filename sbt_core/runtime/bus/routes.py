@@ -22,7 +22,7 @@ from ...errors import BadRequestError
 from ...models import to_json
 from ...triggers import RouteTrigger
 from ..seams import RouteGroup
-from .core import Bus
+from .core import Bus, DeadLetter
 
 __all__ = ["dead_letter_routes", "read_filters"]
 
@@ -68,6 +68,24 @@ def dead_letter_routes(bus: Bus) -> RouteGroup:
         replayed = await run_in_threadpool(lambda: bus.replay(**read_filters(data)))
         return JSONResponse({"data": to_json(replayed)})
 
+    from ..http.hooks import QueryParam
+
+    def letters_schema(reg: Any) -> dict[str, Any]:
+        return {"type": "object", "properties": {"data": {"type": "array", "items": reg.ref(DeadLetter)}},
+                "required": ["data"]}
+
+    def replay_request(reg: Any) -> dict[str, Any]:
+        return {"type": "object", "additionalProperties": False, "properties": {
+            "eventId": {"type": "string", "description": "only this event's dead letters"},
+            "target": {"type": "string", "description": "only this binding's (hook or subscriber name)"}}}
+
+    filters = (QueryParam("eventId", "string", "only this event's dead letters"),
+               QueryParam("target", "string", "only this binding's (hook or subscriber name)"))
+    list_dead_letters.sbt_openapi = {  # type: ignore[attr-defined]
+        "operation_id": "list_dead_letters", "tag": "events", "response_schema": letters_schema, "query": filters}
+    replay_dead_letters.sbt_openapi = {  # type: ignore[attr-defined]
+        "operation_id": "replay_dead_letters", "tag": "events", "request_schema": replay_request,
+        "response_schema": letters_schema}
     return [
         (trigger("GET", "/dead-letters"), list_dead_letters),
         (trigger("POST", "/dead-letters/replay"), replay_dead_letters),
