@@ -30,6 +30,13 @@ def register(app: typer.Typer) -> None:
                 build_binding_table(catalog, cfg)
             except StartupError as exc:
                 problems.extend(exc.message.split("; "))
+            try:
+                # [tenants] is kept as a plain table by load_config; the registry validates it.
+                from ..tenants import load_settings
+
+                load_settings(cfg)
+            except ConfigError as exc:
+                problems.extend(exc.problems)
         except ConfigError as exc:
             problems.extend(exc.problems)
         path = find_config_path(config)
