@@ -64,3 +64,14 @@ def test_config_show_never_prints_the_database_password(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "hunter2" not in result.stdout
     assert "tenants" in json.loads(result.stdout)
+
+
+def test_config_validate_reports_tenants_problems(tmp_path: Path) -> None:
+    path = tmp_path / "sbt.toml"
+    path.write_text('[providers.auth]\ntype = "local"\n[tenants]\ndatabase_url = "mysql://x@y/z"\nsize = 1\n')
+    result = CliRunner().invoke(build_app(CliState(entry_points=False)),
+                                ["config", "validate", "--json", "-c", str(path)])
+    assert result.exit_code == 1
+    problems = json.loads(result.stdout)["problems"]
+    assert any(p.startswith("tenants.database_url: unsupported database 'mysql'") for p in problems)
+    assert any(p.startswith("tenants.size: unknown key") for p in problems)
