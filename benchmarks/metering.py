@@ -208,7 +208,8 @@ def bench_duckdb(data: Data, args: argparse.Namespace) -> dict[str, float]:
     out["rss_bytes_per_event"] = (rss() - before) / data.events
     start = datetime.fromtimestamp(data.start_ms / 1000, UTC).replace(tzinfo=None)
     end = start + timedelta(days=31)
-    sql = ("SELECT tenant, time_bucket(INTERVAL 1 day, ts) AS day, sum(value) FROM events "
+    # date_trunc was the fastest of the formulations tried (time_bucket, date_trunc; ORDER BY or not).
+    sql = ("SELECT tenant, date_trunc('day', ts) AS day, sum(value) FROM events "
            "WHERE ts >= ? AND ts < ? GROUP BY ALL ORDER BY tenant, day")
     out["rows"] = len(con.execute(sql, [start, end]).fetchall())
     out["query_all_ms"] = median_ms(lambda: con.execute(sql, [start, end]).fetchall(), args.repeat)

@@ -105,7 +105,16 @@ class Rollup:
         self._psum = self._pcnt = None
         self._stale = 0
 
-    def add(self, ts: np.ndarray, val: np.ndarray, ser: np.ndarray) -> None:
+    def can_subtract(self) -> bool:
+        """Whether removing events by subtraction is exact (integer sums below 2**53, no MIN/MAX cells)."""
+        return self.exact_prefix and not self.minmax
+
+    def subtract(self, ts: np.ndarray, val: np.ndarray, ser: np.ndarray) -> None:
+        """Remove cancelled events; only when :meth:`can_subtract` (exact integer arithmetic)."""
+        assert self.can_subtract()
+        self.add(ts, -val, ser, count=-1)
+
+    def add(self, ts: np.ndarray, val: np.ndarray, ser: np.ndarray, count: int = 1) -> None:
         """Add events (epoch ms, values, series ids), already deduplicated and not cancelled."""
         if not len(ts):
             return
@@ -127,11 +136,11 @@ class Rollup:
         span = (hi - lo) * width
         if len(ts) * 4 < span:
             np.add.at(self.sum.reshape(-1), flat, val)
-            np.add.at(self.cnt.reshape(-1), flat, 1)
+            np.add.at(self.cnt.reshape(-1), flat, count)
         else:
             base = lo * width
             self.sum.reshape(-1)[base:base + span] += np.bincount(flat - base, weights=val, minlength=span)
-            self.cnt.reshape(-1)[base:base + span] += np.bincount(flat - base, minlength=span)
+            self.cnt.reshape(-1)[base:base + span] += count * np.bincount(flat - base, minlength=span)
         if self.minmax:
             assert self.mn is not None and self.mx is not None
             np.minimum.at(self.mn.reshape(-1), flat, val)

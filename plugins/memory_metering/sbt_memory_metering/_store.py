@@ -289,7 +289,11 @@ class MeterStore:
         if len(fresh):
             self.flags[fresh] |= CANCELLED
             self.cancelled += len(fresh)
-            self.rebuild_rollup()  # exact: recomputed, never patched by subtraction
+            if self.rollup is not None and self.rollup.can_subtract():
+                # Integer sums below 2**53 are exact in float64, so subtracting is exact too.
+                self.rollup.subtract(self.ts[fresh], self.val[fresh], self.ser[fresh])
+            else:
+                self.rebuild_rollup()  # MIN/MAX or fractional values: recomputed, never patched
         return len(fresh)
 
     def rows_in_range(self, from_ms: int, to_ms: int, tenant: int | None) -> np.ndarray:
