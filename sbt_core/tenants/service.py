@@ -29,9 +29,9 @@ from typing import Any
 
 import attrs
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
-from ..errors import BadRequestError, ConflictError, NotFoundError
+from ..errors import BadRequestError, ConflictError, NotFoundError, StartupError
 from ..models import Event, Page, PageRequest, to_json
 from ..runtime.seams import PutEventsEntryResult
 from ._events import offboarding_event, onboarding_event, parse_job_result
@@ -111,8 +111,15 @@ class TenantService:
         self._publish = publish
 
     def start(self) -> None:
-        """Create missing tables, forget expired idempotency answers, publish what a crash left behind."""
-        self.store.create_schema()
+        """Create missing tables, forget expired idempotency answers, publish what a crash left behind.
+
+        :raises StartupError: the database cannot be reached (named without its password).
+        """
+        try:
+            self.store.create_schema()
+        except OperationalError as exc:
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            raise StartupError(f"tenant registry: cannot open {self.store.describe()}: {reason}") from None
         with self.store.transaction() as conn:
             pruned = self.store.prune_idempotency(conn, self.idempotency_ttl)
             # Published events are kept as long as idempotency answers, for diagnosis, then dropped.

@@ -75,3 +75,19 @@ def test_config_validate_reports_tenants_problems(tmp_path: Path) -> None:
     problems = json.loads(result.stdout)["problems"]
     assert any(p.startswith("tenants.database_url: unsupported database 'mysql'") for p in problems)
     assert any(p.startswith("tenants.size: unknown key") for p in problems)
+
+
+def test_unreachable_database_is_a_startup_error_without_the_password(tmp_path: Path) -> None:
+    import socket
+
+    from sbt_core.errors import StartupError
+    from sbt_core.tenants import TenantService, TenantStore
+
+    with socket.socket() as sock:  # a loopback port nobody listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    service = TenantService(TenantStore(f"postgresql+psycopg://sbt:hunter2@127.0.0.1:{port}/sbt"))
+    with pytest.raises(StartupError) as info:
+        service.start()
+    assert "cannot open postgresql+psycopg://sbt:***@127.0.0.1" in info.value.message
+    assert "hunter2" not in info.value.message
