@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 import signal
 from collections.abc import Iterator
 from pathlib import Path
@@ -143,9 +144,14 @@ def _register_serve(app: typer.Typer) -> None:
             typer.echo(f"sbt control plane listening on {url}")
             typer.echo(f"  API description: {url}/openapi.json")
             if auth is not None and auth.type == "local":
-                typer.echo("  admin token:     TOKEN=$(sbt token --scope 'user/user_read user/user_write "
-                           "tenant/tenant_read tenant/tenant_write event/event_read event/event_write')")
+                # The token must come from the same config (state directory, key) as this server.
+                where = f" --config {shlex.quote(str(cfg.path))}" if cfg.path is not None and config else ""
+                typer.echo(f"  admin token:     TOKEN=$(sbt token{where})   # every scope; narrow it with "
+                           "--scope 'user/user_read user/user_write'")
                 typer.echo(f"                   curl -H \"Authorization: Bearer $TOKEN\" {url}/users")
+            elif cp.auth_settings is not None:
+                typer.echo(f"  tokens:          from the {auth.type if auth else ''} auth provider's token endpoint "
+                           f"{cp.auth_settings.token_endpoint}")
             typer.echo("  press Ctrl-C to stop (in-flight events are drained first)")
 
         # uvicorn turns SIGINT/SIGTERM into a graceful shutdown and re-raises the signal afterwards; with

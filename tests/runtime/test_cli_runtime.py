@@ -194,5 +194,5 @@ def test_sbt_serve_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == 0, err
-    assert any("sbt token --scope" in line for line in banner)  # the admin token hint
+    assert any("TOKEN=$(sbt token)" in line for line in banner)  # the admin token hint (config from SBT_CONFIG)
     assert out.strip() == "sbt control plane stopped"
