@@ -210,7 +210,6 @@ class TenantService:
 
         :raises NotFoundError: ``Tenant registration not found for id <id>``.
         """
-        event: Event | None = None
         with self.store.transaction() as conn:
             reg = self.store.get_registration(conn, registration_id, for_update=True)
             if reg is None:
