@@ -7,8 +7,16 @@
 """
 
 from .events import (
-    deprovision_failure, deprovision_success, ingest_usage, offboarding_request, onboarding_request,
-    provision_failure, provision_success, sbt_event, tenant_user_created, tenant_user_deleted,
+    deprovision_failure,
+    deprovision_success,
+    ingest_usage,
+    offboarding_request,
+    onboarding_request,
+    provision_failure,
+    provision_success,
+    sbt_event,
+    tenant_user_created,
+    tenant_user_deleted,
 )
 from .harness import TEST_EVENTS_CONFIG, EventRecorder, Harness, deep_merge, start_control_plane
 from .providers import RecordingBilling, RecordingMetering, RecordingProvider

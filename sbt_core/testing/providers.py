@@ -16,7 +16,16 @@ from typing import Any
 from .._markers import hookimpl
 from ..errors import BadRequestError, NotFoundError
 from ..models import (
-    Customer, Event, Meter, MeterCreate, Page, PutUsageResult, ScheduleRun, UsageEvent, UsageQuery, UsageRow,
+    Customer,
+    Event,
+    Meter,
+    MeterCreate,
+    Page,
+    PutUsageResult,
+    ScheduleRun,
+    UsageEvent,
+    UsageQuery,
+    UsageRow,
 )
 from ..provider import Provider, ProviderContext
 

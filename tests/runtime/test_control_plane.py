@@ -13,10 +13,15 @@ from sbt_core import ProviderError, hookimpl
 from sbt_core.errors import StartupError
 from sbt_core.models import CONTROL_PLANE_SOURCE, to_json, utcnow
 from sbt_core.runtime.control_plane import ControlPlane
-from sbt_core.triggers import EventTrigger
 from sbt_core.testing import (
-    Harness, RecordingBilling, RecordingMetering, ingest_usage, onboarding_request, tenant_user_created,
+    Harness,
+    RecordingBilling,
+    RecordingMetering,
+    ingest_usage,
+    onboarding_request,
+    tenant_user_created,
 )
+from sbt_core.triggers import EventTrigger
 
 Factory = Callable[..., Harness]
 
