@@ -229,3 +229,27 @@ def test_reads_do_not_wait_for_a_writer(service: TenantService) -> None:
         reader.start()
         reader.join(20)  # a hang guard: with a locking read this would wait for the writer, i.e. forever here
         assert [r.tenant_registration_id for r in seen] == [answer.tenant_registration_id]
+
+
+def test_processes_starting_together_create_the_tables_once(database_url: str) -> None:
+    services = [TenantService(TenantStore(database_url)) for _ in range(4)]
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(len(services))
+
+    def start(svc: TenantService) -> None:
+        barrier.wait()
+        try:
+            svc.start()
+        except BaseException as exc:  # reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(svc,)) for svc in services]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    register(services[0])
+    assert len(services[3].list_registrations().items) == 1
+    for svc in services:
+        svc.close()
