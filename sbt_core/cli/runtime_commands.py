@@ -17,6 +17,7 @@ import asyncio
 import json
 import shlex
 import signal
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
@@ -86,9 +87,9 @@ def _json_object(text: str, option: str) -> dict[str, Any]:
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
-    """Every non-blank line of a JSON-lines file, each an object (envelope or PutEvents entry)."""
+    """Every non-blank line of a JSON-lines file (``-``: stdin), each an object (envelope or PutEvents entry)."""
     try:
-        text = path.read_text()
+        text = sys.stdin.read() if str(path) == "-" else path.read_text()
     except OSError as exc:
         raise BadRequestError(f"--file: cannot read {str(path)!r}: {exc.strerror or exc}") from None
     entries = []
@@ -186,8 +187,8 @@ def _register_events(app: typer.Typer) -> None:
                                                        show_default=False)] = None,
             event_id: Annotated[str | None, typer.Option("--id", help="Event id (default: a new uuid; reuse one to "
                                                          "test dedup).", show_default=False)] = None,
-            file: Annotated[Path | None, typer.Option("--file", "-f", help="JSON-lines file: one envelope or PutEvents "
-                                                      "entry per line.", show_default=False)] = None,
+            file: Annotated[Path | None, typer.Option("--file", "-f", help="JSON-lines file (- for stdin): one envelope "
+                                                      "or PutEvents entry per line.", show_default=False)] = None,
             batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=1000,
                                                     help="Events per POST /events.")] = DEFAULT_BATCH,
             config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,

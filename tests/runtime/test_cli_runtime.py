@@ -40,9 +40,9 @@ def sbt(plane: Harness, url: str) -> Callable[..., tuple[int, str, str]]:
     runner = CliRunner()
     token = plane.token()
 
-    def run(*args: str, auth: bool = True) -> tuple[int, str, str]:
+    def run(*args: str, auth: bool = True, stdin: str | None = None) -> tuple[int, str, str]:
         extra = ["--url", url, "--token", token] if auth else []
-        result = runner.invoke(build_app(CliState(extra=PLUGINS, entry_points=False)), [*args, *extra])
+        result = runner.invoke(build_app(CliState(extra=PLUGINS, entry_points=False)), [*args, *extra], input=stdin)
         return result.exit_code, result.stdout, result.stderr
 
     return run
@@ -71,6 +71,14 @@ def test_events_put_file_in_batches(plane: Harness, sbt: Callable[..., tuple[int
     assert answer["FailedEntryCount"] == 0 and [a["EventId"] for a in answer["Entries"][:5]] == [e.id for e in events]
     plane.settle()
     assert len(plane.provider("metering").calls["metering_ingest_usage_event"]) == 6
+
+
+def test_events_put_reads_json_lines_from_stdin(plane: Harness, sbt: Callable[..., tuple[int, str, str]]) -> None:
+    envelope = to_json(onboarding_request("t3", event_id="onb-stdin", naming="sbt_aws"))
+    code, out, err = sbt("events", "put", "--file", "-", stdin=json.dumps(envelope) + "\n")
+    assert (code, out.strip()) == (0, "onb-stdin"), err
+    plane.settle()
+    assert plane.events.states("onb-stdin")["billing_create_customer"] == "delivered"
 
 
 def test_events_put_reports_failed_entries_and_exits_non_zero(sbt: Callable[..., tuple[int, str, str]],
