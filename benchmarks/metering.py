@@ -10,8 +10,9 @@ meter with one dimension (``region``, 4 values). Measures:
 - ``metering_fetch_usage`` for 30 days in DAY windows grouped by tenant (3,000 rows), median of repeated
   runs: the first page (limit 100), every page (limit 1000), and a range whose ``to`` is not on a
   15-minute boundary; DuckDB runs the same GROUP BY and fetches every row;
-- resident memory per stored event (RSS growth of the process after ingest, and the engine's own
-  accounting of its arrays).
+- resident memory per stored event: RSS growth of the process over the load, measured after ``gc`` and
+  glibc ``malloc_trim(0)`` so that the benchmark's own freed input lists do not count (the raw figure
+  is printed too), and the engine's own accounting of its arrays. DuckDB's is measured the same way.
 
 Run: ``python benchmarks/metering.py [--events N] [--single N] [--repeat R]``.
 """
@@ -115,6 +116,10 @@ def bench_engine(data: Data, args: argparse.Namespace, state: Path) -> dict[str,
         del part
     out["batch_rate"] = data.events / spent
     out["batch_s"] = spent
+    # Memory of the stored events: after the load, before any query. The raw figure also holds the
+    # benchmark's own freed input lists (glibc keeps freed heap); the trimmed one hands that back first.
+    out["rss_bytes_per_event"] = (rss() - before) / data.events
+    out["trimmed_bytes_per_event"] = (trimmed_rss() - before) / data.events
     stats = provider.stats()
     assert stats["events"] == data.events, stats
 
@@ -145,8 +150,7 @@ def bench_engine(data: Data, args: argparse.Namespace, state: Path) -> dict[str,
     out["query_ragged_ms"] = median_ms(lambda: provider.metering_fetch_usage(
         meter.meter_id, UsageQuery(from_=start, to=ragged, window_size=WindowSize.DAY)), max(3, args.repeat // 10))
     assert first.items, "no rows"
-    out["rss_bytes_per_event"] = (rss() - before) / data.events
-    out["trimmed_bytes_per_event"] = (trimmed_rss() - before) / data.events
+    out["after_queries_bytes_per_event"] = (trimmed_rss() - before) / data.events
     out["own_bytes_per_event"] = stats["bytes"] / data.events
     out["grid_ok"] = float(provider.engine.meters[meter.meter_id].rollup is not None)
     del provider
@@ -192,7 +196,7 @@ def bench_duckdb(data: Data, args: argparse.Namespace) -> dict[str, float]:
     out: dict[str, float] = {}
     con = duckdb.connect(":memory:", config={"threads": os.cpu_count() or 1})
     con.execute("CREATE TABLE events(tenant VARCHAR, ts TIMESTAMP, value DOUBLE, region VARCHAR, id VARCHAR)")
-    before = rss()
+    before = trimmed_rss()
     spent = 0.0
     for i in range(data.parts):
         part = data.part(i)
@@ -205,7 +209,7 @@ def bench_duckdb(data: Data, args: argparse.Namespace) -> dict[str, float]:
         del part, cols
     out["batch_rate"] = data.events / spent
     out["batch_s"] = spent
-    out["rss_bytes_per_event"] = (rss() - before) / data.events
+    out["rss_bytes_per_event"] = (trimmed_rss() - before) / data.events
     start = datetime.fromtimestamp(data.start_ms / 1000, UTC).replace(tzinfo=None)
     end = start + timedelta(days=31)
     # date_trunc was the fastest of the formulations tried (time_bucket, date_trunc; ORDER BY or not).
@@ -273,10 +277,11 @@ def main() -> None:
     row(f"query median, all {ours['rows']:,.0f} rows (3 pages)", ours["query_all_ms"], duck and duck["query_all_ms"],
         "ms", "", better="lower")
     row("query median, `to` off the 15-min grid", ours["query_ragged_ms"], None, "ms", "(raw edge scan)")
-    row("resident memory per event (RSS growth)", ours["rss_bytes_per_event"], duck and duck["rss_bytes_per_event"],
-        "bytes", "", better="lower")
-    row("  same, after malloc_trim (freed heap)", ours["trimmed_bytes_per_event"], None, "bytes",
-        "<= 48 " + ("MET" if ours["trimmed_bytes_per_event"] <= 48 else "NOT MET"))
+    row("resident memory per event after the load", ours["trimmed_bytes_per_event"],
+        duck and duck["rss_bytes_per_event"], "bytes",
+        "<= 48 " + ("MET" if ours["trimmed_bytes_per_event"] <= 48 else "NOT MET"), better="lower")
+    row("  same, without malloc_trim (input lists freed)", ours["rss_bytes_per_event"], None, "bytes", "")
+    row("  after the queries too (prefix sums, caches)", ours["after_queries_bytes_per_event"], None, "bytes", "")
     row("engine arrays per event (own accounting)", ours["own_bytes_per_event"], None, "bytes", "")
     if duck:
         print(f"\nDuckDB rows: {duck['rows']:,.0f}; DuckDB one-row INSERT measured on {args.duck_single:,} rows.")
@@ -306,10 +311,9 @@ def _machine_report(ours: dict[str, float], duck: dict[str, float] | None) -> No
                q <= 1.0 and (duck is None or q <= duck["query_all_ms"] / 10)),
         Figure("metering", "fetch_usage all pages (median)", ours["query_all_ms"], "ms",
                ours["query_all_ms"] / duck["query_all_ms"] if duck else None, base),
-        Figure("metering", "resident memory per event (after malloc_trim)", ours["trimmed_bytes_per_event"], "bytes",
-               None, None, "<= 48", ours["trimmed_bytes_per_event"] <= 48),
-        Figure("metering", "resident memory per event (raw RSS growth)", ours["rss_bytes_per_event"], "bytes",
-               ratio("rss_bytes_per_event"), base),
+        Figure("metering", "resident memory per stored event", ours["trimmed_bytes_per_event"], "bytes",
+               ours["trimmed_bytes_per_event"] / duck["rss_bytes_per_event"] if duck else None, base, "<= 48",
+               ours["trimmed_bytes_per_event"] <= 48),
     ])
 
 

@@ -25,6 +25,7 @@ from sbt_core.models import (
 )
 
 from ._ids import id_hashes
+from ._memory import release_free_heap
 from ._query import UsageResult, run_query
 from ._store import MeterStore
 from ._values import as_number, as_text, dimension_text
@@ -34,6 +35,7 @@ from .settings import MemoryMeteringSettings
 __all__ = ["ColumnsResult", "Engine", "IngestResult"]
 
 _DAY_MS = 86_400_000
+_BULK = 100_000  # rows of a bulk load after which freed heap is handed back (see _memory.py)
 
 
 @attrs.frozen
@@ -194,7 +196,9 @@ class Engine:
             for store in self.meters.values():
                 store.flush()
                 removed += store.purge_series([s for s, t in enumerate(store.series_tenant) if t == code])
-            return removed
+        if removed and self.settings.release_memory:
+            release_free_heap()
+        return removed
 
     # -- ingest --------------------------------------------------------------------------------------
 
@@ -403,7 +407,9 @@ class Engine:
             store.flush()
             keep = store.append(ts, val, ser, id_hashes(identifiers), now)
             accepted = int(keep.sum())
-            return ColumnsResult(accepted, n - accepted)
+        if n >= _BULK and self.settings.release_memory:
+            release_free_heap()
+        return ColumnsResult(accepted, n - accepted)
 
     def _series_of_columns(self, store: MeterStore, tenant: np.ndarray, dimensions: dict[str, Any], n: int) -> np.ndarray:
         key = tenant

@@ -15,6 +15,7 @@ import numpy as np
 from sbt_core.models import Meter, from_json, to_json
 
 from ._engine import Engine
+from ._memory import release_free_heap
 
 __all__ = ["FORMAT", "load", "save"]
 
@@ -76,4 +77,6 @@ def load(engine: Engine, path: Path) -> int:
                 store.load_state(state)
                 events += store.n
             engine._next_seq = int(header["nextSeq"])
-            return events
+    if engine.settings.release_memory:
+        release_free_heap()
+    return events

@@ -64,6 +64,9 @@ class MemoryMeteringSettings:
     - ``rollup_cells_per_event`` (>= 0): memory budget of the 15-minute pre-aggregation grid of a meter,
       in grid cells per stored event (a floor of 2,097,152 cells applies); beyond it the meter answers
       from raw events only (slower, same results). 0 disables pre-aggregation.
+    - ``release_memory`` (bool, default on): after a bulk load of at least 100,000 events, a purge or a
+      snapshot load, hand freed heap back to the OS (glibc ``malloc_trim``), so the process's resident
+      memory tracks what is stored rather than the load's freed temporaries.
     - ``pending_flush_events`` (> 0): events taken one at a time are buffered and folded into the
       columnar store (deduplicated, pre-aggregated) in batches of this many, or at the next query.
     """
@@ -77,3 +80,4 @@ class MemoryMeteringSettings:
     snapshot_path: Path | None = None
     rollup_cells_per_event: float = attrs.field(default=1.0, validator=_non_negative)
     pending_flush_events: int = attrs.field(default=65536, validator=_positive)
+    release_memory: bool = True
