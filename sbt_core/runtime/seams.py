@@ -31,13 +31,18 @@ class PutEventsEntryResult:
 
 @attrs.frozen
 class Delivery:
-    """The delivery state of one event to one binding (``target`` is the hook name or core subscriber name)."""
+    """The delivery state of one event to one binding (``target`` is the hook name or core subscriber name).
+
+    ``result`` is what the handler returned once delivered, as JSON (e.g. the ``Customer`` of
+    ``billing_create_customer``); informational, as upstream ignores it, and left out of the JSON when None.
+    """
 
     target: str
     state: DeliveryState
     attempts: int = 0
     last_error: str | None = None
     updated: datetime | None = None
+    result: Any = attrs.field(default=None, metadata={"omit_if_default": True})
 
 
 @attrs.frozen
