@@ -293,3 +293,21 @@ def test_in_process_transport_delays_retries() -> None:
 def test_message_wire_form_round_trips() -> None:
     message = Message("a", onboarding("e1"), attempt=2)
     assert Message.from_json(message.to_json()) == message
+
+
+def test_handler_results_are_recorded_as_json(bus: Bus) -> None:
+    from sbt_core.models import Customer, to_json
+
+    bus.add_target("record", ONBOARDING, lambda e: Customer("t1", "cus_1"))
+    bus.add_target("odd", ONBOARDING, lambda e: object())
+    bus.add_target("none", ONBOARDING, lambda e: None)
+    bus.start()
+    event = onboarding()
+    bus.put_events([event])
+    assert bus.join(JOIN)
+    record = bus.get(event.id)
+    assert record is not None
+    results = {d.target: d.result for d in record.deliveries}
+    assert results["record"] == {"tenantId": "t1", "customerId": "cus_1", "email": None, "name": None, "metadata": {}}
+    assert results["odd"].startswith("<object object") and results["none"] is None
+    assert "result" not in to_json(record)["deliveries"][2]  # None is left out of the JSON

@@ -23,6 +23,7 @@ bus: the CLI reads them from the running server over HTTP (``GET /events``, ``GE
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -37,7 +38,7 @@ from tenacity import RetryCallState, wait_random_exponential
 from ...config import EventsConfig
 from ...errors import NotFoundError, SbtError
 from ...hookspecs import CONTRACT
-from ...models import Event, canonical_detail_type, output_detail_type, utcnow
+from ...models import Event, canonical_detail_type, output_detail_type, to_json, utcnow
 from ...triggers import EventTrigger
 from ..seams import Delivery, DeliveryState, EventRecord, PutEventsEntryResult
 from .transport import InProcessTransport, Message, Transport
@@ -95,10 +96,11 @@ class _Slot:
     attempts: int = 0
     last_error: str | None = None
     updated: float = 0.0  # epoch seconds; turned into a datetime only when read
+    result: Any = None  # JSON-ready
 
     def freeze(self, target: str) -> Delivery:
         when = datetime.fromtimestamp(self.updated, UTC) if self.updated else None
-        return Delivery(target, self.state, self.attempts, self.last_error, when)
+        return Delivery(target, self.state, self.attempts, self.last_error, when, self.result)
 
 
 @attrs.define(slots=True)
@@ -121,6 +123,17 @@ def hook_handler(providers: Providers, hook: str) -> Handler:
 
     handle.__qualname__ = f"hook:{hook}"
     return handle
+
+
+def result_json(result: Any) -> Any:
+    """A handler's return value as JSON for the event log: records in their camelCase form; anything
+    that is not JSON-serialisable becomes its ``repr``."""
+    data = to_json(result)
+    try:
+        json.dumps(data)
+    except (TypeError, ValueError):
+        return repr(result)
+    return data
 
 
 def error_text(exc: BaseException) -> str:
@@ -333,7 +346,7 @@ class Bus:
         if message.attempt > 1:  # the first attempt's row already says pending
             self._update(event.id, name, "pending", message.attempt - 1, None)
         try:
-            target.handler(event)
+            result = target.handler(event)
         except Exception as exc:  # every failure is recorded: retried or dead-lettered, never lost
             error = error_text(exc)
             if is_retryable(exc) and message.attempt < self.config.max_attempts:
@@ -349,7 +362,7 @@ class Bus:
             letter = DeadLetter(event, name, message.attempt, error, utcnow())
             self._finish(target, message, ("dead_lettered", error), letter)
         else:
-            self._finish(target, message, ("delivered", None))
+            self._finish(target, message, ("delivered", None), result=None if result is None else result_json(result))
 
     def _backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (tenacity's random exponential, full jitter)."""
@@ -361,7 +374,8 @@ class Bus:
         with self._lock:
             self._set(event_id, target, state, attempts, error)
 
-    def _set(self, event_id: str, target: str, state: DeliveryState, attempts: int, error: str | None) -> None:
+    def _set(self, event_id: str, target: str, state: DeliveryState, attempts: int, error: str | None,
+             result: Any = None) -> None:
         # Lock held. An event fallen out of the log has no row to update; the dead-letter store keeps failures.
         entry = self._log.get(event_id)
         if entry is None:
@@ -369,19 +383,19 @@ class Bus:
         slot = entry.slots.get(target)
         if slot is None:
             slot = entry.slots[target] = _Slot()
-        slot.state, slot.attempts, slot.updated = state, attempts, time.time()
+        slot.state, slot.attempts, slot.updated, slot.result = state, attempts, time.time(), result
         if error is not None:  # a delivered slot keeps the error of the attempt before, for the record
             slot.last_error = error
 
     def _finish(self, target: _Target, message: Message, outcome: tuple[DeliveryState, str | None] | None,
-                letter: DeadLetter | None = None) -> None:
+                letter: DeadLetter | None = None, result: Any = None) -> None:
         """The message is done: record its outcome (and dead letter) and count it off, under one lock."""
         self.transport.ack(message)
         with self._lock:
             if letter is not None:
                 self._dlq[(letter.event.id, letter.target)] = letter
             if outcome is not None:
-                self._set(message.event.id, target.info.name, outcome[0], message.attempt, outcome[1])
+                self._set(message.event.id, target.info.name, outcome[0], message.attempt, outcome[1], result)
             target.outstanding -= 1
             if target.outstanding == 0:
                 self._idle.notify_all()
