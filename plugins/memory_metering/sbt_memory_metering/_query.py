@@ -248,20 +248,22 @@ def _grid_path(store: MeterStore, agg: Aggregation, edges: np.ndarray, from_ms: 
 
 
 def _rows(store: MeterStore, pieces: list[tuple[int, int]], group_of_series: np.ndarray) -> np.ndarray:
-    """Live rows with event time in one of ``pieces`` and a selected series."""
-    n = store.n
-    ts = store.ts[:n]
+    """Live rows with event time in one of ``pieces`` and a selected series (zone maps skip blocks)."""
     lo = min(p[0] for p in pieces)
     hi = max(p[1] for p in pieces)
-    mask = (ts >= lo) & (ts < hi)
-    if len(pieces) > 1:
-        inside = np.zeros(n, dtype=bool)
-        for a, b in pieces:
-            inside |= (ts >= a) & (ts < b)
-        mask &= inside
-    rows = np.flatnonzero(mask)
-    rows = rows[store.flags[rows] == 0]
-    return rows[group_of_series[store.ser[rows]] >= 0]
+    found = []
+    for a, z in store.row_ranges(lo, hi):
+        ts = store.ts[a:z]
+        if len(pieces) == 1:
+            mask = (ts >= lo) & (ts < hi)
+        else:
+            mask = np.zeros(len(ts), dtype=bool)
+            for p_lo, p_hi in pieces:
+                mask |= (ts >= p_lo) & (ts < p_hi)
+        rows = np.flatnonzero(mask) + a
+        rows = rows[store.flags[rows] == 0]
+        found.append(rows[group_of_series[store.ser[rows]] >= 0])
+    return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
 
 def _raw_partials(store: MeterStore, edges: np.ndarray, pieces: list[tuple[int, int]], group_of_series: np.ndarray,

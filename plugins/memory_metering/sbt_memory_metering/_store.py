@@ -27,6 +27,9 @@ from ._windows import QUARTER_MS
 __all__ = ["CANCELLED", "MeterStore"]
 
 CANCELLED = 1  # flag bit of a cancelled event
+#: Rows per zone-map block: the min and max event time of each block let a scan of a time range skip
+#: blocks (events mostly arrive in time order, so recent ranges touch the last blocks only).
+BLOCK = 1 << 16
 _ROLLUP_AGGS = {Aggregation.SUM, Aggregation.COUNT, Aggregation.AVG, Aggregation.MIN, Aggregation.MAX}
 _MIN_ROLLUP_CELLS = 1 << 21
 
@@ -82,6 +85,8 @@ class MeterStore:
         self._rollup_wanted = meter.aggregation in _ROLLUP_AGGS and rollup_cells_per_event > 0
         self.min_ts = 0
         self.max_ts = -1
+        self.zmin = np.zeros(0, dtype=np.int64)
+        self.zmax = np.zeros(0, dtype=np.int64)
         # Pending one-at-a-time events.
         self.p_ts = array("q")
         self.p_val = array("d")
@@ -238,6 +243,7 @@ class MeterStore:
         self.n = end
         lo, hi = int(ts.min()), int(ts.max())
         self.min_ts, self.max_ts = (lo, hi) if start == 0 else (min(self.min_ts, lo), max(self.max_ts, hi))
+        self._zone_maps(start, end)
         self._add_run(sorted_h, (order + start).astype(np.uint32))
         self._roll(ts, val, ser)
 
@@ -247,6 +253,37 @@ class MeterStore:
         # (timsort) pass over two sorted runs.
         while len(self.runs) > 1 and 2 * len(self.runs[-1][0]) >= len(self.runs[-2][0]):
             self.runs[-2:] = [_merge(self.runs[-2], self.runs[-1])]
+
+    def _zone_maps(self, start: int, end: int) -> None:
+        """Update the min/max event time of the blocks holding rows ``[start, end)``."""
+        first, last = start // BLOCK, (end - 1) // BLOCK
+        if last >= len(self.zmin):
+            grow = max(last + 1, 2 * len(self.zmin))
+            self.zmin = np.concatenate([self.zmin, np.full(grow - len(self.zmin), np.iinfo(np.int64).max)])
+            self.zmax = np.concatenate([self.zmax, np.full(grow - len(self.zmax), np.iinfo(np.int64).min)])
+        for b in range(first, last + 1):
+            part = self.ts[max(start, b * BLOCK):min(end, (b + 1) * BLOCK)]
+            self.zmin[b] = min(int(self.zmin[b]), int(part.min()))
+            self.zmax[b] = max(int(self.zmax[b]), int(part.max()))
+
+    def _rebuild_zone_maps(self) -> None:
+        self.zmin = np.zeros(0, dtype=np.int64)
+        self.zmax = np.zeros(0, dtype=np.int64)
+        if self.n:
+            self._zone_maps(0, self.n)
+
+    def row_ranges(self, lo: int, hi: int) -> list[tuple[int, int]]:
+        """Row ranges that may hold event times in ``[lo, hi)`` (whole blocks, merged when adjacent)."""
+        blocks = -(-self.n // BLOCK)
+        hit = np.flatnonzero((self.zmax[:blocks] >= lo) & (self.zmin[:blocks] < hi))
+        ranges: list[tuple[int, int]] = []
+        for b in hit.tolist():
+            a, z = b * BLOCK, min((b + 1) * BLOCK, self.n)
+            if ranges and ranges[-1][1] == a:
+                ranges[-1] = (ranges[-1][0], z)
+            else:
+                ranges.append((a, z))
+        return ranges
 
     # -- pre-aggregation -----------------------------------------------------------------------------
 
@@ -298,12 +335,15 @@ class MeterStore:
 
     def rows_in_range(self, from_ms: int, to_ms: int, tenant: int | None) -> np.ndarray:
         """Rows with event time in ``[from_ms, to_ms)`` (of one tenant code, when given)."""
-        ts = self.ts[:self.n]
-        mask = (ts >= from_ms) & (ts < to_ms)
-        if tenant is not None:
-            tenants, _ = self.series_arrays()
-            mask &= (tenants == tenant)[self.ser[:self.n]]
-        return np.nonzero(mask)[0]
+        found = []
+        of_tenant = None if tenant is None else self.series_arrays()[0] == tenant
+        for a, z in self.row_ranges(from_ms, to_ms):
+            ts = self.ts[a:z]
+            mask = (ts >= from_ms) & (ts < to_ms)
+            if of_tenant is not None:
+                mask &= of_tenant[self.ser[a:z]]
+            found.append(np.flatnonzero(mask) + a)
+        return np.concatenate(found) if found else np.zeros(0, dtype=np.int64)
 
     def purge_series(self, series_ids: Sequence[int]) -> int:
         """Physically remove the events of these series (dedup entries included); returns how many."""
@@ -331,6 +371,7 @@ class MeterStore:
         self.runs = [r for r in runs if len(r[0])]
         if self.n:
             self.min_ts, self.max_ts = int(self.ts.min()), int(self.ts.max())
+        self._rebuild_zone_maps()
         self.rebuild_rollup()
         return removed
 
@@ -378,4 +419,5 @@ class MeterStore:
         self.runs = [(hashes[order], rows[order])] if len(hashes) else []
         if self.n:
             self.min_ts, self.max_ts = int(self.ts.min()), int(self.ts.max())
+        self._rebuild_zone_maps()
         self.rebuild_rollup()

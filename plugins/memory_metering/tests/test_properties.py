@@ -23,7 +23,7 @@ from sbt_core.models import (
 )
 
 from sbt_core import ProviderContext
-from sbt_memory_metering import MemoryMetering, MemoryMeteringSettings
+from sbt_memory_metering import MemoryMetering, MemoryMeteringSettings, _store
 
 NOW = datetime(2026, 4, 2, 9, 30, tzinfo=UTC)  # as in conftest.py: the horizon spans the Paris DST change
 NOW_MS = int(NOW.timestamp() * 1000)
@@ -102,7 +102,7 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
         "limit": st.sampled_from([1, 7, 1000]),
     }), min_size=1, max_size=3))
     return {"aggregation": aggregation, "group_by": group_by, "ops": ops, "queries": queries,
-            "grid": draw(st.booleans())}
+            "grid": draw(st.booleans()), "block": draw(st.sampled_from([3, 1 << 16]))}
 
 
 # -- oracle --------------------------------------------------------------------------------------------
@@ -189,10 +189,19 @@ def _usage_event(e: dict[str, Any]) -> UsageEvent:
                       timestamp=datetime.fromtimestamp(e["ts"] / 1000, UTC), properties=props)
 
 
-@settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(scenarios())
 def test_engine_matches_oracle(tmp_path: Path, case: dict[str, Any]) -> None:
+    # Tiny zone-map blocks exercise block skipping on small data.
+    saved, _store.BLOCK = _store.BLOCK, case["block"]
+    try:
+        _check_against_oracle(tmp_path, case)
+    finally:
+        _store.BLOCK = saved
+
+
+def _check_against_oracle(tmp_path: Path, case: dict[str, Any]) -> None:
     agg, group_by = case["aggregation"], case["group_by"]
     provider = make_provider(tmp_path, rollup_cells_per_event=1.0 if case["grid"] else 0.0,
                              pending_flush_events=5)
