@@ -97,16 +97,21 @@ class ControlPlane:
         :raises ConfigError: a core section (``[tenants]``) is invalid.
         """
         providers = build_providers(catalog, config)
-        bindings = build_binding_table(catalog, config)
-        bus = Bus(config.events, transport=transport)
-        bus.bind(bindings, providers)
-        providers.attach(bus.publish)
-        scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock)
-        cp = cls(config=config, catalog=catalog, providers=providers, bindings=bindings, bus=bus, scheduler=scheduler)
-        if tenants:
-            from ..tenants import open_registry
+        try:
+            bindings = build_binding_table(catalog, config)
+            bus = Bus(config.events, transport=transport)
+            bus.bind(bindings, providers)
+            providers.attach(bus.publish)
+            scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock)
+            cp = cls(config=config, catalog=catalog, providers=providers, bindings=bindings, bus=bus,
+                     scheduler=scheduler)
+            if tenants:
+                from ..tenants import open_registry
 
-            cp.add_component(open_registry(config))
+                cp.add_component(open_registry(config))
+        except BaseException:
+            providers.shutdown()  # constructed providers may hold files or connections
+            raise
         return cp
 
     # --- before start: core components ---------------------------------------------------------------------

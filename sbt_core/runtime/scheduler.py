@@ -153,6 +153,11 @@ class Scheduler:
         """Run :meth:`tick` whenever a schedule falls due, in a daemon thread; idempotent."""
         if self._thread is not None or not self._schedules:
             return
+        with self._lock:  # a rate counts from the start, not from construction
+            if not any(s.fired or s.skipped for s in self._schedules.values()):
+                self._started_at = self._clock()
+                for schedule in self._schedules.values():
+                    schedule.next_due = schedule.trigger.next_after(self._started_at, start=self._started_at)
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="sbt-scheduler", daemon=True)
         self._thread.start()

@@ -135,7 +135,7 @@ def test_run_now_fires_a_manual_run(bus: Bus) -> None:
 
 def test_the_timer_thread_fires_due_schedules(bus: Bus) -> None:
     fired = threading.Event()
-    times = iter([T0])  # the first reading is the start; every later one is an hour on
+    times = iter([T0, T0])  # construction and start read T0; every later reading is an hour on
 
     def clock() -> datetime:
         return next(times, T0 + timedelta(hours=1))
