@@ -311,3 +311,26 @@ def test_handler_results_are_recorded_as_json(bus: Bus) -> None:
     assert results["record"] == {"tenantId": "t1", "customerId": "cus_1", "email": None, "name": None, "metadata": {}}
     assert results["odd"].startswith("<object object") and results["none"] is None
     assert "result" not in to_json(record)["deliveries"][2]  # None is left out of the JSON
+
+
+def test_concurrent_publishers_lose_nothing_and_duplicate_nothing(bus: Bus) -> None:
+    got: dict[str, list[str]] = {name: [] for name in ("a", "b", "c")}
+    for name in got:
+        bus.add_target(name, ONBOARDING, got[name].append)
+    bus.start()
+    batches = [[onboarding(f"p{p}-{i}") for i in range(300)] for p in range(4)]
+
+    def publish(events: list[Event]) -> None:
+        for i in range(0, len(events), 7):  # uneven batches, and every event put twice
+            bus.put_events(events[i:i + 7])
+            bus.put_events(events[i:i + 7])
+
+    threads = [threading.Thread(target=publish, args=(b,)) for b in batches]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(JOIN)
+    assert bus.join(JOIN)
+    expected = sorted(e.id for b in batches for e in b)
+    for name, events in got.items():
+        assert sorted(e.id for e in events) == expected, name
