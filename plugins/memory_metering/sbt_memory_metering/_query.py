@@ -29,6 +29,7 @@ from ._windows import QUARTER_MS, ceil_ms, ms_to_datetime, window_edges
 __all__ = ["UsageResult", "run_query"]
 
 _NEEDS_SUM = {Aggregation.SUM, Aggregation.AVG}
+_MAX_PIECES = 64  # beyond this many raw pieces (odd zones, many windows) one raw pass is cheaper
 
 
 @attrs.define
@@ -108,7 +109,8 @@ def run_query(store: MeterStore, query: UsageQuery, tenant_code: int | None, ten
     if grouping is None:
         return empty
     agg = meter.aggregation
-    if store.rollup is not None:
+    # MINUTE windows are narrower than a grid bucket: every window would be a raw piece.
+    if store.rollup is not None and query.window_size is not WindowSize.MINUTE:
         cnt, value = _grid_path(store, agg, edges, from_ms, to_ms, grouping)
     else:
         cnt, value = _raw_path(store, agg, edges, from_ms, to_ms, grouping.group_of_series, grouping.n_groups)
@@ -221,18 +223,18 @@ def _grid_path(store: MeterStore, agg: Aggregation, edges: np.ndarray, from_ms: 
     lo_b = -(-a // QUARTER_MS)
     hi_b = b // QUARTER_MS
     whole = lo_b < hi_b
+    # Pieces of buckets cut by the range (or by an odd boundary) come from raw events: before the
+    # first whole bucket and after the last one of each window, or the whole window when it holds none.
+    head_end = np.where(whole, lo_b * QUARTER_MS, b)
+    tail_start = np.where(whole, hi_b * QUARTER_MS, b)
     lo_b = np.where(whole, lo_b, 0)
     hi_b = np.where(whole, hi_b, 0)
-    # Pieces of buckets cut by the range (or by an odd boundary) come from raw events.
-    pieces = []
-    for i in range(len(a)):
-        if not whole[i]:
-            pieces.append((int(a[i]), int(b[i])))
-            continue
-        if a[i] < lo_b[i] * QUARTER_MS:
-            pieces.append((int(a[i]), int(lo_b[i] * QUARTER_MS)))
-        if hi_b[i] * QUARTER_MS < b[i]:
-            pieces.append((int(hi_b[i] * QUARTER_MS), int(b[i])))
+    starts = np.concatenate([a, tail_start])
+    ends = np.concatenate([head_end, b])
+    keep = starts < ends
+    pieces = sorted(zip(starts[keep].tolist(), ends[keep].tolist(), strict=True))
+    if len(pieces) > _MAX_PIECES:
+        return _raw_path(store, agg, edges, from_ms, to_ms, grouping.group_of_series, grouping.n_groups)
     need_sum = agg in _NEEDS_SUM
     p = rollup.partials(grouping.selected, lo_b, hi_b, need_sum)
     # Fold series into groups: series sorted by group, then one reduceat per aggregate.
@@ -256,10 +258,12 @@ def _rows(store: MeterStore, pieces: list[tuple[int, int]], group_of_series: np.
         ts = store.ts[a:z]
         if len(pieces) == 1:
             mask = (ts >= lo) & (ts < hi)
-        else:
-            mask = np.zeros(len(ts), dtype=bool)
-            for p_lo, p_hi in pieces:
-                mask |= (ts >= p_lo) & (ts < p_hi)
+        elif len(pieces) == 2:
+            (a1, z1), (a2, z2) = pieces
+            mask = ((ts >= a1) & (ts < z1)) | ((ts >= a2) & (ts < z2))
+        else:  # sorted, disjoint pieces: inside one when an odd number of bounds are <= ts
+            bounds = np.array(pieces, dtype=np.int64).reshape(-1)
+            mask = np.searchsorted(bounds, ts, side="right") % 2 == 1
         rows = np.flatnonzero(mask) + a
         rows = rows[store.flags[rows] == 0]
         found.append(rows[group_of_series[store.ser[rows]] >= 0])
