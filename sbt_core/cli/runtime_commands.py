@@ -42,10 +42,11 @@ DEFAULT_BATCH = 100
 
 
 def resolve_server(ctx: typer.Context, config: Path | None, url: str | None, token: str | None,
-                   scope: str) -> tuple[str, str | None]:
+                   scope: str) -> tuple[str, str]:
     """The server's base URL and a bearer token for ``scope`` (see the module docstring for the rules).
 
     :raises ConfigError: the config is needed (no ``--url`` or no ``--token``) and invalid.
+    :raises BadRequestError: no token given and the configured auth provider is not ``local``.
     """
     if url is not None and token is not None:
         return url, token
@@ -56,10 +57,13 @@ def resolve_server(ctx: typer.Context, config: Path | None, url: str | None, tok
         url = f"http://{host}:{cfg.server.port}"
     if token is None:
         selection = cfg.provider("auth")
-        if selection is not None and selection.type == "local":
-            from ..auth_local import mint_token
+        if selection is None or selection.type != "local":
+            which = f"the '{selection.type}' auth provider" if selection else "no auth provider"
+            raise BadRequestError(f"no token: pass --token or set SBT_TOKEN (with {which} configured, sbt cannot "
+                                  f"mint one; it needs the {scope} scope)")
+        from ..auth_local import mint_token
 
-            token = mint_token([scope], config=cfg)
+        token = mint_token([scope], config=cfg)
     return url, token
 
 

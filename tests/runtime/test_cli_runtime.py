@@ -172,6 +172,16 @@ def test_token_is_minted_from_the_config_when_not_given(plane: Harness, url: str
     assert result.exit_code == 1 and result.stderr.startswith("error: ") and "(HTTP 401)" in result.stderr
 
 
+def test_no_token_without_the_local_auth_provider_is_one_line(tmp_path: Path) -> None:
+    config = tmp_path / "sbt.toml"
+    config.write_text('[providers.metering]\ntype = "rec"\n')
+    result = CliRunner().invoke(build_app(CliState(extra=PLUGINS, entry_points=False)),
+                                ["events", "list", "--config", str(config), "--url", "http://127.0.0.1:9"])
+    assert result.exit_code == 1
+    assert result.stderr == ("error: no token: pass --token or set SBT_TOKEN (with no auth provider configured, sbt "
+                             "cannot mint one; it needs the event/event_read scope)\n")
+
+
 def test_unreachable_server_is_one_line() -> None:
     result = CliRunner().invoke(build_app(CliState(entry_points=False)),
                                 ["events", "list", "--url", "http://127.0.0.1:9", "--token", "t"])
