@@ -13,6 +13,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
 from typing import Any
 
 import attrs
@@ -66,6 +67,20 @@ class _Rejected(Exception):
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _numeric_column(values: Sequence[Any] | np.ndarray) -> np.ndarray | None:
+    """``values`` as float64 when every one is an int or float (never a bool or a string), else None."""
+    if isinstance(values, np.ndarray):
+        return values.astype(np.float64) if values.dtype.kind in "iuf" else None
+    try:
+        column = np.asarray(values)
+    except (ValueError, TypeError):
+        return None
+    # NumPy turns True into 1 and "3" into a string column; neither is a number here.
+    if column.dtype.kind not in "iuf" or any(type(v) is bool for v in values):
+        return None
+    return column.astype(np.float64)
 
 
 def _first_rows(first: np.ndarray, key: np.ndarray) -> None:
@@ -328,7 +343,7 @@ class Engine:
                        dimensions: dict[str, Sequence[Any] | np.ndarray] | None = None) -> ColumnsResult:
         """Bulk-load events of one meter from columns (the fast path: ~1M+ events/s).
 
-        :param timestamps: event times as int epoch **milliseconds**.
+        :param timestamps: event times as int epoch **milliseconds** (or aware datetimes).
         :param values: numbers (for UNIQUE_COUNT any text or number); None for a COUNT meter.
         :param dimensions: group-by name -> values (missing names or None values group as ``""``).
         :return: how many were stored and how many were duplicates.
@@ -354,8 +369,13 @@ class Engine:
             if unknown_dims:
                 raise BadRequestError(f"{', '.join(unknown_dims)} are not groupBy names of meter {meter.meter_id!r}")
             now = self.clock()
-            ts = np.asarray(timestamps, dtype=np.int64)
+            if n and isinstance(timestamps[0], datetime):
+                ts = np.fromiter((floor_ms(t) for t in timestamps), dtype=np.int64, count=n)
+            else:
+                ts = np.asarray(timestamps, dtype=np.int64)
             bad: list[str] = []
+            if n and min(map(len, identifiers)) == 0:
+                bad += [f"row {i}: identifier is empty" for i, x in enumerate(identifiers) if not x][:5]
             if meter.value_property is None:
                 val = np.ones(n)
             elif store.unique:
@@ -371,27 +391,22 @@ class Engine:
             else:
                 if values is None:
                     raise BadRequestError(f"values are required: meter {meter.meter_id!r} aggregates {meter.aggregation}")
-                try:
-                    val = np.asarray(values, dtype=np.float64)
-                    if isinstance(values, np.ndarray) and values.dtype.kind == "b":
-                        raise ValueError("booleans")
-                except (ValueError, TypeError):
+                val = _numeric_column(values)
+                if val is None:  # strings, booleans or objects: the per-value rules, with their messages
                     val = np.zeros(n)
                     for i, raw in enumerate(values):
                         try:
                             val[i] = as_number(raw)
                         except ValueError as exc:
                             bad.append(f"row {i} ({identifiers[i]}): {meter.value_property} {exc}")
-                else:
-                    if not isinstance(values, np.ndarray) and any(type(v) is bool for v in values):
-                        bad += [f"row {i} ({identifiers[i]}): {meter.value_property} must be a number"
-                                for i, v in enumerate(values) if type(v) is bool][:5]
                 for i in np.flatnonzero(~np.isfinite(val))[:5].tolist():
                     bad.append(f"row {i} ({identifiers[i]}): {meter.value_property} must be finite")
             outside = np.flatnonzero((ts < now - self._past_ms) | (ts > now + self._future_ms))
             bad += [f"row {i} ({identifiers[i]}): timestamp outside the accepted horizon" for i in outside[:5].tolist()]
             tenant_list = tenant_ids.tolist() if isinstance(tenant_ids, np.ndarray) else tenant_ids
             distinct = set(tenant_list)
+            if "" in distinct or not all(isinstance(t, str) for t in distinct):
+                bad.append("tenant ids must be non-empty strings")
             if self._reject_tenants:
                 refused = sorted(t for t in distinct if not self.customers.get(t, False))
                 if refused:

@@ -6,6 +6,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import numpy as np
 import pytest
 
 from sbt_core.errors import BadRequestError
@@ -204,9 +205,17 @@ def test_columns_are_all_or_nothing(provider: MemoryMetering, meter_id: str) -> 
         provider.ingest_columns("calls", ["t1"], [ms, ms], [1.0, 2.0], ["a", "b"])
     with pytest.raises(BadRequestError, match="row 0 .*number"):
         provider.ingest_columns("calls", ["t1"], [ms], [True], ["a"])
+    with pytest.raises(BadRequestError, match="row 0 .*numeric"):
+        provider.ingest_columns("calls", ["t1"], [ms], ["1_000"], ["a"])
+    with pytest.raises(BadRequestError, match="row 1: identifier is empty"):
+        provider.ingest_columns("calls", ["t1", "t1"], [ms, ms], [1, 2], ["a", ""])
+    with pytest.raises(BadRequestError, match="tenant ids must be non-empty"):
+        provider.ingest_columns("calls", [""], [ms], [1], ["a"])
     assert total(provider, meter_id) == {}
     assert provider.ingest_columns("calls", ["t1", "t2"], [ms, ms], ["1.5", 2], ["a", "b"]).accepted == 2
-    assert total(provider, meter_id) == {"t1": 1.5, "t2": 2.0}
+    assert provider.ingest_columns("calls", np.array(["t1"]), [NOW - timedelta(minutes=1)], np.array([4]),
+                                   np.array(["c"])).accepted == 1
+    assert total(provider, meter_id) == {"t1": 5.5, "t2": 2.0}
 
 
 def test_pending_events_are_visible_to_every_read(new_provider: Callable[..., MemoryMetering]) -> None:
