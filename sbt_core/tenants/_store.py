@@ -24,6 +24,7 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DataError
 
@@ -107,6 +108,16 @@ def _tenant(row: Any) -> Tenant:
                   data=dict(row.data or {}))
 
 
+@retry(retry=retry_if_exception(lambda exc: "locked" in str(exc)), stop=stop_after_attempt(60),
+       wait=wait_random_exponential(multiplier=0.01, max=0.25), reraise=True)
+def _use_wal(cursor: Any) -> None:
+    """Put the file in WAL mode (readers never block the writer; the mode is kept in the file). SQLite
+    answers "database is locked" at once, ignoring busy_timeout, when another connection opens the file
+    while it switches, so processes starting together retry here, briefly and boundedly."""
+    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
+        cursor.execute("PRAGMA journal_mode=WAL")
+
+
 def _create_engine(url: URL) -> Engine:
     if url.get_backend_name() != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
@@ -121,9 +132,11 @@ def _create_engine(url: URL) -> Engine:
     def _on_connect(dbapi_connection: Any, _: Any) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA busy_timeout=30000")
-        cursor.close()
+        try:
+            cursor.execute("PRAGMA busy_timeout=30000")
+            _use_wal(cursor)
+        finally:
+            cursor.close()
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
