@@ -334,3 +334,25 @@ def test_concurrent_publishers_lose_nothing_and_duplicate_nothing(bus: Bus) -> N
     expected = sorted(e.id for b in batches for e in b)
     for name, events in got.items():
         assert sorted(e.id for e in events) == expected, name
+
+
+def test_a_failure_inside_the_bus_dead_letters_instead_of_stranding(bus: Bus, monkeypatch: pytest.MonkeyPatch) -> None:
+    bus.add_target("a", ONBOARDING, lambda e: None)
+    bus.start()
+
+    def broken_backoff(attempt: int) -> float:
+        raise RuntimeError("bug")
+
+    def failing(event: Event) -> None:
+        raise ProviderError("down")  # retryable, so the (broken) backoff is computed
+
+    monkeypatch.setattr(bus, "_backoff", broken_backoff)
+    bus.add_target("b", ONBOARDING, failing)
+    event = onboarding()
+    bus.put_events([event])
+    assert bus.join(JOIN)
+    record = bus.get(event.id)
+    assert record is not None
+    assert {d.target: d.state for d in record.deliveries} == {"a": "delivered", "b": "dead_lettered"}
+    [letter] = bus.dead_letters()
+    assert letter.last_error == "internal error while delivering: RuntimeError: bug"

@@ -336,9 +336,12 @@ class Bus:
             for message in messages:
                 try:
                     self._deliver(target, message)
-                except Exception:  # a bug here must not kill the worker and strand the queue
+                except Exception as exc:  # a bug here must not kill the worker and strand the queue
                     log.exception("bus worker of %s failed on event %s", name, message.event.id)
-                    self._finish(target, message, None)
+                    # Dead-letter it, so it is visible and can be replayed rather than left "pending".
+                    error = f"internal error while delivering: {error_text(exc)}"
+                    letter = DeadLetter(message.event, name, message.attempt, error, utcnow())
+                    self._finish(target, message, ("dead_lettered", error), letter)
 
     def _deliver(self, target: _Target, message: Message) -> None:
         name = target.info.name
