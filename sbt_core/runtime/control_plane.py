@@ -23,7 +23,7 @@ import logging
 import threading
 from collections.abc import Callable
 from datetime import datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, cast
 
 from starlette.concurrency import run_in_threadpool
 
@@ -101,7 +101,7 @@ class ControlPlane:
             bindings = build_binding_table(catalog, config)
             bus = Bus(config.events, transport=transport)
             bus.bind(bindings, providers)
-            providers.attach(bus.publish)
+            providers.attach(bus.sink)
             scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock)
             cp = cls(config=config, catalog=catalog, providers=providers, bindings=bindings, bus=bus,
                      scheduler=scheduler)
@@ -156,9 +156,9 @@ class ControlPlane:
     def asgi_app(self) -> Any:
         """The Starlette app (``sbt_core.runtime.http.app.build_app``), built once on first access."""
         if self._app is None:
-            from .http.app import build_app
+            from .http.app import ControlPlaneLike, build_app
 
-            self._app = build_app(self, route_groups=self._route_groups)
+            self._app = build_app(cast("ControlPlaneLike", self), route_groups=self._route_groups)
         return self._app
 
     # --- lifecycle ---------------------------------------------------------------------------------------

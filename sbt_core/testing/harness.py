@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 import attrs
 
 from ..config import load_config
+from ..hookspecs import Interface
 from ..models import Event, canonical_detail_type, utcnow
 from ..models.scopes import ALL
 from ..plugins import discover
@@ -110,7 +111,7 @@ class Harness:
     def providers(self) -> Any:
         return self.control_plane.providers
 
-    def provider(self, interface: str) -> Any:
+    def provider(self, interface: Interface) -> Any:
         """The selected provider instance of ``interface`` (``"auth"``, ``"billing"``, ``"metering"``)."""
         return self.control_plane.providers.instances[interface]
 

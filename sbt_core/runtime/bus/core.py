@@ -33,7 +33,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
-from tenacity import RetryCallState, wait_random_exponential
+from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from ...config import EventsConfig
 from ...errors import NotFoundError, SbtError
@@ -168,6 +168,7 @@ class Bus:
         self._clock = clock
         self._wait = wait_random_exponential(multiplier=self.config.backoff_base_seconds,
                                              max=self.config.backoff_max_seconds)
+        self._retrying = Retrying()  # only so a RetryCallState can be built for the wait strategy
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified whenever a target's outstanding drops to 0
         self._targets: dict[str, _Target] = {}
@@ -282,6 +283,10 @@ class Bus:
             raise SbtError(f"event {event.detail_type} {event.id} not accepted: {result.error_message}")
         return event
 
+    def sink(self, event: Event) -> None:
+        """:meth:`publish` without the return value: what ``Providers.attach`` takes as the event sink."""
+        self.publish(event)
+
     def _record(self, event: Event, received: datetime) -> _Entry:
         # Called with the lock held. A re-put id keeps its first log entry (and its first envelope).
         entry = self._log.get(event.id)
@@ -369,7 +374,7 @@ class Bus:
 
     def _backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (tenacity's random exponential, full jitter)."""
-        state = RetryCallState(None, None, (), {})
+        state = RetryCallState(self._retrying, None, (), {})
         state.attempt_number = attempt
         return float(self._wait(state))
 
