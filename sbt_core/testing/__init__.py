@@ -3,6 +3,7 @@
 - :func:`start_control_plane` / :class:`Harness`: an in-process control plane with chosen provider
   classes registered without installing them, an authenticated test client, tokens, an event recorder.
 - :mod:`sbt_core.testing.providers`: recording providers with failure injection (``RecordingBilling``…).
+- :func:`sbt_core.testing.transport.check_transport`: the contract a new bus transport (a broker) must meet.
 - :mod:`sbt_core.testing.events`: builders of SBT events (``onboarding_request(...)``, ``ingest_usage(...)``…).
 """
 

@@ -356,3 +356,9 @@ def test_a_failure_inside_the_bus_dead_letters_instead_of_stranding(bus: Bus, mo
     assert {d.target: d.state for d in record.deliveries} == {"a": "delivered", "b": "dead_lettered"}
     [letter] = bus.dead_letters()
     assert letter.last_error == "internal error while delivering: RuntimeError: bug"
+
+
+def test_the_in_process_transport_meets_the_transport_contract() -> None:
+    from sbt_core.testing.transport import check_transport
+
+    check_transport(InProcessTransport)
