@@ -7,7 +7,7 @@ with delayed sends for retries and an ``ack`` once the bus is done with a messag
 
 :class:`InProcessTransport` is the embedded default: per-target deques in this process's memory, so
 queued events are lost when the process exits. An external broker (Redis streams, SQS, NATS JetStream…)
-is a later transport with the same five methods: ``send`` = enqueue (``delay`` = the broker's delayed
+is a later transport with the same methods: ``send`` = enqueue (``delay`` = the broker's delayed
 delivery), ``receive`` = a blocking consume on the target's queue/consumer group, ``ack`` = delete/ack, so
 an un-acked message is redelivered after a crash — the at-least-once half the broker provides — and
 messages cross the wire as ``Message.to_json()``.
