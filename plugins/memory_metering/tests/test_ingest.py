@@ -226,3 +226,25 @@ def test_pending_events_are_visible_to_every_read(new_provider: Callable[..., Me
     assert total(provider, meter.meter_id) == {"t1": 2.0}
     provider.metering_ingest_usage_event(event("b", 2))
     assert provider.metering_cancel_usage_events(CancelUsageRequest(identifiers=("b",))).cancelled == 1
+
+
+def test_bulk_redelivery_and_repeats(new_provider: Callable[..., MemoryMetering]) -> None:
+    provider = new_provider(dedup_window_days=10)
+    meter = provider.metering_create_meter(MeterCreate(name="calls", event_name="calls"))
+    ms = int(NOW.timestamp() * 1000)
+    n = 5000
+    ids = [f"id-{i}" for i in range(n)]
+    times = [ms - i * 60_000 for i in range(n)]
+    assert provider.ingest_columns("calls", ["t1"] * n, times, [1] * n, ids).accepted == n
+    # A redelivered load: every event is a duplicate.
+    assert provider.ingest_columns("calls", ["t1"] * n, times, [5] * n, ids).duplicates == n
+    # Repeats inside one load: the first occurrence (lowest row) wins...
+    fresh = [f"new-{i % 100}" for i in range(1000)]
+    assert provider.ingest_columns("calls", ["t2"] * 1000, [ms - i for i in range(1000)],
+                                   list(range(1000)), fresh).accepted == 100
+    # ...unless it is older than the window: then the next occurrence is stored too.
+    old = 11 * 86_400_000
+    result = provider.ingest_columns("calls", ["t3"] * 3, [ms - old, ms - 1000, ms - 2000], [1, 2, 4],
+                                     ["late", "late", "late"])
+    assert (result.accepted, result.duplicates) == (2, 1)
+    assert total(provider, meter.meter_id) == {"t1": float(n), "t2": float(sum(range(100))), "t3": 3.0}
