@@ -49,6 +49,9 @@ from .service import TenantService
 __all__ = ["IDEMPOTENCY_HEADER", "tenant_routes"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
+#: Deepest nesting of objects/arrays a body may have, the body itself being level 1 (DynamoDB, where
+#: sbt-aws keeps these items, allows 32 levels of nested attributes).
+MAX_DEPTH = 32
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 Endpoint = Callable[[Request], Awaitable[Response]]
@@ -67,14 +70,30 @@ async def _body(request: Request) -> Any:
         value = json.loads(raw, parse_constant=_refuse_constant)
     except BadRequestError:
         raise
+    except RecursionError:
+        raise BadRequestError(f"request body nests deeper than {MAX_DEPTH} levels") from None
     except (UnicodeDecodeError, ValueError):
         raise BadRequestError("request body is not valid JSON") from None
+    if _too_deep(value):
+        raise BadRequestError(f"request body nests deeper than {MAX_DEPTH} levels")
     try:
         # "\ud800" parses to a lone surrogate, which no answer (UTF-8) and no PostgreSQL json can carry.
         json.dumps(value, ensure_ascii=False).encode("utf-8")
     except UnicodeEncodeError:
         raise BadRequestError("request body is not valid JSON: it holds an unpaired UTF-16 surrogate escape") from None
     return value
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether objects/arrays nest deeper than :data:`MAX_DEPTH` (checked without recursion)."""
+    stack: list[tuple[Any, int]] = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if isinstance(item, dict | list):
+            if depth > MAX_DEPTH:
+                return True
+            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
+    return False
 
 
 def _refuse_constant(name: str) -> Any:

@@ -144,6 +144,8 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ("not json", "not valid JSON"),
     ('{"tenantData": {"price": NaN}}', "NaN is not a JSON number"),
     ('{"tenantData": {"name": "\\ud800"}}', "unpaired UTF-16 surrogate"),
+    ('{"tenantData": ' + "[" * 40 + "]" * 40 + "}", "nests deeper than 32 levels"),
+    ("[" * 100_000 + "]" * 100_000, "nests deeper than 32 levels"),
     (None, "request body is empty"),
 ]
 
