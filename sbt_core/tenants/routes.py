@@ -30,7 +30,6 @@ same body gets the first answer (plus ``Idempotent-Replayed: true``), a differen
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -53,8 +52,6 @@ IDEMPOTENCY_HEADER = "Idempotency-Key"
 #: sbt-aws keeps these items, allows 32 levels of nested attributes).
 MAX_DEPTH = 32
 REPLAYED_HEADER = "Idempotent-Replayed"
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 
 def _trigger(method: str, path: str) -> RouteTrigger:
