@@ -14,14 +14,14 @@ import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 import attrs
 import numpy as np
 
 from sbt_core.errors import BadRequestError, ConflictError, NotFoundError
 from sbt_core.models import (
-    Aggregation, CancelResult, CancelUsageRequest, Meter, MeterCreate, MeterStatus, MeterUpdate, Page, UsageEvent,
+    CancelResult, CancelUsageRequest, Meter, MeterCreate, MeterStatus, MeterUpdate, Page, UsageEvent,
     UsageQuery, UsageRow,
 )
 
@@ -67,6 +67,22 @@ class _Rejected(Exception):
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def _encode_texts(raw: Sequence[Any], n: int) -> tuple[np.ndarray, list[str]]:
+    """Codes of the dimension texts of ``raw`` and the texts by code."""
+    table: dict[str, int] = {}
+    texts: list[str] = []
+
+    def code_of(x: Any) -> int:
+        text = x if type(x) is str else dimension_text(x)
+        code = table.get(text)
+        if code is None:
+            code = table[text] = len(texts)
+            texts.append(text)
+        return code
+
+    return np.fromiter(map(code_of, raw), dtype=np.int64, count=n), texts
 
 
 def _numeric_column(values: Sequence[Any] | np.ndarray) -> np.ndarray | None:
@@ -154,7 +170,8 @@ class Engine:
             try:
                 after = int(json.loads(base64.urlsafe_b64decode(next_token + "=" * (-len(next_token) % 4)))["after"])
             except (ValueError, KeyError, TypeError, binascii.Error):
-                raise BadRequestError("next_token is malformed; pass the token of the previous page unchanged") from None
+                raise BadRequestError("next_token is malformed; pass the token of the previous page "
+                                      "unchanged") from None
         with self.lock:
             stores = [s for s in self.meters.values() if self.seq[s.meter.meter_id] > after]
             page = stores[:limit]
@@ -238,7 +255,7 @@ class Engine:
         if prop is None:  # COUNT counts events; there is no value
             value = 1.0
         else:
-            raw = props.get(prop)
+            raw: Any = props.get(prop)
             kind = type(raw)
             if (kind is float and raw - raw == 0.0) or kind is int and -2**63 < raw < 2**63:
                 value = float(raw)
@@ -370,7 +387,7 @@ class Engine:
                 raise BadRequestError(f"{', '.join(unknown_dims)} are not groupBy names of meter {meter.meter_id!r}")
             now = self.clock()
             if n and isinstance(timestamps[0], datetime):
-                ts = np.fromiter((floor_ms(t) for t in timestamps), dtype=np.int64, count=n)
+                ts = np.fromiter((floor_ms(cast(datetime, t)) for t in timestamps), dtype=np.int64, count=n)
             else:
                 ts = np.asarray(timestamps, dtype=np.int64)
             bad: list[str] = []
@@ -390,9 +407,12 @@ class Engine:
                 val = np.array(codes, dtype=np.float64)
             else:
                 if values is None:
-                    raise BadRequestError(f"values are required: meter {meter.meter_id!r} aggregates {meter.aggregation}")
-                val = _numeric_column(values)
-                if val is None:  # strings, booleans or objects: the per-value rules, with their messages
+                    raise BadRequestError(f"values are required: meter {meter.meter_id!r} "
+                                          f"aggregates {meter.aggregation}")
+                numeric = _numeric_column(values)
+                if numeric is not None:
+                    val = numeric
+                else:  # strings, booleans or objects: the per-value rules, with their messages
                     val = np.zeros(n)
                     for i, raw in enumerate(values):
                         try:
@@ -426,7 +446,9 @@ class Engine:
             release_free_heap()
         return ColumnsResult(accepted, n - accepted)
 
-    def _series_of_columns(self, store: MeterStore, tenant: np.ndarray, dimensions: dict[str, Any], n: int) -> np.ndarray:
+    def _series_of_columns(self, store: MeterStore, tenant: np.ndarray, dimensions: dict[str, Any],
+                           n: int) -> np.ndarray:
+        """Series id of each row from its tenant code and dimension columns (created when new)."""
         key = tenant
         columns: list[tuple[np.ndarray, list[str]]] = []
         for name in store.meter.group_by:
@@ -441,15 +463,7 @@ class Engine:
                     table = {t: i for i, t in enumerate(texts)}
                     codes = np.fromiter(map(table.__getitem__, raw), dtype=np.int64, count=n)
                 else:  # 1, 1.0 and True are equal as set members but not as dimension texts
-                    table, texts = {}, []
-                    def code_of(x: Any) -> int:
-                        text = x if type(x) is str else dimension_text(x)
-                        c = table.get(text)
-                        if c is None:
-                            c = table[text] = len(texts)
-                            texts.append(text)
-                        return c
-                    codes = np.fromiter(map(code_of, raw), dtype=np.int64, count=n)
+                    codes, texts = _encode_texts(raw, n)
             columns.append((codes, texts))
             key = key * max(len(texts), 1) + codes
         # Distinct (tenant, dimension) combinations: a dense lookup table when the key space is small

@@ -42,15 +42,13 @@ def id_hash(identifier: str) -> int:
     if b.endswith(b"\0"):
         b = b.rstrip(b"\0")
     h = 0
-    j = 0
-    for i in range(0, len(b), 8):
+    for j, i in enumerate(range(0, len(b), 8)):
         x = _from_bytes(b[i:i + 8], "little") ^ _KEYS[j]
         x ^= x >> 30
         x = (x * _A) & _M
         x ^= x >> 27
         x = (x * _B) & _M
         h += (x ^ (x >> 31)) - _KEY_MIX[j]
-        j += 1
     return _mix(h & _M)
 
 

@@ -15,7 +15,9 @@ import binascii
 import functools
 import json
 import zlib
+from typing import cast
 from zoneinfo import ZoneInfo
+
 import attrs
 import numpy as np
 
@@ -156,9 +158,8 @@ def _grouping(store: MeterStore, group_by: tuple[str, ...], tenant_code: int | N
               tenant_names: list[str]) -> _Grouping | None:
     tenants, dims = store.series_arrays()
     cache_key = (len(tenants), group_by, tenant_code)
-    cached = store.groupings.get(cache_key)
-    if cached is not None or cache_key in store.groupings:
-        return cached
+    if cache_key in store.groupings:
+        return cast("_Grouping | None", store.groupings[cache_key])
     result = None
     selected = np.arange(len(tenants)) if tenant_code is None else np.flatnonzero(tenants == tenant_code)
     if tenant_code != -1 and len(selected):
@@ -278,7 +279,8 @@ def _raw_partials(store: MeterStore, edges: np.ndarray, pieces: list[tuple[int, 
     size = n_groups * k
     cnt = np.bincount(key, minlength=size).reshape(n_groups, k).astype(np.int64)
     total = np.bincount(key, weights=store.val[rows], minlength=size).reshape(n_groups, k) if need_sum else None
-    mn = mx = None
+    mn: np.ndarray | None = None
+    mx: np.ndarray | None = None
     if minmax:
         mn = np.full(size, np.inf)
         mx = np.full(size, -np.inf)

@@ -89,7 +89,7 @@ class Rollup:
         def move(old: np.ndarray | None, fill: float, dtype: type) -> np.ndarray | None:
             if old is None:
                 return None
-            new = np.full((nb, ns), fill, dtype=dtype) if fill else np.zeros((nb, ns), dtype=dtype)
+            new: np.ndarray = np.full((nb, ns), fill, dtype=dtype) if fill else np.zeros((nb, ns), dtype=dtype)
             if self.hi > self.lo:
                 new[self.lo + shift:self.hi + shift, :self.ns] = old[self.lo:self.hi]
             return new

@@ -42,7 +42,7 @@ def save(engine: Engine, path: Path) -> int:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + ".tmp")
         with open(tmp, "wb") as fh:
-            np.savez(fh, **arrays)
+            np.savez(fh, **arrays)  # type: ignore[arg-type]  # numpy's stub types **kwds as savez's flags
         os.replace(tmp, path)
         return events
 

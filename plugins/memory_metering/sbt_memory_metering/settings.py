@@ -14,6 +14,7 @@ Example::
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -30,7 +31,7 @@ UNKNOWN_EVENT_POLICIES = ("reject", "drop")
 UNKNOWN_TENANT_POLICIES = ("accept", "reject")
 
 
-def _one_of(choices: tuple[str, ...]) -> object:
+def _one_of(choices: tuple[str, ...]) -> Callable[[object, attrs.Attribute, str], None]:  # type: ignore[type-arg]
     def check(_: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
         if value not in choices:
             raise ValueError(f"{attribute.name} must be one of {', '.join(choices)}; got {value!r}")

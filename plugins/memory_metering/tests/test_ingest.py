@@ -26,8 +26,8 @@ def event(ident: str, value: Any = 1, *, tenant: str = "t1", name: str = "calls"
 
 
 def total(provider: MemoryMetering, meter_id: str, tenant: str | None = None) -> dict[str, float]:
-    page = provider.metering_fetch_usage(meter_id, UsageQuery(from_=NOW - timedelta(days=40), to=NOW + timedelta(days=1),
-                                                              tenant_id=tenant))
+    page = provider.metering_fetch_usage(meter_id, UsageQuery(from_=NOW - timedelta(days=40),
+                                                              to=NOW + timedelta(days=1), tenant_id=tenant))
     return {row.tenant_id: row.value for row in page.items}
 
 
@@ -61,8 +61,8 @@ def test_count_meter_needs_no_value(provider: MemoryMetering) -> None:
 
 
 def test_unique_count_compares_values_as_text(provider: MemoryMetering) -> None:
-    meter = provider.metering_create_meter(MeterCreate(name="u", event_name="users", aggregation=Aggregation.UNIQUE_COUNT,
-                                                       value_property="user"))
+    meter = provider.metering_create_meter(MeterCreate(name="u", event_name="users",
+                                                       aggregation=Aggregation.UNIQUE_COUNT, value_property="user"))
     for i, user in enumerate(["alice", "bob", "alice", 7, 7.0, "7", 7.5]):
         provider.metering_ingest_usage_event(event(f"u{i}", ..., name="users", user=user))
     assert total(provider, meter.meter_id) == {"t1": 4.0}  # alice, bob, 7, 7.5
