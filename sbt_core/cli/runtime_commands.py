@@ -225,14 +225,15 @@ def _register_events(app: typer.Typer) -> None:
         if as_json:
             print_json({"FailedEntryCount": len(failed), "Entries": answers})
         else:
-            for answer in answers:
-                if "EventId" in answer:
-                    typer.echo(answer["EventId"])
+            # One event: its id (for `sbt events get`). A file: a summary, not a line per event (a
+            # replay may hold 100,000); --json gives every id.
+            if file is None and not failed:
+                typer.echo(answers[0]["EventId"])
             for index, answer in failed:
                 where = f"line {index + 1}" if file is not None else "event"
                 typer.echo(f"error: {where}: {answer.get('ErrorCode')}: {answer.get('ErrorMessage')}", err=True)
             if file is not None:
-                typer.echo(f"{len(answers) - len(failed)} put, {len(failed)} failed", err=True)
+                typer.echo(f"{len(answers) - len(failed)} put, {len(failed)} failed")
         if failed:
             raise typer.Exit(1)
 
