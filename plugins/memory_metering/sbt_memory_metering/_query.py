@@ -144,8 +144,8 @@ class _Grouping:
     selected: np.ndarray  # selected series ids
     group_of_sel: np.ndarray  # group of each selected series
     group_of_series: np.ndarray  # group of every series, -1 when not selected
-    sel_order: np.ndarray  # selected positions sorted by group
-    starts: np.ndarray  # first position of each group in sel_order
+    series_by_group: np.ndarray  # selected series ids sorted by group
+    starts: np.ndarray  # first position of each group in series_by_group
     tenant: list[str]  # tenant id of each group
     groups: list[dict[str, str]]  # dimension values of each group
     t_rank: np.ndarray  # dense rank of the tenant id
@@ -176,8 +176,8 @@ def _grouping(store: MeterStore, group_by: tuple[str, ...], tenant_code: int | N
                                                                                  strict=True)}
                   for row in uniq.tolist()]
         t_rank, d_rank = _rank(names), _rank([tuple(g.values()) for g in groups])
-        result = _Grouping(len(uniq), selected, group_of_sel, group_of_series, sel_order, starts, names, groups,
-                           t_rank, d_rank, np.lexsort((d_rank, t_rank)), len(set(names)) == len(names))
+        result = _Grouping(len(uniq), selected, group_of_sel, group_of_series, selected[sel_order], starts, names,
+                           groups, t_rank, d_rank, np.lexsort((d_rank, t_rank)), len(set(names)) == len(names))
     if len(store.groupings) > 64:
         store.groupings.clear()
     store.groupings[cache_key] = result
@@ -237,13 +237,14 @@ def _grid_path(store: MeterStore, agg: Aggregation, edges: np.ndarray, from_ms: 
     if len(pieces) > _MAX_PIECES:
         return _raw_path(store, agg, edges, from_ms, to_ms, grouping.group_of_series, grouping.n_groups)
     need_sum = agg in _NEEDS_SUM
-    p = rollup.partials(grouping.selected, lo_b, hi_b, need_sum)
-    # Fold series into groups: series sorted by group, then one reduceat per aggregate.
-    order, starts = grouping.sel_order, grouping.starts
-    total = Partials(np.add.reduceat(p.cnt[order], starts, axis=0),
-                     np.add.reduceat(p.sum[order], starts, axis=0) if p.sum is not None else None,
-                     np.minimum.reduceat(p.mn[order], starts, axis=0) if p.mn is not None else None,
-                     np.maximum.reduceat(p.mx[order], starts, axis=0) if p.mx is not None else None)
+    # Window-major cells of the selected series sorted by group; fold each group's columns with one
+    # reduceat per aggregate, then turn the small (windows, groups) result into (groups, windows).
+    p = rollup.partials(grouping.series_by_group, lo_b, hi_b, need_sum)
+    starts = grouping.starts
+    total = Partials(np.add.reduceat(p.cnt, starts, axis=1).T,
+                     np.add.reduceat(p.sum, starts, axis=1).T if p.sum is not None else None,
+                     np.minimum.reduceat(p.mn, starts, axis=1).T if p.mn is not None else None,
+                     np.maximum.reduceat(p.mx, starts, axis=1).T if p.mx is not None else None)
     if pieces:
         total.merge(_raw_partials(store, edges, pieces, grouping.group_of_series, grouping.n_groups, need_sum,
                                   rollup.minmax))

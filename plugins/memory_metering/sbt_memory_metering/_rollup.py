@@ -23,8 +23,8 @@ _EXACT = float(2**53)
 
 
 class Partials:
-    """Aggregates of ``(n_series, n_windows)``: ``cnt`` (int64) and, as the meter needs, ``sum``,
-    ``mn``, ``mx`` (float64; ``mn``/``mx`` are +inf/-inf where ``cnt`` is 0)."""
+    """Aggregates of a 2-D block of cells: ``cnt`` (int64) and, as the meter needs, ``sum``, ``mn``,
+    ``mx`` (float64; ``mn``/``mx`` are +inf/-inf where ``cnt`` is 0)."""
 
     __slots__ = ("cnt", "mn", "mx", "sum")
 
@@ -169,15 +169,15 @@ class Rollup:
         return self.all_int and self.magnitude < _EXACT
 
     def partials(self, series: np.ndarray, lo_b: np.ndarray, hi_b: np.ndarray, need_sum: bool) -> Partials:
-        """Aggregates of ``series`` over the absolute bucket ranges ``[lo_b[i], hi_b[i])``, shaped
-        ``(len(series), len(lo_b))``."""
+        """Aggregates of ``series`` (in the given order) over the absolute bucket ranges
+        ``[lo_b[i], hi_b[i])``, window-major: shaped ``(len(lo_b), len(series))``."""
         k = len(lo_b)
         lo = np.clip(lo_b - self.b0, self.lo, self.hi) - self.lo
         hi = np.clip(hi_b - self.b0, self.lo, self.hi) - self.lo
         hi = np.maximum(hi, lo)
         if self.hi <= self.lo or self.ns == 0:
-            z = np.zeros((len(series), k))
-            return Partials(np.zeros((len(series), k), dtype=np.int64), z if need_sum else None,
+            z = np.zeros((k, len(series)))
+            return Partials(np.zeros((k, len(series)), dtype=np.int64), z if need_sum else None,
                             np.full_like(z, np.inf) if self.minmax else None,
                             np.full_like(z, -np.inf) if self.minmax else None)
         if len(series) and int(series.max()) >= self.ns:
@@ -185,14 +185,11 @@ class Rollup:
             self._grow(self.b0 + self.lo, self.b0 + self.hi - 1, int(series.max()))
         psum, pcnt = self._prefix()
         # Gather the k window rows first, then the selected series: O(k * series), not O(buckets * series).
-        every = len(series) == self.ns or (len(series) and int(series[-1]) == len(series) - 1
-                                           and bool((series == np.arange(len(series))).all()))
-        pick = (lambda a: a[:, :len(series)]) if every else (lambda a: a[:, series])
-        cnt = pick(pcnt[hi] - pcnt[lo]).T
+        cnt = (pcnt[hi] - pcnt[lo])[:, series]
         total = None
         if need_sum:
             if self.exact_prefix:
-                total = pick(psum[hi] - psum[lo]).T
+                total = (psum[hi] - psum[lo])[:, series]
             else:
                 total = self._reduce(np.add, self.sum, series, lo, hi, 0.0)
         mn = mx = None
@@ -200,7 +197,7 @@ class Rollup:
             assert self.mn is not None and self.mx is not None
             mn = self._reduce(np.minimum, self.mn, series, lo, hi, np.inf)
             mx = self._reduce(np.maximum, self.mx, series, lo, hi, -np.inf)
-        return Partials(np.ascontiguousarray(cnt), total, mn, mx)
+        return Partials(cnt, total, mn, mx)
 
     def _reduce(self, ufunc: np.ufunc, grid: np.ndarray, series: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                 empty: float) -> np.ndarray:
@@ -208,6 +205,6 @@ class Rollup:
         block = np.vstack([block, np.full((1, len(series)), empty)])
         idx = np.empty(2 * len(lo), dtype=np.intp)
         idx[0::2], idx[1::2] = lo, hi
-        out = ufunc.reduceat(block, idx, axis=0)[0::2]
+        out: np.ndarray = ufunc.reduceat(block, idx, axis=0)[0::2]
         out[hi == lo] = empty
-        return np.ascontiguousarray(out.T)
+        return out
