@@ -13,7 +13,7 @@ import attrs
 import typer
 
 from ..config import Config, find_config_path, load_config, read_raw_config
-from ..errors import ConfigError, SbtError
+from ..errors import BadRequestError, ConfigError, SbtError
 from ..plugins import PluginCatalog, discover
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -89,6 +89,24 @@ def handle_errors(func: F) -> F:
             raise fail(exc.message) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def json_object(text: str | None, option: str) -> dict[str, Any]:
+    """A JSON object given inline or as ``@file.json`` (None: empty); BadRequestError naming ``option``."""
+    if text is None:
+        return {}
+    if text.startswith("@"):
+        try:
+            text = Path(text[1:]).read_text()
+        except OSError as exc:
+            raise BadRequestError(f"{option}: cannot read {text[1:]!r}: {exc.strerror or exc}") from None
+    try:
+        value = json.loads(text)
+    except ValueError as exc:
+        raise BadRequestError(f"{option}: not valid JSON ({exc})") from None
+    if not isinstance(value, dict):
+        raise BadRequestError(f"{option}: expected a JSON object")
+    return value
 
 
 def print_json(data: Any) -> None:

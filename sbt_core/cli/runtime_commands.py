@@ -29,7 +29,7 @@ from rich.table import Table
 
 from ..errors import BadRequestError
 from ..models import Event, scopes, to_json
-from ._common import ConfigOption, JsonOption, fail, handle_errors, print_json, state
+from ._common import ConfigOption, JsonOption, fail, handle_errors, json_object, print_json, state
 
 __all__ = ["register", "resolve_server"]
 
@@ -72,22 +72,6 @@ def _client(ctx: typer.Context, config: Path | None, url: str | None, token: str
 
     base, bearer = resolve_server(ctx, config, url, token, scope)
     return BusClient(base, bearer)
-
-
-def _json_object(text: str, option: str) -> dict[str, Any]:
-    """A JSON object given inline or as ``@file.json``."""
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text()
-        except OSError as exc:
-            raise BadRequestError(f"{option}: cannot read {text[1:]!r}: {exc.strerror or exc}") from None
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise BadRequestError(f"{option}: not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise BadRequestError(f"{option}: expected a JSON object")
-    return value
 
 
 def _read_lines(path: Path) -> list[dict[str, Any]]:
@@ -205,7 +189,7 @@ def _register_events(app: typer.Typer) -> None:
         else:
             assert detail_type is not None
             try:
-                event = Event.create(detail_type, _json_object(detail, "--detail"), source=source)
+                event = Event.create(detail_type, json_object(detail, "--detail"), source=source)
             except ValueError as exc:
                 raise BadRequestError(str(exc)) from None
             entries = [to_json(Event(event.detail_type, event.source, event.detail, id=event_id or event.id,

@@ -19,7 +19,7 @@ from rich.table import Table
 from ..errors import BadRequestError
 from ..models import scopes
 from ..tenants.client import TenantClient
-from ._common import ConfigOption, JsonOption, handle_errors, print_json
+from ._common import ConfigOption, JsonOption, handle_errors, json_object, print_json
 from .runtime_commands import TokenOption, UrlOption, resolve_server
 
 __all__ = ["register"]
@@ -30,23 +30,6 @@ RegistrationDataOption = Annotated[str | None, typer.Option("--registration-data
                                                            help="tenantRegistrationData as a JSON object, or @file.json.")]
 SetOption = Annotated[list[str] | None, typer.Option("--set", show_default=False,
                                                     help="KEY=VALUE added to tenantData (repeatable; VALUE may be JSON).")]
-
-
-def _json_object(text: str | None, option: str) -> dict[str, Any]:
-    if text is None:
-        return {}
-    if text.startswith("@"):
-        try:
-            text = Path(text[1:]).read_text()
-        except OSError as exc:
-            raise BadRequestError(f"{option}: cannot read {text[1:]!r}: {exc.strerror or exc}") from None
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise BadRequestError(f"{option}: not valid JSON ({exc})") from None
-    if not isinstance(value, dict):
-        raise BadRequestError(f"{option}: expected a JSON object")
-    return value
 
 
 def _pairs(items: list[str] | None) -> dict[str, Any]:
@@ -82,8 +65,8 @@ def register(app: typer.Typer) -> None:
                         config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
                         as_json: JsonOption = False) -> None:
         """Register a tenant (POST /tenant-registrations); emits onboardingRequest on the server."""
-        data = _json_object(tenant_data, "--tenant-data") | _pairs(set_)
-        reg_data = _json_object(registration_data, "--registration-data")
+        data = json_object(tenant_data, "--tenant-data") | _pairs(set_)
+        reg_data = json_object(registration_data, "--registration-data")
         with _client(ctx, config, url, token, scopes.TENANT_WRITE) as client:
             answer = client.register(data, reg_data, idempotency_key=idempotency_key)
         if as_json:
@@ -145,8 +128,8 @@ def register(app: typer.Typer) -> None:
                set_: SetOption = None, config: ConfigOption = None, url: UrlOption = None,
                token: TokenOption = None, as_json: JsonOption = False) -> None:
         """Merge keys into a registration and its tenant (PATCH /tenant-registrations/{id})."""
-        data = _json_object(tenant_data, "--tenant-data") | _pairs(set_)
-        reg_data = _json_object(registration_data, "--registration-data")
+        data = json_object(tenant_data, "--tenant-data") | _pairs(set_)
+        reg_data = json_object(registration_data, "--registration-data")
         if not data and not reg_data:
             raise BadRequestError("nothing to update: give --tenant-data, --registration-data or --set")
         with _client(ctx, config, url, token, scopes.TENANT_WRITE) as client:

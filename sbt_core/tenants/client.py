@@ -11,65 +11,22 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-import httpx
+from ..runtime.http.client import ControlPlaneClient, ServerError
 
-from ..errors import BadRequestError, ConflictError, ForbiddenError, NotFoundError, SbtError, UnauthorizedError
-
-__all__ = ["TenantClient", "TenantClientError"]
-
-_ERRORS: dict[int, type[SbtError]] = {400: BadRequestError, 401: UnauthorizedError, 403: ForbiddenError,
-                                      404: NotFoundError, 409: ConflictError}
+__all__ = ["ServerError", "TenantClient"]
 
 
-class TenantClientError(SbtError):
-    """The server answered an error (``status`` is its HTTP status) or could not be reached (status 502)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class TenantClient:
-    """``/tenant-registrations`` and ``/tenants`` over HTTP.
-
-    :param base_url: the control plane, e.g. ``http://127.0.0.1:8080``.
-    :param token: a bearer token with ``tenant/tenant_read`` / ``tenant/tenant_write``.
-    :param transport: an httpx transport (tests pass ``httpx.ASGITransport(app)``).
+class TenantClient(ControlPlaneClient):
+    """``/tenant-registrations`` and ``/tenants`` over HTTP (a :class:`ControlPlaneClient`; a token with
+    ``tenant/tenant_read`` / ``tenant/tenant_write``).
 
     Every method returns the ``data`` of the answer (lists: ``(items, next_token)``) and raises
-    :class:`TenantClientError` with the server's ``message`` on an error status.
+    :class:`ServerError` with the server's ``message`` on an error status.
     """
-
-    def __init__(self, base_url: str, token: str | None = None, *, transport: httpx.BaseTransport | None = None,
-                 timeout: float = 30.0) -> None:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, transport=transport, timeout=timeout)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> TenantClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
 
     def _call(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None,
               headers: Mapping[str, str] | None = None) -> dict[str, Any]:
-        try:
-            response = self._http.request(method, path, json=json, params=params, headers=headers)
-        except httpx.HTTPError as exc:
-            raise TenantClientError(f"cannot reach the control plane at {self.base_url} ({exc.__class__.__name__}); "
-                                    "is 'sbt serve' running?", 502) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = {}
-        if response.status_code >= 400:
-            message = body.get("message") if isinstance(body, dict) else None
-            raise TenantClientError(f"{message or response.reason_phrase} (HTTP {response.status_code})",
-                                    response.status_code)
+        body = super()._call(method, path, json=json, params=params, headers=headers)
         return body if isinstance(body, dict) else {"data": body}
 
     # --- registrations -----------------------------------------------------------------------------------

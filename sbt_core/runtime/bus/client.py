@@ -21,60 +21,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-import httpx
-
-from ...errors import SbtError
+from ..http.client import ControlPlaneClient, ServerError
 
 __all__ = ["BusClient", "ServerError"]
 
 
-class ServerError(SbtError):
-    """The server answered an error (``status`` = its HTTP status, message = its ``message``), or could
-    not be reached (status 502, the message says to start ``sbt serve``)."""
-
-    def __init__(self, message: str, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class BusClient:
-    """Bus and scheduler routes over HTTP.
-
-    :param base_url: the control plane, e.g. ``http://127.0.0.1:8080``.
-    :param token: a bearer token with the ``event/*`` scopes the calls need.
-    :param transport: an httpx transport (default: real HTTP).
-    :raises ServerError: from every method, with the server's message.
-    """
-
-    def __init__(self, base_url: str, token: str | None = None, *, transport: httpx.BaseTransport | None = None,
-                 timeout: float = 30.0) -> None:
-        headers = {"authorization": f"Bearer {token}"} if token else {}
-        self.base_url = base_url.rstrip("/")
-        self._http = httpx.Client(base_url=self.base_url, headers=headers, transport=transport, timeout=timeout)
-
-    def close(self) -> None:
-        self._http.close()
-
-    def __enter__(self) -> BusClient:
-        return self
-
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
-    def _call(self, method: str, path: str, *, json: Any = None, params: Mapping[str, Any] | None = None) -> Any:
-        try:
-            response = self._http.request(method, path, json=json, params=params)
-        except httpx.HTTPError as exc:
-            raise ServerError(f"cannot reach the control plane at {self.base_url} ({type(exc).__name__}); "
-                              "is 'sbt serve' running? (--url / SBT_URL)", 502) from None
-        try:
-            body = response.json()
-        except ValueError:
-            body = None
-        if response.status_code >= 400:
-            message = body.get("message") if isinstance(body, dict) else None
-            raise ServerError(f"{message or response.reason_phrase} (HTTP {response.status_code})", response.status_code)
-        return body
+class BusClient(ControlPlaneClient):
+    """Bus and scheduler routes over HTTP (a :class:`ControlPlaneClient`; a token with the ``event/*``
+    scopes the calls need). Every method raises :class:`ServerError` with the server's message."""
 
     def put_events(self, entries: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """``POST /events`` with a list of envelopes (or PutEvents entries) ->
