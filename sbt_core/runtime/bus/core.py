@@ -233,21 +233,46 @@ class Bus:
             return [PutEventsEntryResult(error_code="BusClosed", error_message="the event bus has stopped")
                     for _ in events]
         messages: list[Message] = []
-        results: list[PutEventsEntryResult] = []
         received = utcnow()
         now, wall = self._clock(), time.time()
+        routes, log_, log_size = self._routes, self._log, self.config.log_size
+        window, max_ids = self.config.dedup_window_seconds, self.config.dedup_max_ids
+        remember = window > 0 and max_ids > 0
+        # One lock round-trip per batch; _record and _accept inlined (same rules, see them): at a hundred
+        # events per request the per-event method calls were a third of the bus's cost.
         with self._lock:
             for event in events:
-                targets = self._routes.get((canonical_detail_type(event.detail_type), event.source), ())
-                entry = self._record(event, received)
+                event_id = event.id
+                entry = log_.get(event_id)
+                if entry is None:  # a re-put id keeps its first log entry (and its first envelope)
+                    entry = log_[event_id] = _Entry(event, received, {})
+                    while len(log_) > log_size:
+                        log_.popitem(last=False)
+                targets = routes.get((canonical_detail_type(event.detail_type), event.source))
+                if not targets:
+                    continue
+                slots = entry.slots
                 for target in targets:
-                    if self._accept(target, event, entry, now, wall):
-                        messages.append(Message(target.info.name, event))
-                results.append(PutEventsEntryResult(event_id=event.id))
+                    seen = target.seen
+                    while seen:  # forget ids past the window or over the cap; insertion order = acceptance
+                        if now - next(iter(seen.values())) >= window or len(seen) >= max_ids:
+                            seen.popitem(last=False)
+                        else:
+                            break
+                    name = target.info.name
+                    if event_id in seen:
+                        if name not in slots:  # the first delivery's row fell out of the log: say why it is skipped
+                            slots[name] = _Slot("skipped_duplicate", 0, None, wall)
+                        continue
+                    if remember:
+                        seen[event_id] = now
+                    slots[name] = _Slot("pending", 0, None, wall)
+                    target.outstanding += 1
+                    messages.append(Message(name, event))
         if messages:
             self.transport.send(messages)
         self._notify(events)
-        return results
+        return [PutEventsEntryResult(event_id=event.id) for event in events]
 
     def send(self, target: str, event: Event) -> PutEventsEntryResult:
         """Deliver ``event`` to the one target named ``target`` (no routing), with the same log, dedup,

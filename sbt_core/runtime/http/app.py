@@ -33,6 +33,7 @@ from ...triggers import RouteTrigger
 from ..authorizer import Authorizer, JwksSource, StaticJwks, bearer_token
 from ..seams import EventBus, RouteGroup
 from . import events as ev
+from ._json import FastJSONResponse
 from .hooks import HOOK_ROUTES, HookRoute, QueryParam, json_body
 
 if TYPE_CHECKING:
@@ -279,7 +280,8 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
 
     async def put_events(request: Request) -> Response:
         parsed = ev.parse_entries(json_body(await request.body()))
-        return JSONResponse(ev.put_events_response(parsed, bus))
+        # Only strings and ints: orjson renders the same bytes as JSONResponse, several times faster.
+        return FastJSONResponse(ev.put_events_response(parsed, bus))
 
     async def list_events(request: Request) -> Response:
         raw = request.query_params.get("limit", "50")

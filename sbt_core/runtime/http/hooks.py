@@ -23,6 +23,7 @@ from ...models import (
     CancelResult, CancelUsageRequest, CreateUserRequest, Meter, MeterCreate, MeterUpdate, Page, PageRequest,
     UpdateUserRequest, UsageQuery, UsageRow, User, WebhookRequest, WebhookResponse, from_json, to_json,
 )
+from . import _json as fast_json
 
 __all__ = ["HOOK_ROUTES", "HookRoute", "QueryParam", "json_body", "json_response", "page_request"]
 
@@ -70,7 +71,7 @@ def json_body(body: bytes, model: type | None = None) -> Any:
         what = f" ({model.__name__})" if model else ""
         raise BadRequestError(f"the request body must be a JSON object{what}")
     try:
-        data = json.loads(body)
+        data = fast_json.loads(body)  # orjson, with the standard library's answer and errors
     except UnicodeDecodeError:
         raise BadRequestError("malformed JSON body: not UTF-8") from None
     except json.JSONDecodeError as exc:
