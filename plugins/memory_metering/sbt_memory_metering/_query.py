@@ -241,29 +241,19 @@ def _grid_path(store: MeterStore, agg: Aggregation, edges: np.ndarray, from_ms: 
     # reduceat per aggregate, then turn the small (windows, groups) result into (groups, windows).
     p = rollup.partials(grouping.series_by_group, lo_b, hi_b, need_sum)
     starts = grouping.starts
-    exact = rollup.exact_prefix
-    total = Partials(_fold(np.add, p.cnt, starts, True),
-                     _fold(np.add, p.sum, starts, exact) if p.sum is not None else None,
-                     _fold(np.minimum, p.mn, starts, False) if p.mn is not None else None,
-                     _fold(np.maximum, p.mx, starts, False) if p.mx is not None else None)
+    total = Partials(_fold(np.add, p.cnt, starts), _fold(np.add, p.sum, starts) if p.sum is not None else None,
+                     _fold(np.minimum, p.mn, starts) if p.mn is not None else None,
+                     _fold(np.maximum, p.mx, starts) if p.mx is not None else None)
     if pieces:
         total.merge(_raw_partials(store, edges, pieces, grouping.group_of_series, grouping.n_groups, need_sum,
                                   rollup.minmax))
     return total.cnt, _finish(agg, total)
 
 
-def _fold(ufunc: np.ufunc, cells: np.ndarray, starts: np.ndarray, exact_sums: bool) -> np.ndarray:
+def _fold(ufunc: np.ufunc, cells: np.ndarray, starts: np.ndarray) -> np.ndarray:
     """Fold the column groups of window-major ``cells`` (groups start at ``starts``): ``(groups, windows)``."""
     if len(starts) == cells.shape[1]:  # one series per group: nothing to fold
         return cells.T
-    if ufunc is np.add and exact_sums:
-        # Integer sums: differences of a running sum along the row are exact and much faster than
-        # reduceat over many small column groups.
-        running = np.cumsum(cells, axis=1)
-        ends = np.r_[starts[1:], cells.shape[1]] - 1
-        out = running[:, ends]
-        out[:, 1:] -= running[:, starts[1:] - 1]
-        return out.T
     return ufunc.reduceat(cells, starts, axis=1).T
 
 
