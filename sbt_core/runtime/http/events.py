@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import uuid
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 
@@ -151,7 +152,16 @@ def parse_entries(data: Any) -> list[Event | EntryError]:
 def put_events_response(parsed: list[Event | EntryError], bus: EventBus) -> dict[str, Any]:
     """Put the valid events on ``bus`` in one batch and answer PutEvents-style, in request order."""
     events = [p for p in parsed if isinstance(p, Event)]
-    results = iter(bus.put_events(events) if events else [])
+    # Bus.accept_batch accepts all or nothing (False only once the bus has stopped) without building a
+    # result record per entry; any other EventBus answers per entry through put_events.
+    accept_batch = getattr(bus, "accept_batch", None)
+    results: Iterator[PutEventsEntryResult]
+    if accept_batch is not None and (not events or accept_batch(events)):
+        if len(events) == len(parsed):
+            return {"FailedEntryCount": 0, "Entries": [{"EventId": event.id} for event in events]}
+        results = (PutEventsEntryResult(event_id=event.id) for event in events)
+    else:  # another EventBus, or a stopped bus (whose put_events says so per entry)
+        results = iter(bus.put_events(events) if events else [])
     entries: list[dict[str, str]] = []
     failed = 0
     for item in parsed:

@@ -1,0 +1,234 @@
+"""``POST /events`` batch acceptance after the throughput work: the fast paths give the same answers as the
+careful ones (per-entry errors included), orjson gives the standard library's results, and the bus's
+batch accept and burst recording keep every delivery rule."""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import attrs
+import pytest
+from starlette.responses import JSONResponse
+
+from sbt_core.config import EventsConfig
+from sbt_core.errors import BadRequestError, ProviderError
+from sbt_core.models import APPLICATION_PLANE_SOURCE, Event, utcnow
+from sbt_core.runtime.bus import Bus
+from sbt_core.runtime.http import events as ev
+from sbt_core.runtime.http._json import FastJSONResponse, loads
+from sbt_core.runtime.http.hooks import json_body
+from sbt_core.runtime.seams import EventRecord, PutEventsEntryResult
+from sbt_core.triggers import EventTrigger
+
+INGEST = EventTrigger("ingestUsage", APPLICATION_PLANE_SOURCE)
+FAST = EventsConfig(max_attempts=2, backoff_base_seconds=0, backoff_max_seconds=0)
+JOIN = 10.0
+
+
+def entry(detail: Any = '{"tenantId": "t1"}', **fields: Any) -> dict[str, Any]:
+    return {"Source": APPLICATION_PLANE_SOURCE, "DetailType": "ingestUsage", "Detail": detail, **fields}
+
+
+#: Every kind of entry: plain ones (the fast path) and each way one can be odd or wrong.
+ENTRIES: list[Any] = [
+    entry(),
+    entry({"tenantId": "t2"}),  # Detail as an object
+    entry('{"x": NaN, "big": 123456789012345678901234567890}'),  # json accepts, orjson does not
+    entry("{not json"),
+    entry("[1, 2]"),
+    entry('"text"'),
+    entry(""),
+    entry(None),
+    entry(Unknown=1),
+    entry(Time="2026-01-31T12:00:00Z"),
+    entry(Time="yesterday"),
+    entry(Resources=["arn:x"]),
+    entry(Resources="arn:x"),
+    entry(EventBusName="default", TraceHeader="t"),
+    {"Source": "  ", "DetailType": "ingestUsage", "Detail": "{}"},
+    {"Source": 5, "DetailType": "ingestUsage", "Detail": "{}"},
+    {"Source": APPLICATION_PLANE_SOURCE, "Detail": "{}"},
+    {"detail-type": "ingestUsage", "source": APPLICATION_PLANE_SOURCE, "id": "env-1", "detail": {"a": 1}},
+    {"detail-type": "ingestUsage", "source": APPLICATION_PLANE_SOURCE, "detail": "nope"},
+    "not an object",
+    entry('{"tenantId": "t3"}'),
+]
+
+
+def same(a: Event | ev.EntryError, b: Event | ev.EntryError) -> bool:
+    if isinstance(a, ev.EntryError) or isinstance(b, ev.EntryError):
+        return isinstance(a, ev.EntryError) and isinstance(b, ev.EntryError) and (a.code, a.message) == (b.code, b.message)
+    if math.isnan(a.detail.get("x", 0)):  # NaN != NaN: compare the rest
+        return attrs.evolve(a, detail={}) == attrs.evolve(b, detail={}) and a.detail.keys() == b.detail.keys()
+    return a == b
+
+
+def test_the_batch_fast_path_answers_exactly_as_parse_entry_does_entry_by_entry() -> None:
+    parsed = ev.parse_entries({"Entries": ENTRIES})
+    assert len(parsed) == len(ENTRIES)
+    received = parsed[0].time  # type: ignore[union-attr]
+    for item, raw in zip(parsed, ENTRIES):
+        event_id = item.id if isinstance(item, Event) and "id" not in raw else None
+        expected: Event | ev.EntryError
+        try:
+            expected = ev.parse_entry(raw, event_id=event_id or "x", received=received)
+        except ev.EntryError as exc:
+            expected = exc
+        if isinstance(expected, Event) and isinstance(item, Event) and "detail-type" in raw:
+            expected = attrs.evolve(expected, time=item.time)  # an envelope without time is stamped when parsed
+        assert same(item, expected), (raw, item, expected)
+    kinds = ["ok" if isinstance(p, Event) else p.code for p in parsed]
+    assert kinds == ["ok", "ok", "ok", "MalformedDetail", "MalformedDetail", "MalformedDetail", "InvalidArgument",
+                     "InvalidArgument", "InvalidArgument", "ok", "InvalidArgument", "ok", "InvalidArgument", "ok",
+                     "InvalidArgument", "InvalidArgument", "InvalidArgument", "ok", "MalformedDetail",
+                     "InvalidArgument", "ok"]
+    nan_entry = parsed[2]
+    assert isinstance(nan_entry, Event) and nan_entry.detail["big"] == 123456789012345678901234567890
+    bad = parsed[3]
+    assert isinstance(bad, ev.EntryError) and bad.message.startswith("Detail is not valid JSON: Expecting")
+
+
+def test_trusted_events_equal_validated_ones() -> None:
+    now = utcnow()
+    trusted = Event.trusted("ingestUsage", APPLICATION_PLANE_SOURCE, {"a": 1}, "id-1", now, ["r"])
+    built = Event(detail_type="ingestUsage", source=APPLICATION_PLANE_SOURCE, detail={"a": 1}, id="id-1", time=now,
+                  resources=["r"])
+    assert trusted == built and hash(trusted.id) == hash(built.id) and repr(trusted) == repr(built)
+    with pytest.raises(attrs.exceptions.FrozenInstanceError):
+        trusted.id = "other"  # type: ignore[misc]
+
+
+def test_batch_event_ids_are_distinct_version_4_uuids() -> None:
+    ids = ev.new_event_ids(500) + ev.new_event_ids(500)
+    assert len(set(ids)) == 1000
+    assert all(uuid.UUID(i).version == 4 and uuid.UUID(i).variant == uuid.RFC_4122 and str(uuid.UUID(i)) == i
+               for i in ids)
+
+
+def test_json_parsing_gives_the_standard_librarys_values_and_errors() -> None:
+    for text in (b'{"a": [1, 2.5, "\\u00e9", null, true]}', b'{"a": 1, "a": 2}', b"  [ ]  ",
+                 b'{"big": 1e400, "n": -123456789012345678901234567890}', "{\"a\": 1}".encode("utf-16")):
+        assert loads(text) == json.loads(text)
+    assert math.isnan(loads(b'{"x": NaN}')["x"])
+    for bad in (b'{"a":', b"{'a': 1}", b"[1,]", b"\xff\xfe\x00"):
+        with pytest.raises((json.JSONDecodeError, UnicodeDecodeError)) as got:
+            loads(bad)
+        with pytest.raises(type(got.value)) as expected:
+            json.loads(bad)
+        assert str(got.value) == str(expected.value)
+    with pytest.raises(BadRequestError, match="malformed JSON body: Expecting value at line 2 column 11"):
+        json_body(b'{"a":\n  1, "b": }')
+
+
+def test_the_fast_json_response_renders_the_same_bytes() -> None:
+    content = {"FailedEntryCount": 1, "Entries": [{"EventId": "é\u2028"}, {"ErrorCode": "X", "ErrorMessage": 'a"b'}],
+               "none": None, "flag": True}
+    assert FastJSONResponse(content).body == JSONResponse(content).body
+    big = {"n": 2**70}
+    assert FastJSONResponse(big).body == JSONResponse(big).body  # beyond orjson: Starlette's rendering
+
+
+# --- the bus --------------------------------------------------------------------------------------------------
+
+class PlainBus:
+    """An EventBus without ``accept_batch``: answered through ``put_events`` only (one entry refused)."""
+
+    def __init__(self) -> None:
+        self.put: list[Event] = []
+
+    def put_events(self, events: Sequence[Event]) -> list[PutEventsEntryResult]:
+        self.put += events
+        return [PutEventsEntryResult(event_id=e.id) if i != 1 else
+                PutEventsEntryResult(error_code="Throttled", error_message="slow down") for i, e in enumerate(events)]
+
+    def get(self, event_id: str) -> EventRecord | None:
+        return None
+
+
+def test_per_entry_answers_in_request_order_over_the_bus_and_any_event_bus() -> None:
+    bus = Bus(FAST)
+    body = {"Entries": [entry(), entry("{bad"), entry(), entry(Time="never")]}
+    answer = ev.put_events_response(ev.parse_entries(body), bus)
+    assert answer["FailedEntryCount"] == 2
+    ok1, bad, ok2, late = answer["Entries"]
+    assert set(ok1) == {"EventId"} and set(ok2) == {"EventId"} and ok1 != ok2
+    assert bad["ErrorCode"] == "MalformedDetail" and late["ErrorCode"] == "InvalidArgument"
+    assert bus.get(ok1["EventId"]) is not None and bus.get(ok2["EventId"]) is not None
+    assert len(bus.recent()) == 2  # nothing stored for the refused entries
+
+    all_ok = ev.put_events_response(ev.parse_entries({"Entries": [entry(), entry()]}), bus)
+    assert all_ok["FailedEntryCount"] == 0 and len(all_ok["Entries"]) == 2
+
+    plain = PlainBus()
+    answer = ev.put_events_response(ev.parse_entries({"Entries": [entry(), entry("{bad"), entry(), entry()]}),
+                                    plain)  # type: ignore[arg-type]
+    assert [sorted(e) for e in answer["Entries"]] == [["EventId"], ["ErrorCode", "ErrorMessage"],
+                                                      ["ErrorCode", "ErrorMessage"], ["EventId"]]
+    assert answer["Entries"][2]["ErrorCode"] == "Throttled" and answer["FailedEntryCount"] == 2
+    bus.stop(JOIN)
+
+
+def test_a_stopped_bus_refuses_each_entry_and_logs_nothing() -> None:
+    bus = Bus(FAST)
+    bus.stop(JOIN)
+    events = [Event.create("ingestUsage", {"tenantId": "t"}) for _ in range(3)]
+    assert bus.accept_batch(events) is False
+    assert [r.error_code for r in bus.put_events(events)] == ["BusClosed"] * 3
+    answer = ev.put_events_response(ev.parse_entries({"Entries": [entry(), entry("{bad")]}), bus)
+    assert answer["FailedEntryCount"] == 2 and answer["Entries"][0]["ErrorCode"] == "BusClosed"
+    assert bus.recent() == []
+
+
+def test_a_batch_repeating_an_id_is_delivered_once_per_target() -> None:
+    bus = Bus(FAST)
+    got: list[str] = []
+    bus.add_target("ingest", INGEST, lambda e: got.append(e.id))
+    bus.start()
+    event = Event.create("ingestUsage", {"tenantId": "t"})
+    assert bus.accept_batch([event, event, attrs.evolve(event, detail={"other": 1})])
+    assert bus.join(JOIN)
+    assert got == [event.id]
+    record = bus.get(event.id)
+    assert record is not None and record.event == event  # the first envelope is kept
+    assert [(d.target, d.state) for d in record.deliveries] == [("ingest", "delivered")]
+    bus.stop(JOIN)
+
+
+def test_a_failing_event_inside_a_burst_is_retried_and_dead_lettered_while_the_rest_are_delivered() -> None:
+    bus = Bus(FAST)
+    gate = threading.Event()
+    calls: list[str] = []
+    events = [Event.create("ingestUsage", {"tenantId": "t", "n": i}) for i in range(200)]
+    poison = events[57].id
+
+    def handler(event: Event) -> Any:
+        gate.wait(JOIN)  # hold the first delivery so the rest queue up into one burst
+        calls.append(event.id)
+        if event.id == poison:
+            raise ProviderError("metering is down")
+        if event.detail["n"] == 3:
+            raise BadRequestError("not a usage event")  # not retryable: dead-lettered at once
+        return {"n": event.detail["n"]}
+
+    bus.add_target("ingest", INGEST, handler)
+    bus.start()
+    assert bus.accept_batch(events)
+    gate.set()
+    assert bus.join(JOIN)
+    assert calls[:200] == [e.id for e in events]  # in order, one at a time
+    assert calls[200:] == [poison]  # its retry, after the burst
+    states = {e.id: bus.get(e.id).deliveries[0] for e in events}  # type: ignore[union-attr]
+    assert states[poison].state == "dead_lettered" and states[poison].attempts == 2
+    assert states[poison].last_error == "metering is down"
+    assert states[events[3].id].state == "dead_lettered" and states[events[3].id].attempts == 1
+    delivered = [e for e in events if e.id not in (poison, events[3].id)]
+    assert all(states[e.id].state == "delivered" and states[e.id].attempts == 1 for e in delivered)
+    assert states[events[10].id].result == {"n": 10}
+    assert {(d.event.id, d.attempts) for d in bus.dead_letters()} == {(poison, 2), (events[3].id, 1)}
+    assert not bus.busy("ingest")
+    bus.stop(JOIN)
