@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import sys
 import venv
 from pathlib import Path
 
@@ -19,9 +20,15 @@ def _run(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess[str
 
 
 def test_the_example_installs_lists_selects_and_passes_its_tests(tmp_path: Path) -> None:
-    # sbt-core and its dependencies come from this environment; the example is installed like any package.
-    venv.create(tmp_path / "venv", system_site_packages=True, with_pip=True)
+    # sbt-core and its dependencies come from the environment running the tests (a venv or not: a .pth
+    # line adds its site directories, editable installs included); the example is installed like any package.
+    venv.create(tmp_path / "venv", with_pip=True)
     python = tmp_path / "venv" / "bin" / "python"
+    venv_site = subprocess.run([str(python), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+                               capture_output=True, text=True, check=True).stdout.strip()
+    parents = [p for p in sys.path if p.endswith("site-packages")]
+    Path(venv_site, "_sbt_parent_env.pth").write_text(
+        "".join(f"import site; site.addsitedir({p!r})\n" for p in parents))
     _run(python, "-m", "pip", "install", "--quiet", "--no-deps", str(EXAMPLE), cwd=tmp_path)
 
     plugins = {p["name"]: p for p in json.loads(_run(python, "-m", "sbt_core.cli", "plugins", "list", "--json",
