@@ -34,7 +34,7 @@ from ._common import ConfigOption, JsonOption, fail, handle_errors, json_object,
 __all__ = ["register", "resolve_server"]
 
 UrlOption = Annotated[str | None, typer.Option("--url", envvar="SBT_URL", show_default=False,
-                                              help="Control plane URL (default: [server] host and port of the config).")]
+                                              help="Control plane URL (default: \\[server] host and port of the config).")]
 TokenOption = Annotated[str | None, typer.Option("--token", envvar="SBT_TOKEN", show_default=False,
                                                 help="Bearer token (default: minted with the local auth provider).")]
 #: Entries per ``POST /events`` when putting a file (EventBridge PutEvents takes at most 10; we take more).
@@ -117,9 +117,9 @@ def _register_serve(app: typer.Typer) -> None:
     @app.command("serve")
     @handle_errors
     def serve(ctx: typer.Context, config: ConfigOption = None,
-              host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default: [server] host).",
+              host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default: \\[server] host).",
                                                        show_default=False)] = None,
-              port: Annotated[int | None, typer.Option("--port", "-p", help="Port (default: [server] port; 0 = any free).",
+              port: Annotated[int | None, typer.Option("--port", "-p", help="Port (default: \\[server] port; 0 = any free).",
                                                        min=0, max=65535, show_default=False)] = None,
               log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info") -> None:
         """Run the control plane: HTTP API, event bus and scheduler in one process (Ctrl-C stops it, draining events)."""
