@@ -31,6 +31,8 @@ from ._windows import QUARTER_MS, ceil_ms, ms_to_datetime, window_edges
 __all__ = ["UsageResult", "run_query"]
 
 _NEEDS_SUM = {Aggregation.SUM, Aggregation.AVG}
+#: UNIQUE_COUNT marks distinct (cell, text) pairs in a bitmap up to this many bits (or 8 per event).
+BITMAP_CELLS = 1 << 24
 _MAX_PIECES = 64  # beyond this many raw pieces (odd zones, many windows) one raw pass is cheaper
 
 
@@ -314,12 +316,26 @@ def _raw_path(store: MeterStore, agg: Aggregation, edges: np.ndarray, from_ms: i
         pass
     elif agg is Aggregation.LATEST:
         # Latest by event time (OpenMeter's argMax(value, time)); a tie goes to the later ingested.
-        order = np.lexsort((rows, ts, key))
-        last = np.r_[key[order][1:] != key[order][:-1], True]
-        value[key[order][last]] = store.val[rows][order][last]
+        # Two passes of ufunc.at instead of a sort: the latest time per cell, then the last row among
+        # the events at that time.
+        latest = np.full(size, np.iinfo(np.int64).min)
+        np.maximum.at(latest, key, ts)
+        at_latest = ts == latest[key]
+        last_row = np.full(size, -1)
+        np.maximum.at(last_row, key[at_latest], rows[at_latest])
+        filled = last_row >= 0
+        value[filled] = store.val[last_row[filled]]
     else:
-        # Distinct (cell, value code) pairs, then pairs per cell.
+        # Distinct (cell, value text) pairs, counted per cell: a bitmap when it is small, else a sort.
         codes = store.val[rows].astype(np.int64)
-        pairs = np.unique(key * max(len(store.texts), 1) + codes)
-        value = np.bincount(pairs // max(len(store.texts), 1), minlength=size).astype(np.float64)
+        texts = max(len(store.texts), 1)
+        pairs = key * texts + codes
+        if size * texts <= max(8 * len(rows), BITMAP_CELLS):
+            seen = np.zeros(size * texts, dtype=bool)
+            seen[pairs] = True
+            value = seen.reshape(size, texts).sum(axis=1).astype(np.float64)
+        else:
+            pairs.sort()
+            distinct = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
+            value = np.bincount(distinct // texts, minlength=size).astype(np.float64)
     return cnt.reshape(n_groups, k), value.reshape(n_groups, k)
