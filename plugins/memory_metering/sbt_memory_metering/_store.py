@@ -244,7 +244,9 @@ class MeterStore:
         for run_h, run_rows in self.runs:
             left = np.searchsorted(run_h, needles, side="left")
             right = np.searchsorted(run_h, needles, side="right")
-            for a, b in zip(left[left < right].tolist(), right[left < right].tolist(), strict=True):
+            width = right - left
+            found.append(run_rows[left[width == 1]])  # the usual case: one stored occurrence
+            for a, b in zip(left[width > 1].tolist(), right[width > 1].tolist(), strict=True):
                 found.append(run_rows[a:b])
         return np.concatenate(found).astype(np.int64) if found else np.zeros(0, dtype=np.int64)
 
