@@ -250,6 +250,8 @@ class Bus:
         window, max_ids = self.config.dedup_window_seconds, self.config.dedup_max_ids
         remember = window > 0 and max_ids > 0
         routed: dict[tuple[str, str], Any] = {}
+        expired: set[str] = set()  # targets whose dedup ids past the window were forgotten this batch
+        new_message = Message.first
         # One lock round-trip per batch; _record and _accept inlined (same rules, see them): at a hundred
         # events per request the per-event method calls were a third of the bus's cost.
         with self._lock:
@@ -269,12 +271,13 @@ class Bus:
                 slots = entry.slots
                 for target in targets:
                     seen = target.seen
-                    while seen:  # forget ids past the window or over the cap; insertion order = acceptance
-                        if now - next(iter(seen.values())) >= window or len(seen) >= max_ids:
-                            seen.popitem(last=False)
-                        else:
-                            break
                     name = target.info.name
+                    if name not in expired:  # once per batch: `now` is the same for all its events
+                        expired.add(name)
+                        while seen and now - next(iter(seen.values())) >= window:  # past the window
+                            seen.popitem(last=False)
+                    while len(seen) >= max_ids and seen:  # over the cap: the oldest first
+                        seen.popitem(last=False)
                     if event_id in seen:
                         if name not in slots:  # the first delivery's row fell out of the log: say why it is skipped
                             slots[name] = _Slot("skipped_duplicate", 0, None, wall)
@@ -283,7 +286,7 @@ class Bus:
                         seen[event_id] = now
                     slots[name] = _Slot("pending", 0, None, wall)
                     target.outstanding += 1
-                    messages.append(Message(name, event))
+                    messages.append(new_message(name, event))
         if messages:
             self.transport.send(messages)
         self._notify(events)

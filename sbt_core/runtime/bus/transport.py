@@ -39,6 +39,16 @@ class Message:
     event: Event
     attempt: int = 1
 
+    @classmethod
+    def first(cls, target: str, event: Event) -> Message:
+        """``Message(target, event)`` (attempt 1) without the frozen class's ``__setattr__`` round trips:
+        the bus builds one per (event, target) on the publish hot path, with values it already holds."""
+        message = object.__new__(cls)
+        _set_target(message, target)
+        _set_event(message, event)
+        _set_attempt(message, 1)
+        return message
+
     def to_json(self) -> dict[str, Any]:
         """Wire form for a broker: ``{target, attempt, event: <EventBridge envelope>}``."""
         return {"target": self.target, "attempt": self.attempt, "event": to_json(self.event)}
@@ -47,6 +57,11 @@ class Message:
     def from_json(cls, data: dict[str, Any]) -> Message:
         """Inverse of :meth:`to_json`; raises BadRequestError on a malformed envelope."""
         return cls(target=str(data["target"]), event=from_json(Event, data["event"]), attempt=int(data["attempt"]))
+
+
+_set_target, _set_event, _set_attempt = (Message.__dict__[a.name].__set__ for a in attrs.fields(Message))
+if tuple(a.name for a in attrs.fields(Message)) != ("target", "event", "attempt"):  # pragma: no cover
+    raise ImportError("Message.first must be updated with Message's fields")
 
 
 class Transport(ABC):
