@@ -11,7 +11,12 @@ in-process ASGI driver (no network, no HTTP client, so the ratio measures the ap
   small JSON object.
 
 Prints requests/s and events/s of each and ``ratio = sbt / bare`` (target: at least 0.5), measured
-interleaved in the same run (best of several rounds, so a noisy neighbour hurts both alike).
+interleaved in the same run (best of several rounds, so a noisy neighbour hurts both alike). Each sbt
+round ends by waiting until its bus has delivered everything it accepted, so no delivery runs during a
+bare round. For ``ingestUsage`` two sbt rates are shown: *answered* (requests answered per second of
+requests) and *delivered* (the same requests over the time until every event reached the hook: the
+sustained rate, as the delivery worker shares the interpreter with the HTTP path). Over uvicorn the
+wait polls ``GET /events``. Each ratio is also printed as an ``SBT-BENCH`` line (``_report.py``).
 
     python benchmarks/http.py [--rounds 5] [--seconds 1.0]
 """
