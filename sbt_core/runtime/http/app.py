@@ -112,11 +112,16 @@ class BodyLimitMiddleware:
         self.app = app
         self.max_bytes = max_bytes
 
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        # Built only when needed: building the 413 response up front cost every request ~10 us.
+        await error_response(PayloadTooLargeError(f"request body larger than {self.max_bytes} bytes"))(
+            scope, receive, send)
+
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        too_large = error_response(PayloadTooLargeError(f"request body larger than {self.max_bytes} bytes"))
+        too_large = self._too_large
         for name, value in scope.get("headers", ()):
             if name == b"content-length":
                 try:
