@@ -32,7 +32,7 @@ CANCELLED = 1  # flag bit of a cancelled event
 #: blocks (events mostly arrive in time order, so recent ranges touch the last blocks only).
 BLOCK = 1 << 16
 _ROLLUP_AGGS = {Aggregation.SUM, Aggregation.COUNT, Aggregation.AVG, Aggregation.MIN, Aggregation.MAX}
-_MIN_ROLLUP_CELLS = 1 << 21
+_MIN_ROLLUP_CELLS = 1 << 18  # 8 MB: a young meter gets a grid while it is cheap
 
 
 def _grown(old: np.ndarray, used: int, need: int) -> np.ndarray:

@@ -63,8 +63,9 @@ class MemoryMeteringSettings:
       ``sbt_shutdown`` and load it on ``sbt_startup``.
     - ``snapshot_path``: file of the snapshot; default ``<state_dir>/memory/metering.npz``.
     - ``rollup_cells_per_event`` (>= 0): memory budget of the 15-minute pre-aggregation grid of a meter,
-      in grid cells per stored event (a floor of 2,097,152 cells applies); beyond it the meter answers
-      from raw events only (slower, same results). 0 disables pre-aggregation.
+      in grid cells (32 bytes each) per stored event, with a floor of 262,144 cells (8 MB); beyond it
+      the meter answers from raw events only (slower, same results) until it has enough events.
+      0 disables pre-aggregation.
     - ``release_memory`` (bool, default on): after a bulk load of at least 100,000 events, a purge or a
       snapshot load, hand freed heap back to the OS (glibc ``malloc_trim``), so the process's resident
       memory tracks what is stored rather than the load's freed temporaries.
@@ -79,6 +80,6 @@ class MemoryMeteringSettings:
     unknown_tenant: str = attrs.field(default="accept", validator=_one_of(UNKNOWN_TENANT_POLICIES))
     snapshot: bool = False
     snapshot_path: Path | None = None
-    rollup_cells_per_event: float = attrs.field(default=1.0, validator=_non_negative)
+    rollup_cells_per_event: float = attrs.field(default=1.5, validator=_non_negative)
     pending_flush_events: int = attrs.field(default=65536, validator=_positive)
     release_memory: bool = True
