@@ -1,6 +1,6 @@
 """``POST /events`` batch acceptance after the throughput work: the fast paths give the same answers as the
 careful ones (per-entry errors included), orjson gives the standard library's results, and the bus's
-batch accept and burst recording keep every delivery rule."""
+batch accept and the worker's burst handling keep every delivery rule."""
 
 from __future__ import annotations
 

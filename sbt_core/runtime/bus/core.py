@@ -54,8 +54,6 @@ log = logging.getLogger("sbt.bus")
 Handler = Callable[[Event], Any]
 #: Messages a worker takes from its queue per wake-up.
 _BURST = 256
-#: Seconds a delivered message may wait to be recorded with the rest of its burst (one lock per burst).
-_RECORD_DELAY = 0.05
 TargetKind = Literal["binding", "subscriber", "schedule"]
 _UNSEEN: Any = object()
 
@@ -377,56 +375,41 @@ class Bus:
     def _work(self, target: _Target) -> None:
         name = target.info.name
         handler = target.handler
-        done: list[tuple[Message, Any]] = []  # delivered, not yet recorded: (message, handler's result)
         while True:
-            # A burst is taken with one wake-up; messages are still handled one at a time, in order.
+            # A burst is taken with one wake-up; messages are still handled one at a time, in order, and
+            # each outcome is recorded as soon as its handler returns (GET /events shows it at once).
             messages = self.transport.receive_many(name, _BURST)
             if not messages:
                 return
-            flush_at = time.monotonic() + _RECORD_DELAY
             for message in messages:
                 try:
-                    if message.attempt > 1:  # a retry: recorded at once, after the rows before it
-                        self._record_done(target, done)
+                    if message.attempt > 1:  # a retry: the full path (its row goes back to pending first)
                         self._deliver(target, message)
-                    else:  # the common case: _deliver inline, its "delivered" row recorded with the burst
-                        try:
-                            result = handler(message.event)
-                        except Exception as exc:  # noqa: BLE001 - a failed attempt: retried or dead-lettered
-                            self._record_done(target, done)
-                            self._failed(target, message, exc)
-                        else:
-                            done.append((message, None if result is None else result_json(result)))
-                except Exception as exc:  # a bug here must not kill the worker and strand the queue
-                    self._record_done(target, done)
+                        continue
+                    try:  # the common case, _deliver inline
+                        result = handler(message.event)
+                    except Exception as exc:  # noqa: BLE001 - a failed attempt: retried or dead-lettered
+                        self._failed(target, message, exc)
+                    else:
+                        self._delivered(target, message, None if result is None else result_json(result))
+                except Exception as exc:  # noqa: BLE001 - a bug here must not kill the worker and strand the queue
                     self._internal_error(target, message, exc)
-                if done and time.monotonic() >= flush_at:  # a slow handler must not hold back the others' rows
-                    self._record_done(target, done)
-                    flush_at = time.monotonic() + _RECORD_DELAY
-            self._record_done(target, done)
 
-    def _record_done(self, target: _Target, done: list[tuple[Message, Any]]) -> None:
-        """Record the delivered ``done`` messages (ack, log rows, outstanding count) under one lock, then
-        empty the list: per message, the same as :meth:`_finish` with ``delivered``, a burst at a time."""
-        if not done:
-            return
-        for message, _ in done:
-            self.transport.ack(message)
+    def _delivered(self, target: _Target, message: Message, result: Any) -> None:
+        """:meth:`_finish` for a delivered message, in fewer steps (the worker's hot path)."""
+        self.transport.ack(message)
         name = target.info.name
-        log_ = self._log
-        updated = time.time()
         with self._lock:
-            for message, result in done:
-                entry = log_.get(message.event.id)
-                if entry is not None:  # fallen out of the log: nothing to update
-                    slot = entry.slots.get(name)
-                    if slot is None:
-                        slot = entry.slots[name] = _Slot()
-                    slot.state, slot.attempts, slot.updated, slot.result = "delivered", message.attempt, updated, result
-            target.outstanding -= len(done)
+            entry = self._log.get(message.event.id)
+            if entry is not None:  # fallen out of the log: nothing to update
+                slot = entry.slots.get(name)
+                if slot is None:
+                    slot = entry.slots[name] = _Slot()
+                # last_error is kept: a delivered slot shows the error of the attempt before, for the record
+                slot.state, slot.attempts, slot.updated, slot.result = "delivered", message.attempt, time.time(), result
+            target.outstanding -= 1
             if target.outstanding == 0:
                 self._idle.notify_all()
-        done.clear()
 
     def _internal_error(self, target: _Target, message: Message, exc: Exception) -> None:
         name = target.info.name
@@ -445,7 +428,7 @@ class Bus:
             self._update(event.id, name, "pending", message.attempt - 1, None)
         try:
             result = target.handler(event)
-        except Exception as exc:  # every failure is recorded: retried or dead-lettered, never lost
+        except Exception as exc:  # noqa: BLE001 - every failure is recorded: retried or dead-lettered, never lost
             self._failed(target, message, exc)
         else:
             self._finish(target, message, ("delivered", None), result=None if result is None else result_json(result))
