@@ -194,6 +194,9 @@ class UsageEvent:
         if not isinstance(detail, dict):
             raise BadRequestError("usage event detail must be a JSON object")
         received = received or utcnow()
+        fast = _canonical_fast(cls, detail, identifier, received)
+        if fast is not None:
+            return fast
         if "meterApiName" in detail:
             rest = {k: v for k, v in detail.items()
                     if k not in {"tenantId", "customerId", "meterApiName", "meterValue", "meterTimeInMillis", "uniqueId"}}
@@ -236,6 +239,40 @@ class UsageEvent:
     def from_event(cls, event: Event, *, received: datetime | None = None) -> UsageEvent:
         """The usage event an ``ingestUsage`` envelope carries; ``identifier`` defaults to the envelope id."""
         return cls.from_detail(event.detail, identifier=event.id, received=received)
+
+
+_CANONICAL_KEYS = frozenset({"tenantId", "eventName", "identifier", "timestamp", "properties"})
+#: Slot setters of UsageEvent in field order, for :func:`_canonical_fast`.
+_USAGE_SLOTS = tuple(UsageEvent.__dict__[a.name].__set__ for a in attrs.fields(UsageEvent))
+assert tuple(a.name for a in attrs.fields(UsageEvent)) == ("tenant_id", "event_name", "identifier", "timestamp",
+                                                             "properties"), "update _canonical_fast"
+
+
+def _short_text(value: Any, max_len: int) -> bool:
+    return type(value) is str and 0 < len(value) <= max_len and not value.isspace()
+
+
+def _canonical_fast(cls: type[UsageEvent], detail: dict[str, Any], identifier: str | None,
+                    received: datetime) -> UsageEvent | None:
+    """The usual canonical event (no timestamp, or one already parsed) built without the slow path's
+    generic checks; None for anything else, which :meth:`UsageEvent.from_detail` then checks in full.
+
+    Every delivery of ``ingestUsage`` parses one, so this runs the same checks as the validators
+    (strings of 1-256 / 1-100 characters, not blank; properties a dict) in a few comparisons, and writes
+    the slots directly as attrs' own ``__init__`` does.
+    """
+    if not detail.keys() <= _CANONICAL_KEYS or detail.get("timestamp") is not None:
+        return None
+    tenant_id, event_name = detail.get("tenantId"), detail.get("eventName")
+    ident = detail.get("identifier") or identifier
+    properties = detail.get("properties", {})
+    if not (_short_text(tenant_id, 256) and _short_text(event_name, 100) and _short_text(ident, 256)
+            and type(properties) is dict):
+        return None
+    event = object.__new__(cls)
+    for setter, value in zip(_USAGE_SLOTS, (tenant_id, event_name, ident, received, properties), strict=True):
+        setter(event, value)
+    return event
 
 
 def _limit(_: object, __: attrs.Attribute, value: int) -> None:  # type: ignore[type-arg]

@@ -42,6 +42,8 @@ class Providers:
     types: dict[Interface, str]
     instances: dict[Interface, Any]
     contexts: dict[Interface, ProviderContext]
+    #: Only the hooks the selected providers implement: the set is fixed once providers are built, so
+    #: :meth:`call` (on every event delivery) looks it up instead of walking pluggy's impls.
     _callers: dict[str, Any] = attrs.field(factory=dict, alias="callers")
 
     @property
@@ -68,9 +70,7 @@ class Providers:
 
     def implements(self, hook: str) -> bool:
         """Whether the selected provider of the hook's interface implements it."""
-        interface = CONTRACT[hook].interface
-        instance = self.instances.get(interface)
-        return instance is not None and _implements(self.pm, instance, hook)
+        return hook in self._callers
 
     def call(self, hook: str, **kwargs: Any) -> Any:
         """Call ``hook`` on its interface's selected provider only (plus extension wrappers).
@@ -78,17 +78,19 @@ class Providers:
         :raises NotImplementedHookError: the interface is not selected or its provider lacks the hook.
         :raises SbtError: whatever the provider raised; any other exception becomes a ProviderError (502).
         """
-        row = CONTRACT[hook]
-        if not self.implements(hook):
+        caller = self._callers.get(hook)
+        if caller is None:
+            row = CONTRACT[hook]
             who = self.types.get(row.interface)
             if who is None:
                 raise NotImplementedHookError(f"no {row.interface} provider is configured ({hook})")
             raise NotImplementedHookError(f"the {row.interface} provider '{who}' does not implement {hook}")
         try:
-            return self._callers[hook](**kwargs)
+            return caller(**kwargs)
         except SbtError:
             raise
         except Exception as exc:
+            row = CONTRACT[hook]
             log.exception("%s provider %r failed in %s", row.interface, self.types[row.interface], hook)
             raise ProviderError(f"{row.interface} provider '{self.types[row.interface]}' failed in {hook}: "
                                 f"{type(exc).__name__}") from exc
@@ -160,6 +162,9 @@ def build_providers(catalog: PluginCatalog, config: Config, *, state_dir: Path |
     pm.check_pending()
     callers = {}
     for hook, row in CONTRACT.items():
+        selected = instances.get(row.interface)
+        if selected is None or not _implements(pm, selected, hook):
+            continue
         others = [inst for iface, inst in instances.items() if iface != row.interface]
         callers[hook] = pm.subset_hook_caller(hook, remove_plugins=others)
     return Providers(pm=pm, types=types, instances=instances, contexts=contexts, callers=callers)

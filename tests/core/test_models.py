@@ -130,3 +130,24 @@ def test_update_user_needs_at_least_one_attribute() -> None:
 def test_page_uses_sbt_aws_next_token_key() -> None:
     assert to_json(Page(items=[1, 2], next_token="abc")) == {"items": [1, 2], "next_token": "abc"}
     assert Aggregation("LATEST") is Aggregation.LATEST
+
+
+@pytest.mark.parametrize("detail", [
+    {"tenantId": "t", "eventName": "e", "properties": {"value": 1, "region": "eu"}},
+    {"tenantId": "t", "eventName": "e", "identifier": "own-id"},
+    {"tenantId": "t", "eventName": "e", "timestamp": "2026-11-01T00:00:00Z", "properties": {}},
+])
+def test_the_canonical_fast_path_builds_what_the_validated_constructor_builds(detail: dict[str, object]) -> None:
+    usage = UsageEvent.from_detail(detail, identifier="envelope-id", received=T0)
+    assert usage == UsageEvent(tenant_id="t", event_name="e", identifier=str(detail.get("identifier", "envelope-id")),
+                               timestamp=T0, properties=dict(detail.get("properties", {})))  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize(("detail", "message"), [
+    ({"tenantId": "   ", "eventName": "e"}, "tenantId must be 1 to 256 characters"),
+    ({"tenantId": "t", "eventName": "e" * 101}, "eventName must be 1 to 100 characters"),
+    ({"tenantId": "t", "eventName": "e", "identifier": 7}, "identifier must be a string"),
+])
+def test_what_the_fast_path_declines_is_refused_by_the_full_checks(detail: dict[str, object], message: str) -> None:
+    with pytest.raises(BadRequestError, match=message):
+        UsageEvent.from_detail(detail, identifier="envelope-id", received=T0)
