@@ -6,16 +6,15 @@
 from types import ModuleType
 
 from . import auth, billing, lifecycle, metering
-from ._contract import CONTRACT, INTERFACES, SBT_INTERFACES, HookDef, Interface
+from ._contract import BATCH_FORMS, CONTRACT, INTERFACES, SBT_INTERFACES, BatchForm, HookDef, Interface, interface_of_hook
 
 #: Modules to hand to ``PluginManager.add_hookspecs``.
 SPEC_MODULES: tuple[ModuleType, ...] = (auth, billing, metering, lifecycle)
 
 
 def interface_of(hook_name: str) -> Interface | None:
-    """The interface an interface hook belongs to, or None for lifecycle and unknown hooks."""
-    row = CONTRACT.get(hook_name)
-    return row.interface if row else None
+    """The interface an interface hook (or batch form) belongs to, or None for lifecycle and unknown hooks."""
+    return interface_of_hook(hook_name)
 
 
 def hooks_of(interface: Interface) -> list[HookDef]:
@@ -23,5 +22,5 @@ def hooks_of(interface: Interface) -> list[HookDef]:
     return [row for row in CONTRACT.values() if row.interface == interface]
 
 
-__all__ = ["CONTRACT", "INTERFACES", "SBT_INTERFACES", "SPEC_MODULES", "HookDef", "Interface", "hooks_of",
-           "interface_of"]
+__all__ = ["BATCH_FORMS", "CONTRACT", "INTERFACES", "SBT_INTERFACES", "SPEC_MODULES", "BatchForm", "HookDef",
+           "Interface", "hooks_of", "interface_of"]

@@ -40,6 +40,8 @@ class HookDef:
     default_trigger: AnyTrigger
     #: For event-triggered hooks: how an event becomes the hook's keyword arguments.
     event_kwargs: Callable[[Event], dict[str, Any]] = event_kwargs
+    #: The hook's optional batch form (see :data:`BATCH_FORMS`), which the bus calls for a burst of events.
+    batch_hook: str | None = None
 
     @property
     def overridable(self) -> bool:
@@ -47,6 +49,40 @@ class HookDef:
 
 
 CONTRACT: dict[str, HookDef] = {}
+
+
+@attrs.frozen
+class BatchForm:
+    """The batch form of an event hook: one call for many events, which the bus prefers over one call
+    per event when the selected provider implements it. ``argument`` is its list parameter; each item is
+    what the single hook's only keyword argument would have been."""
+
+    name: str
+    single: str
+    argument: str
+
+
+#: Batch hooks by name. They are not bindable themselves: they serve the single hook's binding.
+BATCH_FORMS: dict[str, BatchForm] = {}
+
+
+def batch_of(single: str, argument: str) -> Callable[[F], F]:
+    """Record a hookspec as the batch form of the (already declared) event hook ``single``."""
+
+    def mark(func: F) -> F:
+        BATCH_FORMS[func.__name__] = BatchForm(func.__name__, single, argument)
+        CONTRACT[single] = attrs.evolve(CONTRACT[single], batch_hook=func.__name__)
+        return func
+
+    return mark
+
+
+def interface_of_hook(hook: str) -> Interface | None:
+    """The interface of a contract hook or of a batch form; None for lifecycle and unknown hooks."""
+    if hook in BATCH_FORMS:
+        hook = BATCH_FORMS[hook].single
+    row = CONTRACT.get(hook)
+    return row.interface if row else None
 
 
 def contract(interface: Interface, sbt_property: str, *, required: bool, trigger: AnyTrigger,

@@ -13,7 +13,7 @@ from ..models import (
 )
 from ..models.scopes import METER_READ, METER_WRITE, USAGE_READ, USAGE_WRITE
 from ..triggers import EventTrigger, RouteTrigger
-from ._contract import contract, usage_event_kwargs
+from ._contract import batch_of, contract, usage_event_kwargs
 
 
 @contract("metering", "IMetering.createMeterFunction", required=True,
@@ -95,6 +95,25 @@ def metering_ingest_usage_event(usage_event: UsageEvent) -> None:
 
     :raises BadRequestError: unknown event name or tenant (per the provider's policy), inactive meter,
         a value that is missing, not numeric, NaN or infinite, or a timestamp outside the horizon.
+    """
+
+
+@batch_of("metering_ingest_usage_event", "usage_events")
+@hookspec(firstresult=True)
+def metering_ingest_usage_events(usage_events: list[UsageEvent]) -> list[str | None]:
+    """Record many usage events in one call: the batch form of ``metering_ingest_usage_event``.
+
+    Mirrors IMetering.ingestUsageEventFunction for a burst of events. Not bound on its own: when the
+    selected provider implements it, the bus delivers the ``ingestUsage`` events queued for
+    ``metering_ingest_usage_event`` through it, many at a time, with the same per-event outcome in the
+    event log (bulk loads call it too).
+
+    :param usage_events: the events, in delivery order.
+    :return: one entry per event, in order: None when it was recorded (or ignored as a duplicate or by
+        policy), else the message of why it was refused (as ``BadRequestError`` would say; the bus
+        dead-letters that event without retrying it).
+    :raises ProviderError: the whole batch failed; the bus then delivers each event on its own, with the
+        usual retries (providers must dedup by ``identifier``, so nothing already recorded counts twice).
     """
 
 

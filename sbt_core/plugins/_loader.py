@@ -23,7 +23,7 @@ import pluggy
 from .._markers import PROJECT_NAME
 from ..errors import PluginError
 from ..provider import Provider
-from ..hookspecs import CONTRACT, INTERFACES, SPEC_MODULES, Interface, interface_of
+from ..hookspecs import BATCH_FORMS, CONTRACT, INTERFACES, SPEC_MODULES, Interface, interface_of
 
 ENTRY_POINT_GROUP = "sbt"
 STRICT_ENV = "SBT_STRICT_PLUGINS"
@@ -129,7 +129,7 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     unknown = []
     for caller in pm.get_hookcallers(plugin) or []:
         if caller.spec is None and not all(i.optionalhook for i in caller.get_hookimpls() if i.plugin is plugin):
-            close = difflib.get_close_matches(caller.name, [*CONTRACT, "sbt_startup", "sbt_shutdown",
+            close = difflib.get_close_matches(caller.name, [*CONTRACT, *BATCH_FORMS, "sbt_startup", "sbt_shutdown",
                                                             "sbt_register_commands"], n=1)
             unknown.append(caller.name + (f" (did you mean {close[0]}?)" if close else ""))
     return unknown

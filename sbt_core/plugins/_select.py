@@ -18,7 +18,7 @@ import attrs
 import pluggy
 
 from ..errors import NotImplementedHookError, PluginError, ProviderError, SbtError, StartupError
-from ..hookspecs import CONTRACT, SBT_INTERFACES, Interface, hooks_of
+from ..hookspecs import BATCH_FORMS, CONTRACT, SBT_INTERFACES, Interface, hooks_of, interface_of
 from ..models import Event
 from ..provider import ProviderContext
 from ._loader import PluginCatalog, new_plugin_manager
@@ -66,7 +66,7 @@ class Providers:
 
     def provider_of(self, hook: str) -> str | None:
         """Type name of the provider answering ``hook``, or None when its interface is not selected."""
-        return self.types.get(CONTRACT[hook].interface)
+        return self.types.get(interface_of(hook))  # type: ignore[arg-type]
 
     def implements(self, hook: str) -> bool:
         """Whether the selected provider of the hook's interface implements it."""
@@ -80,20 +80,20 @@ class Providers:
         """
         caller = self._callers.get(hook)
         if caller is None:
-            row = CONTRACT[hook]
-            who = self.types.get(row.interface)
+            interface = interface_of(hook)
+            who = self.types.get(interface)  # type: ignore[arg-type]
             if who is None:
-                raise NotImplementedHookError(f"no {row.interface} provider is configured ({hook})")
-            raise NotImplementedHookError(f"the {row.interface} provider '{who}' does not implement {hook}")
+                raise NotImplementedHookError(f"no {interface} provider is configured ({hook})")
+            raise NotImplementedHookError(f"the {interface} provider '{who}' does not implement {hook}")
         try:
             return caller(**kwargs)
         except SbtError:
             raise
         except Exception as exc:
-            row = CONTRACT[hook]
-            log.exception("%s provider %r failed in %s", row.interface, self.types[row.interface], hook)
-            raise ProviderError(f"{row.interface} provider '{self.types[row.interface]}' failed in {hook}: "
-                                f"{type(exc).__name__}") from exc
+            interface = interface_of(hook)
+            who = self.types[interface]  # type: ignore[index]
+            log.exception("%s provider %r failed in %s", interface, who, hook)
+            raise ProviderError(f"{interface} provider '{who}' failed in {hook}: {type(exc).__name__}") from exc
 
     def attach(self, sink: Callable[[Event], None]) -> None:
         """Route every provider's ``context.publish`` to ``sink`` (the event bus)."""
@@ -161,10 +161,11 @@ def build_providers(catalog: PluginCatalog, config: Config, *, state_dir: Path |
         raise StartupError("; ".join(problems))
     pm.check_pending()
     callers = {}
-    for hook, row in CONTRACT.items():
-        selected = instances.get(row.interface)
+    for hook in (*CONTRACT, *BATCH_FORMS):
+        interface = interface_of(hook)
+        selected = instances.get(interface)  # type: ignore[arg-type]
         if selected is None or not _implements(pm, selected, hook):
             continue
-        others = [inst for iface, inst in instances.items() if iface != row.interface]
+        others = [inst for iface, inst in instances.items() if iface != interface]
         callers[hook] = pm.subset_hook_caller(hook, remove_plugins=others)
     return Providers(pm=pm, types=types, instances=instances, contexts=contexts, callers=callers)

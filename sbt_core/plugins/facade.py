@@ -118,6 +118,9 @@ class MeteringFacade(_Facade):
     def ingest_usage_event(self, usage_event: UsageEvent) -> None:
         self._call("ingest_usage_event", usage_event=usage_event)
 
+    def ingest_usage_events(self, usage_events: list[UsageEvent]) -> list[str | None]:
+        return cast("list[str | None]", self._call("ingest_usage_events", usage_events=usage_events))
+
     def fetch_usage(self, meter_id: str, query: UsageQuery) -> Page[UsageRow]:
         return cast("Page[UsageRow]", self._call("fetch_usage", meter_id=meter_id, query=query))
 

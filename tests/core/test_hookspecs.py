@@ -7,7 +7,7 @@ import re
 
 import pytest
 
-from sbt_core.hookspecs import CONTRACT, SBT_INTERFACES, SPEC_MODULES, hooks_of
+from sbt_core.hookspecs import BATCH_FORMS, CONTRACT, SBT_INTERFACES, SPEC_MODULES, hooks_of
 from sbt_core.plugins import AuthFacade, BillingFacade, MeteringFacade, new_plugin_manager
 from sbt_core.triggers import EventTrigger, RouteTrigger, ScheduleTrigger, StartupTrigger
 
@@ -87,7 +87,20 @@ def test_hook_name_is_interface_and_sbt_property_in_snake_case(hook: str) -> Non
 def test_every_hookspec_module_spec_has_a_contract_row_or_is_lifecycle() -> None:
     specs = {name for module in SPEC_MODULES for name, _ in inspect.getmembers(module, inspect.isfunction)
              if hasattr(getattr(module, name), "sbt_spec")}
-    assert specs - set(CONTRACT) == {"sbt_startup", "sbt_shutdown", "sbt_register_commands"}
+    assert specs - set(CONTRACT) - set(BATCH_FORMS) == {"sbt_startup", "sbt_shutdown", "sbt_register_commands"}
+
+
+@pytest.mark.parametrize("batch", sorted(BATCH_FORMS))
+def test_a_batch_form_mirrors_its_single_hook(batch: str) -> None:
+    form = BATCH_FORMS[batch]
+    single = CONTRACT[form.single]
+    assert single.batch_hook == batch and batch not in CONTRACT  # served through the single hook's binding
+    pm = new_plugin_manager()
+    spec = getattr(pm.hook, batch).spec.function
+    single_spec = getattr(pm.hook, form.single).spec.function
+    assert list(inspect.signature(spec).parameters) == [form.argument]
+    assert form.argument == next(iter(inspect.signature(single_spec).parameters)) + "s"
+    assert f"Mirrors {single.sbt_property}" in (inspect.getdoc(spec) or "")
 
 
 @pytest.mark.parametrize(("facade", "interface"), [(AuthFacade, "auth"), (BillingFacade, "billing"),
@@ -95,8 +108,10 @@ def test_every_hookspec_module_spec_has_a_contract_row_or_is_lifecycle() -> None
 def test_typed_facade_covers_every_hook_of_its_interface(facade: type, interface: str) -> None:
     methods = {name for name, _ in inspect.getmembers(facade, inspect.isfunction)
                if not name.startswith("_") and name != "implements"}
-    assert {f"{interface}_{m}" for m in methods} == {row.name for row in hooks_of(interface)}  # type: ignore[arg-type]
-    for row in hooks_of(interface):  # type: ignore[arg-type]
-        spec_args = set(inspect.signature(getattr(new_plugin_manager().hook, row.name).spec.function).parameters)
-        method_args = set(inspect.signature(getattr(facade, row.name.removeprefix(interface + "_"))).parameters)
-        assert method_args - {"self"} == spec_args, row.name
+    hooks = {row.name for row in hooks_of(interface)} | {  # type: ignore[arg-type]
+        b for b, form in BATCH_FORMS.items() if CONTRACT[form.single].interface == interface}
+    assert {f"{interface}_{m}" for m in methods} == hooks
+    for hook in hooks:
+        spec_args = set(inspect.signature(getattr(new_plugin_manager().hook, hook).spec.function).parameters)
+        method_args = set(inspect.signature(getattr(facade, hook.removeprefix(interface + "_"))).parameters)
+        assert method_args - {"self"} == spec_args, hook

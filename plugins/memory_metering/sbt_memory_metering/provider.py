@@ -113,6 +113,12 @@ class MemoryMetering(Provider):
         """
         self.engine.ingest(usage_event)
 
+    @hookimpl
+    def metering_ingest_usage_events(self, usage_events: list[UsageEvent]) -> list[str | None]:
+        """The batch form the bus delivers bursts of ``ingestUsage`` through: one outcome per event, None
+        when recorded (or a duplicate, or dropped by policy), else why it was refused."""
+        return [r.error if r.status == "rejected" else None for r in self.engine.ingest_batch(usage_events)]
+
     def ingest_batch(self, events: Iterable[UsageEvent | dict[str, Any]]) -> list[IngestResult]:
         """Record many events; one :class:`IngestResult` per event (accepted, duplicate, dropped, rejected)."""
         return self.engine.ingest_batch(events)

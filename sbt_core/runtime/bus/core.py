@@ -36,8 +36,8 @@ import attrs
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from ...config import EventsConfig
-from ...errors import NotFoundError, SbtError
-from ...hookspecs import CONTRACT
+from ...errors import BadRequestError, NotFoundError, ProviderError, SbtError
+from ...hookspecs import BATCH_FORMS, CONTRACT
 from ...models import Event, canonical_detail_type, output_detail_type, to_json, utcnow
 from ...triggers import EventTrigger
 from ..seams import Delivery, DeliveryState, EventRecord, PutEventsEntryResult
@@ -47,7 +47,8 @@ if TYPE_CHECKING:
     from ...bindings import BindingTable
     from ...plugins import Providers
 
-__all__ = ["Bus", "DeadLetter", "Handler", "TargetInfo", "error_text", "hook_handler", "is_retryable"]
+__all__ = ["BatchHandler", "Bus", "DeadLetter", "Handler", "TargetInfo", "batch_handler", "error_text", "hook_handler",
+           "is_retryable"]
 
 log = logging.getLogger("sbt.bus")
 
@@ -84,6 +85,7 @@ class TargetInfo:
 class _Target:
     info: TargetInfo
     handler: Handler
+    batch: BatchHandler | None = None  # takes a burst of first attempts in one call (see batch_handler)
     seen: OrderedDict[str, float] = attrs.field(factory=OrderedDict)  # event id -> monotonic time accepted
     outstanding: int = 0  # messages accepted and not yet finished (queued, running or waiting to retry)
     thread: threading.Thread | None = None
@@ -123,6 +125,46 @@ def hook_handler(providers: Providers, hook: str) -> Handler:
         return call(hook, **to_kwargs(event))
 
     handle.__qualname__ = f"hook:{hook}"
+    return handle
+
+
+BatchHandler = Callable[[list[Event]], list[Exception | None]]
+
+
+def batch_handler(providers: Providers, hook: str) -> BatchHandler | None:
+    """A handler calling the batch form of event hook ``hook`` (see ``BATCH_FORMS``) for many events at
+    once, or None when the hook has none or the selected provider does not implement it.
+
+    It answers one outcome per event, in order: None (delivered) or the exception of that event — a
+    detail the hook cannot take (parsed as the single hook would), or the provider's refusal as a
+    :class:`BadRequestError`. An exception raised by the call itself concerns the whole batch.
+    """
+    row = CONTRACT[hook]
+    if row.batch_hook is None or not providers.implements(row.batch_hook):
+        return None
+    batch, argument, to_kwargs, call = row.batch_hook, BATCH_FORMS[row.batch_hook].argument, row.event_kwargs, providers.call
+
+    def handle(events: list[Event]) -> list[Exception | None]:
+        outcomes: list[Exception | None] = [None] * len(events)
+        items, positions = [], []
+        for i, event in enumerate(events):
+            try:
+                (item,) = to_kwargs(event).values()
+            except Exception as exc:  # noqa: BLE001 - this event's own failure, as the single hook would see it
+                outcomes[i] = exc
+                continue
+            items.append(item)
+            positions.append(i)
+        if items:
+            answers = call(batch, **{argument: items})
+            if len(answers) != len(items):
+                raise ProviderError(f"{batch} answered {len(answers)} outcomes for {len(items)} events")
+            for i, answer in zip(positions, answers, strict=True):
+                if answer is not None:
+                    outcomes[i] = BadRequestError(str(answer))
+        return outcomes
+
+    handle.__qualname__ = f"batch:{batch}"
     return handle
 
 
@@ -183,16 +225,18 @@ class Bus:
     # --- targets --------------------------------------------------------------------------------------
 
     def add_target(self, name: str, trigger: EventTrigger | None, handler: Handler, *,
-                   kind: TargetKind = "binding") -> None:
+                   kind: TargetKind = "binding", batch: BatchHandler | None = None) -> None:
         """Deliver events matching ``trigger`` (None: only :meth:`send` to it by name) to ``handler``.
 
-        ``handler(event)`` runs in the target's worker thread; its return value is ignored, an exception
-        is a failed attempt. :raises ValueError: ``name`` is already a target.
+        ``handler(event)`` runs in the target's worker thread; its return value is recorded, an exception
+        is a failed attempt. With ``batch``, first attempts queued together go through ``batch(events)``
+        in one call instead (retries always through ``handler``).
+        :raises ValueError: ``name`` is already a target.
         """
         with self._lock:
             if name in self._targets:
                 raise ValueError(f"event target {name!r} is already registered")
-            target = _Target(TargetInfo(name, kind, trigger), handler)
+            target = _Target(TargetInfo(name, kind, trigger), handler, batch)
             self._targets[name] = target
             if trigger is not None:
                 key = (canonical_detail_type(str(trigger.detail_type)), trigger.source)
@@ -211,7 +255,8 @@ class Bus:
         provider with the arguments its contract row derives from the event (``event_kwargs``)."""
         for binding in table.events():
             assert isinstance(binding.trigger, EventTrigger)
-            self.add_target(binding.hook, binding.trigger, hook_handler(providers, binding.hook))
+            self.add_target(binding.hook, binding.trigger, hook_handler(providers, binding.hook),
+                            batch=batch_handler(providers, binding.hook))
 
     def targets(self) -> list[TargetInfo]:
         """Every registered target, in registration order."""
@@ -381,19 +426,68 @@ class Bus:
             messages = self.transport.receive_many(name, _BURST)
             if not messages:
                 return
+            if target.batch is not None:
+                firsts = [m for m in messages if m.attempt == 1]
+                if len(firsts) > 1:
+                    self._deliver_batch(target, firsts)
+                    messages = [m for m in messages if m.attempt > 1]
             for message in messages:
                 try:
                     if message.attempt > 1:  # a retry: the full path (its row goes back to pending first)
                         self._deliver(target, message)
                         continue
-                    try:  # the common case, _deliver inline
-                        result = handler(message.event)
-                    except Exception as exc:  # noqa: BLE001 - a failed attempt: retried or dead-lettered
-                        self._failed(target, message, exc)
-                    else:
-                        self._delivered(target, message, None if result is None else result_json(result))
+                    self._first_attempt(target, handler, message)
                 except Exception as exc:  # noqa: BLE001 - a bug here must not kill the worker and strand the queue
                     self._internal_error(target, message, exc)
+
+    def _first_attempt(self, target: _Target, handler: Handler, message: Message) -> None:
+        """:meth:`_deliver` inline for a first attempt (its row already says pending)."""
+        try:
+            result = handler(message.event)
+        except Exception as exc:  # noqa: BLE001 - a failed attempt: retried or dead-lettered
+            self._failed(target, message, exc)
+        else:
+            self._delivered(target, message, None if result is None else result_json(result))
+
+    def _deliver_batch(self, target: _Target, messages: list[Message]) -> None:
+        """First attempts through the target's batch handler, each outcome recorded as if delivered alone.
+        If the batch call fails as a whole, each message goes through the single handler instead (the
+        provider dedups by identifier, so what the failed batch recorded is not counted twice)."""
+        assert target.batch is not None
+        try:
+            outcomes = target.batch([m.event for m in messages])
+        except Exception as exc:  # noqa: BLE001 - fall back to one at a time, with the usual retries
+            log.warning("batch delivery of %d events to %s failed, delivering one at a time: %s", len(messages),
+                        target.info.name, error_text(exc))
+            outcomes = None
+        if outcomes is not None:
+            # Every outcome is known at once: the delivered ones are recorded under one lock.
+            self._delivered_many(target, [m for m, o in zip(messages, outcomes, strict=True) if o is None])
+        for i, message in enumerate(messages):
+            try:
+                if outcomes is None:
+                    self._first_attempt(target, target.handler, message)
+                elif outcomes[i] is not None:
+                    self._failed(target, message, outcomes[i])  # type: ignore[arg-type]
+            except Exception as exc:  # noqa: BLE001 - a bug here must not kill the worker and strand the queue
+                self._internal_error(target, message, exc)
+
+    def _delivered_many(self, target: _Target, messages: list[Message]) -> None:
+        """:meth:`_delivered` for several messages at once (no result to record), under one lock."""
+        name, now = target.info.name, time.time()
+        for message in messages:
+            self.transport.ack(message)
+        with self._lock:
+            for message in messages:
+                entry = self._log.get(message.event.id)
+                if entry is not None:
+                    slot = entry.slots.get(name)
+                    if slot is None:
+                        slot = entry.slots[name] = _Slot()
+                    slot.state, slot.attempts, slot.updated, slot.result = "delivered", message.attempt, now, None
+            target.outstanding -= len(messages)
+            if target.outstanding == 0:
+                self._idle.notify_all()
 
     def _delivered(self, target: _Target, message: Message, result: Any) -> None:
         """:meth:`_finish` for a delivered message, in fewer steps (the worker's hot path)."""
