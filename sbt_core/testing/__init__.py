@@ -5,6 +5,7 @@
 - :mod:`sbt_core.testing.providers`: recording providers with failure injection (``RecordingBilling``…).
 - :func:`sbt_core.testing.transport.check_transport`: the contract a new bus transport (a broker) must meet.
 - :mod:`sbt_core.testing.events`: builders of SBT events (``onboarding_request(...)``, ``ingest_usage(...)``…).
+- :func:`wait_for`: poll until something asynchronous has happened (a webhook, another process's work).
 """
 
 from .events import (
@@ -21,10 +22,11 @@ from .events import (
 )
 from .harness import TEST_EVENTS_CONFIG, EventRecorder, Harness, deep_merge, start_control_plane
 from .providers import RecordingBilling, RecordingMetering, RecordingProvider
+from .waiting import wait_for
 
 __all__ = [
     "TEST_EVENTS_CONFIG", "EventRecorder", "Harness", "deep_merge", "deprovision_failure", "deprovision_success",
     "RecordingBilling", "RecordingMetering", "RecordingProvider",
     "ingest_usage", "offboarding_request", "onboarding_request", "provision_failure", "provision_success",
-    "sbt_event", "start_control_plane", "tenant_user_created", "tenant_user_deleted",
+    "sbt_event", "start_control_plane", "tenant_user_created", "tenant_user_deleted", "wait_for",
 ]

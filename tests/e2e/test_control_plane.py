@@ -13,9 +13,8 @@ import random
 import shutil
 import subprocess
 import sys
-import time
 from collections import defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,8 @@ import boto3
 import httpx
 import pytest
 import stripe
+
+from sbt_core.testing import wait_for
 
 from ._serve import LOCALSTRIPE, background, clean_environ, free_port, sbt_serve
 from ._stripe_meters import MeterEvents, stripe_front
@@ -34,18 +35,6 @@ STRIPE_KEY = "sk_test_sbt_e2e"
 WEBHOOK_SECRET = "whsec_sbt_e2e"
 PASSWORD = "Adm1n-Passw0rd!"
 USAGE_EVENTS = 100_000
-
-
-def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 180.0) -> Any:
-    """Poll until ``predicate()`` is truthy; the timeout is a hang guard, never a timing assertion."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        time.sleep(0.2)
 
 
 def sbt(*args: str, cwd: Path, env: dict[str, str]) -> str:
@@ -222,8 +211,7 @@ def _drive(url: str, workdir: Path, config: Path, env: dict[str, str], moto: str
         rows = api.get(f"/usage/{meter_id}", params=window).json()["data"]
         return {row["groups"]["region"]: row["value"] for row in rows if row["tenantId"] == tenant_id}
 
-    wait_for(lambda: usage_by_region() == expected, f"usage to reach {dict(expected)}, last {usage_by_region()}",
-             timeout=300)
+    wait_for(lambda: usage_by_region() == expected, f"usage to reach {dict(expected)}", timeout=300)
 
     # Each binding has its own queue, in order: once the last event reached billing_ingest, all did.
     last = put["Entries"][-1]["EventId"]

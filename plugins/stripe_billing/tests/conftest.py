@@ -14,13 +14,13 @@ import socket
 import subprocess
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import attrs
 import pytest
+from sbt_core.testing import wait_for as testing_wait_for
 import requests
 import stripe
 from sbt_core.config import load_config
@@ -68,14 +68,7 @@ def free_port() -> int:
 
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
     """Poll until ``predicate()`` is truthy (localstripe delivers webhooks about 1 s after the event)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
+    return testing_wait_for(predicate, what, timeout)
 
 
 @pytest.fixture(scope="session")
