@@ -39,6 +39,7 @@ from starlette.responses import JSONResponse, Response
 from ..bindings import CORE_ROUTES
 from ..errors import BadRequestError
 from ..models import PageRequest, from_json
+from ..runtime.http.hooks import page_body
 from ..runtime.seams import RouteGroup
 from ..triggers import RouteTrigger
 from ._openapi import describe
@@ -136,10 +137,7 @@ def tenant_routes(service: TenantService) -> RouteGroup:
     async def list_registrations(request: Request) -> Response:
         """List tenant registrations (limit, default 10, and next_token)."""
         page = await run_in_threadpool(service.list_registrations, _page(request))
-        body: dict[str, Any] = {"data": [r.to_json() for r in page.items]}
-        if page.next_token:
-            body["next_token"] = page.next_token
-        return JSONResponse(body)
+        return JSONResponse(page_body([r.to_json() for r in page.items], page.next_token))
 
     async def get_registration(request: Request) -> Response:
         """Get one tenant registration."""
@@ -171,10 +169,7 @@ def tenant_routes(service: TenantService) -> RouteGroup:
     async def list_tenants(request: Request) -> Response:
         """List tenants (limit, default 10, and next_token)."""
         page = await run_in_threadpool(service.list_tenants, _page(request))
-        body: dict[str, Any] = {"data": [t.to_json() for t in page.items]}
-        if page.next_token:
-            body["next_token"] = page.next_token
-        return JSONResponse(body)
+        return JSONResponse(page_body([t.to_json() for t in page.items], page.next_token))
 
     async def get_tenant(request: Request) -> Response:
         """Get one tenant."""

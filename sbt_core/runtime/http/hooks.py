@@ -118,11 +118,17 @@ def _data(status: int = 200) -> Callable[[Any], Response]:
     return lambda result: json_response({"data": to_json(result)}, status)
 
 
+def page_body(items: list[Any], next_token: str | None) -> dict[str, Any]:
+    """sbt-aws's paginated envelope: ``{"data": [...items], "next_token": ...}``, the token only when
+    there is a next page. ``items`` are JSON-ready already."""
+    body: dict[str, Any] = {"data": items}
+    if next_token is not None:
+        body["next_token"] = next_token
+    return body
+
+
 def _page(result: Page[Any]) -> Response:
-    body: dict[str, Any] = {"data": to_json(list(result.items))}
-    if result.next_token is not None:
-        body["next_token"] = result.next_token
-    return json_response(body)
+    return json_response(page_body(to_json(list(result.items)), result.next_token))
 
 
 def _message(text: str) -> Callable[[Any], Response]:
