@@ -6,7 +6,8 @@
 from types import ModuleType
 
 from . import auth, billing, lifecycle, metering
-from ._contract import BATCH_FORMS, CONTRACT, INTERFACES, SBT_INTERFACES, BatchForm, HookDef, Interface, interface_of_hook
+from ._contract import (BATCH_FORMS, CONTRACT, INTERFACES, SBT_INTERFACES, BatchForm, EventArgument, HookDef,
+                        Interface, interface_of_hook)
 
 #: Modules to hand to ``PluginManager.add_hookspecs``.
 SPEC_MODULES: tuple[ModuleType, ...] = (auth, billing, metering, lifecycle)
@@ -22,5 +23,5 @@ def hooks_of(interface: Interface) -> list[HookDef]:
     return [row for row in CONTRACT.values() if row.interface == interface]
 
 
-__all__ = ["BATCH_FORMS", "CONTRACT", "INTERFACES", "SBT_INTERFACES", "SPEC_MODULES", "BatchForm", "HookDef",
-           "Interface", "hooks_of", "interface_of"]
+__all__ = ["BATCH_FORMS", "CONTRACT", "INTERFACES", "SBT_INTERFACES", "SPEC_MODULES", "BatchForm", "EventArgument",
+           "HookDef", "Interface", "hooks_of", "interface_of"]

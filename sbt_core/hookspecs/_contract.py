@@ -24,9 +24,20 @@ def event_kwargs(event: Event) -> dict[str, Any]:
     return {"event": event}
 
 
-def usage_event_kwargs(event: Event) -> dict[str, Any]:
-    """Arguments of the ingest hook: the envelope's detail parsed as a :class:`UsageEvent`."""
-    return {"usage_event": UsageEvent.from_event(event)}
+@attrs.frozen
+class EventArgument:
+    """``event_kwargs`` of a hook whose one argument ``name`` is parsed from the event by ``parse``; the
+    bus calls ``parse`` directly for each item of the hook's batch form."""
+
+    name: str
+    parse: Callable[[Event], Any]
+
+    def __call__(self, event: Event) -> dict[str, Any]:
+        return {self.name: self.parse(event)}
+
+
+#: Arguments of the ingest hook: the envelope's detail parsed as a :class:`UsageEvent`.
+usage_event_kwargs = EventArgument("usage_event", UsageEvent.from_event)
 
 
 @attrs.frozen

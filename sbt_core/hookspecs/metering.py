@@ -91,7 +91,7 @@ def metering_ingest_usage_event(usage_event: UsageEvent) -> None:
 
     Mirrors IMetering.ingestUsageEventFunction. Default trigger: event ``ingestUsage``; the bus parses
     the detail with :meth:`UsageEvent.from_event` (identifier defaults to the envelope id, timestamp to
-    receipt time).
+    the envelope's time: when it was put, whenever it is delivered).
 
     :raises BadRequestError: unknown event name or tenant (per the provider's policy), inactive meter,
         a value that is missing, not numeric, NaN or infinite, or a timestamp outside the horizon.

@@ -237,8 +237,10 @@ class UsageEvent:
 
     @classmethod
     def from_event(cls, event: Event, *, received: datetime | None = None) -> UsageEvent:
-        """The usage event an ``ingestUsage`` envelope carries; ``identifier`` defaults to the envelope id."""
-        return cls.from_detail(event.detail, identifier=event.id, received=received)
+        """The usage event an ``ingestUsage`` envelope carries; ``identifier`` defaults to the envelope id
+        and ``timestamp`` to ``received``, by default the envelope's ``time`` (when it was put: so a
+        retried delivery an hour later still counts the usage when it happened)."""
+        return cls.from_detail(event.detail, identifier=event.id, received=received or event.time)
 
 
 _CANONICAL_KEYS = frozenset({"tenantId", "eventName", "identifier", "timestamp", "properties"})
@@ -248,31 +250,38 @@ assert tuple(a.name for a in attrs.fields(UsageEvent)) == ("tenant_id", "event_n
                                                              "properties"), "update _canonical_fast"
 
 
-def _short_text(value: Any, max_len: int) -> bool:
-    return type(value) is str and 0 < len(value) <= max_len and not value.isspace()
-
-
 def _canonical_fast(cls: type[UsageEvent], detail: dict[str, Any], identifier: str | None,
                     received: datetime) -> UsageEvent | None:
-    """The usual canonical event (no timestamp, or one already parsed) built without the slow path's
-    generic checks; None for anything else, which :meth:`UsageEvent.from_detail` then checks in full.
+    """The usual canonical event (no timestamp) built without the slow path's generic checks; None for
+    anything else, which :meth:`UsageEvent.from_detail` then checks in full.
 
-    Every delivery of ``ingestUsage`` parses one, so this runs the same checks as the validators
-    (strings of 1-256 / 1-100 characters, not blank; properties a dict) in a few comparisons, and writes
-    the slots directly as attrs' own ``__init__`` does.
+    Every delivery of ``ingestUsage`` parses one, so this runs the validators' checks (strings of 1-256 /
+    1-100 characters, not blank; properties a dict) inline, and writes the slots directly as attrs' own
+    ``__init__`` does.
     """
     if not detail.keys() <= _CANONICAL_KEYS or detail.get("timestamp") is not None:
         return None
     tenant_id, event_name = detail.get("tenantId"), detail.get("eventName")
     ident = detail.get("identifier") or identifier
-    properties = detail.get("properties", {})
-    if not (_short_text(tenant_id, 256) and _short_text(event_name, 100) and _short_text(ident, 256)
+    properties = detail.get("properties", _NO_PROPERTIES)
+    if not (type(tenant_id) is str and 0 < len(tenant_id) <= 256 and not tenant_id.isspace()
+            and type(event_name) is str and 0 < len(event_name) <= 100 and not event_name.isspace()
+            and type(ident) is str and 0 < len(ident) <= 256 and not ident.isspace()
             and type(properties) is dict):
         return None
+    if properties is _NO_PROPERTIES:
+        properties = {}
     event = object.__new__(cls)
-    for setter, value in zip(_USAGE_SLOTS, (tenant_id, event_name, ident, received, properties), strict=True):
-        setter(event, value)
+    set_tenant_id, set_event_name, set_identifier, set_timestamp, set_properties = _USAGE_SLOTS
+    set_tenant_id(event, tenant_id)
+    set_event_name(event, event_name)
+    set_identifier(event, ident)
+    set_timestamp(event, received)
+    set_properties(event, properties)
     return event
+
+
+_NO_PROPERTIES: dict[str, Any] = {}  # a marker: never handed out (an event without properties gets its own dict)
 
 
 def _limit(_: object, __: attrs.Attribute, value: int) -> None:  # type: ignore[type-arg]

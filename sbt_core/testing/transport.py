@@ -24,6 +24,10 @@ def _message(target: str, n: int) -> Message:
     return Message(target, Event.create("transportCheck", {"n": n}))
 
 
+def _ids(message: Message | None) -> list[str]:
+    return [] if message is None else [e.id for e in message.events]
+
+
 def check_transport(make: Callable[[], Transport]) -> None:
     """Run the transport contract against fresh transports from ``make``; raises AssertionError."""
     # FIFO per target, targets independent.
@@ -33,14 +37,17 @@ def check_transport(make: Callable[[], Transport]) -> None:
     sent = [_message("a", i) for i in range(5)] + [_message("b", 9)]
     t.send(sent)
     got_b = t.receive("b")
-    assert got_b is not None and got_b.event.id == sent[-1].event.id, "targets must not share a queue"
+    assert _ids(got_b) == _ids(sent[-1]), "targets must not share a queue"
     got_a = [t.receive("a") for _ in range(2)] + t.receive_many("a", 10)
-    assert [m.event.id for m in got_a if m] == [m.event.id for m in sent[:5]], "one target's messages keep their order"
+    assert [_ids(m) for m in got_a] == [_ids(m) for m in sent[:5]], "one target's messages keep their order"
     for m in got_a:
         if m is not None:
             t.ack(m)
-    # Message fields survive the trip (a broker serialises them).
-    retry = Message("a", sent[0].event, attempt=3)
+    # Message fields survive the trip (a broker serialises them), a batch of events as well as one.
+    batch = Message("a", [sent[1].events[0], sent[2].events[0]])
+    t.send([batch])
+    assert t.receive("a") == batch, "a message of several events must round-trip unchanged"
+    retry = Message("a", sent[0].events, attempt=3)
     t.send([retry])
     back = t.receive("a")
     assert back == retry, "target, event and attempt must round-trip unchanged"
@@ -49,7 +56,7 @@ def check_transport(make: Callable[[], Transport]) -> None:
     now = _message("a", 101)
     t.send([now])
     first = t.receive("a")
-    assert first is not None and first.event.id == now.event.id, "a delayed message must wait"
+    assert _ids(first) == _ids(now), "a delayed message must wait"
     # close() wakes a blocked receive, which then answers None; receive_many answers [].
     woke: list[object] = []
     waiter = threading.Thread(target=lambda: woke.append(t.receive("b")))

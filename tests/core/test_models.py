@@ -80,6 +80,12 @@ def test_usage_event_defaults_identifier_to_envelope_id_and_time_to_receipt() ->
     assert (usage.identifier, usage.timestamp) == (event.id, T0)
 
 
+def test_usage_event_time_defaults_to_when_the_envelope_was_put_not_when_it_is_delivered() -> None:
+    put = Event("ingestUsage", "sbt.application.plane", {"tenantId": "t", "eventName": "e"}, id="e-1", time=T0)
+    usage = UsageEvent.from_event(put)  # delivered (or retried) any time later
+    assert usage.timestamp == T0 and usage.properties == {}
+
+
 def test_amberflo_flat_form_is_accepted() -> None:
     usage = UsageEvent.from_detail({"tenantId": "t", "meterApiName": "calls", "meterValue": 3, "region": "eu",
                                     "uniqueId": "u-1"})

@@ -291,8 +291,95 @@ def test_in_process_transport_delays_retries() -> None:
 
 
 def test_message_wire_form_round_trips() -> None:
-    message = Message("a", onboarding("e1"), attempt=2)
+    event = onboarding("e1")
+    message = Message("a", event, attempt=2)
+    assert message.events == (event,)  # a single event is a message of one
     assert Message.from_json(message.to_json()) == message
+    batch = Message("a", [onboarding("e1"), onboarding("e2")])
+    assert Message.from_json(batch.to_json()) == batch
+
+
+class CountingTransport(InProcessTransport):
+    """The in-process transport, keeping every message sent."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.sent: list[Message] = []
+
+    def send(self, messages, *, delay: float = 0.0):  # type: ignore[no-untyped-def]
+        messages = list(messages)
+        self.sent += messages
+        super().send(messages, delay=delay)
+
+
+def test_a_batch_is_one_message_per_target_and_a_failure_stays_with_its_event() -> None:
+    transport = CountingTransport()
+    bus = Bus(FAST, transport=transport)
+    seen: list[tuple[str, int]] = []
+    failed_once: set[str] = set()
+
+    def flaky(event: Event) -> None:
+        seen.append((event.id, len(seen)))
+        if event.id == "e2" and event.id not in failed_once:
+            failed_once.add(event.id)
+            raise ProviderError("hiccup")
+
+    bus.add_target("a", ONBOARDING, flaky)
+    bus.add_target("b", ONBOARDING, lambda e: None)
+    bus.start()
+    events = [onboarding(f"e{i}") for i in range(5)]
+    bus.put_events(events)
+    assert bus.join(JOIN)
+    bus.stop()
+    first = [m for m in transport.sent if m.attempt == 1]
+    assert sorted((m.target, [e.id for e in m.events]) for m in first) == [
+        ("a", ["e0", "e1", "e2", "e3", "e4"]), ("b", ["e0", "e1", "e2", "e3", "e4"])]
+    assert [(m.target, [e.id for e in m.events], m.attempt) for m in transport.sent if m.attempt > 1] == [
+        ("a", ["e2"], 2)]
+    rows = {}
+    for event in events:
+        record = bus.get(event.id)
+        assert record is not None
+        rows[event.id] = {d.target: (d.state, d.attempts, d.last_error) for d in record.deliveries}
+    assert rows["e2"] == {"a": ("delivered", 2, "hiccup"), "b": ("delivered", 1, None)}
+    for other in ("e0", "e1", "e3", "e4"):  # batch-mates keep their own rows: one attempt, no error
+        assert rows[other] == {"a": ("delivered", 1, None), "b": ("delivered", 1, None)}
+
+
+def test_failures_of_one_batch_retry_together_and_dead_letter_each() -> None:
+    transport = CountingTransport()
+    bus = Bus(FAST, transport=transport)
+    calls: list[str] = []
+
+    def outcomes(events: list[Event]) -> list[Exception | None]:
+        calls.extend(f"batch:{e.id}" for e in events)
+        return [ProviderError(f"{e.id} down") if e.detail.get("bad") else None for e in events]
+
+    def single(event: Event) -> None:
+        calls.append(event.id)
+        if event.detail.get("bad"):
+            raise ProviderError(f"{event.id} still down")
+
+    bus.add_target("a", ONBOARDING, single, batch=outcomes)
+    events = [onboarding(f"e{i}", bad=i % 2 == 1) for i in range(6)]
+    bus.put_events(events)
+    bus.start()
+    assert bus.join(JOIN)
+    bus.stop()
+    assert calls[:6] == [f"batch:e{i}" for i in range(6)]  # the first attempt: one batch call
+    retries = [(m.attempt, [e.id for e in m.events]) for m in transport.sent if m.attempt > 1]
+    assert retries == [(2, ["e1", "e3", "e5"]), (3, ["e1", "e3", "e5"])]  # one message, one backoff per round
+    assert calls[6:] == ["e1", "e3", "e5"] * 2  # retries go through the single hook
+    assert sorted((d.event.id, d.attempts, d.last_error) for d in bus.dead_letters()) == [
+        ("e1", 3, "e1 still down"), ("e3", 3, "e3 still down"), ("e5", 3, "e5 still down")]
+    states = {}
+    for event in events:
+        record = bus.get(event.id)
+        assert record is not None
+        [delivery] = record.deliveries
+        states[event.id] = (delivery.state, delivery.attempts)
+    assert states == {"e0": ("delivered", 1), "e1": ("dead_lettered", 3), "e2": ("delivered", 1),
+                      "e3": ("dead_lettered", 3), "e4": ("delivered", 1), "e5": ("dead_lettered", 3)}
 
 
 def test_handler_results_are_recorded_as_json(bus: Bus) -> None:

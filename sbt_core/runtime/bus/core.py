@@ -37,7 +37,7 @@ from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from ...config import EventsConfig
 from ...errors import BadRequestError, NotFoundError, ProviderError, SbtError
-from ...hookspecs import BATCH_FORMS, CONTRACT
+from ...hookspecs import BATCH_FORMS, CONTRACT, EventArgument
 from ...models import Event, canonical_detail_type, output_detail_type, to_json, utcnow
 from ...triggers import EventTrigger
 from ..seams import Delivery, DeliveryState, EventRecord, PutEventsEntryResult
@@ -87,13 +87,19 @@ class _Target:
     handler: Handler
     batch: BatchHandler | None = None  # takes a burst of first attempts in one call (see batch_handler)
     seen: OrderedDict[str, float] = attrs.field(factory=OrderedDict)  # event id -> monotonic time accepted
-    outstanding: int = 0  # messages accepted and not yet finished (queued, running or waiting to retry)
+    outstanding: int = 0  # events accepted and not yet finished (queued, running or waiting to retry)
     thread: threading.Thread | None = None
 
 
 @attrs.define(slots=True)
 class _Slot:
-    """Mutable delivery state of one (event, target) while the event is in the log."""
+    """Delivery state of (event, target) while the event is in the log.
+
+    The events of one message share one slot (the bus accepts a batch for a target as one message and
+    a batch hook delivers it in one call), so recording "delivered" for a hundred events is one write.
+    Only :meth:`Bus._deliver_batch` updates a shared slot in place; every other change gives the event
+    a slot of its own (:meth:`Bus._set`), so one event's failure never rewrites its batch-mates' rows.
+    """
 
     state: DeliveryState = "pending"
     attempts: int = 0
@@ -142,23 +148,27 @@ def batch_handler(providers: Providers, hook: str) -> BatchHandler | None:
     row = CONTRACT[hook]
     if row.batch_hook is None or not providers.implements(row.batch_hook):
         return None
-    batch, argument, to_kwargs, call = row.batch_hook, BATCH_FORMS[row.batch_hook].argument, row.event_kwargs, providers.call
+    batch, argument, call = row.batch_hook, BATCH_FORMS[row.batch_hook].argument, providers.call
+    to_kwargs = row.event_kwargs
+    parse = to_kwargs.parse if isinstance(to_kwargs, EventArgument) else \
+        (lambda event: next(iter(to_kwargs(event).values())))
 
     def handle(events: list[Event]) -> list[Exception | None]:
         outcomes: list[Exception | None] = [None] * len(events)
         items, positions = [], []
         for i, event in enumerate(events):
             try:
-                (item,) = to_kwargs(event).values()
+                items.append(parse(event))
             except Exception as exc:  # noqa: BLE001 - this event's own failure, as the single hook would see it
                 outcomes[i] = exc
                 continue
-            items.append(item)
             positions.append(i)
         if items:
             answers = call(batch, **{argument: items})
             if len(answers) != len(items):
                 raise ProviderError(f"{batch} answered {len(answers)} outcomes for {len(items)} events")
+            if len(items) == len(events):  # nothing refused while parsing: outcomes line up with the answers
+                return [None if answer is None else BadRequestError(str(answer)) for answer in answers]
             for i, answer in zip(positions, answers, strict=True):
                 if answer is not None:
                     outcomes[i] = BadRequestError(str(answer))
@@ -177,6 +187,12 @@ def result_json(result: Any) -> Any:
     except (TypeError, ValueError):
         return repr(result)
     return data
+
+
+def _ids(events: Sequence[Event]) -> str:
+    """Event ids for a log line: all of a few, or the first ones and how many more."""
+    shown = ", ".join(e.id for e in events[:3])
+    return shown if len(events) <= 3 else f"{shown} and {len(events) - 3} more"
 
 
 def error_text(exc: BaseException) -> str:
@@ -286,25 +302,21 @@ class Bus:
         uses it to answer a hundred entries without building a hundred records first."""
         if self._closed:
             return False
-        messages: list[Message] = []
         received = utcnow()
         now, wall = self._clock(), time.time()
-        routes, log_, log_size = self._routes, self._log, self.config.log_size
+        routes, log_ = self._routes, self._log
         window, max_ids = self.config.dedup_window_seconds, self.config.dedup_max_ids
         remember = window > 0 and max_ids > 0
         routed: dict[tuple[str, str], Any] = {}
-        expired: set[str] = set()  # targets whose dedup ids past the window were forgotten this batch
-        new_message = Message.first
-        # One lock round-trip per batch; _record and _accept inlined (same rules, see them): at a hundred
-        # events per request the per-event method calls were a third of the bus's cost.
+        batches: dict[str, tuple[_Target, _Slot, list[Event]]] = {}  # target name -> its events of this batch
+        # One lock round-trip and one message per target for the whole batch; _record and _accept inlined
+        # (same rules, see them): per-event method calls and records were most of the bus's cost.
         with self._lock:
             for event in events:
                 event_id = event.id
                 entry = log_.get(event_id)
                 if entry is None:  # a re-put id keeps its first log entry (and its first envelope)
                     entry = log_[event_id] = _Entry(event, received, {})
-                    while len(log_) > log_size:
-                        log_.popitem(last=False)
                 key = (event.detail_type, event.source)
                 targets = routed.get(key, _UNSEEN)
                 if targets is _UNSEEN:  # a batch mostly repeats a few (detail type, source): look each up once
@@ -313,23 +325,32 @@ class Bus:
                     continue
                 slots = entry.slots
                 for target in targets:
-                    seen = target.seen
                     name = target.info.name
-                    if name not in expired:  # once per batch: `now` is the same for all its events
-                        expired.add(name)
+                    batch = batches.get(name)
+                    if batch is None:  # this target's first event of the batch: forget old dedup ids once
+                        batch = batches[name] = (target, _Slot("pending", 0, None, wall), [])
+                        seen = target.seen
                         while seen and now - next(iter(seen.values())) >= window:  # past the window
                             seen.popitem(last=False)
-                    while len(seen) >= max_ids and seen:  # over the cap: the oldest first
-                        seen.popitem(last=False)
+                    seen = target.seen
                     if event_id in seen:
                         if name not in slots:  # the first delivery's row fell out of the log: say why it is skipped
                             slots[name] = _Slot("skipped_duplicate", 0, None, wall)
                         continue
                     if remember:
+                        if len(seen) >= max_ids:  # over the cap: the oldest first
+                            seen.popitem(last=False)
                         seen[event_id] = now
-                    slots[name] = _Slot("pending", 0, None, wall)
-                    target.outstanding += 1
-                    messages.append(new_message(name, event))
+                    slots[name] = batch[1]
+                    batch[2].append(event)
+            excess = len(log_) - self.config.log_size
+            for _ in range(excess):
+                log_.popitem(last=False)
+            messages = []
+            for name, (target, _, accepted) in batches.items():
+                if accepted:
+                    target.outstanding += len(accepted)
+                    messages.append(Message.first(name, tuple(accepted)))
         if messages:
             self.transport.send(messages)
         self._notify(events)
@@ -419,131 +440,156 @@ class Bus:
 
     def _work(self, target: _Target) -> None:
         name = target.info.name
-        handler = target.handler
         while True:
-            # A burst is taken with one wake-up; messages are still handled one at a time, in order, and
-            # each outcome is recorded as soon as its handler returns (GET /events shows it at once).
+            # A burst is taken with one wake-up. First attempts go through the batch handler together
+            # when the target has one; the rest one event at a time, each outcome recorded as soon as its
+            # handler returns (GET /events shows it at once).
             messages = self.transport.receive_many(name, _BURST)
             if not messages:
                 return
             if target.batch is not None:
                 firsts = [m for m in messages if m.attempt == 1]
-                if len(firsts) > 1:
-                    self._deliver_batch(target, firsts)
+                if sum(len(m.events) for m in firsts) > 1:
+                    self._guarded(target, firsts, self._deliver_batch)
                     messages = [m for m in messages if m.attempt > 1]
             for message in messages:
-                try:
-                    if message.attempt > 1:  # a retry: the full path (its row goes back to pending first)
-                        self._deliver(target, message)
-                        continue
-                    self._first_attempt(target, handler, message)
-                except Exception as exc:  # noqa: BLE001 - a bug here must not kill the worker and strand the queue
-                    self._internal_error(target, message, exc)
+                self._guarded(target, [message], self._deliver_each)
 
-    def _first_attempt(self, target: _Target, handler: Handler, message: Message) -> None:
-        """:meth:`_deliver` inline for a first attempt (its row already says pending)."""
+    def _guarded(self, target: _Target, messages: list[Message],
+                 deliver: Callable[[_Target, list[Message]], None]) -> None:
         try:
-            result = handler(message.event)
-        except Exception as exc:  # noqa: BLE001 - a failed attempt: retried or dead-lettered
-            self._failed(target, message, exc)
-        else:
-            self._delivered(target, message, None if result is None else result_json(result))
-
-    def _deliver_batch(self, target: _Target, messages: list[Message]) -> None:
-        """First attempts through the target's batch handler, each outcome recorded as if delivered alone.
-        If the batch call fails as a whole, each message goes through the single handler instead (the
-        provider dedups by identifier, so what the failed batch recorded is not counted twice)."""
-        assert target.batch is not None
-        try:
-            outcomes = target.batch([m.event for m in messages])
-        except Exception as exc:  # noqa: BLE001 - fall back to one at a time, with the usual retries
-            log.warning("batch delivery of %d events to %s failed, delivering one at a time: %s", len(messages),
-                        target.info.name, error_text(exc))
-            outcomes = None
-        if outcomes is not None:
-            # Every outcome is known at once: the delivered ones are recorded under one lock.
-            self._delivered_many(target, [m for m, o in zip(messages, outcomes, strict=True) if o is None])
-        for i, message in enumerate(messages):
-            try:
-                if outcomes is None:
-                    self._first_attempt(target, target.handler, message)
-                elif outcomes[i] is not None:
-                    self._failed(target, message, outcomes[i])  # type: ignore[arg-type]
-            except Exception as exc:  # noqa: BLE001 - a bug here must not kill the worker and strand the queue
+            deliver(target, messages)
+        except Exception as exc:  # noqa: BLE001 - a bug here must not kill the worker and strand the queue
+            for message in messages:
                 self._internal_error(target, message, exc)
 
-    def _delivered_many(self, target: _Target, messages: list[Message]) -> None:
-        """:meth:`_delivered` for several messages at once (no result to record), under one lock."""
-        name, now = target.info.name, time.time()
+    def _deliver_each(self, target: _Target, messages: list[Message]) -> None:
+        """Every event of ``messages`` through the single handler, in order, each recorded at once."""
+        handler, name = target.handler, target.info.name
         for message in messages:
-            self.transport.ack(message)
-        with self._lock:
-            for message in messages:
-                entry = self._log.get(message.event.id)
-                if entry is not None:
-                    slot = entry.slots.get(name)
-                    if slot is None:
-                        slot = entry.slots[name] = _Slot()
-                    slot.state, slot.attempts, slot.updated, slot.result = "delivered", message.attempt, now, None
-            target.outstanding -= len(messages)
-            if target.outstanding == 0:
-                self._idle.notify_all()
+            attempt = message.attempt
+            failures: list[tuple[Event, Exception]] = []
+            for event in message.events:
+                if attempt > 1:  # a retry: its row goes back to pending while it runs
+                    self._update(event.id, name, "pending", attempt - 1, None)
+                try:
+                    result = handler(event)
+                except Exception as exc:  # noqa: BLE001 - every failure is recorded: retried or dead-lettered
+                    failures.append((event, exc))
+                    continue
+                self._delivered(target, event, attempt, None if result is None else result_json(result))
+            self._settle(target, message, failures)
 
-    def _delivered(self, target: _Target, message: Message, result: Any) -> None:
-        """:meth:`_finish` for a delivered message, in fewer steps (the worker's hot path)."""
-        self.transport.ack(message)
-        name = target.info.name
+    def _deliver_batch(self, target: _Target, messages: list[Message]) -> None:
+        """First attempts of ``messages`` through the target's batch handler in one call, each outcome
+        recorded as if delivered alone. If the call fails as a whole, each event goes through the single
+        handler instead (the provider dedups by identifier, so what the failed call recorded is not
+        counted twice)."""
+        assert target.batch is not None
+        events = [event for message in messages for event in message.events]
+        try:
+            outcomes = target.batch(events)
+        except Exception as exc:  # noqa: BLE001 - fall back to one at a time, with the usual retries
+            log.warning("batch delivery of %d events to %s failed, delivering one at a time: %s", len(events),
+                        target.info.name, error_text(exc))
+            self._deliver_each(target, messages)
+            return
+        name, now, i = target.info.name, time.time(), 0
+        settled: list[tuple[Message, list[Event], list[tuple[Event, Exception]]]] = []
+        for message in messages:
+            n = len(message.events)
+            delivered: list[Event] = []
+            failures: list[tuple[Event, Exception]] = []
+            for event, outcome in zip(message.events, outcomes[i:i + n], strict=True):
+                if outcome is None:
+                    delivered.append(event)
+                else:
+                    failures.append((event, outcome))
+            settled.append((message, delivered, failures))
+            i += n
+        if i != len(outcomes):
+            raise ProviderError(f"the batch handler of {name} answered {len(outcomes)} outcomes for {i} events")
         with self._lock:
-            entry = self._log.get(message.event.id)
-            if entry is not None:  # fallen out of the log: nothing to update
-                slot = entry.slots.get(name)
-                if slot is None:
-                    slot = entry.slots[name] = _Slot()
-                # last_error is kept: a delivered slot shows the error of the attempt before, for the record
-                slot.state, slot.attempts, slot.updated, slot.result = "delivered", message.attempt, time.time(), result
-            target.outstanding -= 1
-            if target.outstanding == 0:
-                self._idle.notify_all()
+            log_ = self._log
+            for _, delivered, failures in settled:
+                # The failed ones get a slot of their own first, so the shared slot left behind is exactly
+                # the delivered ones' and one write records them all.
+                for event, exc in failures:
+                    self._set(event.id, name, "pending", 1, error_text(exc))
+                written: set[int] = set()
+                for event in delivered:
+                    entry = log_.get(event.id)
+                    slot = entry.slots.get(name) if entry is not None else None
+                    if slot is not None and id(slot) not in written:
+                        written.add(id(slot))
+                        slot.state, slot.attempts, slot.updated, slot.result = "delivered", 1, now, None
+                self._count_off(target, len(delivered))
+        for message, _, failures in settled:
+            self._settle(target, message, failures)
+
+    def _delivered(self, target: _Target, event: Event, attempt: int, result: Any) -> None:
+        """One event delivered by the single handler (``result`` as JSON): its row, and counted off."""
+        with self._lock:
+            self._set(event.id, target.info.name, "delivered", attempt, None, result)
+            self._count_off(target, 1)
+
+    def _settle(self, target: _Target, message: Message, failures: list[tuple[Event, Exception]]) -> None:
+        """``message`` is handled (its delivered events recorded and counted off); ``failures`` are its
+        events that failed this attempt. The retryable ones go back on the transport together, as one
+        message after one backoff; the others are dead-lettered. Then the message is acked."""
+        name, attempt = target.info.name, message.attempt
+        retry: list[tuple[Event, str]] = []
+        dead: list[DeadLetter] = []
+        for event, exc in failures:
+            if is_retryable(exc) and attempt < self.config.max_attempts:
+                retry.append((event, error_text(exc)))
+            else:
+                dead.append(DeadLetter(event, name, attempt, error_text(exc), utcnow()))
+        # Before any row changes: should it fail, every failed event still reads pending and
+        # _internal_error dead-letters it rather than leave it counted and stranded.
+        delay = self._backoff(attempt) if retry else 0.0
+        with self._lock:
+            for event, error in retry:
+                self._set(event.id, name, "retrying", attempt, error)
+            for letter in dead:
+                self._dlq[(letter.event.id, name)] = letter
+                self._set(letter.event.id, name, "dead_lettered", attempt, letter.last_error)
+            self._count_off(target, len(dead))
+        if retry:
+            events = [event for event, _ in retry]
+            log.warning("%d event(s) %s to %s failed (attempt %d of %d), retrying in %.2fs: %s", len(events),
+                        _ids(events), name, attempt, self.config.max_attempts, delay, retry[0][1])
+            self.transport.send([Message(name, events, attempt + 1)], delay=delay)
+        for letter in dead:
+            log.error("event %s %s to %s dead-lettered after %d attempt(s): %s", letter.event.detail_type,
+                      letter.event.id, name, attempt, letter.last_error)
+        self.transport.ack(message)
 
     def _internal_error(self, target: _Target, message: Message, exc: Exception) -> None:
+        """A bug in the bus while delivering ``message``: dead-letter its events still pending, so they
+        are visible and can be replayed rather than left "pending" (or counted twice)."""
         name = target.info.name
-        log.exception("bus worker of %s failed on event %s", name, message.event.id, exc_info=exc)
-        # Dead-letter it, so it is visible and can be replayed rather than left "pending".
+        log.exception("bus worker of %s failed on events %s", name, _ids(message.events), exc_info=exc)
         error = f"internal error while delivering: {error_text(exc)}"
-        letter = DeadLetter(message.event, name, message.attempt, error, utcnow())
-        self._finish(target, message, ("dead_lettered", error), letter)
+        with self._lock:
+            open_ = [e for e in message.events if self._pending(e.id, name)]
+            for event in open_:
+                self._dlq[(event.id, name)] = DeadLetter(event, name, message.attempt, error, utcnow())
+                self._set(event.id, name, "dead_lettered", message.attempt, error)
+            self._count_off(target, len(open_))
+        self.transport.ack(message)
 
-    def _deliver(self, target: _Target, message: Message) -> None:
-        """One attempt of ``message``, recorded at once (retries; first attempts go through :meth:`_work`'s
-        inline path, recorded a burst at a time)."""
-        name = target.info.name
-        event = message.event
-        if message.attempt > 1:  # the first attempt's row already says pending
-            self._update(event.id, name, "pending", message.attempt - 1, None)
-        try:
-            result = target.handler(event)
-        except Exception as exc:  # noqa: BLE001 - every failure is recorded: retried or dead-lettered, never lost
-            self._failed(target, message, exc)
-        else:
-            self._finish(target, message, ("delivered", None), result=None if result is None else result_json(result))
+    def _pending(self, event_id: str, target: str) -> bool:
+        # Lock held. An event whose row fell out of the log counts as still to do.
+        entry = self._log.get(event_id)
+        slot = entry.slots.get(target) if entry is not None else None
+        return slot is None or slot.state == "pending"
 
-    def _failed(self, target: _Target, message: Message, exc: Exception) -> None:
-        """Attempt ``message.attempt`` failed with ``exc``: schedule a retry, or dead-letter it."""
-        name = target.info.name
-        event = message.event
-        error = error_text(exc)
-        if is_retryable(exc) and message.attempt < self.config.max_attempts:
-            delay = self._backoff(message.attempt)
-            log.warning("event %s %s to %s failed (attempt %d of %d), retrying in %.2fs: %s", event.detail_type,
-                        event.id, name, message.attempt, self.config.max_attempts, delay, error)
-            self._update(event.id, name, "retrying", message.attempt, error)
-            self.transport.send([attrs.evolve(message, attempt=message.attempt + 1)], delay=delay)
-            self.transport.ack(message)
-            return
-        log.error("event %s %s to %s dead-lettered after %d attempt(s): %s", event.detail_type, event.id, name,
-                  message.attempt, error)
-        letter = DeadLetter(event, name, message.attempt, error, utcnow())
-        self._finish(target, message, ("dead_lettered", error), letter)
+    def _count_off(self, target: _Target, finished: int) -> None:
+        # Lock held.
+        target.outstanding -= finished
+        if finished and target.outstanding == 0:
+            self._idle.notify_all()
 
     def _backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (tenacity's random exponential, full jitter)."""
@@ -557,29 +603,15 @@ class Bus:
 
     def _set(self, event_id: str, target: str, state: DeliveryState, attempts: int, error: str | None,
              result: Any = None) -> None:
-        # Lock held. An event fallen out of the log has no row to update; the dead-letter store keeps failures.
+        # Lock held. A new slot rather than an update: the old one may be shared with batch-mates. An event
+        # fallen out of the log has no row to update; the dead-letter store keeps failures.
         entry = self._log.get(event_id)
         if entry is None:
             return
-        slot = entry.slots.get(target)
-        if slot is None:
-            slot = entry.slots[target] = _Slot()
-        slot.state, slot.attempts, slot.updated, slot.result = state, attempts, time.time(), result
-        if error is not None:  # a delivered slot keeps the error of the attempt before, for the record
-            slot.last_error = error
-
-    def _finish(self, target: _Target, message: Message, outcome: tuple[DeliveryState, str | None] | None,
-                letter: DeadLetter | None = None, result: Any = None) -> None:
-        """The message is done: record its outcome (and dead letter) and count it off, under one lock."""
-        self.transport.ack(message)
-        with self._lock:
-            if letter is not None:
-                self._dlq[(letter.event.id, letter.target)] = letter
-            if outcome is not None:
-                self._set(message.event.id, target.info.name, outcome[0], message.attempt, outcome[1], result)
-            target.outstanding -= 1
-            if target.outstanding == 0:
-                self._idle.notify_all()
+        old = entry.slots.get(target)
+        # a delivered slot keeps the error of the attempt before, for the record
+        last_error = error if error is not None else (old.last_error if old is not None else None)
+        entry.slots[target] = _Slot(state, attempts, last_error, time.time(), result)
 
     # --- reading --------------------------------------------------------------------------------------
 

@@ -31,36 +31,47 @@ from ...models import Event, from_json, to_json
 __all__ = ["InProcessTransport", "Message", "Transport"]
 
 
+def _events(value: Event | Iterable[Event]) -> tuple[Event, ...]:
+    return (value,) if isinstance(value, Event) else tuple(value)
+
+
 @attrs.frozen(slots=True)
 class Message:
-    """One event on its way to one target; ``attempt`` is 1 for the first delivery, +1 per retry."""
+    """Events on their way to one target: the events of one ``PutEvents`` batch routed to it (or a single
+    event), delivered together. ``attempt`` is 1 for the first delivery, +1 per retry; a retry carries
+    only the events that failed. ``Message(target, event)`` takes a single event too.
+
+    One message per (batch, target) rather than per event is what lets a hundred-entry ``POST /events``
+    cost one enqueue, one wake-up and one batch hook call per target.
+    """
 
     target: str
-    event: Event
+    events: tuple[Event, ...] = attrs.field(converter=_events)
     attempt: int = 1
 
     @classmethod
-    def first(cls, target: str, event: Event) -> Message:
-        """``Message(target, event)`` (attempt 1) without the frozen class's ``__setattr__`` round trips:
-        the bus builds one per (event, target) on the publish hot path, with values it already holds."""
+    def first(cls, target: str, events: tuple[Event, ...]) -> Message:
+        """``Message(target, events)`` (attempt 1) without the converter and the frozen class's
+        ``__setattr__`` round trips, for the bus's publish path (``events`` already a tuple)."""
         message = object.__new__(cls)
         _set_target(message, target)
-        _set_event(message, event)
+        _set_events(message, events)
         _set_attempt(message, 1)
         return message
 
     def to_json(self) -> dict[str, Any]:
-        """Wire form for a broker: ``{target, attempt, event: <EventBridge envelope>}``."""
-        return {"target": self.target, "attempt": self.attempt, "event": to_json(self.event)}
+        """Wire form for a broker: ``{target, attempt, events: [<EventBridge envelope>...]}``."""
+        return {"target": self.target, "attempt": self.attempt, "events": [to_json(e) for e in self.events]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Message:
         """Inverse of :meth:`to_json`; raises BadRequestError on a malformed envelope."""
-        return cls(target=str(data["target"]), event=from_json(Event, data["event"]), attempt=int(data["attempt"]))
+        return cls(target=str(data["target"]), events=[from_json(Event, e) for e in data["events"]],
+                   attempt=int(data["attempt"]))
 
 
-_set_target, _set_event, _set_attempt = (Message.__dict__[a.name].__set__ for a in attrs.fields(Message))
-if tuple(a.name for a in attrs.fields(Message)) != ("target", "event", "attempt"):  # pragma: no cover
+_set_target, _set_events, _set_attempt = (Message.__dict__[a.name].__set__ for a in attrs.fields(Message))
+if tuple(a.name for a in attrs.fields(Message)) != ("target", "events", "attempt"):  # pragma: no cover
     raise ImportError("Message.first must be updated with Message's fields")
 
 
