@@ -186,6 +186,19 @@ def test_dedup_forgets_ids_after_the_window() -> None:
     assert got == ["evt-1", "evt-1"]
 
 
+def test_dedup_remembers_at_most_max_ids_forgetting_the_oldest_first() -> None:
+    bus = Bus(EventsConfig(dedup_max_ids=3))
+    got: list[str] = []
+    bus.add_target("a", ONBOARDING, lambda e: got.append(e.id))
+    bus.start()
+    for i in (1, 2, 3, 4, 4, 1):  # e1 is forgotten to make room; e4 is still remembered
+        bus.put_events([onboarding(f"e{i}")])
+    bus.put_events([onboarding("e5"), onboarding("e5")])  # a duplicate within one batch
+    assert bus.join(JOIN)
+    bus.stop()
+    assert got == ["e1", "e2", "e3", "e4", "e1", "e5"]
+
+
 def test_a_slow_target_does_not_stall_another(bus: Bus) -> None:
     release = threading.Event()
     fast_done = threading.Event()

@@ -27,7 +27,7 @@ import json
 import logging
 import threading
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Literal
@@ -81,12 +81,44 @@ class TargetInfo:
     trigger: EventTrigger | None
 
 
+class _SeenIds:
+    """The event ids a target accepted within the dedup window, at most ``max_ids`` of them: a set for the
+    lookups, and the ids in acceptance order, grouped by acceptance time, for forgetting the oldest.
+
+    Grouping by time (one group per accepted batch) keeps per-event work to a set add and a list append;
+    the cap is kept to within one batch (``forget`` runs before each batch is accepted).
+    """
+
+    __slots__ = ("ids", "groups", "window", "max_ids")
+
+    def __init__(self, window: float, max_ids: int) -> None:
+        self.ids: set[str] = set()
+        self.groups: deque[tuple[float, list[str]]] = deque()
+        self.window, self.max_ids = window, max_ids
+
+    @property
+    def enabled(self) -> bool:
+        return self.window > 0 and self.max_ids > 0
+
+    def forget(self, now: float) -> None:
+        """Forget ids accepted a window or more before ``now`` and, beyond the cap, the oldest."""
+        groups, ids = self.groups, self.ids
+        while groups and (now - groups[0][0] >= self.window or len(ids) >= self.max_ids):
+            ids.difference_update(groups.popleft()[1])
+
+    def group(self, now: float) -> list[str]:
+        """The list to append ids accepted at ``now`` to (after adding them to :attr:`ids`)."""
+        if not self.groups or self.groups[-1][0] != now:
+            self.groups.append((now, []))
+        return self.groups[-1][1]
+
+
 @attrs.define(slots=True)
 class _Target:
     info: TargetInfo
     handler: Handler
     batch: BatchHandler | None = None  # takes a burst of first attempts in one call (see batch_handler)
-    seen: OrderedDict[str, float] = attrs.field(factory=OrderedDict)  # event id -> monotonic time accepted
+    seen: _SeenIds = attrs.field(factory=lambda: _SeenIds(0, 0))  # replaced by Bus.add_target
     outstanding: int = 0  # events accepted and not yet finished (queued, running or waiting to retry)
     thread: threading.Thread | None = None
 
@@ -252,7 +284,8 @@ class Bus:
         with self._lock:
             if name in self._targets:
                 raise ValueError(f"event target {name!r} is already registered")
-            target = _Target(TargetInfo(name, kind, trigger), handler, batch)
+            target = _Target(TargetInfo(name, kind, trigger), handler, batch,
+                             _SeenIds(self.config.dedup_window_seconds, self.config.dedup_max_ids))
             self._targets[name] = target
             if trigger is not None:
                 key = (canonical_detail_type(str(trigger.detail_type)), trigger.source)
@@ -305,10 +338,10 @@ class Bus:
         received = utcnow()
         now, wall = self._clock(), time.time()
         routes, log_ = self._routes, self._log
-        window, max_ids = self.config.dedup_window_seconds, self.config.dedup_max_ids
-        remember = window > 0 and max_ids > 0
         routed: dict[tuple[str, str], Any] = {}
-        batches: dict[str, tuple[_Target, _Slot, list[Event]]] = {}  # target name -> its events of this batch
+        # target name -> (target, the shared slot of its events of this batch, those events, where their ids
+        # are remembered for dedup or None)
+        batches: dict[str, tuple[_Target, _Slot, list[Event], list[str] | None]] = {}
         # One lock round-trip and one message per target for the whole batch; _record and _accept inlined
         # (same rules, see them): per-event method calls and records were most of the bus's cost.
         with self._lock:
@@ -326,28 +359,27 @@ class Bus:
                 slots = entry.slots
                 for target in targets:
                     name = target.info.name
-                    batch = batches.get(name)
-                    if batch is None:  # this target's first event of the batch: forget old dedup ids once
-                        batch = batches[name] = (target, _Slot("pending", 0, None, wall), [])
-                        seen = target.seen
-                        while seen and now - next(iter(seen.values())) >= window:  # past the window
-                            seen.popitem(last=False)
                     seen = target.seen
-                    if event_id in seen:
+                    batch = batches.get(name)
+                    if batch is None:  # this target's first event of the batch
+                        seen.forget(now)
+                        batch = batches[name] = (target, _Slot("pending", 0, None, wall), [],
+                                                 seen.group(now) if seen.enabled else None)
+                    if event_id in seen.ids:
                         if name not in slots:  # the first delivery's row fell out of the log: say why it is skipped
                             slots[name] = _Slot("skipped_duplicate", 0, None, wall)
                         continue
-                    if remember:
-                        if len(seen) >= max_ids:  # over the cap: the oldest first
-                            seen.popitem(last=False)
-                        seen[event_id] = now
+                    remembered = batch[3]
+                    if remembered is not None:
+                        seen.ids.add(event_id)
+                        remembered.append(event_id)
                     slots[name] = batch[1]
                     batch[2].append(event)
             excess = len(log_) - self.config.log_size
             for _ in range(excess):
                 log_.popitem(last=False)
             messages = []
-            for name, (target, _, accepted) in batches.items():
+            for name, (target, _, accepted, _) in batches.items():
                 if accepted:
                     target.outstanding += len(accepted)
                     messages.append(Message.first(name, tuple(accepted)))
@@ -406,19 +438,15 @@ class Bus:
     def _accept(self, target: _Target, event: Event, entry: _Entry, now: float, wall: float) -> bool:
         """Dedup an id per target (lock held): True when the event is to be delivered to ``target``."""
         seen = target.seen
-        window, max_ids = self.config.dedup_window_seconds, self.config.dedup_max_ids
-        while seen:  # forget ids past the window or over the cap; insertion order is acceptance order
-            if now - next(iter(seen.values())) >= window or len(seen) >= max_ids:
-                seen.popitem(last=False)
-            else:
-                break
+        seen.forget(now)
         name = target.info.name
-        if event.id in seen:
+        if event.id in seen.ids:
             if name not in entry.slots:  # the first delivery's row fell out of the log: say why it is skipped
                 entry.slots[name] = _Slot("skipped_duplicate", 0, None, wall)
             return False
-        if window > 0 and max_ids > 0:
-            seen[event.id] = now
+        if seen.enabled:
+            seen.ids.add(event.id)
+            seen.group(now).append(event.id)
         entry.slots[name] = _Slot("pending", 0, None, wall)
         target.outstanding += 1
         return True
