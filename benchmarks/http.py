@@ -47,7 +47,7 @@ from sbt_core import Provider, hookimpl  # noqa: E402
 from sbt_core.config import load_config  # noqa: E402
 from sbt_core.models import Page  # noqa: E402
 from sbt_core.plugins import discover  # noqa: E402
-from sbt_core.runtime.control_plane import ControlPlane  # noqa: E402
+from sbt_core.runtime.control_plane import ControlPlane, tune_gc_for_serving  # noqa: E402
 
 BATCH = 100
 ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
@@ -145,13 +145,15 @@ async def rate(app: ASGIApp, payload: bytes, headers: list[tuple[bytes, bytes]],
     return answered, count / (time.perf_counter() - start)
 
 
-def control_plane(state_dir: str) -> ControlPlane:
-    """The real control plane: local auth, the no-op metering provider, the in-process bus."""
+def control_plane(state_dir: str, *, start: bool = True) -> ControlPlane:
+    """The real control plane: local auth, the no-op metering provider, the in-process bus (started unless
+    ``start`` is False)."""
     catalog = discover(entry_points=False, builtins=True, extra={"noop": NoopMetering})
     config = load_config(catalog, raw={"state_dir": state_dir, "events": {"log_size": 1000},
                                        "providers": {"auth": {"type": "local"}, "metering": {"type": "noop"}}})
     cp = ControlPlane.from_config(catalog, config, tenants=False)
-    cp.open()
+    if start:
+        cp.open()
     return cp
 
 
@@ -179,6 +181,7 @@ async def in_process(rounds: int, seconds: float) -> Measured:
     measured: Measured = []
     with tempfile.TemporaryDirectory() as tmp:
         cp = control_plane(tmp)
+        tune_gc_for_serving()  # as the serving process does once started (both apps run in this process)
         try:
             token = cp.providers.instances["auth"].mint_token(["event/event_write"])
             sbt_headers = [(b"authorization", f"Bearer {token}".encode())]
@@ -217,19 +220,23 @@ async def in_process(rounds: int, seconds: float) -> Measured:
 # --- over uvicorn on 127.0.0.1 -------------------------------------------------------------------------------
 
 def serve(kind: str, port: int) -> None:
-    """Run one app under uvicorn on 127.0.0.1:port (a child process of the benchmark)."""
+    """Run one app under uvicorn on 127.0.0.1:port (a child process of the benchmark): sbt exactly as
+    ``sbt serve`` runs it (``ControlPlane.serve``, which also tunes the garbage collector once started),
+    bare as a plain uvicorn server."""
     import uvicorn
 
     with tempfile.TemporaryDirectory() as tmp:
         if kind == "sbt":
-            cp = control_plane(tmp)
-            print(cp.providers.instances["auth"].mint_token(["event/event_write", "event/event_read"]), flush=True)
-            app: Any = cp.asgi_app
+            cp = control_plane(tmp, start=False)
+
+            def ready(url: str) -> None:
+                print(cp.providers.instances["auth"].mint_token(["event/event_write", "event/event_read"]), flush=True)
+
+            asyncio.run(cp.serve("127.0.0.1", port, ready=ready, log_level="warning"))
         else:
             print("-", flush=True)
-            app = bare_app()
-        uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", access_log=False,
-                                      lifespan="off")).run()
+            uvicorn.Server(uvicorn.Config(bare_app(), host="127.0.0.1", port=port, log_level="warning",
+                                          access_log=False, lifespan="off")).run()
 
 
 async def hammer(port: int, request: bytes, seconds: float, connections: int) -> tuple[int, float]:

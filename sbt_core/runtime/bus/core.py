@@ -186,6 +186,15 @@ def batch_handler(providers: Providers, hook: str) -> BatchHandler | None:
         (lambda event: next(iter(to_kwargs(event).values())))
 
     def handle(events: list[Event]) -> list[Exception | None]:
+        try:  # the usual case, every event parses: one comprehension
+            items = [parse(event) for event in events]
+        except Exception:  # noqa: BLE001 - some event does not: find which, one at a time
+            pass
+        else:
+            answers = call(batch, **{argument: items})
+            if len(answers) != len(items):
+                raise ProviderError(f"{batch} answered {len(answers)} outcomes for {len(items)} events")
+            return [None if answer is None else BadRequestError(str(answer)) for answer in answers]
         outcomes: list[Exception | None] = [None] * len(events)
         items, positions = [], []
         for i, event in enumerate(events):
@@ -199,8 +208,6 @@ def batch_handler(providers: Providers, hook: str) -> BatchHandler | None:
             answers = call(batch, **{argument: items})
             if len(answers) != len(items):
                 raise ProviderError(f"{batch} answered {len(answers)} outcomes for {len(items)} events")
-            if len(items) == len(events):  # nothing refused while parsing: outcomes line up with the answers
-                return [None if answer is None else BadRequestError(str(answer)) for answer in answers]
             for i, answer in zip(positions, answers, strict=True):
                 if answer is not None:
                     outcomes[i] = BadRequestError(str(answer))
@@ -522,38 +529,45 @@ class Bus:
                         target.info.name, error_text(exc))
             self._deliver_each(target, messages)
             return
+        if len(outcomes) != len(events):
+            raise ProviderError(f"the batch handler of {target.info.name} answered {len(outcomes)} outcomes for "
+                                f"{len(events)} events")
         name, now, i = target.info.name, time.time(), 0
-        settled: list[tuple[Message, list[Event], list[tuple[Event, Exception]]]] = []
-        for message in messages:
-            n = len(message.events)
-            delivered: list[Event] = []
-            failures: list[tuple[Event, Exception]] = []
-            for event, outcome in zip(message.events, outcomes[i:i + n], strict=True):
-                if outcome is None:
-                    delivered.append(event)
-                else:
-                    failures.append((event, outcome))
-            settled.append((message, delivered, failures))
-            i += n
-        if i != len(outcomes):
-            raise ProviderError(f"the batch handler of {name} answered {len(outcomes)} outcomes for {i} events")
+        settled: list[tuple[Message, list[tuple[Event, Exception]]]] = []
         with self._lock:
-            log_ = self._log
-            for _, delivered, failures in settled:
+            for message in messages:
+                n = len(message.events)
+                mine = outcomes[i:i + n]
+                i += n
+                if not any(mine):  # the usual case: all delivered
+                    self._mark_delivered(name, message.events, now)
+                    settled.append((message, []))
+                    continue
+                failures = [(e, o) for e, o in zip(message.events, mine, strict=True) if o is not None]
                 # The failed ones get a slot of their own first, so the shared slot left behind is exactly
-                # the delivered ones' and one write records them all.
+                # the delivered ones'.
                 for event, exc in failures:
                     self._set(event.id, name, "pending", 1, error_text(exc))
-                written: set[int] = set()
-                for event in delivered:
-                    entry = log_.get(event.id)
-                    slot = entry.slots.get(name) if entry is not None else None
-                    if slot is not None and id(slot) not in written:
-                        written.add(id(slot))
-                        slot.state, slot.attempts, slot.updated, slot.result = "delivered", 1, now, None
-                self._count_off(target, len(delivered))
-        for message, _, failures in settled:
+                self._mark_delivered(name, [e for e, o in zip(message.events, mine, strict=True) if o is None], now)
+                settled.append((message, failures))
+            self._count_off(target, sum(1 for outcome in outcomes if outcome is None))
+        for message, failures in settled:
             self._settle(target, message, failures)
+
+    def _mark_delivered(self, target: str, events: Sequence[Event], now: float) -> None:
+        """(Lock held.) Record first attempts ``events`` of one message, delivered together, as delivered.
+
+        They share one slot (see :class:`_Slot`), so one write records them all: the slot is found
+        through the newest of them still in the log (the log forgets the oldest first).
+        """
+        log_ = self._log
+        for event in reversed(events):
+            entry = log_.get(event.id)
+            if entry is not None:
+                slot = entry.slots.get(target)
+                if slot is not None:
+                    slot.state, slot.attempts, slot.updated, slot.result = "delivered", 1, now, None
+                return
 
     def _delivered(self, target: _Target, event: Event, attempt: int, result: Any) -> None:
         """One event delivered by the single handler (``result`` as JSON): its row, and counted off."""
