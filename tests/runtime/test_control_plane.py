@@ -226,3 +226,42 @@ def test_openapi_documents_the_dead_letter_and_schedule_routes(plane: Harness) -
     assert operations[("/schedules", "get")] == "list_schedules"
     assert operations[("/schedules/{hook}/run", "post")] == "run_schedule"
     assert "DeadLetter" in document["components"]["schemas"]
+
+
+def test_tune_gc_for_serving_freezes_start_up_and_raises_the_young_threshold() -> None:
+    import gc
+
+    from sbt_core.runtime.control_plane import SERVING_GC_THRESHOLD, tune_gc_for_serving
+
+    before = gc.get_threshold()
+    try:
+        tune_gc_for_serving()
+        assert gc.get_threshold() == (SERVING_GC_THRESHOLD, *before[1:])
+        assert gc.get_freeze_count() > 0
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*before)
+
+
+@pytest.mark.parametrize("lifecycle", [True, False])
+def test_serve_tunes_the_collector_only_when_it_owns_the_process(sbt_control_plane: Factory,
+                                                                  monkeypatch: pytest.MonkeyPatch,
+                                                                  lifecycle: bool) -> None:
+    import asyncio
+
+    from sbt_core.runtime import control_plane as module
+
+    tuned: list[bool] = []
+    monkeypatch.setattr(module, "tune_gc_for_serving", lambda: tuned.append(True))
+    harness = sbt_control_plane(plugins=PLUGINS, config=CONFIG, start=not lifecycle)
+    cp = harness.control_plane
+    ready = threading.Event()
+    thread = threading.Thread(target=lambda: asyncio.run(cp.serve("127.0.0.1", 0, log_level="warning",
+                                                                  ready=lambda url: ready.set(), lifecycle=lifecycle)))
+    thread.start()
+    try:
+        assert ready.wait(20)
+    finally:
+        cp.request_exit()
+        thread.join(20)
+    assert tuned == ([True] if lifecycle else [])
