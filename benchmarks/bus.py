@@ -141,8 +141,9 @@ def main() -> None:
     print(f"direct pluggy hook call : {baseline * 1e6:8.2f} us/event")
     print(f"bus put_events (x{BATCH})  : {batch * 1e6:8.2f} us/event  ratio {batch / baseline:5.1f}x")
     print(f"bus publish (one by one): {single * 1e6:8.2f} us/event  ratio {single / baseline:5.1f}x")
-    met = batch / baseline <= TARGET_RATIO
-    print(f"target <= {TARGET_RATIO:.0f}x (batched publish -> handler): {'meets' if met else 'misses'}")
+    met, met_single = batch / baseline <= TARGET_RATIO, single / baseline <= TARGET_RATIO
+    print(f"target <= {TARGET_RATIO:.0f}x: batched {'meets' if met else 'misses'}, "
+          f"one by one {'meets' if met_single else 'misses'}")
 
     from _report import Figure, report
 
@@ -151,7 +152,7 @@ def main() -> None:
         Figure("bus", "publish->handler, put_events x100", batch * 1e6, "us/event", batch / baseline,
                "direct pluggy hook call", target, met),
         Figure("bus", "publish->handler, one by one", single * 1e6, "us/event", single / baseline,
-               "direct pluggy hook call", target, single / baseline <= TARGET_RATIO),
+               "direct pluggy hook call", target, met_single),
     ])
 
 

@@ -458,6 +458,54 @@ def test_a_failure_inside_the_bus_dead_letters_instead_of_stranding(bus: Bus, mo
     assert letter.last_error == "internal error while delivering: RuntimeError: bug"
 
 
+class ThreadCountingLock:
+    """A lock that counts acquisitions per thread name."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.by_thread: dict[str, int] = {}
+
+    def acquire(self, blocking: bool = True, timeout: float = -1) -> bool:
+        name = threading.current_thread().name
+        self.by_thread[name] = self.by_thread.get(name, 0) + 1
+        return self._lock.acquire(blocking, timeout)
+
+    def release(self) -> None:
+        self._lock.release()
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc: object) -> None:
+        self.release()
+
+
+def test_workers_record_outcomes_without_taking_the_bus_lock_per_event() -> None:
+    """A worker that takes the bus lock per event hands the interpreter lock back and forth with the
+    publisher on every event (a convoy): outcomes are queued instead and applied by the next reader."""
+    bus = Bus(FAST)
+    lock = ThreadCountingLock()
+    bus._lock, bus._idle = lock, threading.Condition(lock)  # type: ignore[assignment]
+    failed_once: set[str] = set()
+
+    def handler(event: Event) -> None:
+        if event.id == "e7" and not failed_once:
+            failed_once.add(event.id)
+            raise ProviderError("once")
+
+    bus.add_target("a", ONBOARDING, handler)
+    for i in range(200):
+        bus.publish(onboarding(f"e{i}"))  # one message per event
+    bus.start()
+    assert bus.join(JOIN)
+    worker = lock.by_thread.get("sbt-bus-a", 0)
+    assert worker <= 3, f"the worker took the bus lock {worker} times for 200 events"
+    record = bus.get("e7")
+    assert record is not None and [(d.state, d.attempts, d.last_error) for d in record.deliveries] == [
+        ("delivered", 2, "once")]
+    assert all((r := bus.get(f"e{i}")) is not None and r.deliveries[0].state == "delivered" for i in range(200))
+    bus.stop()
+
+
 def test_the_in_process_transport_meets_the_transport_contract() -> None:
     from sbt_core.testing.transport import check_transport
 

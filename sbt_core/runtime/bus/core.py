@@ -23,6 +23,7 @@ bus: the CLI reads them from the running server over HTTP (``GET /events``, ``GE
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import threading
@@ -119,7 +120,15 @@ class _Target:
     handler: Handler
     batch: BatchHandler | None = None  # takes a burst of first attempts in one call (see batch_handler)
     seen: _SeenIds = attrs.field(factory=lambda: _SeenIds(0, 0))  # replaced by Bus.add_target
-    outstanding: int = 0  # events accepted and not yet finished (queued, running or waiting to retry)
+    # Events accepted (written by publishers, under the bus lock) and finished (delivered, dead-lettered or
+    # skipped; written only by the target's own worker thread, without the lock): the difference is what
+    # is queued, running or waiting to retry.
+    accepted: int = 0
+    finished: int = 0
+
+    @property
+    def outstanding(self) -> int:
+        return self.accepted - self.finished
     thread: threading.Thread | None = None
 
 
@@ -269,6 +278,11 @@ class Bus:
         self._retrying = Retrying()  # only so a RetryCallState can be built for the wait strategy
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified whenever a target's outstanding drops to 0
+        # Outcomes recorded by the workers, applied to the log and the dead-letter store under the lock by
+        # whoever next reads or writes them (_apply_outcomes). A worker never takes the lock on its hot path:
+        # with the interpreter lock, a worker waiting for a lock held by a publisher (or the reverse) costs
+        # a thread hand-off per event; that convoy tripled the cost of publishing one event at a time.
+        self._outcomes: deque[Callable[[], None]] = deque()
         self._targets: dict[str, _Target] = {}
         self._routes: dict[tuple[str, str], list[_Target]] = {}
         self._log: OrderedDict[str, _Entry] = OrderedDict()
@@ -352,6 +366,7 @@ class Bus:
         # One lock round-trip and one message per target for the whole batch; _record and _accept inlined
         # (same rules, see them): per-event method calls and records were most of the bus's cost.
         with self._lock:
+            self._apply_outcomes()
             for event in events:
                 event_id = event.id
                 entry = log_.get(event_id)
@@ -388,7 +403,7 @@ class Bus:
             messages = []
             for name, (target, _, accepted, _) in batches.items():
                 if accepted:
-                    target.outstanding += len(accepted)
+                    target.accepted += len(accepted)
                     messages.append(Message.first(name, tuple(accepted)))
         if messages:
             self.transport.send(messages)
@@ -404,6 +419,7 @@ class Bus:
         if self._closed:
             return PutEventsEntryResult(error_code="BusClosed", error_message="the event bus has stopped")
         with self._lock:
+            self._apply_outcomes()
             found = self._targets.get(target)
             if found is None:
                 raise NotFoundError(f"no event target named {target!r}")
@@ -455,7 +471,7 @@ class Bus:
             seen.ids.add(event.id)
             seen.group(now).append(event.id)
         entry.slots[name] = _Slot("pending", 0, None, wall)
-        target.outstanding += 1
+        target.accepted += 1
         return True
 
     def _notify(self, events: Sequence[Event]) -> None:
@@ -491,31 +507,60 @@ class Bus:
                 self._guarded(target, [message], self._deliver_each)
 
     def _guarded(self, target: _Target, messages: list[Message],
-                 deliver: Callable[[_Target, list[Message]], None]) -> None:
+                 deliver: Callable[[_Target, list[Message]], set[int]]) -> None:
+        """``deliver(target, messages)``, which answers the ids (``id()``) of the messages it settled. A bug
+        in it must not kill the worker and strand the queue: the messages it did not settle are
+        dead-lettered (:meth:`_internal_error`)."""
+        settled: set[int] = set()
         try:
-            deliver(target, messages)
-        except Exception as exc:  # noqa: BLE001 - a bug here must not kill the worker and strand the queue
+            settled = deliver(target, messages)
+        except Exception as exc:  # noqa: BLE001
             for message in messages:
-                self._internal_error(target, message, exc)
+                if id(message) not in settled:
+                    self._internal_error(target, message, exc)
 
-    def _deliver_each(self, target: _Target, messages: list[Message]) -> None:
+    def _later(self, record: Callable[..., None], *args: Any) -> None:
+        """Record an outcome (``record(*args)``, a method writing the log under the lock) without taking
+        the lock: it is applied, in order, by :meth:`_apply_outcomes`."""
+        self._outcomes.append(functools.partial(record, *args))
+
+    def _apply_outcomes(self) -> None:
+        # Lock held. deque.popleft is atomic, so workers may keep appending meanwhile.
+        outcomes = self._outcomes
+        while outcomes:
+            outcomes.popleft()()
+
+    def _finished(self, target: _Target, count: int) -> None:
+        """The worker of ``target`` is done with ``count`` more events (only that thread writes
+        ``finished``); wakes :meth:`join` when nothing is left."""
+        if count:
+            target.finished += count
+            if target.finished == target.accepted:
+                with self._idle:
+                    self._idle.notify_all()
+
+    def _deliver_each(self, target: _Target, messages: list[Message]) -> set[int]:
         """Every event of ``messages`` through the single handler, in order, each recorded at once."""
         handler, name = target.handler, target.info.name
+        settled: set[int] = set()
         for message in messages:
             attempt = message.attempt
             failures: list[tuple[Event, Exception]] = []
             for event in message.events:
                 if attempt > 1:  # a retry: its row goes back to pending while it runs
-                    self._update(event.id, name, "pending", attempt - 1, None)
+                    self._later(self._set, event.id, name, "pending", attempt - 1, None, None, time.time())
                 try:
                     result = handler(event)
                 except Exception as exc:  # noqa: BLE001 - every failure is recorded: retried or dead-lettered
                     failures.append((event, exc))
                     continue
-                self._delivered(target, event, attempt, None if result is None else result_json(result))
+                self._later(self._set, event.id, name, "delivered", attempt, None,
+                            None if result is None else result_json(result), time.time())
             self._settle(target, message, failures)
+            settled.add(id(message))
+        return settled
 
-    def _deliver_batch(self, target: _Target, messages: list[Message]) -> None:
+    def _deliver_batch(self, target: _Target, messages: list[Message]) -> set[int]:
         """First attempts of ``messages`` through the target's batch handler in one call, each outcome
         recorded as if delivered alone. If the call fails as a whole, each event goes through the single
         handler instead (the provider dedups by identifier, so what the failed call recorded is not
@@ -527,32 +572,30 @@ class Bus:
         except Exception as exc:  # noqa: BLE001 - fall back to one at a time, with the usual retries
             log.warning("batch delivery of %d events to %s failed, delivering one at a time: %s", len(events),
                         target.info.name, error_text(exc))
-            self._deliver_each(target, messages)
-            return
+            return self._deliver_each(target, messages)
         if len(outcomes) != len(events):
             raise ProviderError(f"the batch handler of {target.info.name} answered {len(outcomes)} outcomes for "
                                 f"{len(events)} events")
         name, now, i = target.info.name, time.time(), 0
-        settled: list[tuple[Message, list[tuple[Event, Exception]]]] = []
-        with self._lock:
-            for message in messages:
-                n = len(message.events)
-                mine = outcomes[i:i + n]
-                i += n
-                if not any(mine):  # the usual case: all delivered
-                    self._mark_delivered(name, message.events, now)
-                    settled.append((message, []))
-                    continue
+        settled: set[int] = set()
+        for message in messages:
+            n = len(message.events)
+            mine = outcomes[i:i + n]
+            i += n
+            if not any(mine):  # the usual case: all delivered
+                self._later(self._mark_delivered, name, message.events, now)
+                self._settle(target, message, [])
+            else:
                 failures = [(e, o) for e, o in zip(message.events, mine, strict=True) if o is not None]
                 # The failed ones get a slot of their own first, so the shared slot left behind is exactly
                 # the delivered ones'.
                 for event, exc in failures:
-                    self._set(event.id, name, "pending", 1, error_text(exc))
-                self._mark_delivered(name, [e for e, o in zip(message.events, mine, strict=True) if o is None], now)
-                settled.append((message, failures))
-            self._count_off(target, sum(1 for outcome in outcomes if outcome is None))
-        for message, failures in settled:
-            self._settle(target, message, failures)
+                    self._later(self._set, event.id, name, "pending", 1, error_text(exc), None, now)
+                delivered = [e for e, o in zip(message.events, mine, strict=True) if o is None]
+                self._later(self._mark_delivered, name, delivered, now)
+                self._settle(target, message, failures)
+            settled.add(id(message))
+        return settled
 
     def _mark_delivered(self, target: str, events: Sequence[Event], now: float) -> None:
         """(Lock held.) Record first attempts ``events`` of one message, delivered together, as delivered.
@@ -569,16 +612,11 @@ class Bus:
                     slot.state, slot.attempts, slot.updated, slot.result = "delivered", 1, now, None
                 return
 
-    def _delivered(self, target: _Target, event: Event, attempt: int, result: Any) -> None:
-        """One event delivered by the single handler (``result`` as JSON): its row, and counted off."""
-        with self._lock:
-            self._set(event.id, target.info.name, "delivered", attempt, None, result)
-            self._count_off(target, 1)
-
     def _settle(self, target: _Target, message: Message, failures: list[tuple[Event, Exception]]) -> None:
-        """``message`` is handled (its delivered events recorded and counted off); ``failures`` are its
-        events that failed this attempt. The retryable ones go back on the transport together, as one
-        message after one backoff; the others are dead-lettered. Then the message is acked."""
+        """``message`` is handled (its delivered events recorded); ``failures`` are its events that failed
+        this attempt. The retryable ones go back on the transport together, as one message after one
+        backoff; the others are dead-lettered. Every other event of the message is finished, and the
+        message is acked."""
         name, attempt = target.info.name, message.attempt
         retry: list[tuple[Event, str]] = []
         dead: list[DeadLetter] = []
@@ -587,16 +625,14 @@ class Bus:
                 retry.append((event, error_text(exc)))
             else:
                 dead.append(DeadLetter(event, name, attempt, error_text(exc), utcnow()))
-        # Before any row changes: should it fail, every failed event still reads pending and
+        # Before anything is recorded or sent: should it fail, the message is still unsettled and
         # _internal_error dead-letters it rather than leave it counted and stranded.
         delay = self._backoff(attempt) if retry else 0.0
-        with self._lock:
-            for event, error in retry:
-                self._set(event.id, name, "retrying", attempt, error)
-            for letter in dead:
-                self._dlq[(letter.event.id, name)] = letter
-                self._set(letter.event.id, name, "dead_lettered", attempt, letter.last_error)
-            self._count_off(target, len(dead))
+        now = time.time()
+        for event, error in retry:
+            self._later(self._set, event.id, name, "retrying", attempt, error, None, now)
+        for letter in dead:
+            self._later(self._dead_letter, letter, now)
         if retry:
             events = [event for event, _ in retry]
             log.warning("%d event(s) %s to %s failed (attempt %d of %d), retrying in %.2fs: %s", len(events),
@@ -606,32 +642,24 @@ class Bus:
             log.error("event %s %s to %s dead-lettered after %d attempt(s): %s", letter.event.detail_type,
                       letter.event.id, name, attempt, letter.last_error)
         self.transport.ack(message)
+        self._finished(target, len(message.events) - len(retry))
+
+    def _dead_letter(self, letter: DeadLetter, now: float) -> None:
+        # Lock held.
+        self._dlq[(letter.event.id, letter.target)] = letter
+        self._set(letter.event.id, letter.target, "dead_lettered", letter.attempts, letter.last_error, None, now)
 
     def _internal_error(self, target: _Target, message: Message, exc: Exception) -> None:
-        """A bug in the bus while delivering ``message``: dead-letter its events still pending, so they
-        are visible and can be replayed rather than left "pending" (or counted twice)."""
+        """A bug in the bus while delivering ``message``, which was not settled: dead-letter its events
+        so they are visible and can be replayed, rather than left "pending" forever."""
         name = target.info.name
         log.exception("bus worker of %s failed on events %s", name, _ids(message.events), exc_info=exc)
         error = f"internal error while delivering: {error_text(exc)}"
-        with self._lock:
-            open_ = [e for e in message.events if self._pending(e.id, name)]
-            for event in open_:
-                self._dlq[(event.id, name)] = DeadLetter(event, name, message.attempt, error, utcnow())
-                self._set(event.id, name, "dead_lettered", message.attempt, error)
-            self._count_off(target, len(open_))
+        now = time.time()
+        for event in message.events:
+            self._later(self._dead_letter, DeadLetter(event, name, message.attempt, error, utcnow()), now)
         self.transport.ack(message)
-
-    def _pending(self, event_id: str, target: str) -> bool:
-        # Lock held. An event whose row fell out of the log counts as still to do.
-        entry = self._log.get(event_id)
-        slot = entry.slots.get(target) if entry is not None else None
-        return slot is None or slot.state == "pending"
-
-    def _count_off(self, target: _Target, finished: int) -> None:
-        # Lock held.
-        target.outstanding -= finished
-        if finished and target.outstanding == 0:
-            self._idle.notify_all()
+        self._finished(target, len(message.events))
 
     def _backoff(self, attempt: int) -> float:
         """Seconds to wait after failed attempt ``attempt`` (tenacity's random exponential, full jitter)."""
@@ -639,12 +667,8 @@ class Bus:
         state.attempt_number = attempt
         return float(self._wait(state))
 
-    def _update(self, event_id: str, target: str, state: DeliveryState, attempts: int, error: str | None) -> None:
-        with self._lock:
-            self._set(event_id, target, state, attempts, error)
-
     def _set(self, event_id: str, target: str, state: DeliveryState, attempts: int, error: str | None,
-             result: Any = None) -> None:
+             result: Any = None, when: float | None = None) -> None:
         # Lock held. A new slot rather than an update: the old one may be shared with batch-mates. An event
         # fallen out of the log has no row to update; the dead-letter store keeps failures.
         entry = self._log.get(event_id)
@@ -653,13 +677,14 @@ class Bus:
         old = entry.slots.get(target)
         # a delivered slot keeps the error of the attempt before, for the record
         last_error = error if error is not None else (old.last_error if old is not None else None)
-        entry.slots[target] = _Slot(state, attempts, last_error, time.time(), result)
+        entry.slots[target] = _Slot(state, attempts, last_error, time.time() if when is None else when, result)
 
     # --- reading --------------------------------------------------------------------------------------
 
     def get(self, event_id: str) -> EventRecord | None:
         """The event log entry of ``event_id``, or None when unknown or fallen out of the log."""
         with self._lock:
+            self._apply_outcomes()
             entry = self._log.get(event_id)
             return entry.freeze() if entry else None
 
@@ -667,6 +692,7 @@ class Bus:
         """The most recent events, newest first (at most ``limit``)."""
         out: list[EventRecord] = []
         with self._lock:
+            self._apply_outcomes()
             for event_id in reversed(self._log):
                 if len(out) >= limit:
                     break
@@ -682,6 +708,7 @@ class Bus:
     def dead_letters(self, *, event_id: str | None = None, target: str | None = None) -> list[DeadLetter]:
         """The dead-letter store, oldest first, optionally only one event's and/or one target's."""
         with self._lock:
+            self._apply_outcomes()
             return [d for (eid, tgt), d in self._dlq.items()
                     if (event_id is None or eid == event_id) and (target is None or tgt == target)]
 
@@ -696,6 +723,7 @@ class Bus:
             raise SbtError("the event bus has stopped")
         messages = []
         with self._lock:
+            self._apply_outcomes()
             chosen = [d for (eid, tgt), d in self._dlq.items()
                       if (event_id is None or eid == event_id) and (target is None or tgt == target)]
             if not chosen and (event_id or target):
@@ -710,7 +738,7 @@ class Bus:
                 if entry is None:
                     entry = self._record(letter.event, utcnow())
                 entry.slots[letter.target] = _Slot("pending", 0, letter.last_error, time.time())
-                found.outstanding += 1
+                found.accepted += 1
                 messages.append(Message(letter.target, letter.event))
         if messages:
             self.transport.send(messages)
