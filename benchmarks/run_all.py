@@ -48,14 +48,16 @@ def main() -> int:
         figures = parse(result.stdout)
         if result.returncode != 0 or not figures:
             failures += 1
-            table.add_row(script, "[red]failed[/]", "", "", "", "", "", (result.stderr or result.stdout)[-200:])
+            lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
+            table.add_row(script, "[red]failed[/]", "", "", "", "", "", lines[-1] if lines else f"exit {result.returncode}")
             continue
         for f in figures:
             met = {True: "[green]yes[/]", False: "[red]no[/]", None: ""}[f["met"]]
             ratio = f"{f['ratio']:.3g}" if f["ratio"] is not None else ""
             table.add_row(f["benchmark"], f["name"], f"{f['value']:,.4g}", f["unit"], ratio, f["baseline"] or "",
                           f["target"] or "", met)
-    Console().print(table)
+    # Piped or in CI there is no terminal width to fit: rich would squeeze the table into 80 columns.
+    Console(width=None if sys.stdout.isatty() else 160).print(table)
     return 1 if failures else 0
 
 
