@@ -458,6 +458,35 @@ def test_a_failure_inside_the_bus_dead_letters_instead_of_stranding(bus: Bus, mo
     assert letter.last_error == "internal error while delivering: RuntimeError: bug"
 
 
+def test_a_bug_after_a_message_is_settled_counts_it_once_and_dead_letters_only_the_rest() -> None:
+    transport = InProcessTransport()
+    bus = Bus(FAST, transport=transport)
+    bus.add_target("a", ONBOARDING, lambda e: None, batch=lambda events: [None] * len(events))
+    first, second = [onboarding("m1-a"), onboarding("m1-b")], [onboarding("m2-a")]
+    bus.put_events(first)
+    bus.put_events(second)  # two messages, delivered in one burst through the batch handler
+    acks: list[Message] = []
+
+    def ack(message: Message) -> None:
+        acks.append(message)
+        if len(acks) == 1:
+            raise RuntimeError("broker went away")  # after the first message was settled
+
+    transport.ack = ack  # type: ignore[method-assign]
+    bus.start()
+    assert bus.join(JOIN)  # nothing counted twice, nothing stranded
+    assert not bus.busy("a")
+    states = {}
+    for event in first + second:
+        record = bus.get(event.id)
+        assert record is not None
+        states[event.id] = record.deliveries[0].state
+    assert states == {"m1-a": "delivered", "m1-b": "delivered", "m2-a": "dead_lettered"}
+    [letter] = bus.dead_letters()
+    assert letter.last_error == "internal error while delivering: RuntimeError: broker went away"
+    bus.stop()
+
+
 class ThreadCountingLock:
     """A lock that counts acquisitions per thread name."""
 

@@ -118,18 +118,18 @@ class _SeenIds:
 class _Target:
     info: TargetInfo
     handler: Handler
+    seen: _SeenIds
     batch: BatchHandler | None = None  # takes a burst of first attempts in one call (see batch_handler)
-    seen: _SeenIds = attrs.field(factory=lambda: _SeenIds(0, 0))  # replaced by Bus.add_target
-    # Events accepted (written by publishers, under the bus lock) and finished (delivered, dead-lettered or
-    # skipped; written only by the target's own worker thread, without the lock): the difference is what
-    # is queued, running or waiting to retry.
+    # Events accepted (written by publishers, under the bus lock) and finished (delivered or dead-lettered;
+    # written only by the target's own worker thread, without the lock): the difference is what is queued,
+    # running or waiting to retry.
     accepted: int = 0
     finished: int = 0
+    thread: threading.Thread | None = None
 
     @property
     def outstanding(self) -> int:
         return self.accepted - self.finished
-    thread: threading.Thread | None = None
 
 
 @attrs.define(slots=True)
@@ -305,8 +305,8 @@ class Bus:
         with self._lock:
             if name in self._targets:
                 raise ValueError(f"event target {name!r} is already registered")
-            target = _Target(TargetInfo(name, kind, trigger), handler, batch,
-                             _SeenIds(self.config.dedup_window_seconds, self.config.dedup_max_ids))
+            target = _Target(TargetInfo(name, kind, trigger), handler,
+                             _SeenIds(self.config.dedup_window_seconds, self.config.dedup_max_ids), batch)
             self._targets[name] = target
             if trigger is not None:
                 key = (canonical_detail_type(str(trigger.detail_type)), trigger.source)
@@ -507,13 +507,13 @@ class Bus:
                 self._guarded(target, [message], self._deliver_each)
 
     def _guarded(self, target: _Target, messages: list[Message],
-                 deliver: Callable[[_Target, list[Message]], set[int]]) -> None:
-        """``deliver(target, messages)``, which answers the ids (``id()``) of the messages it settled. A bug
-        in it must not kill the worker and strand the queue: the messages it did not settle are
-        dead-lettered (:meth:`_internal_error`)."""
+                 deliver: Callable[[_Target, list[Message], set[int]], None]) -> None:
+        """``deliver(target, messages, settled)``, which adds the ``id()`` of each message to ``settled`` as
+        soon as it is settled. A bug in it must not kill the worker and strand the queue: the messages it
+        had not settled are dead-lettered (:meth:`_internal_error`), each settled message counted once."""
         settled: set[int] = set()
         try:
-            settled = deliver(target, messages)
+            deliver(target, messages, settled)
         except Exception as exc:  # noqa: BLE001
             for message in messages:
                 if id(message) not in settled:
@@ -539,10 +539,9 @@ class Bus:
                 with self._idle:
                     self._idle.notify_all()
 
-    def _deliver_each(self, target: _Target, messages: list[Message]) -> set[int]:
+    def _deliver_each(self, target: _Target, messages: list[Message], settled: set[int]) -> None:
         """Every event of ``messages`` through the single handler, in order, each recorded at once."""
         handler, name = target.handler, target.info.name
-        settled: set[int] = set()
         for message in messages:
             attempt = message.attempt
             failures: list[tuple[Event, Exception]] = []
@@ -556,11 +555,9 @@ class Bus:
                     continue
                 self._later(self._set, event.id, name, "delivered", attempt, None,
                             None if result is None else result_json(result), time.time())
-            self._settle(target, message, failures)
-            settled.add(id(message))
-        return settled
+            self._settle(target, message, failures, settled)
 
-    def _deliver_batch(self, target: _Target, messages: list[Message]) -> set[int]:
+    def _deliver_batch(self, target: _Target, messages: list[Message], settled: set[int]) -> None:
         """First attempts of ``messages`` through the target's batch handler in one call, each outcome
         recorded as if delivered alone. If the call fails as a whole, each event goes through the single
         handler instead (the provider dedups by identifier, so what the failed call recorded is not
@@ -572,19 +569,19 @@ class Bus:
         except Exception as exc:  # noqa: BLE001 - fall back to one at a time, with the usual retries
             log.warning("batch delivery of %d events to %s failed, delivering one at a time: %s", len(events),
                         target.info.name, error_text(exc))
-            return self._deliver_each(target, messages)
+            self._deliver_each(target, messages, settled)
+            return
         if len(outcomes) != len(events):
             raise ProviderError(f"the batch handler of {target.info.name} answered {len(outcomes)} outcomes for "
                                 f"{len(events)} events")
         name, now, i = target.info.name, time.time(), 0
-        settled: set[int] = set()
         for message in messages:
             n = len(message.events)
             mine = outcomes[i:i + n]
             i += n
             if not any(mine):  # the usual case: all delivered
                 self._later(self._mark_delivered, name, message.events, now)
-                self._settle(target, message, [])
+                self._settle(target, message, [], settled)
             else:
                 failures = [(e, o) for e, o in zip(message.events, mine, strict=True) if o is not None]
                 # The failed ones get a slot of their own first, so the shared slot left behind is exactly
@@ -593,9 +590,7 @@ class Bus:
                     self._later(self._set, event.id, name, "pending", 1, error_text(exc), None, now)
                 delivered = [e for e, o in zip(message.events, mine, strict=True) if o is None]
                 self._later(self._mark_delivered, name, delivered, now)
-                self._settle(target, message, failures)
-            settled.add(id(message))
-        return settled
+                self._settle(target, message, failures, settled)
 
     def _mark_delivered(self, target: str, events: Sequence[Event], now: float) -> None:
         """(Lock held.) Record first attempts ``events`` of one message, delivered together, as delivered.
@@ -612,11 +607,12 @@ class Bus:
                     slot.state, slot.attempts, slot.updated, slot.result = "delivered", 1, now, None
                 return
 
-    def _settle(self, target: _Target, message: Message, failures: list[tuple[Event, Exception]]) -> None:
+    def _settle(self, target: _Target, message: Message, failures: list[tuple[Event, Exception]],
+                settled: set[int]) -> None:
         """``message`` is handled (its delivered events recorded); ``failures`` are its events that failed
         this attempt. The retryable ones go back on the transport together, as one message after one
-        backoff; the others are dead-lettered. Every other event of the message is finished, and the
-        message is acked."""
+        backoff; the others are dead-lettered. Every other event of the message is finished, the message
+        is added to ``settled`` (see :meth:`_guarded`) and acked."""
         name, attempt = target.info.name, message.attempt
         retry: list[tuple[Event, str]] = []
         dead: list[DeadLetter] = []
@@ -634,15 +630,18 @@ class Bus:
         for letter in dead:
             self._later(self._dead_letter, letter, now)
         if retry:
-            events = [event for event, _ in retry]
-            log.warning("%d event(s) %s to %s failed (attempt %d of %d), retrying in %.2fs: %s", len(events),
-                        _ids(events), name, attempt, self.config.max_attempts, delay, retry[0][1])
-            self.transport.send([Message(name, events, attempt + 1)], delay=delay)
+            self.transport.send([Message(name, [event for event, _ in retry], attempt + 1)], delay=delay)
+        # Settled from here: the retried events now belong to the retry message, which counts them.
+        self._finished(target, len(message.events) - len(retry))
+        settled.add(id(message))
+        if retry:
+            log.warning("%d event(s) %s to %s failed (attempt %d of %d), retrying in %.2fs: %s", len(retry),
+                        _ids([event for event, _ in retry]), name, attempt, self.config.max_attempts, delay,
+                        retry[0][1])
         for letter in dead:
             log.error("event %s %s to %s dead-lettered after %d attempt(s): %s", letter.event.detail_type,
                       letter.event.id, name, attempt, letter.last_error)
         self.transport.ack(message)
-        self._finished(target, len(message.events) - len(retry))
 
     def _dead_letter(self, letter: DeadLetter, now: float) -> None:
         # Lock held.
@@ -761,7 +760,7 @@ class Bus:
         included; True when idle, False on timeout. Needs :meth:`start` to make progress."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._idle:
-            while any(t.outstanding for t in self._targets.values()):
+            while any(t.outstanding > 0 for t in self._targets.values()):
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     return False
