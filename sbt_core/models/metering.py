@@ -172,7 +172,7 @@ class UsageEvent:
     ``{tenantId, eventName, identifier?, timestamp?, properties}``.
 
     ``identifier`` is the idempotency key (defaults to the envelope id); ``timestamp`` is the event
-    time (defaults to receipt time); ``properties`` holds the value (under the meter's
+    time (defaults to when the envelope was put); ``properties`` holds the value (under the meter's
     ``valueProperty``) and the group-by dimensions. Values are checked by the metering provider,
     which knows the meter.
     """
