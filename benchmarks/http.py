@@ -15,8 +15,9 @@ interleaved in the same run (best of several rounds, so a noisy neighbour hurts 
 round ends by waiting until its bus has delivered everything it accepted, so no delivery runs during a
 bare round. For ``ingestUsage`` two sbt rates are shown: *answered* (requests answered per second of
 requests) and *delivered* (the same requests over the time until every event reached the hook: the
-sustained rate, as the delivery worker shares the interpreter with the HTTP path). Over uvicorn the
-wait polls ``GET /events``. Each ratio is also printed as an ``SBT-BENCH`` line (``_report.py``).
+sustained rate, as the delivery worker shares the interpreter with the HTTP path). The benchmark process's
+garbage collector is tuned as ``sbt serve`` tunes its own (``tune_gc_for_serving``). Over uvicorn the sbt
+server runs through ``ControlPlane.serve``, as ``sbt serve`` does, and the wait polls ``GET /events``. Each ratio is also printed as an ``SBT-BENCH`` line (``_report.py``).
 
     python benchmarks/http.py [--rounds 5] [--seconds 1.0]
 """
