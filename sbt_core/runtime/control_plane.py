@@ -52,11 +52,13 @@ def tune_gc_for_serving() -> None:
     A hundred-entry ``POST /events`` allocates more than 700 containers (envelopes, details) that live
     until the bus has delivered them, a millisecond or two. With CPython's default threshold every request
     triggered a young collection that found them all alive and moved them to an older generation, where
-    the next collections traversed them again: about a third of the request's cost (``benchmarks/http.py``).
-    With ``SERVING_GC_THRESHOLD`` they are freed by reference counting before a collection sees them.
+    the next collections traversed them again: about a third of the request's cost in the in-process
+    ``benchmarks/http.py`` (less over uvicorn, where the HTTP machinery allocates its own). With
+    ``SERVING_GC_THRESHOLD`` they are freed by reference counting before a collection sees them.
     ``gc.freeze()`` also moves everything start-up allocated (modules, config, providers) out of the
-    collector's sight, so a full collection traverses only what traffic keeps alive (the instagram
-    recipe). Reference counting still frees everything else at once; only cycles wait longer.
+    collector's sight, so a full collection traverses only what traffic keeps alive, a common recipe for
+    long-running Python servers. Reference counting still frees everything else at once; only garbage
+    cycles wait longer to be collected.
     """
     gc.collect()
     gc.freeze()
