@@ -6,6 +6,8 @@
 - :func:`sbt_core.testing.transport.check_transport`: the contract a new bus transport (a broker) must meet.
 - :mod:`sbt_core.testing.events`: builders of SBT events (``onboarding_request(...)``, ``ingest_usage(...)``…).
 - :func:`wait_for`: poll until something asynchronous has happened (a webhook, another process's work).
+- :mod:`sbt_core.testing.processes`: a real server as a subprocess on a free loopback port
+  (``free_port()``, ``background_server(...)``), as the e2e tests run ``sbt serve``, moto_server and localstripe.
 """
 
 from .events import (

@@ -10,10 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
-import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,6 +19,7 @@ import httpx
 import pytest
 
 from sbt_core import ProviderContext
+from sbt_core.testing.processes import background_server, free_port
 from sbt_cognito_auth import CognitoAuth, CognitoSettings
 from sbt_cognito_auth.bootstrap import BootstrapResult, bootstrap_pool
 from sbt_cognito_auth.provider import make_client
@@ -46,44 +44,18 @@ def aws_env() -> Iterator[None]:
         yield
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def moto_endpoint(aws_env: None, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``http://127.0.0.1:<port>`` of a ``moto_server`` started for this session and stopped after it."""
-    port = _free_port()
+    port = free_port()
     exe = shutil.which("moto_server")
     cmd = [exe] if exe else [sys.executable, "-m", "moto.server"]
-    log = tmp_path_factory.mktemp("moto") / "moto_server.log"
-    with log.open("wb") as out:
-        proc = subprocess.Popen([*cmd, "-H", "127.0.0.1", "-p", str(port)], stdout=out, stderr=subprocess.STDOUT,
-                                env={**os.environ, **_DUMMY_ENV})
     endpoint = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:  # readiness poll: the server is up once it answers its own API
-            if proc.poll() is not None:
-                pytest.fail(f"moto_server exited with {proc.returncode}: {log.read_text()[-2000:]}")
-            try:
-                if httpx.get(f"{endpoint}/moto-api/", timeout=1).status_code < 500:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"moto_server did not answer on {endpoint}: {log.read_text()[-2000:]}")
-            time.sleep(0.05)
+    # Ready once it answers its own API.
+    with background_server([*cmd, "-H", "127.0.0.1", "-p", str(port)], ready=f"{endpoint}/moto-api/",
+                           log_path=tmp_path_factory.mktemp("moto") / "moto_server.log",
+                           env={**os.environ, **_DUMMY_ENV}, name="moto_server", timeout=30):
         yield endpoint
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
 
 
 @pytest.fixture

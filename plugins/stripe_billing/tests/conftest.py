@@ -11,7 +11,6 @@ from __future__ import annotations
 import http.server
 import json
 import socket
-import subprocess
 import sys
 import threading
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from typing import Any
 import attrs
 import pytest
 from sbt_core.testing import wait_for as testing_wait_for
+from sbt_core.testing.processes import background_server, free_port
 import requests
 import stripe
 from sbt_core.config import load_config
@@ -60,12 +60,6 @@ def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 def wait_for(predicate: Callable[[], Any], what: str, timeout: float = 15.0) -> Any:
     """Poll until ``predicate()`` is truthy (localstripe delivers webhooks about 1 s after the event)."""
     return testing_wait_for(predicate, what, timeout)
@@ -76,28 +70,17 @@ def localstripe_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str
     """A localstripe process on 127.0.0.1:<free port>, run in a temp cwd (its pickle file lands there)."""
     cwd = tmp_path_factory.mktemp("localstripe")
     port = free_port()
-    log = (cwd / "localstripe.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-c", _WRAPPER, str(port)], cwd=cwd, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
 
     def answers() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError(f"localstripe exited: {(cwd / 'localstripe.log').read_text()[-2000:]}")
         try:
             return requests.get(f"{url}/v1/customers", auth=(API_KEY, ""), timeout=1).status_code == 200
         except requests.ConnectionError:
             return False
 
-    try:
-        wait_for(answers, "localstripe to answer", timeout=30)
+    with background_server([sys.executable, "-c", _WRAPPER, str(port)], ready=answers,
+                           log_path=cwd / "localstripe.log", cwd=cwd, name="localstripe", timeout=30):
         yield url
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-        log.close()
 
 
 @pytest.fixture
