@@ -100,12 +100,18 @@ def json_object(text: str | None, option: str) -> dict[str, Any]:
             text = Path(text[1:]).read_text()
         except OSError as exc:
             raise BadRequestError(f"{option}: cannot read {text[1:]!r}: {exc.strerror or exc}") from None
+    return parse_object(text, option)
+
+
+def parse_object(text: str, where: str, expected: str = "a JSON object") -> dict[str, Any]:
+    """``text`` parsed as a JSON object; BadRequestError prefixed with ``where`` (an option, ``file:line``)
+    when it is not JSON or not ``expected``."""
     try:
         value = json.loads(text)
     except ValueError as exc:
-        raise BadRequestError(f"{option}: not valid JSON ({exc})") from None
+        raise BadRequestError(f"{where}: not valid JSON ({exc})") from None
     if not isinstance(value, dict):
-        raise BadRequestError(f"{option}: expected a JSON object")
+        raise BadRequestError(f"{where}: expected {expected}")
     return value
 
 

@@ -29,7 +29,8 @@ from rich.table import Table
 
 from ..errors import BadRequestError
 from ..models import Event, scopes, to_json
-from ._common import ConfigOption, JsonOption, fail, handle_errors, json_object, print_json, state
+from ._common import (ConfigOption, JsonOption, fail, handle_errors, json_object, parse_object, print_json,
+                      state)
 
 __all__ = ["register", "resolve_server"]
 
@@ -80,17 +81,8 @@ def _read_lines(path: Path) -> list[dict[str, Any]]:
         text = sys.stdin.read() if str(path) == "-" else path.read_text()
     except OSError as exc:
         raise BadRequestError(f"--file: cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    entries = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            value = json.loads(line)
-        except ValueError as exc:
-            raise BadRequestError(f"{path}:{number}: not valid JSON ({exc})") from None
-        if not isinstance(value, dict):
-            raise BadRequestError(f"{path}:{number}: expected a JSON object (one event per line)")
-        entries.append(value)
+    entries = [parse_object(line, f"{path}:{number}", "a JSON object (one event per line)")
+               for number, line in enumerate(text.splitlines(), 1) if line.strip()]
     if not entries:
         raise BadRequestError(f"{path}: no events in the file")
     return entries
