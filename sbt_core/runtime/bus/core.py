@@ -354,8 +354,14 @@ class Bus:
         """:meth:`put_events` without the per-entry result records: True when every event was accepted
         (each under its own ``id``), False when none was because the bus has stopped. ``POST /events``
         uses it to answer a hundred entries without building a hundred records first."""
+        return self._accept(events)
+
+    def _accept(self, events: Sequence[Event], only: _Target | None = None) -> bool:
+        """Log ``events``, dedup them per target and queue one message per target: to every target their
+        route matches, or to ``only`` (:meth:`send`). False, accepting nothing, once the bus has stopped."""
         if self._closed:
             return False
+        fixed = None if only is None else [only]
         received = utcnow()
         now, wall = self._clock(), time.time()
         routes, log_ = self._routes, self._log
@@ -363,8 +369,8 @@ class Bus:
         # target name -> (target, the shared slot of its events of this batch, those events, where their ids
         # are remembered for dedup or None)
         batches: dict[str, tuple[_Target, _Slot, list[Event], list[str] | None]] = {}
-        # One lock round-trip and one message per target for the whole batch; _record and _accept inlined
-        # (same rules, see them): per-event method calls and records were most of the bus's cost.
+        # One lock round-trip and one message per target for the whole batch, with the log insert of _record
+        # inlined (the log is trimmed once per batch): per-event method calls were most of the bus's cost.
         with self._lock:
             self._apply_outcomes()
             for event in events:
@@ -372,10 +378,12 @@ class Bus:
                 entry = log_.get(event_id)
                 if entry is None:  # a re-put id keeps its first log entry (and its first envelope)
                     entry = log_[event_id] = _Entry(event, received, {})
-                key = (event.detail_type, event.source)
-                targets = routed.get(key, _UNSEEN)
-                if targets is _UNSEEN:  # a batch mostly repeats a few (detail type, source): look each up once
-                    targets = routed[key] = routes.get((canonical_detail_type(key[0]), key[1]))
+                targets = fixed
+                if targets is None:
+                    key = (event.detail_type, event.source)
+                    targets = routed.get(key, _UNSEEN)
+                    if targets is _UNSEEN:  # a batch mostly repeats a few (detail type, source): look each up once
+                        targets = routed[key] = routes.get((canonical_detail_type(key[0]), key[1]))
                 if not targets:
                     continue
                 slots = entry.slots
@@ -416,19 +424,13 @@ class Bus:
 
         :raises NotFoundError: no such target.
         """
+        closed = PutEventsEntryResult(error_code="BusClosed", error_message="the event bus has stopped")
         if self._closed:
-            return PutEventsEntryResult(error_code="BusClosed", error_message="the event bus has stopped")
-        with self._lock:
-            self._apply_outcomes()
-            found = self._targets.get(target)
-            if found is None:
-                raise NotFoundError(f"no event target named {target!r}")
-            entry = self._record(event, utcnow())
-            accepted = self._accept(found, event, entry, self._clock(), time.time())
-        if accepted:
-            self.transport.send([Message(target, event)])
-        self._notify([event])
-        return PutEventsEntryResult(event_id=event.id)
+            return closed
+        found = self._targets.get(target)
+        if found is None:
+            raise NotFoundError(f"no event target named {target!r}")
+        return PutEventsEntryResult(event_id=event.id) if self._accept([event], only=found) else closed
 
     def publish(self, event: Event) -> Event:
         """Put one event published by a provider or core component, its detail type renamed per
@@ -457,22 +459,6 @@ class Bus:
             while len(self._log) > self.config.log_size:
                 self._log.popitem(last=False)
         return entry
-
-    def _accept(self, target: _Target, event: Event, entry: _Entry, now: float, wall: float) -> bool:
-        """Dedup an id per target (lock held): True when the event is to be delivered to ``target``."""
-        seen = target.seen
-        seen.forget(now)
-        name = target.info.name
-        if event.id in seen.ids:
-            if name not in entry.slots:  # the first delivery's row fell out of the log: say why it is skipped
-                entry.slots[name] = _Slot("skipped_duplicate", 0, None, wall)
-            return False
-        if seen.enabled:
-            seen.ids.add(event.id)
-            seen.group(now).append(event.id)
-        entry.slots[name] = _Slot("pending", 0, None, wall)
-        target.accepted += 1
-        return True
 
     def _notify(self, events: Sequence[Event]) -> None:
         for listener in self._listeners:
