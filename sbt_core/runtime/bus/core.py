@@ -138,7 +138,7 @@ class _Slot:
 
     The events of one message share one slot (the bus accepts a batch for a target as one message and
     a batch hook delivers it in one call), so recording "delivered" for a hundred events is one write.
-    Only :meth:`Bus._deliver_batch` updates a shared slot in place; every other change gives the event
+    Only :meth:`Bus._mark_delivered` updates a shared slot in place; every other change gives the event
     a slot of its own (:meth:`Bus._set`), so one event's failure never rewrites its batch-mates' rows.
     """
 
