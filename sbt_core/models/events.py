@@ -7,13 +7,16 @@ Input accepts both; :func:`canonical_detail_type` folds them to the bare name us
 from __future__ import annotations
 
 import uuid
+from collections import deque
+from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
+from itertools import repeat
 from typing import Any
 
 import attrs
 
-from ._convert import camel, WIRE_KEY
+from ._convert import WIRE_KEY, camel
 from .common import utcnow
 
 CONTROL_PLANE_SOURCE = "sbt.control.plane"
@@ -133,9 +136,29 @@ class Event:
         s_resources(event, resources)
         return event
 
+    @classmethod
+    def trusted_many(cls, detail_types: Sequence[str], sources: Sequence[str], details: Sequence[dict[str, Any]],
+                     ids: Sequence[str], time: datetime) -> list[Event]:
+        """``Event.trusted(detail_types[i], sources[i], details[i], ids[i], time, [])`` for every ``i``, with
+        the same preconditions, in a few C-level passes: one per field over the whole batch rather than a
+        Python call per event (about a third of the cost for a hundred-entry ``POST /events``).
 
-#: Slot setters of Event, in field order, for Event.trusted (which must list every field).
+        :raises ValueError: the columns differ in length.
+        """
+        n = len(ids)
+        if not len(detail_types) == len(sources) == len(details) == n:
+            raise ValueError("trusted_many: columns of different lengths")
+        events = list(map(object.__new__, repeat(cls, n)))
+        s_detail_type, s_source, s_detail, s_id, s_time, s_version, s_account, s_region, s_resources = _EVENT_SLOTS
+        for setter, column in ((s_detail_type, detail_types), (s_source, sources), (s_detail, details), (s_id, ids),
+                               (s_time, repeat(time, n)), (s_version, repeat("0", n)), (s_account, repeat(None, n)),
+                               (s_region, repeat(None, n)), (s_resources, [[] for _ in range(n)])):
+            deque(map(setter, events, column), maxlen=0)  # drains the map in C
+        return events
+
+
+#: Slot setters of Event, in field order, for Event.trusted and trusted_many (which must list every field).
 _EVENT_SLOTS = tuple(Event.__dict__[a.name].__set__ for a in attrs.fields(Event))
 if tuple(a.name for a in attrs.fields(Event)) != ("detail_type", "source", "detail", "id", "time", "version",
                                                     "account", "region", "resources"):  # pragma: no cover
-    raise ImportError("Event.trusted must be updated with Event's fields")
+    raise ImportError("Event.trusted and trusted_many must be updated with Event's fields")

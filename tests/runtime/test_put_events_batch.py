@@ -93,6 +93,53 @@ def test_the_batch_fast_path_answers_exactly_as_parse_entry_does_entry_by_entry(
     assert isinstance(bad, ev.EntryError) and bad.message.startswith("Detail is not valid JSON: Expecting")
 
 
+def entry_by_entry(parsed: Sequence[Event | ev.EntryError], raw: Sequence[Any]) -> list[Event | ev.EntryError]:
+    """What ``parse_entry`` answers for each of ``raw`` with the ids and time ``parse_entries`` gave them."""
+    received = next(p.time for p in parsed if isinstance(p, Event))
+    expected: list[Event | ev.EntryError] = []
+    for item, entry_ in zip(parsed, raw, strict=True):
+        try:
+            expected.append(ev.parse_entry(entry_, event_id=item.id if isinstance(item, Event) else "x",
+                                           received=received))
+        except ev.EntryError as exc:
+            expected.append(exc)
+    return expected
+
+
+def test_an_all_plain_batch_gives_the_events_parse_entry_gives() -> None:
+    raw = [entry(json.dumps({"tenantId": f"t{i}", "n": i})) for i in range(50)]
+    raw += [{"Source": "custom.source", "DetailType": "custom", "Detail": "{}"}]  # a second (source, type) pair
+    parsed = ev.parse_entries({"Entries": raw})
+    assert all(isinstance(p, Event) for p in parsed)
+    assert all(same(a, b) for a, b in zip(parsed, entry_by_entry(parsed, raw), strict=True))
+    resources = [p.resources for p in parsed if isinstance(p, Event)]
+    assert len({id(r) for r in resources}) == len(resources)  # each event its own list
+
+
+@pytest.mark.parametrize("spoiler", [
+    entry("{not json"), entry("[1, 2]"), entry('"text"'), entry(""), entry({"tenantId": "obj"}),
+    {"Source": "  ", "DetailType": "ingestUsage", "Detail": "{}"},
+    {"Source": APPLICATION_PLANE_SOURCE, "DetailType": "\t", "Detail": "{}"},
+    {"Source": ["a", "list"], "DetailType": "ingestUsage", "Detail": "{}"},  # unhashable
+    {"Source": 5, "DetailType": "ingestUsage", "Detail": "{}"},
+    entry(Time="2026-01-31T12:00:00Z"), "not an object",
+], ids=repr)
+def test_one_odd_entry_among_plain_ones_is_answered_on_its_own(spoiler: Any) -> None:
+    raw = [entry('{"tenantId": "t1"}'), spoiler, entry('{"tenantId": "t2"}')]
+    parsed = ev.parse_entries({"Entries": raw})
+    assert all(same(a, b) for a, b in zip(parsed, entry_by_entry(parsed, raw), strict=True))
+    assert isinstance(parsed[0], Event) and isinstance(parsed[2], Event)
+
+
+def test_trusted_many_builds_what_the_constructor_builds() -> None:
+    now = utcnow()
+    built = Event.trusted_many(["a", "b"], ["s1", "s2"], [{"x": 1}, {}], ["id-1", "id-2"], now)
+    assert built == [Event(detail_type="a", source="s1", detail={"x": 1}, id="id-1", time=now),
+                     Event(detail_type="b", source="s2", detail={}, id="id-2", time=now)]
+    with pytest.raises(ValueError, match="lengths"):
+        Event.trusted_many(["a"], ["s1", "s2"], [{}], ["id-1"], now)
+
+
 def test_trusted_events_equal_validated_ones() -> None:
     now = utcnow()
     trusted = Event.trusted("ingestUsage", APPLICATION_PLANE_SOURCE, {"a": 1}, "id-1", now, ["r"])
