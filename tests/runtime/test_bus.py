@@ -359,6 +359,25 @@ def test_a_batch_is_one_message_per_target_and_a_failure_stays_with_its_event() 
         assert rows[other] == {"a": ("delivered", 1, None), "b": ("delivered", 1, None)}
 
 
+def test_a_re_put_id_routed_to_another_target_changes_only_its_own_row(bus: Bus) -> None:
+    # A batch's events share their delivery rows when accepted together; a later change to one of them
+    # (here a re-put of its id that routes to another target) must not show up on its batch-mates.
+    other = EventTrigger("offboardingRequest", CONTROL_PLANE_SOURCE)
+    bus.add_target("a", ONBOARDING, lambda e: None)
+    bus.add_target("c", other, lambda e: None)
+    bus.put_events([onboarding("x1"), onboarding("x2")])  # before start: the rows are still shared
+    bus.put_events([Event("offboardingRequest", CONTROL_PLANE_SOURCE, {"tenantId": "t1"}, id="x1")])
+    bus.start()
+    assert bus.join(JOIN)
+    rows = {}
+    for event_id in ("x1", "x2"):
+        record = bus.get(event_id)
+        assert record is not None
+        rows[event_id] = {d.target: d.state for d in record.deliveries}
+        assert record.event.detail_type == "onboardingRequest"  # a re-put id keeps its first envelope
+    assert rows == {"x1": {"a": "delivered", "c": "delivered"}, "x2": {"a": "delivered"}}
+
+
 def test_failures_of_one_batch_retry_together_and_dead_letter_each() -> None:
     transport = CountingTransport()
     bus = Bus(FAST, transport=transport)

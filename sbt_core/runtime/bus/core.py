@@ -31,7 +31,9 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Literal
+from itertools import repeat
+from operator import attrgetter
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple
 
 import attrs
 from tenacity import RetryCallState, Retrying, wait_random_exponential
@@ -58,6 +60,7 @@ Handler = Callable[[Event], Any]
 _BURST = 256
 TargetKind = Literal["binding", "subscriber", "schedule"]
 _UNSEEN: Any = object()
+_EVENT_ID, _DETAIL_TYPE, _SOURCE = attrgetter("id"), attrgetter("detail_type"), attrgetter("source")
 
 
 @attrs.frozen
@@ -153,14 +156,24 @@ class _Slot:
         return Delivery(target, self.state, self.attempts, self.last_error, when, self.result)
 
 
-@attrs.define(slots=True)
-class _Entry:
+class _Entry(NamedTuple):
+    """An event in the log: the envelope, when it was accepted, and each target's delivery slot.
+
+    ``slots`` may be one dict shared by every event of a batch accepted together (see
+    :meth:`Bus._accept`), so it is never changed in place: :meth:`Bus._put_slot` gives the entry a new dict.
+    A tuple, so a batch's entries are built in one C-level pass (``_new_entry``).
+    """
+
     event: Event
     received: datetime
     slots: dict[str, _Slot]
 
     def freeze(self) -> EventRecord:
         return EventRecord(self.event, self.received, tuple(s.freeze(t) for t, s in self.slots.items()))
+
+
+#: ``_new_entry((event, received, slots))``: an :class:`_Entry` built in C (``_Entry._make`` is a Python function).
+_new_entry = functools.partial(tuple.__new__, _Entry)
 
 
 def hook_handler(providers: Providers, hook: str) -> Handler:
@@ -361,62 +374,111 @@ class Bus:
         route matches, or to ``only`` (:meth:`send`). False, accepting nothing, once the bus has stopped."""
         if self._closed:
             return False
-        fixed = None if only is None else [only]
         received = utcnow()
         now, wall = self._clock(), time.time()
+        ids = list(map(_EVENT_ID, events))
+        with self._lock:
+            self._apply_outcomes()
+            targets = self._uniform_targets(events, ids, only)
+            if targets is None:
+                messages = self._accept_each(events, only, received, now, wall)
+            else:
+                messages = self._accept_uniform(events, ids, targets, received, now, wall)
+            log_ = self._log
+            for _ in range(len(log_) - self.config.log_size):
+                log_.popitem(last=False)
+        if messages:
+            self.transport.send(messages)
+        self._notify(events)
+        return True
+
+    def _uniform_targets(self, events: Sequence[Event], ids: list[str], only: _Target | None) -> list[_Target] | None:
+        """(Lock held.) The targets of a batch whose events all go to the same targets and need no per-event
+        decision — new distinct ids, unseen by each of those targets — or None when some event needs one."""
+        if len(set(ids)) != len(ids) or not self._log.keys().isdisjoint(ids):
+            return None  # an id repeated in the batch, or re-put: it keeps its first log entry
+        if only is not None:
+            targets = [only]
+        else:
+            keys = set(zip(map(_DETAIL_TYPE, events), map(_SOURCE, events)))
+            if len(keys) != 1:
+                return None
+            detail_type, source = keys.pop()
+            targets = self._routes.get((canonical_detail_type(detail_type), source)) or []
+        if any(not target.seen.ids.isdisjoint(ids) for target in targets):
+            return None
+        return targets
+
+    def _accept_uniform(self, events: Sequence[Event], ids: list[str], targets: list[_Target], received: datetime,
+                        now: float, wall: float) -> list[Message]:
+        """(Lock held.) Accept a batch that :meth:`_uniform_targets` cleared: the whole batch in a few
+        C-level passes, all its events sharing one slot per target — and one slots dict (see :class:`_Entry`)."""
+        shared: dict[str, _Slot] = {}
+        messages = []
+        batch = tuple(events)
+        for target in targets:
+            name, seen = target.info.name, target.seen
+            seen.forget(now)
+            if seen.enabled:
+                seen.ids.update(ids)
+                seen.group(now).extend(ids)
+            shared[name] = _Slot("pending", 0, None, wall)
+            target.accepted += len(batch)
+            messages.append(Message.first(name, batch))
+        self._log.update(zip(ids, map(_new_entry, zip(batch, repeat(received), repeat(shared)))))
+        return messages
+
+    def _accept_each(self, events: Sequence[Event], only: _Target | None, received: datetime, now: float,
+                     wall: float) -> list[Message]:
+        """(Lock held.) Accept a batch one event at a time: any mix of routes, re-put ids and ids a target
+        has already seen (skipped for it)."""
+        fixed = None if only is None else [only]
         routes, log_ = self._routes, self._log
         routed: dict[tuple[str, str], Any] = {}
         # target name -> (target, the shared slot of its events of this batch, those events, where their ids
         # are remembered for dedup or None)
         batches: dict[str, tuple[_Target, _Slot, list[Event], list[str] | None]] = {}
-        # One lock round-trip and one message per target for the whole batch, with the log insert of _record
-        # inlined (the log is trimmed once per batch): per-event method calls were most of the bus's cost.
-        with self._lock:
-            self._apply_outcomes()
-            for event in events:
-                event_id = event.id
-                entry = log_.get(event_id)
-                if entry is None:  # a re-put id keeps its first log entry (and its first envelope)
-                    entry = log_[event_id] = _Entry(event, received, {})
-                targets = fixed
-                if targets is None:
-                    key = (event.detail_type, event.source)
-                    targets = routed.get(key, _UNSEEN)
-                    if targets is _UNSEEN:  # a batch mostly repeats a few (detail type, source): look each up once
-                        targets = routed[key] = routes.get((canonical_detail_type(key[0]), key[1]))
-                if not targets:
+        for event in events:
+            event_id = event.id
+            entry = log_.get(event_id)
+            if entry is None:
+                slots: dict[str, _Slot] = {}
+                log_[event_id] = _Entry(event, received, slots)
+            else:  # a re-put id keeps its first log entry (and its first envelope); its slots dict may be shared
+                slots = dict(entry.slots)
+                log_[event_id] = entry._replace(slots=slots)
+            targets = fixed
+            if targets is None:
+                key = (event.detail_type, event.source)
+                targets = routed.get(key, _UNSEEN)
+                if targets is _UNSEEN:  # a batch mostly repeats a few (detail type, source): look each up once
+                    targets = routed[key] = routes.get((canonical_detail_type(key[0]), key[1]))
+            if not targets:
+                continue
+            for target in targets:
+                name = target.info.name
+                seen = target.seen
+                batch = batches.get(name)
+                if batch is None:  # this target's first event of the batch
+                    seen.forget(now)
+                    batch = batches[name] = (target, _Slot("pending", 0, None, wall), [],
+                                             seen.group(now) if seen.enabled else None)
+                if event_id in seen.ids:
+                    if name not in slots:  # the first delivery's row fell out of the log: say why it is skipped
+                        slots[name] = _Slot("skipped_duplicate", 0, None, wall)
                     continue
-                slots = entry.slots
-                for target in targets:
-                    name = target.info.name
-                    seen = target.seen
-                    batch = batches.get(name)
-                    if batch is None:  # this target's first event of the batch
-                        seen.forget(now)
-                        batch = batches[name] = (target, _Slot("pending", 0, None, wall), [],
-                                                 seen.group(now) if seen.enabled else None)
-                    if event_id in seen.ids:
-                        if name not in slots:  # the first delivery's row fell out of the log: say why it is skipped
-                            slots[name] = _Slot("skipped_duplicate", 0, None, wall)
-                        continue
-                    remembered = batch[3]
-                    if remembered is not None:
-                        seen.ids.add(event_id)
-                        remembered.append(event_id)
-                    slots[name] = batch[1]
-                    batch[2].append(event)
-            excess = len(log_) - self.config.log_size
-            for _ in range(excess):
-                log_.popitem(last=False)
-            messages = []
-            for name, (target, _, accepted, _) in batches.items():
-                if accepted:
-                    target.accepted += len(accepted)
-                    messages.append(Message.first(name, tuple(accepted)))
-        if messages:
-            self.transport.send(messages)
-        self._notify(events)
-        return True
+                remembered = batch[3]
+                if remembered is not None:
+                    seen.ids.add(event_id)
+                    remembered.append(event_id)
+                slots[name] = batch[1]
+                batch[2].append(event)
+        messages = []
+        for name, (target, _, accepted, _) in batches.items():
+            if accepted:
+                target.accepted += len(accepted)
+                messages.append(Message.first(name, tuple(accepted)))
+        return messages
 
     def send(self, target: str, event: Event) -> PutEventsEntryResult:
         """Deliver ``event`` to the one target named ``target`` (no routing), with the same log, dedup,
@@ -451,14 +513,17 @@ class Bus:
         """:meth:`publish` without the return value: what ``Providers.attach`` takes as the event sink."""
         self.publish(event)
 
-    def _record(self, event: Event, received: datetime) -> _Entry:
-        # Called with the lock held. A re-put id keeps its first log entry (and its first envelope).
-        entry = self._log.get(event.id)
+    def _put_slot(self, event: Event, target: str, slot: _Slot) -> None:
+        """(Lock held.) Give ``event``'s log entry ``slot`` for ``target``, in a slots dict of its own (the
+        one it had may be shared with its batch-mates); an event no longer in the log is logged again."""
+        log_ = self._log
+        entry = log_.get(event.id)
         if entry is None:
-            entry = self._log[event.id] = _Entry(event, received, {})
-            while len(self._log) > self.config.log_size:
-                self._log.popitem(last=False)
-        return entry
+            log_[event.id] = _Entry(event, utcnow(), {target: slot})
+            while len(log_) > self.config.log_size:
+                log_.popitem(last=False)
+        else:
+            log_[event.id] = entry._replace(slots={**entry.slots, target: slot})
 
     def _notify(self, events: Sequence[Event]) -> None:
         for listener in self._listeners:
@@ -662,7 +727,8 @@ class Bus:
         old = entry.slots.get(target)
         # a delivered slot keeps the error of the attempt before, for the record
         last_error = error if error is not None else (old.last_error if old is not None else None)
-        entry.slots[target] = _Slot(state, attempts, last_error, time.time() if when is None else when, result)
+        self._put_slot(entry.event, target,
+                       _Slot(state, attempts, last_error, time.time() if when is None else when, result))
 
     # --- reading --------------------------------------------------------------------------------------
 
@@ -719,10 +785,7 @@ class Bus:
                 if found is None:
                     continue  # its target is gone (config changed): leave it in the store
                 del self._dlq[(letter.event.id, letter.target)]
-                entry = self._log.get(letter.event.id)
-                if entry is None:
-                    entry = self._record(letter.event, utcnow())
-                entry.slots[letter.target] = _Slot("pending", 0, letter.last_error, time.time())
+                self._put_slot(letter.event, letter.target, _Slot("pending", 0, letter.last_error, time.time()))
                 found.accepted += 1
                 messages.append(Message(letter.target, letter.event))
         if messages:
