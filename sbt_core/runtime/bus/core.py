@@ -640,8 +640,8 @@ class Bus:
                 failures = [(e, o) for e, o in zip(message.events, mine, strict=True) if o is not None]
                 # The failed ones get a slot of their own first, so the shared slot left behind is exactly
                 # the delivered ones'.
-                for event, exc in failures:
-                    self._later(self._set, event.id, name, "pending", 1, error_text(exc), None, now)
+                for event, failure in failures:
+                    self._later(self._set, event.id, name, "pending", 1, error_text(failure), None, now)
                 delivered = [e for e, o in zip(message.events, mine, strict=True) if o is None]
                 self._later(self._mark_delivered, name, delivered, now)
                 self._settle(target, message, failures, settled)
