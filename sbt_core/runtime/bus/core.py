@@ -381,15 +381,12 @@ class Bus:
         ids = list(map(_EVENT_ID, events))
         with self._lock:
             self._apply_outcomes()
-            # A handful of events is quicker one by one than through the set-up of the C-level passes.
-            targets = self._uniform_targets(events, ids, only) if len(ids) >= _UNIFORM_MIN else None
+            targets = self._uniform_targets(events, ids, only)
             if targets is None:
                 messages = self._accept_each(events, only, received, now, wall)
             else:
                 messages = self._accept_uniform(events, ids, targets, received, now, wall)
-            log_ = self._log
-            for _ in range(len(log_) - self.config.log_size):
-                log_.popitem(last=False)
+            self._trim_log()
         if messages:
             self.transport.send(messages)
         self._notify(events)
@@ -397,7 +394,10 @@ class Bus:
 
     def _uniform_targets(self, events: Sequence[Event], ids: list[str], only: _Target | None) -> list[_Target] | None:
         """(Lock held.) The targets of a batch whose events all go to the same targets and need no per-event
-        decision — new distinct ids, unseen by each of those targets — or None when some event needs one."""
+        decision — new distinct ids, unseen by each of those targets — or None when some event needs one, or
+        the batch is too small to be worth it."""
+        if len(ids) < _UNIFORM_MIN:  # a handful is quicker one by one than through the C-level passes' set-up
+            return None
         if len(set(ids)) != len(ids) or not self._log.keys().isdisjoint(ids):
             return None  # an id repeated in the batch, or re-put: it keeps its first log entry
         if only is not None:
@@ -523,10 +523,15 @@ class Bus:
         entry = log_.get(event.id)
         if entry is None:
             log_[event.id] = _Entry(event, utcnow(), {target: slot})
-            while len(log_) > self.config.log_size:
-                log_.popitem(last=False)
+            self._trim_log()
         else:
             log_[event.id] = entry._replace(slots={**entry.slots, target: slot})
+
+    def _trim_log(self) -> None:
+        """(Lock held.) Forget the oldest log entries beyond ``log_size``."""
+        log_ = self._log
+        for _ in range(len(log_) - self.config.log_size):
+            log_.popitem(last=False)
 
     def _notify(self, events: Sequence[Event]) -> None:
         for listener in self._listeners:
