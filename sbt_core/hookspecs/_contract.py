@@ -3,7 +3,7 @@ must implement it, and its default trigger. Bindings are derived from this table
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, TypeVar
 
 import attrs
@@ -27,17 +27,24 @@ def event_kwargs(event: Event) -> dict[str, Any]:
 @attrs.frozen
 class EventArgument:
     """``event_kwargs`` of a hook whose one argument ``name`` is parsed from the event by ``parse``; the
-    bus calls ``parse`` directly for each item of the hook's batch form."""
+    bus builds the items of the hook's batch form with ``parse_many`` (``[parse(e) for e in events]``,
+    raising what the first failing ``parse`` raises), default ``parse`` of each event."""
 
     name: str
     parse: Callable[[Event], Any]
+    parse_many: Callable[[Sequence[Event]], list[Any]] = attrs.field()
+
+    @parse_many.default
+    def _each(self) -> Callable[[Sequence[Event]], list[Any]]:
+        parse = self.parse
+        return lambda events: [parse(event) for event in events]
 
     def __call__(self, event: Event) -> dict[str, Any]:
         return {self.name: self.parse(event)}
 
 
 #: Arguments of the ingest hook: the envelope's detail parsed as a :class:`UsageEvent`.
-usage_event_kwargs = EventArgument("usage_event", UsageEvent.from_event)
+usage_event_kwargs = EventArgument("usage_event", UsageEvent.from_event, UsageEvent.from_events)
 
 
 @attrs.frozen

@@ -157,3 +157,71 @@ def test_the_canonical_fast_path_builds_what_the_validated_constructor_builds(de
 def test_what_the_fast_path_declines_is_refused_by_the_full_checks(detail: dict[str, object], message: str) -> None:
     with pytest.raises(BadRequestError, match=message):
         UsageEvent.from_detail(detail, identifier="envelope-id", received=T0)
+
+
+# --- UsageEvent.from_events: a batch of ingestUsage envelopes, as from_event of each ---------------------------
+
+def _envelopes(details: list[object]) -> list[Event]:
+    return [Event(detail_type="ingestUsage", source="sbt.application.plane", detail=d,  # type: ignore[arg-type]
+                  id=f"id-{i}", time=T0) for i, d in enumerate(details)]
+
+
+def _each(events: list[Event]) -> list[UsageEvent] | str:
+    try:
+        return [UsageEvent.from_event(event) for event in events]
+    except BadRequestError as exc:
+        return exc.message
+
+
+def _batch(events: list[Event]) -> list[UsageEvent] | str:
+    try:
+        return UsageEvent.from_events(events)
+    except BadRequestError as exc:
+        return exc.message
+
+
+_CANONICAL = {"tenantId": "t-1", "eventName": "api_call", "properties": {"value": 3, "region": "eu"}}
+#: One odd detail of each kind the batch checks; among canonical ones it must change nothing but its own answer.
+_ODD_DETAILS: list[object] = [
+    {"tenantId": "t-2", "eventName": "api_call", "identifier": "own-id", "properties": {}},
+    {"tenantId": "t-2", "eventName": "api_call", "timestamp": "2026-11-01T01:00:00Z", "properties": {}},
+    {"tenantId": "t-2", "eventName": "api_call"},
+    {"tenantId": "t-2", "eventName": "api_call", "properties": None},
+    {"tenantId": "t-2", "eventName": "api_call", "properties": [1]},
+    {"tenantId": "   ", "eventName": "api_call", "properties": {}},
+    {"tenantId": "", "eventName": "api_call", "properties": {}},
+    {"tenantId": "t" * 257, "eventName": "api_call", "properties": {}},
+    {"tenantId": ["t"], "eventName": "api_call", "properties": {}},
+    {"tenantId": 7, "eventName": "api_call", "properties": {}},
+    {"tenantId": "t-2", "eventName": "e" * 101, "properties": {}},
+    {"tenantId": "t-2", "properties": {}},
+    {"tenantId": "t-2", "eventName": "api_call", "properties": {}, "extra": 1},
+    {"tenantId": "t-3", "meterApiName": "api_call", "meterValue": 2},
+    "not an object",
+]
+
+
+def test_a_batch_of_canonical_usage_events_is_built_in_one_pass_equal_to_one_by_one() -> None:
+    from sbt_core.models.metering import _canonical_many
+
+    events = _envelopes([dict(_CANONICAL, tenantId=f"t-{i % 3}") for i in range(20)])
+    assert _canonical_many(UsageEvent, events) is not None  # the batch path is taken, not the fallback
+    batch = UsageEvent.from_events(events)
+    assert batch == _each(events)
+    assert [u.identifier for u in batch] == [e.id for e in events] and {u.timestamp for u in batch} == {T0}
+    assert UsageEvent.from_events([]) == []
+
+
+@pytest.mark.parametrize("odd", _ODD_DETAILS, ids=repr)
+@pytest.mark.parametrize("where", [0, 5, 9])
+def test_one_odd_usage_event_in_a_batch_gets_what_it_gets_alone(odd: object, where: int) -> None:
+    details: list[object] = [dict(_CANONICAL) for _ in range(10)]
+    details[where] = odd
+    events = _envelopes(details)
+    assert _batch(events) == _each(events)
+
+
+def test_an_envelope_id_the_usage_event_cannot_take_as_identifier_is_refused_as_alone() -> None:
+    events = _envelopes([dict(_CANONICAL) for _ in range(4)])
+    events[2] = Event.trusted("ingestUsage", "sbt.application.plane", dict(_CANONICAL), "x" * 300, T0, [])
+    assert _batch(events) == _each(events) == "identifier must be 1 to 256 characters"

@@ -206,12 +206,18 @@ def batch_handler(providers: Providers, hook: str) -> BatchHandler | None:
         return None
     batch, argument, call = row.batch_hook, BATCH_FORMS[row.batch_hook].argument, providers.call
     to_kwargs = row.event_kwargs
-    parse = to_kwargs.parse if isinstance(to_kwargs, EventArgument) else \
-        (lambda event: next(iter(to_kwargs(event).values())))
+    if isinstance(to_kwargs, EventArgument):
+        parse, parse_many = to_kwargs.parse, to_kwargs.parse_many
+    else:
+        def parse(event: Event) -> Any:
+            return next(iter(to_kwargs(event).values()))
+
+        def parse_many(events: Sequence[Event]) -> list[Any]:
+            return [parse(event) for event in events]
 
     def handle(events: list[Event]) -> list[Exception | None]:
-        try:  # the usual case, every event parses: one comprehension
-            items = [parse(event) for event in events]
+        try:  # the usual case, every event parses: the whole batch at once
+            items = parse_many(events)
         except Exception:  # noqa: BLE001 - some event does not: find which, one at a time
             pass
         else:
