@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -213,6 +214,19 @@ def test_a_slow_target_does_not_stall_another(bus: Bus) -> None:
     release.set()
     assert bus.join(JOIN)
     assert not bus.busy("slow")
+
+
+def test_join_wakes_as_soon_as_the_last_event_finishes(bus: Bus) -> None:
+    """join() waits on a condition the worker notifies only while someone is joining: a lost wake-up
+    would leave join() asleep until its timeout."""
+    release = threading.Event()
+    bus.add_target("slow", ONBOARDING, lambda e: release.wait(JOIN))
+    bus.start()
+    bus.put_events([onboarding()])
+    threading.Timer(0.05, release.set).start()  # finishes while join() is already waiting
+    start = time.monotonic()
+    assert bus.join(120)
+    assert time.monotonic() - start < 60, "join() slept through the end of delivery (a lost wake-up)"
 
 
 def test_put_events_never_blocks_on_handlers(bus: Bus) -> None:

@@ -298,7 +298,8 @@ class Bus:
                                              max=self.config.backoff_max_seconds)
         self._retrying = Retrying()  # only so a RetryCallState can be built for the wait strategy
         self._lock = threading.Lock()
-        self._idle = threading.Condition(self._lock)  # notified whenever a target's outstanding drops to 0
+        self._idle = threading.Condition(self._lock)  # notified when a target's outstanding drops to 0
+        self._joining = 0  # join() calls waiting on _idle (changed under the lock)
         # Outcomes recorded by the workers, applied to the log and the dead-letter store under the lock by
         # whoever next reads or writes them (_apply_outcomes). A worker never takes the lock on its hot path:
         # with the interpreter lock, a worker waiting for a lock held by a publisher (or the reverse) costs
@@ -513,9 +514,8 @@ class Bus:
         named = output_detail_type(event.detail_type, self.config.naming)
         if named != event.detail_type:
             event = attrs.evolve(event, detail_type=named)
-        result = self.put_events([event])[0]
-        if result.error_code:
-            raise SbtError(f"event {event.detail_type} {event.id} not accepted: {result.error_message}")
+        if not self.accept_batch([event]):
+            raise SbtError(f"event {event.detail_type} {event.id} not accepted: the event bus has stopped")
         return event
 
     def sink(self, event: Event) -> None:
@@ -600,7 +600,9 @@ class Bus:
         ``finished``); wakes :meth:`join` when nothing is left."""
         if count:
             target.finished += count
-            if target.finished == target.accepted:
+            # Only a waiting join() needs waking. join() counts itself in before it reads ``finished`` and
+            # this reads the count after writing ``finished``, so one of the two always sees the other.
+            if self._joining and target.finished == target.accepted:
                 with self._idle:
                     self._idle.notify_all()
 
@@ -618,8 +620,12 @@ class Bus:
                 except Exception as exc:  # noqa: BLE001 - every failure is recorded: retried or dead-lettered
                     failures.append((event, exc))
                     continue
-                self._later(self._set, event.id, name, "delivered", attempt, None,
-                            None if result is None else result_json(result), time.time())
+                if result is None and attempt == 1 and len(message.events) == 1:
+                    # its slot is its alone (a slot is shared by one message's events): written in place
+                    self._later(self._mark_delivered, name, message.events, time.time())
+                else:
+                    self._later(self._set, event.id, name, "delivered", attempt, None,
+                                None if result is None else result_json(result), time.time())
             self._settle(target, message, failures, settled)
 
     def _deliver_batch(self, target: _Target, messages: list[Message], settled: set[int]) -> None:
@@ -823,12 +829,16 @@ class Bus:
         included; True when idle, False on timeout. Needs :meth:`start` to make progress."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._idle:
-            while any(t.outstanding > 0 for t in self._targets.values()):
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._idle.wait(remaining)
-            return True
+            self._joining += 1
+            try:
+                while any(t.outstanding > 0 for t in self._targets.values()):
+                    remaining = None if deadline is None else deadline - time.monotonic()
+                    if remaining is not None and remaining <= 0:
+                        return False
+                    self._idle.wait(remaining)
+                return True
+            finally:
+                self._joining -= 1
 
     def stop(self, timeout: float | None = None) -> bool:
         """Graceful shutdown: wait up to ``timeout`` seconds (default ``drain_timeout_seconds``) for
