@@ -45,7 +45,10 @@ def parse_timestamp(value: Any) -> datetime:
         if not math.isfinite(value):
             raise ValueError(f"timestamp must be finite, got {value!r}")
         seconds = value / 1000 if abs(value) > 1e11 else value
-        return datetime.fromtimestamp(seconds, tz=UTC)
+        try:
+            return datetime.fromtimestamp(seconds, tz=UTC)
+        except (OverflowError, OSError, ValueError):  # what the platform's time_t or datetime cannot hold
+            raise ValueError(f"timestamp {value!r} is out of range") from None
     if isinstance(value, str):
         text = value.strip()
         if text.replace(".", "", 1).isdigit():
