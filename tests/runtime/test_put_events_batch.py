@@ -9,6 +9,7 @@ import math
 import threading
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 import attrs
@@ -93,9 +94,11 @@ def test_the_batch_fast_path_answers_exactly_as_parse_entry_does_entry_by_entry(
     assert isinstance(bad, ev.EntryError) and bad.message.startswith("Detail is not valid JSON: Expecting")
 
 
-def entry_by_entry(parsed: Sequence[Event | ev.EntryError], raw: Sequence[Any]) -> list[Event | ev.EntryError]:
-    """What ``parse_entry`` answers for each of ``raw`` with the ids and time ``parse_entries`` gave them."""
-    received = next(p.time for p in parsed if isinstance(p, Event))
+def entry_by_entry(parsed: Sequence[Event | ev.EntryError], raw: Sequence[Any],
+                   received: datetime | None = None) -> list[Event | ev.EntryError]:
+    """What ``parse_entry`` answers for each of ``raw`` with the ids and time of the call (``received``, by
+    default the first event's time) ``parse_entries`` gave them."""
+    received = received or next(p.time for p in parsed if isinstance(p, Event))
     expected: list[Event | ev.EntryError] = []
     for item, entry_ in zip(parsed, raw, strict=True):
         try:
@@ -131,13 +134,61 @@ def test_one_odd_entry_among_plain_ones_is_answered_on_its_own(spoiler: Any) -> 
     assert isinstance(parsed[0], Event) and isinstance(parsed[2], Event)
 
 
+def sdk_entry(detail: str = '{"tenantId": "t1"}', **fields: Any) -> dict[str, Any]:
+    """An entry as an SDK's PutEvents sends it: every field given."""
+    return entry(detail, **{"Time": "2026-01-31T12:00:00Z", "Resources": ["arn:x"], "EventBusName": "default",
+                            "TraceHeader": "Root=1", **fields})
+
+
+def test_a_batch_whose_entries_all_have_the_same_fields_gives_the_events_parse_entry_gives() -> None:
+    times: list[Any] = ["2026-01-31T12:00:00Z", "2026-01-31T13:00:00+01:00", 1769860800, 1769860800000, None]
+    raw = [sdk_entry(json.dumps({"tenantId": f"t{i}"}), Time=times[i % len(times)],
+                     Resources=[f"arn:{i}", "arn:shared"][: 1 + i % 2]) for i in range(40)]
+    assert ev._parse_uniform(raw, ev.new_event_ids(len(raw)), utcnow()) is not None  # the batch path, not the fallback
+    parsed = ev.parse_entries({"Entries": raw})
+    assert all(isinstance(p, Event) for p in parsed)
+    received = parsed[4].time  # type: ignore[union-attr]  # Time null: the time of the call
+    assert all(same(a, b) for a, b in zip(parsed, entry_by_entry(parsed, raw, received), strict=True))
+    events = [p for p in parsed if isinstance(p, Event)]
+    assert events[0].time == events[1].time == datetime(2026, 1, 31, 12, tzinfo=UTC)
+    assert (events[0].resources, events[1].resources) == (["arn:0"], ["arn:1", "arn:shared"])
+    assert events[9].time == received != events[0].time
+    with_time_only = [entry(Time="2026-01-31T12:00:00Z"), entry(Time="2026-01-31T12:00:00Z")]
+    assert all(isinstance(p, Event) and p.resources == [] for p in ev.parse_entries({"Entries": with_time_only}))
+
+
+@pytest.mark.parametrize("spoiler", [
+    sdk_entry(Time="yesterday"), sdk_entry(Time=1e20), sdk_entry(Time=True), sdk_entry(Time=[1]),
+    sdk_entry(Time={"at": 1}), sdk_entry(Resources="arn:x"), sdk_entry(Resources=[1]), sdk_entry(Resources=None),
+    sdk_entry("{not json"), sdk_entry(Source=" "),
+], ids=repr)
+def test_one_odd_entry_among_entries_with_the_same_fields_is_answered_on_its_own(spoiler: Any) -> None:
+    raw = [sdk_entry(), spoiler, sdk_entry('{"tenantId": "t2"}')]
+    parsed = ev.parse_entries({"Entries": raw})
+    assert all(same(a, b) for a, b in zip(parsed, entry_by_entry(parsed, raw), strict=True))
+    assert isinstance(parsed[0], Event) and isinstance(parsed[2], Event)
+
+
+def test_a_time_out_of_range_is_refused_for_its_entry_alone() -> None:
+    parsed = ev.parse_entries({"Entries": [entry(), entry(Time=1e20), entry(Time=-10**20)]})
+    assert isinstance(parsed[0], Event)
+    assert [(p.code, p.message) for p in parsed[1:] if isinstance(p, ev.EntryError)] == [
+        ("InvalidArgument", "Time: timestamp 1e+20 is out of range"),
+        ("InvalidArgument", "Time: timestamp -100000000000000000000 is out of range")]
+
+
 def test_trusted_many_builds_what_the_constructor_builds() -> None:
     now = utcnow()
-    built = Event.trusted_many(["a", "b"], ["s1", "s2"], [{"x": 1}, {}], ["id-1", "id-2"], now)
+    built = Event.trusted_many(["a", "b"], ["s1", "s2"], [{"x": 1}, {}], ["id-1", "id-2"], [now, now])
     assert built == [Event(detail_type="a", source="s1", detail={"x": 1}, id="id-1", time=now),
                      Event(detail_type="b", source="s2", detail={}, id="id-2", time=now)]
+    later = datetime(2026, 1, 31, tzinfo=UTC)
+    assert Event.trusted_many(["a"], ["s1"], [{}], ["id-1"], [later], [["arn:x"]]) == [
+        Event(detail_type="a", source="s1", detail={}, id="id-1", time=later, resources=["arn:x"])]
     with pytest.raises(ValueError, match="lengths"):
-        Event.trusted_many(["a"], ["s1", "s2"], [{}], ["id-1"], now)
+        Event.trusted_many(["a"], ["s1", "s2"], [{}], ["id-1"], [now])
+    with pytest.raises(ValueError, match="lengths"):
+        Event.trusted_many(["a"], ["s1"], [{}], ["id-1"], [now], [[], []])
 
 
 def test_trusted_events_equal_validated_ones() -> None:

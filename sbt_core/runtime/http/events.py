@@ -28,7 +28,7 @@ from . import _json as fast_json
 __all__ = ["event_record_json", "parse_entries", "parse_entry", "put_events_response"]
 
 _PUT_EVENTS_KEYS = {"Source", "DetailType", "Detail", "Time", "Resources", "EventBusName", "TraceHeader"}
-_PLAIN_KEYS = frozenset({"Source", "DetailType", "Detail"})  # the usual entry: _parse_plain
+_PLAIN_KEYS = frozenset({"Source", "DetailType", "Detail"})  # what every entry has: _parse_uniform
 
 #: PutEvents' error codes we use: a malformed Detail, or any other bad field.
 MALFORMED_DETAIL = "MalformedDetail"
@@ -136,9 +136,9 @@ def parse_entries(data: Any) -> list[Event | EntryError]:
         raise BadRequestError("Entries must be a non-empty list")
     received = utcnow()
     ids = new_event_ids(len(entries))
-    plain = _parse_plain(entries, ids, received)
-    if plain is not None:
-        return plain  # type: ignore[return-value]
+    uniform = _parse_uniform(entries, ids, received)
+    if uniform is not None:
+        return uniform  # type: ignore[return-value]
     out: list[Event | EntryError] = []
     for entry, event_id in zip(entries, ids):
         try:
@@ -149,20 +149,25 @@ def parse_entries(data: Any) -> list[Event | EntryError]:
 
 
 _PLAIN_FIELDS = operator.itemgetter("Source", "DetailType", "Detail")
+#: JSON types a ``Time`` may have for the batch path (a bool, which parse_timestamp refuses, hashes as 0 or 1).
+_TIME_TYPES = {str, int, float, type(None)}
 
 
-def _parse_plain(entries: list[Any], ids: list[str], received: datetime) -> list[Event] | None:
-    """The usual body, every entry exactly ``Source``, ``DetailType`` and ``Detail`` (JSON text of an object),
-    all valid: the events, checked as :func:`_put_events_entry` checks them, one field of the whole batch at
-    a time. None at the first doubt: :func:`parse_entries` then goes entry by entry, which gives the exact
-    per-entry answers and messages.
+def _parse_uniform(entries: list[Any], ids: list[str], received: datetime) -> list[Event] | None:
+    """The usual body, every entry with the same PutEvents fields — ``Source``, ``DetailType`` and ``Detail``
+    (JSON text of an object), optionally ``Time``, ``Resources``, ``EventBusName`` and ``TraceHeader``
+    (which an SDK's PutEvents sends) — all valid: the events, checked as :func:`_put_events_entry` checks
+    them, one field of the whole batch at a time. None at the first doubt: :func:`parse_entries` then goes
+    entry by entry, which gives the exact per-entry answers and messages.
 
     Each step is one C-level pass over the batch (``map`` over the entries, ``orjson.loads`` over the
-    details) and each distinct (source, detail type) pair is checked once: a Python loop per entry cost
-    more than parsing its ``Detail``.
+    details) and each distinct (source, detail type) pair and ``Time`` is checked once: a Python loop per
+    entry cost more than parsing its ``Detail``.
     """
     try:
-        if not all(map(operator.eq, map(dict.keys, entries), repeat(_PLAIN_KEYS))):
+        keys = dict.keys(entries[0])
+        if not _PLAIN_KEYS <= keys <= _PUT_EVENTS_KEYS \
+                or not all(map(operator.eq, map(dict.keys, entries), repeat(keys))):
             return None
         sources, detail_types, raw = zip(*map(_PLAIN_FIELDS, entries))
         for source, detail_type in set(zip(sources, detail_types)):
@@ -172,11 +177,32 @@ def _parse_plain(entries: list[Any], ids: list[str], received: datetime) -> list
         if set(map(type, raw)) != {str}:
             return None
         details = list(map(orjson.loads, raw))
-    except (TypeError, orjson.JSONDecodeError):  # a non-dict entry, an unhashable field, a malformed Detail
+        times = _uniform_times(entries, received) if "Time" in keys else [received] * len(entries)
+        resources = _uniform_resources(entries) if "Resources" in keys else None
+    except (TypeError, ValueError):  # a non-dict entry, an unhashable field, a malformed Detail or Time
         return None
-    if set(map(type, details)) != {dict}:
+    if times is None or ("Resources" in keys and resources is None) or set(map(type, details)) != {dict}:
         return None
-    return Event.trusted_many(detail_types, sources, details, ids, received)
+    return Event.trusted_many(detail_types, sources, details, ids, times, resources)
+
+
+def _uniform_times(entries: list[dict[str, Any]], received: datetime) -> list[datetime] | None:
+    """Each entry's ``Time`` (None: ``received``), each distinct value parsed once; None for a type
+    ``parse_timestamp`` does not take. Raises ValueError for a malformed one, TypeError for an unhashable one."""
+    given = list(map(operator.itemgetter("Time"), entries))
+    if not set(map(type, given)) <= _TIME_TYPES:
+        return None
+    parsed = {value: received if value is None else parse_timestamp(value) for value in set(given)}
+    return list(map(parsed.__getitem__, given))
+
+
+def _uniform_resources(entries: list[dict[str, Any]]) -> list[list[str]] | None:
+    """Each entry's ``Resources`` list as given, when every one is a list of strings; else None (``null``
+    included: rare enough for the entry-by-entry path)."""
+    given = list(map(operator.itemgetter("Resources"), entries))
+    if set(map(type, given)) != {list} or not all(type(r) is str for each in given for r in each):
+        return None
+    return given
 
 
 def put_events_response(parsed: list[Event | EntryError], bus: EventBus) -> dict[str, Any]:
