@@ -7,7 +7,7 @@ from types import ModuleType
 
 from . import auth, billing, lifecycle, metering
 from ._contract import (BATCH_FORMS, CONTRACT, INTERFACES, SBT_INTERFACES, BatchForm, EventArgument, HookDef,
-                        Interface, interface_of_hook)
+                        Interface, interface_of_hook, parse_each)
 
 #: Modules to hand to ``PluginManager.add_hookspecs``.
 SPEC_MODULES: tuple[ModuleType, ...] = (auth, billing, metering, lifecycle)
@@ -24,4 +24,4 @@ def hooks_of(interface: Interface) -> list[HookDef]:
 
 
 __all__ = ["BATCH_FORMS", "CONTRACT", "INTERFACES", "SBT_INTERFACES", "SPEC_MODULES", "BatchForm", "EventArgument",
-           "HookDef", "Interface", "hooks_of", "interface_of"]
+           "HookDef", "Interface", "hooks_of", "interface_of", "parse_each"]

@@ -24,6 +24,12 @@ def event_kwargs(event: Event) -> dict[str, Any]:
     return {"event": event}
 
 
+def parse_each(parse: Callable[[Event], Any]) -> Callable[[Sequence[Event]], list[Any]]:
+    """A batch parser applying ``parse`` to each event in order: ``[parse(e) for e in events]``, raising
+    what the first failing ``parse`` raises."""
+    return lambda events: [parse(event) for event in events]
+
+
 @attrs.frozen
 class EventArgument:
     """``event_kwargs`` of a hook whose one argument ``name`` is parsed from the event by ``parse``; the
@@ -36,8 +42,7 @@ class EventArgument:
 
     @parse_many.default
     def _each(self) -> Callable[[Sequence[Event]], list[Any]]:
-        parse = self.parse
-        return lambda events: [parse(event) for event in events]
+        return parse_each(self.parse)
 
     def __call__(self, event: Event) -> dict[str, Any]:
         return {self.name: self.parse(event)}

@@ -40,7 +40,7 @@ from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from ...config import EventsConfig
 from ...errors import BadRequestError, NotFoundError, ProviderError, SbtError
-from ...hookspecs import BATCH_FORMS, CONTRACT, EventArgument
+from ...hookspecs import BATCH_FORMS, CONTRACT, EventArgument, parse_each
 from ...models import Event, canonical_detail_type, output_detail_type, to_json, utcnow
 from ...triggers import EventTrigger
 from ..seams import Delivery, DeliveryState, EventRecord, PutEventsEntryResult
@@ -212,8 +212,7 @@ def batch_handler(providers: Providers, hook: str) -> BatchHandler | None:
         def parse(event: Event) -> Any:
             return next(iter(to_kwargs(event).values()))
 
-        def parse_many(events: Sequence[Event]) -> list[Any]:
-            return [parse(event) for event in events]
+        parse_many = parse_each(parse)
 
     def handle(events: list[Event]) -> list[Exception | None]:
         try:  # the usual case, every event parses: the whole batch at once

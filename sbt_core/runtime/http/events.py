@@ -179,29 +179,29 @@ def _parse_uniform(entries: list[Any], ids: list[str], received: datetime) -> li
         details = list(map(orjson.loads, raw))
         times = _uniform_times(entries, received) if "Time" in keys else [received] * len(entries)
         resources = _uniform_resources(entries) if "Resources" in keys else None
-    except (TypeError, ValueError):  # a non-dict entry, an unhashable field, a malformed Detail or Time
+    except (TypeError, ValueError):  # a non-dict entry, an unhashable field, a malformed Detail, Time or Resources
         return None
-    if times is None or ("Resources" in keys and resources is None) or set(map(type, details)) != {dict}:
+    if set(map(type, details)) != {dict}:
         return None
     return Event.trusted_many(detail_types, sources, details, ids, times, resources)
 
 
-def _uniform_times(entries: list[dict[str, Any]], received: datetime) -> list[datetime] | None:
-    """Each entry's ``Time`` (None: ``received``), each distinct value parsed once; None for a type
-    ``parse_timestamp`` does not take. Raises ValueError for a malformed one, TypeError for an unhashable one."""
+def _uniform_times(entries: list[dict[str, Any]], received: datetime) -> list[datetime]:
+    """Each entry's ``Time`` (None: ``received``), each distinct value parsed once. Raises TypeError for a
+    type ``parse_timestamp`` does not take, ValueError for a malformed value."""
     given = list(map(operator.itemgetter("Time"), entries))
     if not set(map(type, given)) <= _TIME_TYPES:
-        return None
+        raise TypeError("Time of another type")
     parsed = {value: received if value is None else parse_timestamp(value) for value in set(given)}
     return list(map(parsed.__getitem__, given))
 
 
-def _uniform_resources(entries: list[dict[str, Any]]) -> list[list[str]] | None:
-    """Each entry's ``Resources`` list as given, when every one is a list of strings; else None (``null``
-    included: rare enough for the entry-by-entry path)."""
+def _uniform_resources(entries: list[dict[str, Any]]) -> list[list[str]]:
+    """Each entry's ``Resources`` list as given. Raises TypeError unless every one is a list of strings
+    (``null`` included: rare enough for the entry-by-entry path)."""
     given = list(map(operator.itemgetter("Resources"), entries))
     if set(map(type, given)) != {list} or not all(type(r) is str for each in given for r in each):
-        return None
+        raise TypeError("Resources other than lists of strings")
     return given
 
 
