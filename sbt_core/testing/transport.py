@@ -44,9 +44,9 @@ def check_transport(make: Callable[[], Transport]) -> None:
         if m is not None:
             t.ack(m)
     # Message fields survive the trip (a broker serialises them), a batch of events as well as one.
-    batch = Message("a", [sent[1].events[0], sent[2].events[0]])
+    batch = Message("a", [sent[1].events[0], sent[2].events[0]], batch=7)
     t.send([batch])
-    assert t.receive("a") == batch, "a message of several events must round-trip unchanged"
+    assert t.receive("a") == batch, "a message of several events must round-trip unchanged, batch number included"
     retry = Message("a", sent[0].events, attempt=3)
     t.send([retry])
     back = t.receive("a")

@@ -322,8 +322,11 @@ def test_message_wire_form_round_trips() -> None:
     message = Message("a", event, attempt=2)
     assert message.events == (event,)  # a single event is a message of one
     assert Message.from_json(message.to_json()) == message
-    batch = Message("a", [onboarding("e1"), onboarding("e2")])
+    batch = Message("a", [onboarding("e1"), onboarding("e2")], batch=42)
     assert Message.from_json(batch.to_json()) == batch
+    without = batch.to_json()
+    del without["batch"]  # the wire form of a sender that has no batch numbers
+    assert Message.from_json(without) == Message("a", batch.events)
 
 
 class CountingTransport(InProcessTransport):
@@ -392,6 +395,57 @@ def test_a_re_put_id_routed_to_another_target_changes_only_its_own_row(bus: Bus)
         rows[event_id] = {d.target: d.state for d in record.deliveries}
         assert record.event.detail_type == "onboardingRequest"  # a re-put id keeps its first envelope
     assert rows == {"x1": {"a": "delivered", "c": "delivered"}, "x2": {"a": "delivered"}, "x12": {"a": "delivered"}}
+
+
+def test_a_re_put_id_delivered_again_leaves_its_first_batch_mates_rows_to_their_own_delivery() -> None:
+    # Without dedup a re-put id is delivered again, and its row follows the new delivery. Recording the
+    # first delivery must still reach the row its batch-mates share, not the one the re-put took over.
+    bus = Bus(EventsConfig(dedup_window_seconds=0))
+    calls: list[int] = []
+
+    def batch(events: list[Event]) -> list[Exception | None]:
+        calls.append(len(events))
+        return [None] * len(events)
+
+    bus.add_target("a", ONBOARDING, lambda e: None, batch=batch)
+    bus.put_events([onboarding(f"x{i}") for i in range(1, 13)])  # big enough to be accepted in C-level passes
+    bus.put_events([onboarding("x12"), onboarding("y1")])  # x12, the newest, re-put while the first is queued
+    bus.start()  # both messages in one burst: one batch call, recorded message by message
+    assert bus.join(JOIN)
+    bus.stop()
+    assert calls == [14]
+    states = {}
+    for event_id in [f"x{i}" for i in range(1, 13)] + ["y1"]:
+        record = bus.get(event_id)
+        assert record is not None
+        states[event_id] = [(d.state, d.attempts) for d in record.deliveries]
+    assert states == {event_id: [("delivered", 1)] for event_id in states}
+
+
+def test_a_lone_event_s_delivery_does_not_mark_the_batch_that_re_put_it_before_that_batch_is_delivered() -> None:
+    bus = Bus(EventsConfig(dedup_window_seconds=0))
+    release, blocked = threading.Event(), threading.Event()
+
+    def handler(event: Event) -> None:
+        if event.id == "y1":
+            blocked.set()
+            release.wait(JOIN)
+
+    bus.add_target("a", ONBOARDING, handler)
+    bus.put_events([onboarding("x1")])
+    bus.put_events([onboarding("x1"), onboarding("y1")])  # re-puts x1 while its first delivery is queued
+    bus.start()
+    try:
+        assert blocked.wait(JOIN)
+        record = bus.get("y1")
+        assert record is not None and record.deliveries[0].state == "pending"  # its handler is still running
+    finally:
+        release.set()
+    assert bus.join(JOIN)
+    bus.stop()
+    for event_id in ("x1", "y1"):
+        record = bus.get(event_id)
+        assert record is not None and record.deliveries[0].state == "delivered"
 
 
 def test_failures_of_one_batch_retry_together_and_dead_letter_each() -> None:

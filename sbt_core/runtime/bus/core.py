@@ -24,6 +24,7 @@ bus: the CLI reads them from the running server over HTTP (``GET /events``, ``GE
 from __future__ import annotations
 
 import functools
+import itertools
 import json
 import logging
 import threading
@@ -152,6 +153,7 @@ class _Slot:
     last_error: str | None = None
     updated: float = 0.0  # epoch seconds; turned into a datetime only when read
     result: Any = None  # JSON-ready
+    batch: int = 0  # the accepted batch whose first delivery this slot awaits (Message.batch); 0: none
 
     def freeze(self, target: str) -> Delivery:
         when = datetime.fromtimestamp(self.updated, UTC) if self.updated else None
@@ -305,6 +307,7 @@ class Bus:
         # a thread hand-off per event; that convoy tripled the cost of publishing one event at a time.
         self._outcomes: deque[Callable[[], None]] = deque()
         self._targets: dict[str, _Target] = {}
+        self._batches = itertools.count(1)  # Message.batch numbers (next() under the lock)
         self._routes: dict[tuple[str, str], list[_Target]] = {}
         self._log: OrderedDict[str, _Entry] = OrderedDict()
         self._dlq: dict[tuple[str, str], DeadLetter] = {}
@@ -424,16 +427,16 @@ class Bus:
         C-level passes, all its events sharing one slot per target — and one slots dict (see :class:`_Entry`)."""
         shared: dict[str, _Slot] = {}
         messages = []
-        batch = tuple(events)
+        batch, number = tuple(events), next(self._batches)
         for target in targets:
             name, seen = target.info.name, target.seen
             seen.forget(now)
             if seen.enabled:
                 seen.ids.update(ids)
                 seen.group(now).extend(ids)
-            shared[name] = _Slot("pending", 0, None, wall)
+            shared[name] = _Slot("pending", 0, None, wall, None, number)
             target.accepted += len(batch)
-            messages.append(Message.first(name, batch))
+            messages.append(Message.first(name, batch, number))
         self._log.update(zip(ids, map(_new_entry, zip(batch, repeat(received), repeat(shared)))))
         return messages
 
@@ -443,6 +446,7 @@ class Bus:
         has already seen (skipped for it)."""
         fixed = None if only is None else [only]
         routes, log_ = self._routes, self._log
+        number = next(self._batches)
         routed: dict[tuple[str, str], Any] = {}
         # target name -> (target, the shared slot of its events of this batch, those events, where their ids
         # are remembered for dedup or None)
@@ -470,7 +474,7 @@ class Bus:
                 batch = batches.get(name)
                 if batch is None:  # this target's first event of the batch
                     seen.forget(now)
-                    batch = batches[name] = (target, _Slot("pending", 0, None, wall), [],
+                    batch = batches[name] = (target, _Slot("pending", 0, None, wall, None, number), [],
                                              seen.group(now) if seen.enabled else None)
                 if event_id in seen.ids:
                     if name not in slots:  # the first delivery's row fell out of the log: say why it is skipped
@@ -486,7 +490,7 @@ class Bus:
         for name, (target, _, accepted, _) in batches.items():
             if accepted:
                 target.accepted += len(accepted)
-                messages.append(Message.first(name, tuple(accepted)))
+                messages.append(Message.first(name, tuple(accepted), number))
         return messages
 
     def send(self, target: str, event: Event) -> PutEventsEntryResult:
@@ -621,7 +625,7 @@ class Bus:
                     continue
                 if result is None and attempt == 1 and len(message.events) == 1:
                     # its slot is its alone (a slot is shared by one message's events): written in place
-                    self._later(self._mark_delivered, name, message.events, time.time())
+                    self._later(self._mark_delivered, name, message.events, message.batch, time.time())
                 else:
                     self._later(self._set, event.id, name, "delivered", attempt, None,
                                 None if result is None else result_json(result), time.time())
@@ -650,7 +654,7 @@ class Bus:
             mine = outcomes[i:i + n]
             i += n
             if not any(mine):  # the usual case: all delivered
-                self._later(self._mark_delivered, name, message.events, now)
+                self._later(self._mark_delivered, name, message.events, message.batch, now)
                 self._settle(target, message, [], settled)
             else:
                 failures = [(e, o) for e, o in zip(message.events, mine, strict=True) if o is not None]
@@ -659,23 +663,27 @@ class Bus:
                 for event, failure in failures:
                     self._later(self._set, event.id, name, "pending", 1, error_text(failure), None, now)
                 delivered = [e for e, o in zip(message.events, mine, strict=True) if o is None]
-                self._later(self._mark_delivered, name, delivered, now)
+                self._later(self._mark_delivered, name, delivered, message.batch, now)
                 self._settle(target, message, failures, settled)
 
-    def _mark_delivered(self, target: str, events: Sequence[Event], now: float) -> None:
-        """(Lock held.) Record first attempts ``events`` of one message, delivered together, as delivered.
+    def _mark_delivered(self, target: str, events: Sequence[Event], batch: int, now: float) -> None:
+        """(Lock held.) Record first attempts ``events`` of one message of batch number ``batch``,
+        delivered together, as delivered.
 
         They share one slot (see :class:`_Slot`), so one write records them all: the slot is found
-        through the newest of them still in the log (the log forgets the oldest first).
+        through the newest of them still in the log (the log forgets the oldest first) whose row is
+        still that batch's. An event re-put since (no dedup, or its id forgotten) has a row following
+        its new delivery: marking that one would show the new batch delivered early and leave this
+        one's rows pending for good.
         """
         log_ = self._log
         for event in reversed(events):
             entry = log_.get(event.id)
             if entry is not None:
                 slot = entry.slots.get(target)
-                if slot is not None:
+                if slot is not None and slot.batch == batch:
                     slot.state, slot.attempts, slot.updated, slot.result = "delivered", 1, now, None
-                return
+                    return
 
     def _settle(self, target: _Target, message: Message, failures: list[tuple[Event, Exception]],
                 settled: set[int]) -> None:
@@ -799,14 +807,16 @@ class Bus:
             if not chosen and (event_id or target):
                 what = " and ".join(f"{k} {v!r}" for k, v in (("event", event_id), ("target", target)) if v)
                 raise NotFoundError(f"no dead letter for {what}")
+            number = next(self._batches)
             for letter in chosen:
                 found = self._targets.get(letter.target)
                 if found is None:
                     continue  # its target is gone (config changed): leave it in the store
                 del self._dlq[(letter.event.id, letter.target)]
-                self._put_slot(letter.event, letter.target, _Slot("pending", 0, letter.last_error, time.time()))
+                self._put_slot(letter.event, letter.target,
+                               _Slot("pending", 0, letter.last_error, time.time(), None, number))
                 found.accepted += 1
-                messages.append(Message(letter.target, letter.event))
+                messages.append(Message(letter.target, letter.event, batch=number))
         if messages:
             self.transport.send(messages)
         return [d for d in chosen if d.target in self._targets]

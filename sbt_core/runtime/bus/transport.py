@@ -43,35 +43,44 @@ class Message:
 
     One message per (batch, target) rather than per event is what lets a hundred-entry ``POST /events``
     cost one enqueue, one wake-up and one batch hook call per target.
+
+    ``batch`` is the bus's number for the accepted batch a first delivery carries (0 when none: retries,
+    messages built elsewhere). The bus records the delivery of the message's events on the event-log row
+    they share under that number, so a later re-put of one of them, which takes its row over, never has
+    that row marked by this delivery. A transport carries it like the other fields.
     """
 
     target: str
     events: tuple[Event, ...] = attrs.field(converter=_events)
     attempt: int = 1
+    batch: int = 0
 
     @classmethod
-    def first(cls, target: str, events: tuple[Event, ...]) -> Message:
-        """``Message(target, events)`` (attempt 1) without the converter and the frozen class's
+    def first(cls, target: str, events: tuple[Event, ...], batch: int) -> Message:
+        """``Message(target, events, 1, batch)`` without the converter and the frozen class's
         ``__setattr__`` round trips, for the bus's publish path (``events`` already a tuple)."""
         message = object.__new__(cls)
         _set_target(message, target)
         _set_events(message, events)
         _set_attempt(message, 1)
+        _set_batch(message, batch)
         return message
 
     def to_json(self) -> dict[str, Any]:
-        """Wire form for a broker: ``{target, attempt, events: [<EventBridge envelope>...]}``."""
-        return {"target": self.target, "attempt": self.attempt, "events": [to_json(e) for e in self.events]}
+        """Wire form for a broker: ``{target, attempt, batch, events: [<EventBridge envelope>...]}``."""
+        return {"target": self.target, "attempt": self.attempt, "batch": self.batch,
+                "events": [to_json(e) for e in self.events]}
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Message:
-        """Inverse of :meth:`to_json`; raises BadRequestError on a malformed envelope."""
+        """Inverse of :meth:`to_json` (``batch`` may be missing: 0); raises BadRequestError on a malformed
+        envelope."""
         return cls(target=str(data["target"]), events=[from_json(Event, e) for e in data["events"]],
-                   attempt=int(data["attempt"]))
+                   attempt=int(data["attempt"]), batch=int(data.get("batch", 0)))
 
 
-_set_target, _set_events, _set_attempt = (Message.__dict__[a.name].__set__ for a in attrs.fields(Message))
-if tuple(a.name for a in attrs.fields(Message)) != ("target", "events", "attempt"):  # pragma: no cover
+_set_target, _set_events, _set_attempt, _set_batch = (Message.__dict__[a.name].__set__ for a in attrs.fields(Message))
+if tuple(a.name for a in attrs.fields(Message)) != ("target", "events", "attempt", "batch"):  # pragma: no cover
     raise ImportError("Message.first must be updated with Message's fields")
 
 
