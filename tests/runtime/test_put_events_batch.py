@@ -144,7 +144,7 @@ def test_a_batch_whose_entries_all_have_the_same_fields_gives_the_events_parse_e
     times: list[Any] = ["2026-01-31T12:00:00Z", "2026-01-31T13:00:00+01:00", 1769860800, 1769860800000, None]
     raw = [sdk_entry(json.dumps({"tenantId": f"t{i}"}), Time=times[i % len(times)],
                      Resources=[f"arn:{i}", "arn:shared"][: 1 + i % 2]) for i in range(40)]
-    assert ev._parse_uniform(raw, ev.new_event_ids(len(raw)), utcnow()) is not None  # the batch path, not the fallback
+    assert ev._parse_batch(raw, ev.new_event_ids(len(raw)), utcnow()) is not None  # the batch path, not the fallback
     parsed = ev.parse_entries({"Entries": raw})
     assert all(isinstance(p, Event) for p in parsed)
     received = parsed[4].time  # type: ignore[union-attr]  # Time null: the time of the call
@@ -155,6 +155,20 @@ def test_a_batch_whose_entries_all_have_the_same_fields_gives_the_events_parse_e
     assert events[9].time == received != events[0].time
     with_time_only = [entry(Time="2026-01-31T12:00:00Z"), entry(Time="2026-01-31T12:00:00Z")]
     assert all(isinstance(p, Event) and p.resources == [] for p in ev.parse_entries({"Entries": with_time_only}))
+
+
+def test_a_batch_mixing_which_optional_fields_its_entries_give_takes_the_batch_path_with_the_same_answers() -> None:
+    raw = [entry('{"tenantId": "t0"}'), sdk_entry(), entry(Time="2026-01-31T12:00:00Z"), sdk_entry(Resources=None),
+           entry(Resources=[]), entry(EventBusName="default"), sdk_entry(Time=None), entry(Time=1769860800)]
+    assert ev._parse_batch(raw, ev.new_event_ids(len(raw)), utcnow()) is not None  # the batch path, not the fallback
+    parsed = ev.parse_entries({"Entries": raw})
+    assert all(isinstance(p, Event) for p in parsed)
+    received = parsed[0].time  # type: ignore[union-attr]  # no Time: the time of the call
+    assert all(same(a, b) for a, b in zip(parsed, entry_by_entry(parsed, raw, received), strict=True))
+    events = [p for p in parsed if isinstance(p, Event)]
+    assert [e.time == received for e in events] == [True, False, False, False, True, True, True, False]
+    assert [e.resources for e in events] == [[], ["arn:x"], [], [], [], [], ["arn:x"], []]
+    assert len({id(e.resources) for e in events}) == len(events)  # each event its own list
 
 
 @pytest.mark.parametrize("spoiler", [

@@ -28,7 +28,6 @@ from . import _json as fast_json
 __all__ = ["event_record_json", "parse_entries", "parse_entry", "put_events_response"]
 
 _PUT_EVENTS_KEYS = {"Source", "DetailType", "Detail", "Time", "Resources", "EventBusName", "TraceHeader"}
-_PLAIN_KEYS = frozenset({"Source", "DetailType", "Detail"})  # what every entry has: _parse_uniform
 
 #: PutEvents' error codes we use: a malformed Detail, or any other bad field.
 MALFORMED_DETAIL = "MalformedDetail"
@@ -136,9 +135,9 @@ def parse_entries(data: Any) -> list[Event | EntryError]:
         raise BadRequestError("Entries must be a non-empty list")
     received = utcnow()
     ids = new_event_ids(len(entries))
-    uniform = _parse_uniform(entries, ids, received)
-    if uniform is not None:
-        return uniform  # type: ignore[return-value]
+    batch = _parse_batch(entries, ids, received)
+    if batch is not None:
+        return batch  # type: ignore[return-value]
     out: list[Event | EntryError] = []
     for entry, event_id in zip(entries, ids):
         try:
@@ -151,25 +150,27 @@ def parse_entries(data: Any) -> list[Event | EntryError]:
 _PLAIN_FIELDS = operator.itemgetter("Source", "DetailType", "Detail")
 #: JSON types a ``Time`` may have for the batch path (a bool, which parse_timestamp refuses, hashes as 0 or 1).
 _TIME_TYPES = {str, int, float, type(None)}
+_RESOURCES_TYPES = {list, type(None)}
 
 
-def _parse_uniform(entries: list[Any], ids: list[str], received: datetime) -> list[Event] | None:
-    """The usual body, every entry with the same PutEvents fields — ``Source``, ``DetailType`` and ``Detail``
-    (JSON text of an object), optionally ``Time``, ``Resources``, ``EventBusName`` and ``TraceHeader``
-    (which an SDK's PutEvents sends) — all valid: the events, checked as :func:`_put_events_entry` checks
-    them, one field of the whole batch at a time. None at the first doubt: :func:`parse_entries` then goes
-    entry by entry, which gives the exact per-entry answers and messages.
+def _parse_batch(entries: list[Any], ids: list[str], received: datetime) -> list[Event] | None:
+    """The usual body, every entry a valid PutEvents entry — ``Source``, ``DetailType`` and ``Detail``
+    (JSON text of an object), each optionally with ``Time``, ``Resources`` (a list of strings, or null),
+    ``EventBusName`` and ``TraceHeader``, as an SDK sends them: the events, checked as
+    :func:`_put_events_entry` checks them, one field of the whole batch at a time. None at the first doubt:
+    :func:`parse_entries` then goes entry by entry, which gives the exact per-entry answers and messages.
 
     Each step is one C-level pass over the batch (``map`` over the entries, ``orjson.loads`` over the
     details) and each distinct (source, detail type) pair and ``Time`` is checked once: a Python loop per
     entry cost more than parsing its ``Detail``.
     """
     try:
-        keys = dict.keys(entries[0])
-        if not _PLAIN_KEYS <= keys <= _PUT_EVENTS_KEYS \
-                or not all(map(operator.eq, map(dict.keys, entries), repeat(keys))):
+        if set(map(type, entries)) != {dict}:
             return None
-        sources, detail_types, raw = zip(*map(_PLAIN_FIELDS, entries))
+        fields = set().union(*entries)  # every field some entry has
+        if not fields <= _PUT_EVENTS_KEYS:
+            return None
+        sources, detail_types, raw = zip(*map(_PLAIN_FIELDS, entries))  # KeyError: an entry lacks one
         for source, detail_type in set(zip(sources, detail_types)):
             if type(source) is not str or type(detail_type) is not str or not source.strip() \
                     or not detail_type.strip():
@@ -177,32 +178,32 @@ def _parse_uniform(entries: list[Any], ids: list[str], received: datetime) -> li
         if set(map(type, raw)) != {str}:
             return None
         details = list(map(orjson.loads, raw))
-        times = _uniform_times(entries, received) if "Time" in keys else [received] * len(entries)
-        resources = _uniform_resources(entries) if "Resources" in keys else None
-    except (TypeError, ValueError):  # a non-dict entry, an unhashable field, a malformed Detail, Time or Resources
+        times = _batch_times(entries, received) if "Time" in fields else [received] * len(entries)
+        resources = _batch_resources(entries) if "Resources" in fields else None
+    except (KeyError, TypeError, ValueError):  # a missing or unhashable field, a malformed Detail, Time or Resources
         return None
     if set(map(type, details)) != {dict}:
         return None
     return Event.trusted_many(detail_types, sources, details, ids, times, resources)
 
 
-def _uniform_times(entries: list[dict[str, Any]], received: datetime) -> list[datetime]:
-    """Each entry's ``Time`` (None: ``received``), each distinct value parsed once. Raises TypeError for a
-    type ``parse_timestamp`` does not take, ValueError for a malformed value."""
-    given = list(map(operator.itemgetter("Time"), entries))
+def _batch_times(entries: list[dict[str, Any]], received: datetime) -> list[datetime]:
+    """Each entry's ``Time`` (missing or null: ``received``), each distinct value parsed once. Raises
+    TypeError for a type ``parse_timestamp`` does not take, ValueError for a malformed value."""
+    given = list(map(dict.get, entries, repeat("Time")))
     if not set(map(type, given)) <= _TIME_TYPES:
         raise TypeError("Time of another type")
     parsed = {value: received if value is None else parse_timestamp(value) for value in set(given)}
     return list(map(parsed.__getitem__, given))
 
 
-def _uniform_resources(entries: list[dict[str, Any]]) -> list[list[str]]:
-    """Each entry's ``Resources`` list as given. Raises TypeError unless every one is a list of strings
-    (``null`` included: rare enough for the entry-by-entry path)."""
-    given = list(map(operator.itemgetter("Resources"), entries))
-    if set(map(type, given)) != {list} or not all(type(r) is str for each in given for r in each):
+def _batch_resources(entries: list[dict[str, Any]]) -> list[list[str]]:
+    """Each entry's ``Resources`` list as given, a new empty one where it is missing or null. Raises
+    TypeError unless every other one is a list of strings."""
+    given = list(map(dict.get, entries, repeat("Resources")))
+    if not set(map(type, given)) <= _RESOURCES_TYPES or not all(type(r) is str for each in given if each for r in each):
         raise TypeError("Resources other than lists of strings")
-    return given
+    return [[] if each is None else each for each in given]
 
 
 def put_events_response(parsed: list[Event | EntryError], bus: EventBus) -> dict[str, Any]:
