@@ -112,7 +112,7 @@ class Config:
     server: ServerConfig = ServerConfig()
     state_dir: Path = Path(".sbt")
     admin: AdminUser = AdminUser()
-    providers: dict[str, ProviderSelection] = attrs.field(factory=dict)
+    providers: dict[Interface, ProviderSelection] = attrs.field(factory=dict)
     bindings: tuple[BindingOverride, ...] = ()
     plugins: PluginsConfig = PluginsConfig()
     events: EventsConfig = EventsConfig()
@@ -306,11 +306,11 @@ def load_config(catalog: PluginCatalog, path: Path | None = None, *, raw: dict[s
 
 
 def _providers(catalog: PluginCatalog, table: Any, raw_table: Any, plugins: PluginsConfig,
-               problems: _Problems) -> dict[str, ProviderSelection]:
+               problems: _Problems) -> dict[Interface, ProviderSelection]:
     if not isinstance(table, dict):
         problems.add("providers", "must be a table of [providers.auth], [providers.billing], [providers.metering]")
         return {}
-    selected: dict[str, ProviderSelection] = {}
+    selected: dict[Interface, ProviderSelection] = {}
     for interface, entry in table.items():
         path = f"providers.{interface}"
         if interface not in INTERFACES:
@@ -345,7 +345,7 @@ def _providers(catalog: PluginCatalog, table: Any, raw_table: Any, plugins: Plug
     return selected
 
 
-def _bindings(catalog: PluginCatalog, table: Any, providers: Mapping[str, ProviderSelection],
+def _bindings(catalog: PluginCatalog, table: Any, providers: Mapping[Interface, ProviderSelection],
               problems: _Problems) -> list[BindingOverride]:
     if not isinstance(table, list):
         problems.add("bindings", "must be an array of tables ([[bindings]])")
@@ -440,7 +440,8 @@ def redacted(value: Any, key: str = "") -> Any:
     if _is_reference(value):
         return dict(value)
     if isinstance(value, Secret):
-        return {"env": value.reference[4:]} if (value.reference or "").startswith("env:") else REDACTED
+        reference = value.reference or ""
+        return {"env": reference[4:]} if reference.startswith("env:") else REDACTED
     if isinstance(value, dict):
         return {k: redacted(v, k) for k, v in value.items()}
     if isinstance(value, list):

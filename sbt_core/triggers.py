@@ -46,11 +46,16 @@ _METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 _PATH = re.compile(r"^(/([A-Za-z0-9._~\-]+|\{[A-Za-z_][A-Za-z0-9_]*\}))+$|^/$")
 
 
+def _upper(method: str) -> str:
+    # A named function rather than ``converter=str.upper``, which mypy's attrs plugin cannot type.
+    return str.upper(method)
+
+
 @attrs.frozen
 class RouteTrigger:
     """Run the hook for ``method path`` (path parameters as ``{name}``), after the authorizer and ``scope``."""
 
-    method: str = attrs.field(converter=str.upper)
+    method: str = attrs.field(converter=_upper)
     path: str
     scope: str | None = None
     authorizer: Authorizer = attrs.field(default=Authorizer.JWT, converter=Authorizer)
@@ -233,7 +238,7 @@ def parse_schedule(expression: str) -> ScheduleTrigger:
     if (dom == "?") == (dow == "?"):
         raise BadRequestError(f"{expression!r}: exactly one of day-of-month and day-of-week must be '?'")
     try:
-        for name, value, low, high, names, extra in (
+        for name, field, low, high, names, extra in (
             ("minutes", minutes, 0, 59, None, ""),
             ("hours", hours, 0, 23, None, ""),
             ("day-of-month", dom, 1, 31, None, "?LW"),
@@ -242,9 +247,9 @@ def parse_schedule(expression: str) -> ScheduleTrigger:
             ("year", year, 1970, 2199, None, ""),
         ):
             try:
-                _check_field(value, low, high, names, extra=extra)
+                _check_field(field, low, high, names, extra=extra)
             except ValueError as exc:
-                raise BadRequestError(f"{expression!r}: {name} {value!r}: {exc}") from None
+                raise BadRequestError(f"{expression!r}: {name} {field!r}: {exc}") from None
     except BadRequestError:
         raise
     spec = Cron(minutes, hours, dom, month, dow, year)

@@ -118,12 +118,14 @@ def _make_converter() -> cattrs.Converter:
 
     def _structure_factory(cls: type) -> Any:
         overrides = {f.name: override(rename=wire_key(f)) for f in attrs.fields(cls) if f.init}
-        return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **overrides)
+        # The ignores: mypy checks **overrides against every keyword parameter, cattrs' bool flags included,
+        # though field names only ever reach its ``**kwargs: AttributeOverride``.
+        return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **overrides)  # type: ignore[arg-type]
 
     def _unstructure_factory(cls: type) -> Any:
         overrides = {f.name: override(rename=wire_key(f), omit_if_default=f.metadata.get("omit_if_default", False))
                      for f in attrs.fields(cls)}
-        return make_dict_unstructure_fn(cls, conv, **overrides)
+        return make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]  # as above
 
     conv.register_structure_hook_factory(attrs.has, _structure_factory)
     conv.register_unstructure_hook_factory(attrs.has, _unstructure_factory)

@@ -233,6 +233,7 @@ class UsageEvent:
             ts = received
         if problems:
             raise BadRequestError("; ".join(problems))
+        assert isinstance(ident, str)  # a missing or non-string identifier is one of the problems raised above
         try:
             return cls(tenant_id=detail["tenantId"], event_name=detail["eventName"], identifier=ident,
                        timestamp=ts, properties=properties)

@@ -162,10 +162,10 @@ def build_providers(catalog: PluginCatalog, config: Config, *, state_dir: Path |
     pm.check_pending()
     callers = {}
     for hook in (*CONTRACT, *BATCH_FORMS):
-        interface = interface_of(hook)
-        selected = instances.get(interface)  # type: ignore[arg-type]
+        hook_interface = interface_of(hook)
+        selected = instances.get(hook_interface) if hook_interface is not None else None
         if selected is None or not _implements(pm, selected, hook):
             continue
-        others = [inst for iface, inst in instances.items() if iface != interface]
+        others = [inst for iface, inst in instances.items() if iface != hook_interface]
         callers[hook] = pm.subset_hook_caller(hook, remove_plugins=others)
     return Providers(pm=pm, types=types, instances=instances, contexts=contexts, callers=callers)

@@ -31,7 +31,7 @@ ACTIVE_KEY = "sbtaws_active"
 RESERVED_KEYS = frozenset({TENANT_ID_KEY, REGISTRATION_ID_KEY, ACTIVE_KEY})
 
 #: A JSON object with free-form keys (tenant data, registration data).
-JsonObject = NewType("JsonObject", dict)
+JsonObject = NewType("JsonObject", dict[str, Any])
 
 _JSON_NAMES = {"str": "a string", "list": "an array", "int": "a number", "float": "a number",
                "bool": "a boolean", "NoneType": "null"}

@@ -9,7 +9,7 @@ an sbt-aws client's. ``sbt events put`` reaches the server the same way.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import Any, cast
 
 from ..runtime.http.client import ControlPlaneClient, ServerError
 
@@ -29,6 +29,11 @@ class TenantClient(ControlPlaneClient):
         body = super()._call(method, path, json=json, params=params, headers=headers)
         return body if isinstance(body, dict) else {"data": body}
 
+    def _data(self, method: str, path: str, *, json: Any = None,
+              headers: Mapping[str, str] | None = None) -> dict[str, Any]:
+        # Every registry route but the lists answers {"data": {...}} (routes.py), so the data is an object.
+        return cast(dict[str, Any], self._call(method, path, json=json, headers=headers)["data"])
+
     # --- registrations -----------------------------------------------------------------------------------
 
     def register(self, tenant_data: Mapping[str, Any], tenant_registration_data: Mapping[str, Any] | None = None,
@@ -38,7 +43,7 @@ class TenantClient(ControlPlaneClient):
         if tenant_registration_data:
             body["tenantRegistrationData"] = dict(tenant_registration_data)
         headers = {"Idempotency-Key": idempotency_key} if idempotency_key else None
-        return self._call("POST", "/tenant-registrations", json=body, headers=headers)["data"]
+        return self._data("POST", "/tenant-registrations", json=body, headers=headers)
 
     def list_registrations(self, limit: int | None = None,
                            next_token: str | None = None) -> tuple[list[dict[str, Any]], str | None]:
@@ -50,7 +55,7 @@ class TenantClient(ControlPlaneClient):
         yield from self._iter("/tenant-registrations", limit)
 
     def get_registration(self, registration_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/tenant-registrations/{registration_id}")["data"]
+        return self._data("GET", f"/tenant-registrations/{registration_id}")
 
     def update_registration(self, registration_id: str, *, tenant_data: Mapping[str, Any] | None = None,
                             tenant_registration_data: Mapping[str, Any] | None = None) -> dict[str, Any]:
@@ -60,10 +65,10 @@ class TenantClient(ControlPlaneClient):
             body["tenantData"] = dict(tenant_data)
         if tenant_registration_data:
             body["tenantRegistrationData"] = dict(tenant_registration_data)
-        return self._call("PATCH", f"/tenant-registrations/{registration_id}", json=body)["data"]
+        return self._data("PATCH", f"/tenant-registrations/{registration_id}", json=body)
 
     def delete_registration(self, registration_id: str) -> dict[str, Any]:
-        return self._call("DELETE", f"/tenant-registrations/{registration_id}")["data"]
+        return self._data("DELETE", f"/tenant-registrations/{registration_id}")
 
     # --- tenants -------------------------------------------------------------------------------------------
 
@@ -76,7 +81,7 @@ class TenantClient(ControlPlaneClient):
         yield from self._iter("/tenants", limit)
 
     def get_tenant(self, tenant_id: str) -> dict[str, Any]:
-        return self._call("GET", f"/tenants/{tenant_id}")["data"]
+        return self._data("GET", f"/tenants/{tenant_id}")
 
     # --- paging --------------------------------------------------------------------------------------------
 

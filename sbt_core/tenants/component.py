@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any
+from typing import Any, cast
 
 import attrs
 
@@ -44,7 +44,8 @@ class TenantRegistry:
 
     def attach(self, bus: EventBus | Publisher) -> None:
         """Publish through ``bus`` (an EventBus, or a bare ``put_events`` callable) and subscribe to it."""
-        put = getattr(bus, "put_events", bus)
+        # An EventBus publishes through its put_events; a bare put_events callable has none and is the publisher.
+        put = cast(Publisher, getattr(bus, "put_events", bus))
         self.service.attach(put)
         subscribe = getattr(bus, "subscribe", None)
         if subscribe is not None:

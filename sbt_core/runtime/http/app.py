@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 import attrs
 from starlette.applications import Starlette
@@ -37,8 +37,10 @@ from ._json import FastJSONResponse
 from .hooks import HOOK_ROUTES, HookRoute, QueryParam, json_body
 
 if TYPE_CHECKING:
+    from ...auth_local import LocalAuth
     from ...config import Config
     from ...plugins import Providers
+    from .schema import SchemaRegistry
 
 __all__ = ["BodyLimitMiddleware", "ControlPlaneLike", "Operation", "build_app", "error_response"]
 
@@ -174,7 +176,7 @@ def _make_authorizer(cp: ControlPlaneLike) -> Authorizer | None:
     return Authorizer(settings, jwks)
 
 
-def _is_local(instance: Any) -> bool:
+def _is_local(instance: Any) -> TypeGuard[LocalAuth]:
     from ...auth_local import LocalAuth
 
     return isinstance(instance, LocalAuth)
@@ -234,7 +236,7 @@ def _hook_operation(cp: ControlPlaneLike, hook: str, trigger: RouteTrigger) -> O
     spec = getattr(getattr(hookspecs, row.interface), hook, None)
     return Operation(trigger=trigger, endpoint=endpoint, operation_id=hook, summary=_first_line(spec.__doc__ if spec
                      else row.sbt_property), tag=row.interface, hook_route=route,
-                     request_schema=(lambda reg, m=route.body_model: reg.ref(m)) if route.body_model else None,
+                     request_schema=(lambda reg: reg.ref(route.body_model)) if route.body_model else None,
                      response_schema=route.response, status=route.status, query=route.query)
 
 
@@ -247,7 +249,7 @@ def _events_schema(reg: Any) -> dict[str, Any]:
             "required": ["data"]}
 
 
-def _record_schema(reg: Any) -> dict[str, Any]:
+def _record_schema(reg: SchemaRegistry) -> dict[str, Any]:
     from ..seams import EventRecord
 
     return reg.ref(EventRecord)
