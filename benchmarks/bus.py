@@ -9,7 +9,8 @@ Run: ``python benchmarks/bus.py [--events N] [--repeat R]``. Both sides call the
 - bus (publish): ``bus.publish(e)`` one event at a time, as a provider's ``context.publish`` does.
 
 The bus side goes through the production path (``build_providers`` + ``Bus.bind``, so ``Providers.call``
-with its selection check). The best of R runs is reported for each; the target is a ratio <= 10.
+with its selection check). The best of R rounds is reported for each, every round timing all three, so a
+noisy neighbour slows them alike; the target is a ratio <= 10.
 No assertion: this prints what it measured.
 """
 
@@ -62,14 +63,17 @@ class CountingBilling(Provider):
         CountingBilling.count += 1
 
 
-def best_of(repeat: int, run: Callable[[], float]) -> float:
-    """The smallest of ``repeat`` timings (seconds); the GC is off inside each timed section (``run``
-    builds its inputs before it starts the clock), as timeit does."""
-    results = []
+def best_of(repeat: int, *runs: Callable[[], float]) -> list[float]:
+    """The smallest of ``repeat`` timings (seconds) of each of ``runs``, taken in rounds (each round times
+    every run once), so a machine that slows down for a while slows the baseline and the bus alike rather
+    than only whichever was being timed. The GC is off inside each timed section (a run builds its inputs
+    before it starts the clock), as timeit does."""
+    results: list[list[float]] = [[] for _ in runs]
     for _ in range(repeat):
-        gc.collect()
-        results.append(run())
-    return min(results)
+        for run, timings in zip(runs, results, strict=True):
+            gc.collect()
+            timings.append(run())
+    return [min(timings) for timings in results]
 
 
 def main() -> None:
@@ -132,9 +136,7 @@ def main() -> None:
             assert CountingBilling.count - before == n, "not every event reached the hook"
             return elapsed
 
-        baseline = best_of(args.repeat, direct) / n
-        batch = best_of(args.repeat, batched) / n
-        single = best_of(args.repeat, published) / n
+        baseline, batch, single = (best / n for best in best_of(args.repeat, direct, batched, published))
         bus.stop()
 
     print(f"events per run: {n}, best of {args.repeat}")
