@@ -140,16 +140,24 @@ def sdk_entry(detail: str = '{"tenantId": "t1"}', **fields: Any) -> dict[str, An
                             "TraceHeader": "Root=1", **fields})
 
 
+def parsed_on_the_batch_path(raw: list[dict[str, Any]], stamped: int) -> list[Event]:
+    """The events ``parse_entries`` makes of ``raw``, after checking that it took the batch path and gave
+    exactly what ``parse_entry`` gives entry by entry, with entry ``stamped`` (one without a Time) showing the
+    time of the call."""
+    assert ev._parse_batch(raw, ev.new_event_ids(len(raw)), utcnow()) is not None  # the batch path, not the fallback
+    parsed = ev.parse_entries({"Entries": raw})
+    events = [p for p in parsed if isinstance(p, Event)]
+    assert len(events) == len(parsed)
+    assert all(same(a, b) for a, b in zip(parsed, entry_by_entry(parsed, raw, events[stamped].time), strict=True))
+    return events
+
+
 def test_a_batch_whose_entries_all_have_the_same_fields_gives_the_events_parse_entry_gives() -> None:
     times: list[Any] = ["2026-01-31T12:00:00Z", "2026-01-31T13:00:00+01:00", 1769860800, 1769860800000, None]
     raw = [sdk_entry(json.dumps({"tenantId": f"t{i}"}), Time=times[i % len(times)],
                      Resources=[f"arn:{i}", "arn:shared"][: 1 + i % 2]) for i in range(40)]
-    assert ev._parse_batch(raw, ev.new_event_ids(len(raw)), utcnow()) is not None  # the batch path, not the fallback
-    parsed = ev.parse_entries({"Entries": raw})
-    assert all(isinstance(p, Event) for p in parsed)
-    received = parsed[4].time  # type: ignore[union-attr]  # Time null: the time of the call
-    assert all(same(a, b) for a, b in zip(parsed, entry_by_entry(parsed, raw, received), strict=True))
-    events = [p for p in parsed if isinstance(p, Event)]
+    events = parsed_on_the_batch_path(raw, 4)  # Time null: the time of the call
+    received = events[4].time
     assert events[0].time == events[1].time == datetime(2026, 1, 31, 12, tzinfo=UTC)
     assert (events[0].resources, events[1].resources) == (["arn:0"], ["arn:1", "arn:shared"])
     assert events[9].time == received != events[0].time
@@ -160,12 +168,8 @@ def test_a_batch_whose_entries_all_have_the_same_fields_gives_the_events_parse_e
 def test_a_batch_mixing_which_optional_fields_its_entries_give_takes_the_batch_path_with_the_same_answers() -> None:
     raw = [entry('{"tenantId": "t0"}'), sdk_entry(), entry(Time="2026-01-31T12:00:00Z"), sdk_entry(Resources=None),
            entry(Resources=[]), entry(EventBusName="default"), sdk_entry(Time=None), entry(Time=1769860800)]
-    assert ev._parse_batch(raw, ev.new_event_ids(len(raw)), utcnow()) is not None  # the batch path, not the fallback
-    parsed = ev.parse_entries({"Entries": raw})
-    assert all(isinstance(p, Event) for p in parsed)
-    received = parsed[0].time  # type: ignore[union-attr]  # no Time: the time of the call
-    assert all(same(a, b) for a, b in zip(parsed, entry_by_entry(parsed, raw, received), strict=True))
-    events = [p for p in parsed if isinstance(p, Event)]
+    events = parsed_on_the_batch_path(raw, 0)  # no Time: the time of the call
+    received = events[0].time
     assert [e.time == received for e in events] == [True, False, False, False, True, True, True, False]
     assert [e.resources for e in events] == [[], ["arn:x"], [], [], [], [], ["arn:x"], []]
     assert len({id(e.resources) for e in events}) == len(events)  # each event its own list

@@ -427,7 +427,7 @@ class Bus:
         C-level passes, all its events sharing one slot per target — and one slots dict (see :class:`_Entry`)."""
         shared: dict[str, _Slot] = {}
         messages = []
-        batch, number = tuple(events), next(self._batches)
+        accepted, number = tuple(events), next(self._batches)
         for target in targets:
             name, seen = target.info.name, target.seen
             seen.forget(now)
@@ -435,9 +435,9 @@ class Bus:
                 seen.ids.update(ids)
                 seen.group(now).extend(ids)
             shared[name] = _Slot("pending", 0, None, wall, None, number)
-            target.accepted += len(batch)
-            messages.append(Message.first(name, batch, number))
-        self._log.update(zip(ids, map(_new_entry, zip(batch, repeat(received), repeat(shared)))))
+            target.accepted += len(accepted)
+            messages.append(Message.first(name, accepted, number))
+        self._log.update(zip(ids, map(_new_entry, zip(accepted, repeat(received), repeat(shared)))))
         return messages
 
     def _accept_each(self, events: Sequence[Event], only: _Target | None, received: datetime, now: float,
