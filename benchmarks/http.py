@@ -17,7 +17,8 @@ bare round. For ``ingestUsage`` two sbt rates are shown: *answered* (requests an
 requests) and *delivered* (the same requests over the time until every event reached the hook: the
 sustained rate, as the delivery worker shares the interpreter with the HTTP path). The benchmark process's
 garbage collector is tuned as ``sbt serve`` tunes its own (``tune_gc_for_serving``). Over uvicorn the sbt
-server runs through ``ControlPlane.serve``, as ``sbt serve`` does, and the wait polls ``GET /events``. Each ratio is also printed as an ``SBT-BENCH`` line (``_report.py``).
+server runs through ``ControlPlane.serve``, as ``sbt serve`` does, and the wait polls ``GET /events``. Each
+ratio is also printed as an ``SBT-BENCH`` line (``_report.py``).
 
     python benchmarks/http.py [--rounds 5] [--seconds 1.0]
 """
@@ -51,8 +52,9 @@ from sbt_core.plugins import discover  # noqa: E402
 from sbt_core.runtime.control_plane import ControlPlane, tune_gc_for_serving  # noqa: E402
 
 BATCH = 100
-ASGIApp = Callable[[dict[str, Any], Callable[[], Awaitable[dict[str, Any]]], Callable[[dict[str, Any]], Awaitable[None]]],
-                   Awaitable[None]]
+Receive = Callable[[], Awaitable[dict[str, Any]]]
+Send = Callable[[dict[str, Any]], Awaitable[None]]
+ASGIApp = Callable[[dict[str, Any], Receive, Send], Awaitable[None]]
 
 
 class NoopMetering(Provider):
@@ -308,7 +310,7 @@ async def over_uvicorn(rounds: int, seconds: float, connections: int = 4) -> Mea
                                     stdout=subprocess.PIPE, text=True)
             assert proc.stdout is not None
             procs[kind] = (proc, port, proc.stdout.readline().strip())
-        for kind, (_, port, _) in procs.items():
+        for _, port, _ in procs.values():
             for _ in range(200):
                 try:
                     _, w = await asyncio.open_connection("127.0.0.1", port)

@@ -35,11 +35,11 @@ from pathlib import Path
 
 import numpy as np
 import psutil
+from sbt_memory_metering import MemoryMetering, MemoryMeteringSettings
 
 from sbt_core import ProviderContext
 from sbt_core.models import MeterCreate, UsageEvent, UsageQuery, WindowSize
 from sbt_core.plugins import new_plugin_manager
-from sbt_memory_metering import MemoryMetering, MemoryMeteringSettings
 
 DAY_MS = 86_400_000
 REGIONS = ["eu-west-1", "us-east-1", "ap-south-1", "sa-east-1"]

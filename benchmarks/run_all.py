@@ -49,7 +49,8 @@ def main() -> int:
         if result.returncode != 0 or not figures:
             failures += 1
             lines = [line for line in (result.stderr or result.stdout).splitlines() if line.strip()]
-            table.add_row(script, "[red]failed[/]", "", "", "", "", "", lines[-1] if lines else f"exit {result.returncode}")
+            why = lines[-1] if lines else f"exit {result.returncode}"
+            table.add_row(script, "[red]failed[/]", "", "", "", "", "", why)
             continue
         for f in figures:
             met = {True: "[green]yes[/]", False: "[red]no[/]", None: ""}[f["met"]]

@@ -11,8 +11,18 @@ from importlib import metadata as _metadata
 
 from ._markers import hookimpl
 from .errors import (
-    BadRequestError, ConfigError, ConflictError, ForbiddenError, NotFoundError, NotImplementedHookError,
-    PayloadTooLargeError, PluginError, ProviderError, SbtError, StartupError, UnauthorizedError,
+    BadRequestError,
+    ConfigError,
+    ConflictError,
+    ForbiddenError,
+    NotFoundError,
+    NotImplementedHookError,
+    PayloadTooLargeError,
+    PluginError,
+    ProviderError,
+    SbtError,
+    StartupError,
+    UnauthorizedError,
 )
 from .provider import NoSettings, Provider, ProviderContext
 

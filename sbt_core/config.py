@@ -332,7 +332,8 @@ def _providers(catalog: PluginCatalog, table: Any, raw_table: Any, plugins: Plug
             problems.add(f"{path}.type", f"{what} {interface} provider{name}; {choices}".replace("  ", " "))
             continue
         if record.status is Status.DISABLED or type_name in plugins.disabled:
-            problems.add(f"{path}.type", f"{interface} provider '{type_name}' is disabled in [plugins] or SBT_LOAD_PLUGINS")
+            problems.add(f"{path}.type",
+                         f"{interface} provider '{type_name}' is disabled in [plugins] or SBT_LOAD_PLUGINS")
             continue
         if record.status is Status.FAILED:
             problems.add(f"{path}.type", f"{interface} provider '{type_name}' failed to load: {record.error}")

@@ -61,7 +61,8 @@ class ProviderContext:
     def put_event(self, event: Event) -> Event:
         """Publish a ready envelope; returns it."""
         if self._sink is None:
-            raise RuntimeError(f"provider {self.type_name!r} published {event.detail_type!r} but no event bus is attached")
+            raise RuntimeError(f"provider {self.type_name!r} published {event.detail_type!r} "
+                               "but no event bus is attached")
         self._sink(event)
         return event
 

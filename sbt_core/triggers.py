@@ -232,8 +232,8 @@ def parse_schedule(expression: str) -> ScheduleTrigger:
         raise BadRequestError(f"{expression!r} is neither rate(N unit) nor cron(min hour dom month dow year)")
     fields = cron.group(1).split()
     if len(fields) != 6:
-        raise BadRequestError(f"{expression!r}: cron takes 6 fields (minutes hours day-of-month month day-of-week year), "
-                              f"got {len(fields)}")
+        raise BadRequestError(f"{expression!r}: cron takes 6 fields "
+                              f"(minutes hours day-of-month month day-of-week year), got {len(fields)}")
     minutes, hours, dom, month, dow, year = fields
     if (dom == "?") == (dow == "?"):
         raise BadRequestError(f"{expression!r}: exactly one of day-of-month and day-of-week must be '?'")

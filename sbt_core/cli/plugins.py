@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -17,7 +19,8 @@ def register(app: typer.Typer) -> None:
     @group.command("list")
     @handle_errors
     def list_plugins(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False,
-                     hook: str | None = typer.Option(None, "--hook", help="Only plugins implementing this hook.")) -> None:
+                     hook: Annotated[str | None, typer.Option(
+                         "--hook", help="Only plugins implementing this hook.")] = None) -> None:
         """List plugins: loaded, failed (with the error) and disabled."""
         catalog = state(ctx).catalog(config)
         records = sorted(catalog.records.values(), key=lambda r: (not r.builtin, r.name))

@@ -29,13 +29,13 @@ from rich.table import Table
 
 from ..errors import BadRequestError
 from ..models import Event, scopes, to_json
-from ._common import (ConfigOption, JsonOption, fail, handle_errors, json_object, parse_object, print_json,
-                      state)
+from ._common import ConfigOption, JsonOption, fail, handle_errors, json_object, parse_object, print_json, state
 
 __all__ = ["register", "resolve_server"]
 
-UrlOption = Annotated[str | None, typer.Option("--url", envvar="SBT_URL", show_default=False,
-                                              help="Control plane URL (default: \\[server] host and port of the config).")]
+UrlOption = Annotated[str | None, typer.Option(
+    "--url", envvar="SBT_URL", show_default=False,
+    help="Control plane URL (default: \\[server] host and port of the config).")]
 TokenOption = Annotated[str | None, typer.Option("--token", envvar="SBT_TOKEN", show_default=False,
                                                 help="Bearer token (default: minted with the local auth provider).")]
 #: Entries per ``POST /events`` when putting a file (EventBridge PutEvents takes at most 10; we take more).
@@ -111,10 +111,11 @@ def _register_serve(app: typer.Typer) -> None:
     def serve(ctx: typer.Context, config: ConfigOption = None,
               host: Annotated[str | None, typer.Option("--host", help="Interface to bind (default: \\[server] host).",
                                                        show_default=False)] = None,
-              port: Annotated[int | None, typer.Option("--port", "-p", help="Port (default: \\[server] port; 0 = any free).",
-                                                       min=0, max=65535, show_default=False)] = None,
+              port: Annotated[int | None, typer.Option("--port", "-p", min=0, max=65535, show_default=False,
+                                                       help="Port (default: \\[server] port; 0 = any free).")] = None,
               log_level: Annotated[str, typer.Option("--log-level", help="uvicorn log level.")] = "info") -> None:
-        """Run the control plane: HTTP API, event bus and scheduler in one process (Ctrl-C stops it, draining events)."""
+        """Run the control plane: HTTP API, event bus and scheduler in one process (Ctrl-C stops it, draining
+        events)."""
         from ..runtime.control_plane import ControlPlane
 
         catalog, cfg = state(ctx).load(config)
@@ -138,7 +139,8 @@ def _register_serve(app: typer.Typer) -> None:
         # uvicorn turns SIGINT/SIGTERM into a graceful shutdown and re-raises the signal afterwards; with
         # these handlers in place that re-raise is a no-op, so a drained shutdown exits 0.
         received: list[int] = []
-        previous = {sig: signal.signal(sig, lambda s, _f: received.append(s)) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous = {sig: signal.signal(sig, lambda s, _f: received.append(s))
+                    for sig in (signal.SIGINT, signal.SIGTERM)}
         try:
             asyncio.run(cp.serve(host, port, ready=ready, log_level=log_level))
         finally:
@@ -162,13 +164,15 @@ def _register_events(app: typer.Typer) -> None:
             detail_type: Annotated[str | None, typer.Argument(
                 help="Detail type, e.g. ingestUsage or sbt_aws_onboardingRequest (omit with --file).",
                 show_default=False)] = None,
-            detail: Annotated[str, typer.Option("--detail", "-d", help="Detail as a JSON object, or @file.json.")] = "{}",
+            detail: Annotated[str, typer.Option("--detail", "-d",
+                                                help="Detail as a JSON object, or @file.json.")] = "{}",
             source: Annotated[str | None, typer.Option("--source", help="Source (default: SBT's for the detail type).",
                                                        show_default=False)] = None,
             event_id: Annotated[str | None, typer.Option("--id", help="Event id (default: a new uuid; reuse one to "
                                                          "test dedup).", show_default=False)] = None,
-            file: Annotated[Path | None, typer.Option("--file", "-f", help="JSON-lines file (- for stdin): one envelope "
-                                                      "or PutEvents entry per line.", show_default=False)] = None,
+            file: Annotated[Path | None, typer.Option("--file", "-f", show_default=False,
+                                                      help="JSON-lines file (- for stdin): one envelope or PutEvents "
+                                                           "entry per line.")] = None,
             batch_size: Annotated[int, typer.Option("--batch-size", min=1, max=1000,
                                                     help="Events per POST /events.")] = DEFAULT_BATCH,
             config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
@@ -258,7 +262,8 @@ def _register_events(app: typer.Typer) -> None:
     @handle_errors
     def dlq_list(ctx: typer.Context,
                  event_id: Annotated[str | None, typer.Option("--event-id", help="Only this event's.")] = None,
-                 target: Annotated[str | None, typer.Option("--target", help="Only this binding's (hook name).")] = None,
+                 target: Annotated[str | None, typer.Option("--target",
+                                                            help="Only this binding's (hook name).")] = None,
                  config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
                  as_json: JsonOption = False) -> None:
         """Dead-lettered events with the binding that failed them and the last error."""

@@ -1,9 +1,10 @@
 """``sbt tenants register|list|get|update|delete``: tenant registrations through the running control plane.
 
 The commands call the server's ``/tenant-registrations`` routes (see :mod:`sbt_core.tenants.client` for
-why not the database directly), found as ``sbt events`` finds it (:func:`~sbt_core.cli.runtime_commands.resolve_server`):
-``--url`` / ``$SBT_URL``, else ``[server]`` of the config; ``--token`` / ``$SBT_TOKEN``, else — with the
-``local`` auth provider — one minted from the local key with just the scope the command needs.
+why not the database directly), found as ``sbt events`` finds it
+(:func:`~sbt_core.cli.runtime_commands.resolve_server`): ``--url`` / ``$SBT_URL``, else ``[server]`` of
+the config; ``--token`` / ``$SBT_TOKEN``, else — with the ``local`` auth provider — one minted from the
+local key with just the scope the command needs.
 """
 
 from __future__ import annotations
@@ -26,10 +27,10 @@ __all__ = ["register"]
 
 TenantDataOption = Annotated[str | None, typer.Option("--tenant-data", "-t", show_default=False,
                                                      help="tenantData as a JSON object, or @file.json.")]
-RegistrationDataOption = Annotated[str | None, typer.Option("--registration-data", "-r", show_default=False,
-                                                           help="tenantRegistrationData as a JSON object, or @file.json.")]
-SetOption = Annotated[list[str] | None, typer.Option("--set", show_default=False,
-                                                    help="KEY=VALUE added to tenantData (repeatable; VALUE may be JSON).")]
+RegistrationDataOption = Annotated[str | None, typer.Option(
+    "--registration-data", "-r", show_default=False, help="tenantRegistrationData as a JSON object, or @file.json.")]
+SetOption = Annotated[list[str] | None, typer.Option(
+    "--set", show_default=False, help="KEY=VALUE added to tenantData (repeatable; VALUE may be JSON).")]
 
 
 def _pairs(items: list[str] | None) -> dict[str, Any]:
@@ -72,7 +73,8 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(answer)
         else:
-            typer.echo(f"{answer['message']}: tenant {answer['tenantId']}, registration {answer['tenantRegistrationId']}")
+            typer.echo(f"{answer['message']}: tenant {answer['tenantId']}, "
+                       f"registration {answer['tenantRegistrationId']}")
 
     @group.command("list")
     @handle_errors

@@ -6,8 +6,18 @@
 from types import ModuleType
 
 from . import auth, billing, lifecycle, metering
-from ._contract import (BATCH_FORMS, CONTRACT, INTERFACES, SBT_INTERFACES, BatchForm, EventArgument, HookDef,
-                        Interface, interface_of_hook, parse_each)
+from ._contract import (
+    BATCH_FORMS,
+    CONTRACT,
+    INTERFACES,
+    SBT_INTERFACES,
+    BatchForm,
+    EventArgument,
+    HookDef,
+    Interface,
+    interface_of_hook,
+    parse_each,
+)
 
 #: Modules to hand to ``PluginManager.add_hookspecs``.
 SPEC_MODULES: tuple[ModuleType, ...] = (auth, billing, metering, lifecycle)

@@ -14,7 +14,8 @@ from ._contract import contract
 
 
 @contract("auth", "IAuth jwtIssuer, jwtAudience, tokenEndpoint, wellKnownEndpointUrl, userClientId, "
-          "machineClientId, machineClientSecret, machineClientAudience, *Scope", required=True, trigger=StartupTrigger())
+          "machineClientId, machineClientSecret, machineClientAudience, *Scope", required=True,
+          trigger=StartupTrigger())
 @hookspec(firstresult=True)
 def auth_settings() -> AuthSettings:
     """The selected auth provider's JWT/OAuth settings and scope names.

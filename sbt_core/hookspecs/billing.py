@@ -8,8 +8,17 @@ return values are informational (upstream ignores them) but are recorded in the 
 from __future__ import annotations
 
 from .._markers import hookspec
-from ..models import CONTROL_PLANE_SOURCE, Customer, DetailType, Event, PutUsageResult, ScheduleRun
-from ..models import APPLICATION_PLANE_SOURCE, WebhookRequest, WebhookResponse
+from ..models import (
+    APPLICATION_PLANE_SOURCE,
+    CONTROL_PLANE_SOURCE,
+    Customer,
+    DetailType,
+    Event,
+    PutUsageResult,
+    ScheduleRun,
+    WebhookRequest,
+    WebhookResponse,
+)
 from ..triggers import Authorizer, EventTrigger, RouteTrigger, parse_schedule
 from ._contract import contract
 

@@ -8,8 +8,19 @@ from __future__ import annotations
 
 from .._markers import hookspec
 from ..models import (
-    APPLICATION_PLANE_SOURCE, CONTROL_PLANE_SOURCE, CancelResult, CancelUsageRequest, DetailType, Event, Meter,
-    MeterCreate, MeterUpdate, Page, UsageEvent, UsageQuery, UsageRow,
+    APPLICATION_PLANE_SOURCE,
+    CONTROL_PLANE_SOURCE,
+    CancelResult,
+    CancelUsageRequest,
+    DetailType,
+    Event,
+    Meter,
+    MeterCreate,
+    MeterUpdate,
+    Page,
+    UsageEvent,
+    UsageQuery,
+    UsageRow,
 )
 from ..models.scopes import METER_READ, METER_WRITE, USAGE_READ, USAGE_WRITE
 from ..triggers import EventTrigger, RouteTrigger

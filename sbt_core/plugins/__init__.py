@@ -1,7 +1,15 @@
 """Plugin loading (:func:`discover`), selection (:func:`build_providers`) and the typed facades."""
 
 from ._loader import (
-    BUILTIN_PLUGINS, ENTRY_POINT_GROUP, LOAD_ENV, STRICT_ENV, Kind, PluginCatalog, PluginRecord, Status, discover,
+    BUILTIN_PLUGINS,
+    ENTRY_POINT_GROUP,
+    LOAD_ENV,
+    STRICT_ENV,
+    Kind,
+    PluginCatalog,
+    PluginRecord,
+    Status,
+    discover,
     new_plugin_manager,
 )
 from ._select import Providers, build_providers

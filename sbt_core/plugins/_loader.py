@@ -22,8 +22,8 @@ import pluggy
 
 from .._markers import PROJECT_NAME
 from ..errors import PluginError
-from ..provider import Provider
 from ..hookspecs import BATCH_FORMS, CONTRACT, INTERFACES, SPEC_MODULES, Interface, interface_of
+from ..provider import Provider
 
 ENTRY_POINT_GROUP = "sbt"
 STRICT_ENV = "SBT_STRICT_PLUGINS"

@@ -154,7 +154,8 @@ def bearer_token(authorization: str | None) -> str:
 
 
 def token_scopes(claims: Mapping[str, Any]) -> set[str]:
-    """Scopes a token grants: ``scope`` (space-separated, OAuth 2 / Cognito) and ``scp`` (string or list, Okta/Azure)."""
+    """Scopes a token grants: ``scope`` (space-separated, OAuth 2 / Cognito) and ``scp`` (string or list,
+    Okta/Azure)."""
     found: set[str] = set()
     for name in ("scope", "scp"):
         value = claims.get(name)

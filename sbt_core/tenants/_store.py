@@ -24,9 +24,9 @@ from typing import Any
 
 import attrs
 import sqlalchemy as sa
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 from sqlalchemy.engine import URL, Connection, Engine
 from sqlalchemy.exc import DataError
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
 from ..errors import BadRequestError
 from ..models import Event, from_json, to_json, utcnow

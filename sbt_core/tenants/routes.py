@@ -25,7 +25,7 @@ does, in id order; ``next_token`` is the last id of a page that has more after i
 Unknown ids are 404 ``Tenant registration not found for id <id>`` / ``Tenant not found for id <id>``;
 malformed bodies and queries 400. ``POST`` routes honour an ``Idempotency-Key`` header: a retry with the
 same body gets the first answer (plus ``Idempotent-Replayed: true``), a different body 409.
-"""
+"""  # noqa: E501 - the table's rows stay one line each
 
 from __future__ import annotations
 

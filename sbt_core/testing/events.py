@@ -117,6 +117,7 @@ def deprovision_success(tenant_registration_id: str, *, tenant_data: dict[str, A
 
 
 def deprovision_failure(tenant_registration_id: str, *, event_id: str | None = None, naming: str = "sbt") -> Event:
-    """``deprovisionFailure``: ``{tenantRegistrationId, jobOutput: {tenantStatus: "Failed to deprovision tenant."}}``."""
+    """``deprovisionFailure``:
+    ``{tenantRegistrationId, jobOutput: {tenantStatus: "Failed to deprovision tenant."}}``."""
     return _job(DetailType.DEPROVISION_FAILURE, tenant_registration_id,
                 {"tenantStatus": "Failed to deprovision tenant."}, event_id, naming)

@@ -66,7 +66,8 @@ database_url = "postgresql://user:hunter2@db/sbt"
     shown = repr(show(config, catalog))
     assert "sk_live" not in shown and "hunter2" not in shown
     assert "{'env': 'FAKE_KEY'}" in shown
-    literal = load_config(catalog, _write(tmp_path, '[providers.metering]\ntype = "fakemeter"\napi_key = "sk_literal"\n'))
+    literal = load_config(catalog, _write(tmp_path,
+                                          '[providers.metering]\ntype = "fakemeter"\napi_key = "sk_literal"\n'))
     assert "sk_literal" not in repr(show(literal, catalog))
 
 

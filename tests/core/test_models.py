@@ -8,8 +8,20 @@ import pytest
 
 from sbt_core.errors import BadRequestError
 from sbt_core.models import (
-    Aggregation, CancelUsageRequest, Event, Meter, MeterCreate, MeterUpdate, Page, UpdateUserRequest, UsageEvent,
-    UsageQuery, canonical_detail_type, from_json, output_detail_type, to_json,
+    Aggregation,
+    CancelUsageRequest,
+    Event,
+    Meter,
+    MeterCreate,
+    MeterUpdate,
+    Page,
+    UpdateUserRequest,
+    UsageEvent,
+    UsageQuery,
+    canonical_detail_type,
+    from_json,
+    output_detail_type,
+    to_json,
 )
 
 T0 = datetime(2026, 11, 1, tzinfo=UTC)

@@ -46,12 +46,14 @@ def test_routes_by_detail_type_and_source_to_every_target(bus: Bus) -> None:
     assert got == {"a": [event.id], "b": [event.id], "other": []}
     record = bus.get(event.id)
     assert record is not None
-    assert {(d.target, d.state, d.attempts) for d in record.deliveries} == {("a", "delivered", 1), ("b", "delivered", 1)}
+    assert {(d.target, d.state, d.attempts) for d in record.deliveries} == {("a", "delivered", 1),
+                                                                            ("b", "delivered", 1)}
 
 
 def test_sbt_aws_prefixed_names_are_routed_like_bare_names(bus: Bus) -> None:
     got: list[str] = []
-    bus.add_target("a", EventTrigger("sbt_aws_onboardingRequest", CONTROL_PLANE_SOURCE), lambda e: got.append(e.detail_type))
+    bus.add_target("a", EventTrigger("sbt_aws_onboardingRequest", CONTROL_PLANE_SOURCE),
+                   lambda e: got.append(e.detail_type))
     bus.start()
     bus.put_events([Event("sbt_aws_onboardingRequest", CONTROL_PLANE_SOURCE, {}), Event.create("onboardingRequest")])
     assert bus.join(JOIN)

@@ -63,8 +63,8 @@ class BatchMetering(Provider):
 
 
 def _plane(sbt_control_plane: Any, *, fail_batch: bool = False) -> tuple[Harness, BatchMetering]:
-    harness = sbt_control_plane(plugins={"batchy": BatchMetering}, config={"providers": {"metering": {"type": "batchy"}}},
-                                start=False, tenants=False)
+    harness = sbt_control_plane(plugins={"batchy": BatchMetering},
+                                config={"providers": {"metering": {"type": "batchy"}}}, start=False, tenants=False)
     provider: BatchMetering = harness.provider("metering")
     provider.fail_batch = fail_batch
     return harness, provider

@@ -47,7 +47,8 @@ def test_start_builds_and_wires_everything(plane: Harness) -> None:
     assert plane.provider("metering").started
     assert cp.auth_settings is not None and cp.admin_user is not None
     assert cp.admin_user.user_name == cp.config.admin.name
-    assert cp.providers.auth is not None and cp.providers.auth.fetch_user(cp.config.admin.name).email == cp.config.admin.email
+    assert cp.providers.auth is not None
+    assert cp.providers.auth.fetch_user(cp.config.admin.name).email == cp.config.admin.email
 
 
 def test_events_reach_their_hooks_and_providers_publish_through_the_bus(plane: Harness) -> None:
@@ -85,7 +86,8 @@ def test_failing_provider_dead_letters_then_replays_once_fixed(plane: Harness) -
     plane.bus.replay(event_id=event.id)
     plane.settle()
     assert [e.id for e in billing.calls["billing_create_customer"]] == [event.id]
-    assert plane.events.states(event) == {"billing_create_customer": "delivered", "metering_create_customer": "delivered"}
+    assert plane.events.states(event) == {"billing_create_customer": "delivered",
+                                          "metering_create_customer": "delivered"}
     assert len(plane.provider("metering").calls["metering_create_customer"]) == 1  # the healthy binding: once
 
 

@@ -32,7 +32,12 @@ from sbt_core.auth_local.keys import KEY_FILE, load_or_create_key
 from sbt_core.bindings import BindingTable, build_binding_table
 from sbt_core.config import Config, load_config
 from sbt_core.models import (
-    CancelResult, Meter, Page, UsageRow, WebhookResponse, scopes,
+    CancelResult,
+    Meter,
+    Page,
+    UsageRow,
+    WebhookResponse,
+    scopes,
 )
 from sbt_core.plugins import Providers, build_providers, discover
 from sbt_core.runtime.bus import Bus

@@ -21,7 +21,8 @@ from sbt_core.auth_local import DEFAULT_ISSUER, LocalAuth, LocalAuthSettings, mi
 from sbt_core.auth_local.keys import KEY_FILE, load_or_create_key
 from sbt_core.auth_local.store import DB_FILE
 from sbt_core.bindings import build_binding_table
-from sbt_core.cli import CliState, build_app as build_cli
+from sbt_core.cli import CliState
+from sbt_core.cli import build_app as build_cli
 from sbt_core.config import load_config
 from sbt_core.errors import UnauthorizedError
 from sbt_core.models import AdminUser, AuthSettings, CreateUserRequest, scopes
@@ -165,8 +166,9 @@ def anyio_backend() -> str:
 @pytest.fixture
 async def http(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[httpx.AsyncClient]:
     monkeypatch.setenv("JOB_SECRET", SECRET)
-    raw = {"state_dir": str(tmp_path), "providers": {"auth": {"type": "local", "machine_clients": [
-        {"client_id": "job", "client_secret": {"env": "JOB_SECRET"}, "scopes": [scopes.EVENT_WRITE, scopes.EVENT_READ]}]}}}
+    client = {"client_id": "job", "client_secret": {"env": "JOB_SECRET"},
+              "scopes": [scopes.EVENT_WRITE, scopes.EVENT_READ]}
+    raw = {"state_dir": str(tmp_path), "providers": {"auth": {"type": "local", "machine_clients": [client]}}}
     catalog = _catalog()
     config = load_config(catalog, raw=raw)
     providers = build_providers(catalog, config)

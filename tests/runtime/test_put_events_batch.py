@@ -63,7 +63,8 @@ ENTRIES: list[Any] = [
 
 def same(a: Event | ev.EntryError, b: Event | ev.EntryError) -> bool:
     if isinstance(a, ev.EntryError) or isinstance(b, ev.EntryError):
-        return isinstance(a, ev.EntryError) and isinstance(b, ev.EntryError) and (a.code, a.message) == (b.code, b.message)
+        both = isinstance(a, ev.EntryError) and isinstance(b, ev.EntryError)
+        return both and (a.code, a.message) == (b.code, b.message)
     if math.isnan(a.detail.get("x", 0)):  # NaN != NaN: compare the rest
         return attrs.evolve(a, detail={}) == attrs.evolve(b, detail={}) and a.detail.keys() == b.detail.keys()
     return a == b
@@ -73,7 +74,7 @@ def test_the_batch_fast_path_answers_exactly_as_parse_entry_does_entry_by_entry(
     parsed = ev.parse_entries({"Entries": ENTRIES})
     assert len(parsed) == len(ENTRIES)
     received = parsed[0].time  # type: ignore[union-attr]
-    for item, raw in zip(parsed, ENTRIES):
+    for item, raw in zip(parsed, ENTRIES, strict=True):
         event_id = item.id if isinstance(item, Event) and "id" not in raw else None
         expected: Event | ev.EntryError
         try:

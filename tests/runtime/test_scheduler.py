@@ -58,10 +58,12 @@ def test_a_rate_schedule_fires_when_due(bus: Bus) -> None:
     [event] = scheduler.tick(T0 + timedelta(minutes=5))
     assert event.detail_type == SCHEDULE_DETAIL_TYPE and event.resources == ["schedule/billing_put_usage"]
     assert bus.join(JOIN)
-    assert runs == [("billing_put_usage", ScheduleRun("billing_put_usage", "rate(5 minutes)", T0 + timedelta(minutes=5)))]
+    assert runs == [("billing_put_usage",
+                     ScheduleRun("billing_put_usage", "rate(5 minutes)", T0 + timedelta(minutes=5)))]
     assert scheduler.next_wake() == T0 + timedelta(minutes=10)
     record = bus.get(event.id)
-    assert record is not None and [(d.target, d.state) for d in record.deliveries] == [("billing_put_usage", "delivered")]
+    assert record is not None
+    assert [(d.target, d.state) for d in record.deliveries] == [("billing_put_usage", "delivered")]
 
 
 def test_missed_slots_collapse_into_one_run(bus: Bus) -> None:

@@ -76,7 +76,8 @@ def test_sbt_aws_integration_flow(api: Any, plane: Any) -> None:
 
     # The application plane reports provisioning: status becomes "created".
     put_event(plane, "provisionSuccess", {"tenantRegistrationId": rid, "jobOutput": {
-        "tenantData": {"tenantStackName": "tenant-stack"}, "tenantRegistrationData": {"registrationStatus": "created"}}})
+        "tenantData": {"tenantStackName": "tenant-stack"},
+        "tenantRegistrationData": {"registrationStatus": "created"}}})
     reg = api.get(f"/tenant-registrations/{rid}").json()["data"]
     assert reg["registrationStatus"] == "created"
     assert api.get(f"/tenants/{tid}").json()["data"]["tenantStackName"] == "tenant-stack"
@@ -105,7 +106,8 @@ def test_sbt_aws_integration_flow(api: Any, plane: Any) -> None:
 
     # Every binding of the lifecycle events got each one exactly once.
     plane.settle()
-    for recorder, hook in ((plane.provider("billing"), "billing_create_customer"), (plane.provider("metering"), "metering_create_customer")):
+    for recorder, hook in ((plane.provider("billing"), "billing_create_customer"),
+                           (plane.provider("metering"), "metering_create_customer")):
         onboarded = recorder.calls[hook]
         assert sorted(e.detail["tenantId"] for e in onboarded) == sorted(c["tenantId"] for c in created)
     [off] = plane.provider("billing").calls["billing_delete_customer"]
@@ -124,7 +126,8 @@ def test_onboarding_reaches_every_binding_once_despite_retries(api: Any, plane: 
     assert conflict.status_code == 409 and "different request body" in conflict.json()["message"]
     plane.settle()
     tenant_id = first.json()["data"]["tenantId"]
-    for recorder, hook in ((plane.provider("billing"), "billing_create_customer"), (plane.provider("metering"), "metering_create_customer")):
+    for recorder, hook in ((plane.provider("billing"), "billing_create_customer"),
+                           (plane.provider("metering"), "metering_create_customer")):
         [event] = recorder.calls[hook]
         assert event.detail == {"registrationStatus": "In progress", **body["tenantData"], "tenantId": tenant_id,
                                 "tenantRegistrationId": first.json()["data"]["tenantRegistrationId"]}
@@ -180,7 +183,8 @@ def test_bad_updates_queries_and_oversized_bodies_change_nothing(api: Any, plane
         answer = api.get("/tenant-registrations", params=query)
         assert answer.status_code == 400 and "limit" in answer.json()["message"]
     # Oversized bodies: refused by the app's body limit before the registry sees them.
-    huge = registration_body("huge") | {"tenantData": {"blob": "x" * (plane.control_plane.config.server.max_body_bytes + 1)}}
+    limit = plane.control_plane.config.server.max_body_bytes
+    huge = registration_body("huge") | {"tenantData": {"blob": "x" * (limit + 1)}}
     answer = api.post("/tenant-registrations", json=huge)
     assert answer.status_code == 413 and "larger than" in answer.json()["message"]  # DESIGN.md section 4
     assert api.get(f"/tenant-registrations/{rid}").json() == before

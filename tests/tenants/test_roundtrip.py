@@ -10,8 +10,10 @@ from hypothesis import strategies as st
 from sbt_core.tenants._records import RESERVED_KEYS
 
 text = st.text(st.characters(exclude_categories=("Cs",)), max_size=20)
-scalars = st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False, allow_infinity=False) | text
-json_values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+scalars = (st.none() | st.booleans() | st.integers(-(2**63), 2**63)
+           | st.floats(allow_nan=False, allow_infinity=False) | text)
+json_values = st.recursive(scalars,
+                           lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
                            max_leaves=12)
 objects = st.dictionaries(text.filter(lambda k: k not in RESERVED_KEYS), json_values, max_size=6)
 

@@ -28,8 +28,8 @@ SCOPES = [scopes.TENANT_READ, scopes.TENANT_WRITE, scopes.EVENT_WRITE, scopes.EV
 def _write_config(directory: Path) -> Path:
     directory.mkdir(parents=True)
     path = directory / "sbt.toml"
-    path.write_text(f'state_dir = "state"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n'
-                    f'[providers.auth]\ntype = "local"\n\n[tenants]\ndatabase_url = {{ env = "SBT_TEST_TENANTS_DB" }}\n')
+    path.write_text('state_dir = "state"\n\n[server]\nhost = "127.0.0.1"\nport = 0\n\n'
+                    '[providers.auth]\ntype = "local"\n\n[tenants]\ndatabase_url = { env = "SBT_TEST_TENANTS_DB" }\n')
     return path
 
 
@@ -111,6 +111,7 @@ def test_two_sbt_serve_processes_share_tenants(two_servers: list[httpx.Client]) 
     assert states == {"tenants.provisionSuccess": "delivered"}
     assert a.get(f"/tenant-registrations/{rid}").json()["data"]["registrationStatus"] == "created"
 
-    assert a.delete(f"/tenant-registrations/{rid}").json() == {"data": {"message": "Tenant registration deletion initiated"}}
+    deleted = a.delete(f"/tenant-registrations/{rid}").json()
+    assert deleted == {"data": {"message": "Tenant registration deletion initiated"}}
     assert b.get(f"/tenant-registrations/{rid}").json()["data"]["sbtaws_active"] is False
     assert b.get(f"/tenants/{tid}").json()["data"]["sbtaws_active"] is False

@@ -113,7 +113,8 @@ def test_cli_drives_the_served_control_plane(served_plane: tuple[Harness, str], 
     data_file = tmp_path / "tenant.json"
     data_file.write_text(json.dumps({"tenantName": "cli", "email": "cli@example.com"}))
     created = sbt("register", "--tenant-data", f"@{data_file}", "--set", "tier=basic",
-                  "--registration-data", '{"registrationStatus": "In progress"}', "--idempotency-key", "cli-1", "--json")
+                  "--registration-data", '{"registrationStatus": "In progress"}', "--idempotency-key", "cli-1",
+                  "--json")
     rid, tid = created["tenantRegistrationId"], created["tenantId"]
     again = sbt("register", "--tenant-data", f"@{data_file}", "--set", "tier=basic",
                 "--registration-data", '{"registrationStatus": "In progress"}', "--idempotency-key", "cli-1", "--json")
@@ -142,7 +143,8 @@ def test_cli_drives_the_served_control_plane(served_plane: tuple[Harness, str], 
     config = tmp_path / "sbt.toml"
     config.write_text(f'state_dir = "{tmp_path / "state"}"\n[server]\nhost = "{host}"\nport = {port}\n'
                       '[providers.auth]\ntype = "local"\n')
-    result = runner.invoke(app, ["tenants", "list", "--json", "-c", str(config)], env={"SBT_URL": None, "SBT_TOKEN": None})
+    result = runner.invoke(app, ["tenants", "list", "--json", "-c", str(config)],
+                           env={"SBT_URL": None, "SBT_TOKEN": None})
     assert result.exit_code == 0, result.output
     assert len(json.loads(result.stdout)["data"]) == 2
 

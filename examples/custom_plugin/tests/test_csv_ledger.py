@@ -4,11 +4,13 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Callable
 from types import ModuleType
-from typing import Any, Callable
+from typing import Any
+
+from sbt_csv_ledger import CsvLedgerBilling
 
 from sbt_core.testing import Harness
-from sbt_csv_ledger import CsvLedgerBilling
 
 CONFIG = {"providers": {"billing": {"type": "csv-ledger", "unit_prices": {"api_calls": "0.5"}, "currency": "eur"}}}
 

@@ -10,12 +10,12 @@ from typing import Any
 
 import httpx
 import pytest
+from sbt_cognito_auth import CognitoAuth, CognitoSettings
 from typer.testing import CliRunner
 
 from sbt_core.cli import CliState, build_app
 from sbt_core.config import load_config
 from sbt_core.plugins import build_providers, discover
-from sbt_cognito_auth import CognitoAuth, CognitoSettings
 
 runner = CliRunner()
 

@@ -7,12 +7,12 @@ from typing import Any
 
 import pytest
 from botocore.stub import Stubber
+from sbt_cognito_auth import CognitoAuth, CognitoSettings
+from sbt_cognito_auth.provider import make_client
 
 from sbt_core import ProviderContext
 from sbt_core.errors import ConflictError, NotFoundError, ProviderError
 from sbt_core.models import AdminUser, Secret
-from sbt_cognito_auth import CognitoAuth, CognitoSettings
-from sbt_cognito_auth.provider import make_client
 
 POOL = "us-east-1_AbCdEf123"
 SECRET = "machine-secret-value"

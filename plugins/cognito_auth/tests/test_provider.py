@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
+from sbt_cognito_auth import CognitoAuth
 
 from sbt_core import ProviderContext
 from sbt_core.errors import BadRequestError, ConflictError, NotFoundError, ProviderError
 from sbt_core.models import AdminUser, CreateUserRequest, UpdateUserRequest
-from sbt_cognito_auth import CognitoAuth
 
 
 def _create(provider: CognitoAuth, name: str, role: str = "TenantAdmin") -> None:

@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
-
 from sbt_cognito_auth import CognitoAuth
 
 ADMIN = {"name": "admin", "email": "admin@example.com", "role": "SystemAdmin"}

@@ -6,12 +6,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sbt_cognito_auth import CognitoAuth, CognitoSettings, is_loopback_url
 
 from sbt_core.config import load_config
 from sbt_core.errors import ConfigError
 from sbt_core.models import Secret
 from sbt_core.plugins import discover
-from sbt_cognito_auth import CognitoAuth, CognitoSettings, is_loopback_url
 
 BASE: dict[str, Any] = dict(region="us-east-1", user_pool_id="us-east-1_AbCdEf123", user_client_id="userclient123",
                             machine_client_id="machineclient1", machine_client_secret=Secret("s3cr3t"),

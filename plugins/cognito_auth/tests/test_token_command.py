@@ -11,14 +11,14 @@ from urllib.parse import parse_qs
 
 import httpx
 import pytest
+from sbt_cognito_auth import CognitoAuth, CognitoSettings
+from sbt_cognito_auth.tokens import client_credentials_token
 from typer.testing import CliRunner
 
 from sbt_core.cli import CliState, build_app
 from sbt_core.errors import UnauthorizedError
 from sbt_core.models import CreateUserRequest, Secret
 from sbt_core.runtime.authorizer import Authorizer
-from sbt_cognito_auth import CognitoAuth, CognitoSettings
-from sbt_cognito_auth.tokens import client_credentials_token
 
 runner = CliRunner()
 

@@ -17,13 +17,13 @@ from typing import Any
 
 import jwt
 import pytest
+from sbt_cognito_auth import CognitoAuth
+from sbt_cognito_auth.bootstrap import bootstrap_pool
 
 from sbt_core import ProviderContext
 from sbt_core.errors import ForbiddenError, UnauthorizedError
 from sbt_core.models import CreateUserRequest
 from sbt_core.runtime.authorizer import Authorizer
-from sbt_cognito_auth import CognitoAuth
-from sbt_cognito_auth.bootstrap import bootstrap_pool
 
 
 def _moto_private_key() -> Any:

@@ -21,8 +21,16 @@ import numpy as np
 
 from sbt_core.errors import BadRequestError, ConflictError, NotFoundError
 from sbt_core.models import (
-    CancelResult, CancelUsageRequest, Meter, MeterCreate, MeterStatus, MeterUpdate, Page, UsageEvent,
-    UsageQuery, UsageRow,
+    CancelResult,
+    CancelUsageRequest,
+    Meter,
+    MeterCreate,
+    MeterStatus,
+    MeterUpdate,
+    Page,
+    UsageEvent,
+    UsageQuery,
+    UsageRow,
 )
 
 from ._ids import id_hashes

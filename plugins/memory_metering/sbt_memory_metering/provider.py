@@ -15,7 +15,16 @@ import numpy as np
 
 from sbt_core import BadRequestError, Provider, ProviderContext, hookimpl
 from sbt_core.models import (
-    CancelResult, CancelUsageRequest, Event, Meter, MeterCreate, MeterUpdate, Page, UsageEvent, UsageQuery, UsageRow,
+    CancelResult,
+    CancelUsageRequest,
+    Event,
+    Meter,
+    MeterCreate,
+    MeterUpdate,
+    Page,
+    UsageEvent,
+    UsageQuery,
+    UsageRow,
 )
 
 from . import _snapshot

@@ -8,9 +8,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from sbt_memory_metering import MemoryMetering, MemoryMeteringSettings
 
 from sbt_core import ProviderContext
-from sbt_memory_metering import MemoryMetering, MemoryMeteringSettings
 
 #: The tests' "now": a few days after the Paris spring DST change (2026-03-29), so the 35-day horizon
 #: spans it.

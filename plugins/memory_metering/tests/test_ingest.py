@@ -8,12 +8,19 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sbt_memory_metering import MemoryMetering
 
 from sbt_core.errors import BadRequestError
 from sbt_core.models import (
-    Aggregation, CancelUsageRequest, Event, MeterCreate, MeterStatus, MeterUpdate, UsageEvent, UsageQuery,
+    Aggregation,
+    CancelUsageRequest,
+    Event,
+    MeterCreate,
+    MeterStatus,
+    MeterUpdate,
+    UsageEvent,
+    UsageQuery,
 )
-from sbt_memory_metering import MemoryMetering
 
 NOW = datetime(2026, 4, 2, 9, 30, tzinfo=UTC)  # the clock of conftest.py
 

@@ -9,14 +9,22 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sbt_memory_metering import MemoryMetering, MemoryMeteringSettings
 
 from sbt_core.config import load_config
 from sbt_core.errors import ConfigError
 from sbt_core.models import (
-    Aggregation, CancelUsageRequest, Event, MeterCreate, MeterStatus, MeterUpdate, UsageEvent, UsageQuery, WindowSize,
+    Aggregation,
+    CancelUsageRequest,
+    Event,
+    MeterCreate,
+    MeterStatus,
+    MeterUpdate,
+    UsageEvent,
+    UsageQuery,
+    WindowSize,
 )
 from sbt_core.plugins import build_providers, discover
-from sbt_memory_metering import MemoryMetering, MemoryMeteringSettings
 
 NOW = datetime(2026, 4, 2, 9, 30, tzinfo=UTC)  # the clock of conftest.py
 NOW_MS = int(NOW.timestamp() * 1000)

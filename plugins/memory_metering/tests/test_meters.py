@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from sbt_memory_metering import MemoryMetering
 
 from sbt_core.errors import BadRequestError, ConflictError, NotFoundError
 from sbt_core.models import Aggregation, MeterCreate, MeterStatus, MeterUpdate
-from sbt_memory_metering import MemoryMetering
 
 
 def test_create_and_fetch(provider: MemoryMetering) -> None:

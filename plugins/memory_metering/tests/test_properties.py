@@ -17,13 +17,17 @@ from zoneinfo import ZoneInfo
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from sbt_core.models import (
-    Aggregation, CancelUsageRequest, MeterCreate, UsageEvent, UsageQuery, WindowSize,
-)
+from sbt_memory_metering import MemoryMetering, MemoryMeteringSettings, _query, _store
 
 from sbt_core import ProviderContext
-from sbt_memory_metering import MemoryMetering, MemoryMeteringSettings, _query, _store
+from sbt_core.models import (
+    Aggregation,
+    CancelUsageRequest,
+    MeterCreate,
+    UsageEvent,
+    UsageQuery,
+    WindowSize,
+)
 
 NOW = datetime(2026, 4, 2, 9, 30, tzinfo=UTC)  # as in conftest.py: the horizon spans the Paris DST change
 NOW_MS = int(NOW.timestamp() * 1000)

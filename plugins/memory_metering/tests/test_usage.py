@@ -6,10 +6,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from sbt_memory_metering import MemoryMetering
 
 from sbt_core.errors import BadRequestError, NotFoundError
 from sbt_core.models import Aggregation, CancelUsageRequest, MeterCreate, UsageEvent, UsageQuery, WindowSize
-from sbt_memory_metering import MemoryMetering
 
 NOW = datetime(2026, 4, 2, 9, 30, tzinfo=UTC)  # the clock of conftest.py
 

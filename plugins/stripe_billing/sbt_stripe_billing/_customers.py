@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import stripe
+
 from sbt_core.errors import BadRequestError
 
 from ._store import Store

@@ -6,13 +6,13 @@ as one meter event::
     event_name=<meter event name>&payload[stripe_customer_id]=cus_…&payload[value]=42
     &identifier=sbt_<sha256(tenant, metric, day, batch#)>&timestamp=<epoch s>
 
-Why it never bills twice: a batch keeps its identifier (also sent as the ``Idempotency-Key``) until
-Stripe accepts it, and Stripe drops a second event with the same identifier (uniqueness "within a rolling period of at least 24 hours"), so
-a push retried after a lost response, a crash or a 5xx re-sends the same identifier; new usage
-arriving meanwhile goes into a *new* batch with a new identifier. A batch older than Stripe's 35-day
-timestamp horizon is marked ``expired`` and reported, never sent (Stripe would reject it
-asynchronously with ``timestamp_too_far_in_past``); usage of an offboarded tenant is marked ``orphaned``
-and reported once.
+Why it never bills twice: a batch keeps its identifier (also sent as the ``Idempotency-Key``) until Stripe
+accepts it, and Stripe drops a second event with the same identifier (uniqueness "within a rolling period of
+at least 24 hours"), so a push retried after a lost response, a crash or a 5xx re-sends the same identifier;
+new usage arriving meanwhile goes into a *new* batch with a new identifier. A batch older than Stripe's
+35-day timestamp horizon is marked ``expired`` and reported, never sent (Stripe would reject it
+asynchronously with ``timestamp_too_far_in_past``); usage of an offboarded tenant is marked ``orphaned`` and
+reported once.
 
 Throttling (429, ``RateLimitError``) and connection errors are retried with exponential backoff and
 jitter (tenacity); other errors (4xx, 5xx) leave the batch pending for the next run. Sends are
@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 import attrs
 import stripe
 import tenacity
+
 from sbt_core.models import PutUsageResult
 
 from ._store import DAY, Batch, Store

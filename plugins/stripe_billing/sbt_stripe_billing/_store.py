@@ -5,7 +5,8 @@ Tables:
 - ``customers``: tenant -> Stripe customer (so a redelivered ``onboardingRequest`` finds the customer
   without Stripe Search, which localstripe lacks and real Stripe serves eventually consistently).
 - ``processed``: ids already handled, per kind (``ingest`` usage event ids, ``webhook`` Stripe event
-  ids, ``emitted`` keys of events published, ``cancelled_subscription`` ids, ``offboarded`` tenants), so every at-least-once input acts once.
+  ids, ``emitted`` keys of events published, ``cancelled_subscription`` ids, ``offboarded`` tenants), so
+  every at-least-once input acts once.
 - ``usage_open``: running sums per tenant, metric and UTC-day bucket, as sbt-aws's Firehose aggregator
   keeps them per tenant and ``metric.name``; the day bucket keeps every meter event's timestamp inside
   the day its usage happened.
@@ -170,12 +171,14 @@ class Store:
     def seen(self, kind: str, key: str) -> bool:
         """Whether ``key`` of ``kind`` was already handled."""
         with self._lock:
-            return self._db.execute("SELECT 1 FROM processed WHERE kind = ? AND key = ?", (kind, key)).fetchone() is not None
+            row = self._db.execute("SELECT 1 FROM processed WHERE kind = ? AND key = ?", (kind, key)).fetchone()
+            return row is not None
 
     def mark(self, kind: str, key: str) -> bool:
         """Record ``key`` as handled; False if it already was."""
         with self._tx() as db:
-            cur = db.execute("INSERT OR IGNORE INTO processed (kind, key, at) VALUES (?, ?, ?)", (kind, key, time.time()))
+            cur = db.execute("INSERT OR IGNORE INTO processed (kind, key, at) VALUES (?, ?, ?)",
+                             (kind, key, time.time()))
             return cur.rowcount == 1
 
     def forget_processed(self, kind: str, older_than: float) -> int:
@@ -223,7 +226,8 @@ class Store:
                 if value == 0:  # nothing to bill; Stripe would accept a 0 but it is noise
                     continue
                 (seq,) = db.execute("SELECT coalesce(max(seq), 0) + 1 FROM usage_batches "
-                                    "WHERE tenant_id = ? AND metric = ? AND bucket = ?", (tid, metric, bucket)).fetchone()
+                                    "WHERE tenant_id = ? AND metric = ? AND bucket = ?",
+                                    (tid, metric, bucket)).fetchone()
                 db.execute("INSERT INTO usage_batches (identifier, tenant_id, metric, bucket, seq, value, timestamp, "
                            "status, sealed_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'pending', ?)",
                            (batch_identifier(tid, metric, bucket, seq), tid, metric, bucket, seq, value,

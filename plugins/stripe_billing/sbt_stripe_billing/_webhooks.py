@@ -19,7 +19,7 @@ store remembers each key so it is published once even beyond the bus's dedup win
 A subscription this provider cancelled itself (offboarding) does not produce ``deactivateRequest``:
 the tenant is already leaving; nor does one whose customer still has another live subscription (the
 tenant is still billed, e.g. a plan change done as cancel + new subscription).
-"""
+"""  # noqa: E501 - the table's rows stay one line each
 
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ from typing import Any
 
 import attrs
 import stripe
+
 from sbt_core.errors import BadRequestError, NotFoundError
 from sbt_core.models import DetailType, WebhookRequest, WebhookResponse
 

@@ -19,6 +19,7 @@ from typing import Annotated, Any
 
 import attrs
 import typer
+
 from sbt_core.cli._common import ConfigOption, JsonOption, handle_errors, print_json, state
 from sbt_core.errors import BadRequestError, ProviderError
 
@@ -60,7 +61,8 @@ def register(cli: typer.Typer) -> None:
             raise BadRequestError("no meter event names: set meter_event_names in [providers.billing] or pass --event")
         client = make_client(settings)
         try:
-            existing = {m.event_name: m for m in client.v1.billing.meters.list(params={"limit": 100}).auto_paging_iter()}
+            meters = client.v1.billing.meters.list(params={"limit": 100}).auto_paging_iter()
+            existing = {m.event_name: m for m in meters}
             rows = []
             for name in names:
                 meter = existing.get(name)
@@ -95,7 +97,8 @@ def register(cli: typer.Typer) -> None:
         store = Store(path)
         try:
             report = {
-                "open": [{"tenantId": t, "metric": m, "day": _day(d), "value": v} for t, m, d, v, _ in store.open_usage()],
+                "open": [{"tenantId": t, "metric": m, "day": _day(d), "value": v}
+                         for t, m, d, v, _ in store.open_usage()],
                 **{status: [_batch(b) for b in store.batches(status)] for status in ("pending", "expired", "orphaned")},
             }
         finally:

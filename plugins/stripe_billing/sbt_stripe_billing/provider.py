@@ -26,10 +26,17 @@ from typing import Any, ParamSpec, TypeVar
 
 import stripe
 import typer
+
 from sbt_core import Provider, ProviderContext, hookimpl
 from sbt_core.errors import BadRequestError, ProviderError, SbtError
 from sbt_core.models import (
-    Customer, Event, PutUsageResult, ScheduleRun, UsageEvent, WebhookRequest, WebhookResponse,
+    Customer,
+    Event,
+    PutUsageResult,
+    ScheduleRun,
+    UsageEvent,
+    WebhookRequest,
+    WebhookResponse,
     parse_timestamp,
 )
 

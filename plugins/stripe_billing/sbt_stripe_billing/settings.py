@@ -18,6 +18,7 @@ from __future__ import annotations
 from typing import Any
 
 import attrs
+
 from sbt_core.models import Secret
 
 __all__ = ["COLLECTION_METHODS", "ITEM_KINDS", "LOOKUPS", "PAYMENT_BEHAVIORS", "StripeBillingSettings"]

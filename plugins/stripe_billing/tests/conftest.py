@@ -19,16 +19,16 @@ from typing import Any
 
 import attrs
 import pytest
-from sbt_core.testing import wait_for as testing_wait_for
-from sbt_core.testing.processes import background_server, free_port
 import requests
 import stripe
+from sbt_stripe_billing import StripeBilling
+
 from sbt_core.config import load_config
 from sbt_core.errors import SbtError
 from sbt_core.models import Event, WebhookRequest
 from sbt_core.plugins import BillingFacade, Providers, build_providers, discover
-
-from sbt_stripe_billing import StripeBilling
+from sbt_core.testing import wait_for as testing_wait_for
+from sbt_core.testing.processes import background_server, free_port
 
 API_KEY = "sk_test_sbt_fixture"
 WEBHOOK_SECRET = "whsec_sbt_fixture_secret"
@@ -219,6 +219,10 @@ class WebhookReceiver:
     def of(self, event_type: str, customer: str | None = None) -> list[Delivery]:
         """Deliveries of ``event_type`` (about ``customer`` only, when given)."""
         return [d for d in self.deliveries if d.type == event_type and (customer is None or d.customer == customer)]
+
+    def first(self, event_type: str, customer: str | None = None) -> Delivery:
+        """The first delivery of ``event_type`` (about ``customer``), waiting for localstripe to send it."""
+        return wait_for(lambda: self.of(event_type, customer), event_type)[0]
 
     def close(self) -> None:
         self.server.shutdown()

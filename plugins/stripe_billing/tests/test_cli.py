@@ -9,13 +9,12 @@ from urllib.parse import parse_qsl
 
 import pytest
 import responses
+from sbt_stripe_billing import StripeBilling
 from typer.testing import CliRunner
 
 from sbt_core.cli import CliState, build_app
 from sbt_core.errors import ProviderError
 from sbt_core.models import Event, ScheduleRun
-
-from sbt_stripe_billing import StripeBilling
 
 METERS = "https://api.stripe.com/v1/billing/meters"
 

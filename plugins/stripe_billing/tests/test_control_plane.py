@@ -14,9 +14,9 @@ import pytest
 import requests
 import responses
 import stripe
-from sbt_core.models import Event, to_json
-
 from sbt_stripe_billing import StripeBilling
+
+from sbt_core.models import Event, to_json
 
 API_KEY = "sk_test_sbt_fixture"
 WEBHOOK_SECRET = "whsec_sbt_fixture_secret"

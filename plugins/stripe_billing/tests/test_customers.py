@@ -6,6 +6,7 @@ from typing import Any
 
 import pytest
 import stripe
+
 from sbt_core.errors import BadRequestError
 from sbt_core.models import Event
 

@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import pytest
+from sbt_stripe_billing import StripeBilling, StripeBillingSettings
+
 from sbt_core.config import load_config, redacted
 from sbt_core.errors import ConfigError
 from sbt_core.plugins import discover
-
-from sbt_stripe_billing import StripeBilling, StripeBillingSettings
 
 
 @pytest.fixture

@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl, urlparse
 
 import pytest
 import responses
+
 from sbt_core.models import Event
 
 API = "https://api.stripe.com"

@@ -17,10 +17,10 @@ from urllib.parse import parse_qsl
 import pytest
 import requests
 import responses
+from sbt_stripe_billing._store import batch_identifier
+
 from sbt_core.errors import BadRequestError, ProviderError
 from sbt_core.models import Event, ScheduleRun
-
-from sbt_stripe_billing._store import batch_identifier
 
 METER_EVENTS = "https://api.stripe.com/v1/billing/meter_events"
 NOW = datetime(2026, 11, 21, 12, 0, tzinfo=UTC)
@@ -260,7 +260,8 @@ def test_offboarding_pushes_final_usage_first_and_late_usage_is_reported_once(st
         with pytest.raises(ProviderError, match="final usage push"):
             billing.facade.delete_customer(Event.create("offboardingRequest", {"tenantId": "t-off"}))
         # Nothing was cancelled while the usage was unsent.
-        assert stripe_client_for(stripe_url).v1.subscriptions.retrieve(customer.metadata["subscriptionId"]).status == "active"
+        subscription = stripe_client_for(stripe_url).v1.subscriptions.retrieve(customer.metadata["subscriptionId"])
+        assert subscription.status == "active"
 
         mock.replace(responses.POST, meter_events, json={"object": "billing.meter_event"})
         billing.facade.delete_customer(Event.create("offboardingRequest", {"tenantId": "t-off"}))  # the bus's retry

@@ -9,6 +9,7 @@ import uuid
 import attrs
 import pytest
 import stripe
+
 from sbt_core.errors import BadRequestError, NotFoundError
 from sbt_core.models import Event, WebhookRequest
 
@@ -44,7 +45,7 @@ def test_paid_invoice_emits_billing_success_once(localstripe_billing, stripe_url
     customer = localstripe_billing.facade.create_customer(onboarding_event("t-w1", prices=[]))
     subscribe_with_card(stripe_url, customer.customer_id, "pm_card_visa")
 
-    delivery = wait(lambda: webhook_receiver.of("invoice.payment_succeeded", customer.customer_id), "invoice.payment_succeeded")[0]
+    delivery = webhook_receiver.first("invoice.payment_succeeded", customer.customer_id)
     assert delivery.status == 200 and delivery.body["emitted"] == "billingSuccess"
     [event] = localstripe_billing.of("billingSuccess", "t-w1")
     invoice = json.loads(delivery.request.body)["data"]["object"]
@@ -60,8 +61,8 @@ def test_paid_invoice_emits_billing_success_once(localstripe_billing, stripe_url
     # Other event types (customer.created, invoice.created, ...) are answered 200 and ignored.
     wait(lambda: webhook_receiver.of("customer.created", customer.customer_id), "customer.created")
     assert all(d.status == 200 for d in webhook_receiver.deliveries)
-    assert {d.body.get("ignored", "").split(":")[0] for d in webhook_receiver.of("customer.created", customer.customer_id)} == {
-        "customer.created"}
+    created = webhook_receiver.of("customer.created", customer.customer_id)
+    assert {d.body.get("ignored", "").split(":")[0] for d in created} == {"customer.created"}
 
 
 def test_failed_payment_emits_billing_failure(localstripe_billing, stripe_url, webhook_receiver, onboarding_event,
@@ -74,7 +75,7 @@ def test_failed_payment_emits_billing_failure(localstripe_billing, stripe_url, w
         "billing_details": {"name": "Tenant t-w2", "email": "admin@t-w2.example"}})
     subscribe_with_card(stripe_url, customer.customer_id, sepa.id)
 
-    delivery = wait(lambda: webhook_receiver.of("invoice.payment_failed", customer.customer_id), "invoice.payment_failed")[0]
+    delivery = webhook_receiver.first("invoice.payment_failed", customer.customer_id)
     assert delivery.body["emitted"] == "billingFailure"
     [event] = localstripe_billing.of("billingFailure", "t-w2")
     assert event.detail["tenantId"] == "t-w2"
@@ -85,12 +86,12 @@ def test_failed_payment_emits_billing_failure(localstripe_billing, stripe_url, w
 
 
 def test_subscription_deleted_in_stripe_emits_deactivate_request(localstripe_billing, stripe_url, webhook_receiver,
-                                                                 onboarding_event, wait):
+                                                                 onboarding_event):
     customer = localstripe_billing.facade.create_customer(onboarding_event("t-w3"))
 
     client(stripe_url).v1.subscriptions.cancel(customer.metadata["subscriptionId"])
 
-    delivery = wait(lambda: webhook_receiver.of("customer.subscription.deleted", customer.customer_id), "customer.subscription.deleted")[0]
+    delivery = webhook_receiver.first("customer.subscription.deleted", customer.customer_id)
     assert delivery.body["emitted"] == "deactivateRequest"
     [event] = localstripe_billing.of("deactivateRequest", "t-w3")
     assert event.detail["tenantId"] == "t-w3"
@@ -100,12 +101,12 @@ def test_subscription_deleted_in_stripe_emits_deactivate_request(localstripe_bil
 
 
 def test_offboarding_cancellation_does_not_ask_to_deactivate(localstripe_billing, stripe_url, webhook_receiver,
-                                                             onboarding_event, wait):
+                                                             onboarding_event):
     customer = localstripe_billing.facade.create_customer(onboarding_event("t-w4"))
 
     localstripe_billing.facade.delete_customer(Event.create("offboardingRequest", {"tenantId": "t-w4"}))
 
-    delivery = wait(lambda: webhook_receiver.of("customer.subscription.deleted", customer.customer_id), "customer.subscription.deleted")[0]
+    delivery = webhook_receiver.first("customer.subscription.deleted", customer.customer_id)
     assert delivery.status == 200 and "cancelled by offboarding" in delivery.body["ignored"]
     assert localstripe_billing.of("deactivateRequest", "t-w4") == []
 

@@ -5,5 +5,5 @@ from .core import Bus, DeadLetter, Handler, TargetInfo, error_text, hook_handler
 from .routes import dead_letter_routes
 from .transport import InProcessTransport, Message, Transport
 
-__all__ = ["Bus", "DeadLetter", "Handler", "InProcessTransport", "Message", "TargetInfo", "Transport", "dead_letter_routes",
-           "error_text", "hook_handler", "is_retryable"]
+__all__ = ["Bus", "DeadLetter", "Handler", "InProcessTransport", "Message", "TargetInfo", "Transport",
+           "dead_letter_routes", "error_text", "hook_handler", "is_retryable"]

@@ -412,7 +412,7 @@ class Bus:
         if only is not None:
             targets = [only]
         else:
-            keys = set(zip(map(_DETAIL_TYPE, events), map(_SOURCE, events)))
+            keys = set(zip(map(_DETAIL_TYPE, events), map(_SOURCE, events), strict=True))
             if len(keys) != 1:
                 return None
             detail_type, source = keys.pop()
@@ -437,7 +437,7 @@ class Bus:
             shared[name] = _Slot("pending", 0, None, wall, None, number)
             target.accepted += len(accepted)
             messages.append(Message.first(name, accepted, number))
-        self._log.update(zip(ids, map(_new_entry, zip(accepted, repeat(received), repeat(shared)))))
+        self._log.update(zip(ids, map(_new_entry, zip(accepted, repeat(received), repeat(shared))), strict=True))
         return messages
 
     def _accept_each(self, events: Sequence[Event], only: _Target | None, received: datetime, now: float,
@@ -855,7 +855,9 @@ class Bus:
         events and stop the workers. Returns False when the drain timed out (what was left is logged)."""
         if self._closed:
             return True
-        drained = self.join(self.config.drain_timeout_seconds if timeout is None else timeout) if self._started else True
+        if timeout is None:
+            timeout = self.config.drain_timeout_seconds
+        drained = self.join(timeout) if self._started else True
         self._closed = True
         if not drained:
             with self._lock:

@@ -67,5 +67,6 @@ class ControlPlaneClient:
             body = None
         if response.status_code >= 400:
             message = body.get("message") if isinstance(body, dict) else None
-            raise ServerError(f"{message or response.reason_phrase} (HTTP {response.status_code})", response.status_code)
+            status = response.status_code
+            raise ServerError(f"{message or response.reason_phrase} (HTTP {status})", status)
         return body
