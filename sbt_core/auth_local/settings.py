@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import attrs
 
@@ -31,12 +32,12 @@ DEFAULT_ISSUER = "http://127.0.0.1:8080"
 _CLIENT_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 
-def _client_id(_: object, __: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+def _client_id(_: object, __: attrs.Attribute[Any], value: str) -> None:
     if not _CLIENT_ID.match(value):
         raise ValueError(f"client_id {value!r} must be 1-128 letters, digits, '.', '_' or '-'")
 
 
-def _scopes(_: object, __: attrs.Attribute, value: tuple[str, ...]) -> None:  # type: ignore[type-arg]
+def _scopes(_: object, __: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     for scope in value:
         if not scope or any(c.isspace() for c in scope):
             raise ValueError(f"scope {scope!r} must be one word (scopes are space-separated in tokens)")
@@ -51,12 +52,12 @@ class MachineClient:
     scopes: tuple[str, ...] = attrs.field(default=ALL, validator=_scopes)
 
 
-def _positive(_: object, attribute: attrs.Attribute, value: int) -> None:  # type: ignore[type-arg]
+def _positive(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
     if not 60 <= value <= 7 * 86400:
         raise ValueError(f"{attribute.name} must be between 60 seconds and 7 days, got {value}")
 
 
-def _clients(_: object, __: attrs.Attribute, value: tuple[MachineClient, ...]) -> None:  # type: ignore[type-arg]
+def _clients(_: object, __: attrs.Attribute[Any], value: tuple[MachineClient, ...]) -> None:
     ids = [c.client_id for c in value]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:

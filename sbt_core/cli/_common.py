@@ -7,7 +7,7 @@ import json
 import sys
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, ParamSpec, TypeVar
 
 import attrs
 import typer
@@ -16,12 +16,13 @@ from ..config import Config, find_config_path, load_config, read_raw_config
 from ..errors import BadRequestError, ConfigError, SbtError
 from ..plugins import PluginCatalog, discover
 
-F = TypeVar("F", bound=Callable[..., Any])
+P = ParamSpec("P")
+R = TypeVar("R")
 
 ConfigOption = Annotated[
     Path | None,
-    typer.Option("--config", "-c", help="Config file (default: $SBT_CONFIG, else ./sbt.toml, else the embedded default).",
-                 show_default=False),
+    typer.Option("--config", "-c", show_default=False,
+                 help="Config file (default: $SBT_CONFIG, else ./sbt.toml, else the embedded default)."),
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Stable JSON for scripts instead of a table.")]
 
@@ -74,11 +75,11 @@ def fail(message: str, code: int = 1) -> typer.Exit:
     return typer.Exit(code)
 
 
-def handle_errors(func: F) -> F:
+def handle_errors(func: Callable[P, R]) -> Callable[P, R]:
     """Turn an SbtError into one line on stderr and exit 1 (a ConfigError prints one line per problem)."""
 
     @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
@@ -88,7 +89,7 @@ def handle_errors(func: F) -> F:
         except SbtError as exc:
             raise fail(exc.message) from None
 
-    return wrapper  # type: ignore[return-value]
+    return wrapper
 
 
 def json_object(text: str | None, option: str) -> dict[str, Any]:

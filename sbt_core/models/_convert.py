@@ -8,8 +8,8 @@ Unknown keys are refused so a typo never silently does nothing.
 from __future__ import annotations
 
 import math
-from enum import StrEnum
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any, TypeVar
 
 import attrs
@@ -30,7 +30,7 @@ def camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
-def wire_key(field: attrs.Attribute) -> str:  # type: ignore[type-arg]
+def wire_key(field: attrs.Attribute[Any]) -> str:
     """The JSON key of an attrs field."""
     return field.metadata.get(WIRE_KEY) or camel(field.name)
 

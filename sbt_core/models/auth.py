@@ -8,23 +8,23 @@ from __future__ import annotations
 
 import re
 from datetime import datetime
+from typing import Any
 
 import attrs
 
-from ._convert import camel
-
 from . import scopes
+from ._convert import camel
 from .common import Secret
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
-def _email(_: object, attribute: attrs.Attribute, value: str | None) -> None:  # type: ignore[type-arg]
+def _email(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is not None and not _EMAIL.match(value):
         raise ValueError(f"{camel(attribute.name)} {value!r} is not an email address")
 
 
-def _name(_: object, attribute: attrs.Attribute, value: str | None) -> None:  # type: ignore[type-arg]
+def _name(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is not None and (not value.strip() or len(value) > 128):
         raise ValueError(f"{camel(attribute.name)} must be 1 to 128 characters")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 import attrs
 
@@ -19,7 +19,7 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def _check_limit(_: object, __: attrs.Attribute, value: int) -> None:  # type: ignore[type-arg]
+def _check_limit(_: object, __: attrs.Attribute[Any], value: int) -> None:
     if not 1 <= value <= MAX_PAGE_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE_LIMIT}, got {value}")
 

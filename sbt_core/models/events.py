@@ -72,14 +72,15 @@ def canonical_detail_type(detail_type: str) -> str:
 
 
 def output_detail_type(detail_type: str, naming: str) -> str:
-    """The detail type as emitted: ``naming`` is ``"sbt"`` (bare) or ``"sbt_aws"`` (0.9 prefix, standard events only)."""
+    """The detail type as emitted: ``naming`` is ``"sbt"`` (bare) or ``"sbt_aws"`` (0.9 prefix, standard
+    events only)."""
     bare = canonical_detail_type(detail_type)
     if naming == "sbt_aws" and bare in DEFAULT_SOURCES:
         return SBT_AWS_PREFIX + bare
     return bare
 
 
-def _non_empty(_: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+def _non_empty(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
     if not value or not value.strip():
         raise ValueError(f"{camel(attribute.name)} must not be empty")
 

@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 
 from ..errors import BadRequestError
-from ._convert import camel, WIRE_KEY, parse_timestamp
+from ._convert import WIRE_KEY, camel, parse_timestamp
 from .common import MAX_PAGE_LIMIT, utcnow
 from .events import Event
 
@@ -54,12 +54,13 @@ class WindowSize(StrEnum):
     MONTH = "MONTH"
 
 
-def _property_name(_: object, attribute: attrs.Attribute, value: str | None) -> None:  # type: ignore[type-arg]
+def _property_name(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is not None and not _PROPERTY.match(value):
-        raise ValueError(f"{camel(attribute.name)} {value!r} must start with a letter or _ and hold only letters, digits, _ . -")
+        raise ValueError(f"{camel(attribute.name)} {value!r} must start with a letter or _ "
+                         "and hold only letters, digits, _ . -")
 
 
-def _group_by(instance: object, attribute: attrs.Attribute, value: tuple[str, ...]) -> None:  # type: ignore[type-arg]
+def _group_by(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     for name in value:
         _property_name(instance, attribute, name)
     if len(set(value)) != len(value):
@@ -67,13 +68,13 @@ def _group_by(instance: object, attribute: attrs.Attribute, value: tuple[str, ..
 
 
 def _text(max_len: int) -> Any:
-    def check(_: object, attribute: attrs.Attribute, value: str | None) -> None:  # type: ignore[type-arg]
+    def check(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
         if value is not None and (not value.strip() or len(value) > max_len):
             raise ValueError(f"{camel(attribute.name)} must be 1 to {max_len} characters")
     return check
 
 
-def _zone(_: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
+def _zone(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
     try:
         ZoneInfo(value)
     except (ZoneInfoNotFoundError, ValueError):
@@ -202,8 +203,7 @@ class UsageEvent:
         if fast is not None:
             return fast
         if "meterApiName" in detail:
-            rest = {k: v for k, v in detail.items()
-                    if k not in {"tenantId", "customerId", "meterApiName", "meterValue", "meterTimeInMillis", "uniqueId"}}
+            rest = {k: v for k, v in detail.items() if k not in _FLAT_FORM_KEYS}
             dims = rest.pop("dimensions", None)
             if isinstance(dims, dict):
                 rest.update(dims)
@@ -263,6 +263,8 @@ class UsageEvent:
 
 
 _CANONICAL_KEYS = frozenset({"tenantId", "eventName", "identifier", "timestamp", "properties"})
+#: Keys of the flat (Amberflo) form that are not dimensions.
+_FLAT_FORM_KEYS = frozenset({"tenantId", "customerId", "meterApiName", "meterValue", "meterTimeInMillis", "uniqueId"})
 #: Slot setters of UsageEvent in field order, for :func:`_canonical_fast`.
 _USAGE_SLOTS = tuple(UsageEvent.__dict__[a.name].__set__ for a in attrs.fields(UsageEvent))
 assert tuple(a.name for a in attrs.fields(UsageEvent)) == ("tenant_id", "event_name", "identifier", "timestamp",
@@ -347,7 +349,7 @@ def _canonical_many(cls: type[UsageEvent], events: Sequence[Event]) -> list[Usag
     return usage
 
 
-def _limit(_: object, __: attrs.Attribute, value: int) -> None:  # type: ignore[type-arg]
+def _limit(_: object, __: attrs.Attribute[Any], value: int) -> None:
     if not 1 <= value <= MAX_PAGE_LIMIT:
         raise ValueError(f"limit must be between 1 and {MAX_PAGE_LIMIT}")
 

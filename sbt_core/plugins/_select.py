@@ -66,7 +66,8 @@ class Providers:
 
     def provider_of(self, hook: str) -> str | None:
         """Type name of the provider answering ``hook``, or None when its interface is not selected."""
-        return self.types.get(interface_of(hook))  # type: ignore[arg-type]
+        interface = interface_of(hook)
+        return None if interface is None else self.types.get(interface)
 
     def implements(self, hook: str) -> bool:
         """Whether the selected provider of the hook's interface implements it."""
@@ -75,13 +76,16 @@ class Providers:
     def call(self, hook: str, **kwargs: Any) -> Any:
         """Call ``hook`` on its interface's selected provider only (plus extension wrappers).
 
-        :raises NotImplementedHookError: the interface is not selected or its provider lacks the hook.
+        :raises NotImplementedHookError: ``hook`` is not an interface hook, its interface is not selected, or
+            the selected provider lacks it.
         :raises SbtError: whatever the provider raised; any other exception becomes a ProviderError (502).
         """
         caller = self._callers.get(hook)
+        interface = interface_of(hook)
+        if interface is None:  # a lifecycle hook or a typo: no one provider answers it
+            raise NotImplementedHookError(f"{hook} is not an interface hook")
         if caller is None:
-            interface = interface_of(hook)
-            who = self.types.get(interface)  # type: ignore[arg-type]
+            who = self.types.get(interface)
             if who is None:
                 raise NotImplementedHookError(f"no {interface} provider is configured ({hook})")
             raise NotImplementedHookError(f"the {interface} provider '{who}' does not implement {hook}")
@@ -90,8 +94,7 @@ class Providers:
         except SbtError:
             raise
         except Exception as exc:
-            interface = interface_of(hook)
-            who = self.types[interface]  # type: ignore[index]
+            who = self.types[interface]
             log.exception("%s provider %r failed in %s", interface, who, hook)
             raise ProviderError(f"{interface} provider '{who}' failed in {hook}: {type(exc).__name__}") from exc
 

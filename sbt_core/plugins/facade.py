@@ -7,18 +7,36 @@ for the errors raised.
 
 from __future__ import annotations
 
-from typing import Any, cast
+from typing import Any, ClassVar, cast
 
+from ..hookspecs import Interface
 from ..models import (
-    AdminUser, AuthSettings, CancelResult, CancelUsageRequest, CreateUserRequest, Customer, Event, Meter,
-    MeterCreate, MeterUpdate, Page, PutUsageResult, ScheduleRun, UpdateUserRequest, UsageEvent, UsageQuery,
-    UsageRow, User, WebhookRequest, WebhookResponse,
+    AdminUser,
+    AuthSettings,
+    CancelResult,
+    CancelUsageRequest,
+    CreateUserRequest,
+    Customer,
+    Event,
+    Meter,
+    MeterCreate,
+    MeterUpdate,
+    Page,
+    PutUsageResult,
+    ScheduleRun,
+    UpdateUserRequest,
+    UsageEvent,
+    UsageQuery,
+    UsageRow,
+    User,
+    WebhookRequest,
+    WebhookResponse,
 )
 from ._select import Providers
 
 
 class _Facade:
-    interface: str
+    interface: ClassVar[Interface]
 
     def __init__(self, providers: Providers) -> None:
         self._providers = providers
@@ -32,7 +50,7 @@ class _Facade:
 
     @property
     def provider_type(self) -> str:
-        return self._providers.types[self.interface]  # type: ignore[index]
+        return self._providers.types[self.interface]
 
 
 class AuthFacade(_Facade):

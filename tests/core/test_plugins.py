@@ -11,10 +11,9 @@ from sbt_core import hookimpl
 from sbt_core.config import load_config
 from sbt_core.errors import NotImplementedHookError, PluginError, ProviderError, StartupError
 from sbt_core.models import Event, MeterCreate
-from sbt_core.plugins import Kind, Status, build_providers, discover
-from sbt_core.plugins import _loader
+from sbt_core.plugins import Kind, Status, _loader, build_providers, discover
 
-from .conftest import AuditWrapper, BadSignature, FakeMetering, GreedyBilling, Misspelt
+from .conftest import AuditWrapper, BadSignature, FakeMetering, Misspelt
 
 
 class _Dist:
@@ -104,6 +103,14 @@ def test_an_unselected_interface_is_none_and_its_hooks_refuse(fakes: dict[str, A
         providers.call("billing_put_usage", run=None)
     with pytest.raises(NotImplementedHookError, match="'fakemeter' does not implement metering_delete_meter"):
         providers.metering.delete_meter("m-1")  # type: ignore[union-attr]
+
+
+@pytest.mark.parametrize("hook", ["sbt_startup", "metering_fetch_meterz"])
+def test_calling_a_lifecycle_or_unknown_hook_names_the_hook(fakes: dict[str, Any], hook: str) -> None:
+    providers = _providers(fakes, {"providers": {"metering": {"type": "fakemeter"}}})
+    assert providers.provider_of(hook) is None
+    with pytest.raises(NotImplementedHookError, match=f"^{hook} is not an interface hook$"):
+        providers.call(hook)
 
 
 def test_a_missing_required_hook_is_a_startup_error_naming_provider_and_hook(fakes: dict[str, Any]) -> None:
