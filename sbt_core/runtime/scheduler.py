@@ -31,7 +31,7 @@ from ..errors import NotFoundError, SbtError
 from ..models import Event, ScheduleRun, format_timestamp, from_json, to_json, utcnow
 from ..triggers import RouteTrigger, ScheduleTrigger
 from .bus import Bus, Handler
-from .seams import RouteGroup
+from .seams import RouteDoc, RouteGroup, document_route
 
 __all__ = ["SCHEDULE_DETAIL_TYPE", "SCHEDULER_SOURCE", "Schedule", "Scheduler", "schedule_event", "schedule_routes"]
 
@@ -226,10 +226,8 @@ def schedule_routes(scheduler: Scheduler) -> RouteGroup:
             "type": "object", "required": ["hook", "eventId"],
             "properties": {"hook": {"type": "string"}, "eventId": {"type": "string"}}}}}
 
-    list_schedules.sbt_openapi = {  # type: ignore[attr-defined]
-        "operation_id": "list_schedules", "tag": "schedules", "response_schema": schedules_schema}
-    run_schedule.sbt_openapi = {  # type: ignore[attr-defined]
-        "operation_id": "run_schedule", "tag": "schedules", "response_schema": run_schema, "status": 202}
+    document_route(list_schedules, RouteDoc("list_schedules", "schedules", response_schema=schedules_schema))
+    document_route(run_schedule, RouteDoc("run_schedule", "schedules", status=202, response_schema=run_schema))
     return [
         (trigger("GET", "/schedules"), list_schedules),
         (trigger("POST", "/schedules/{hook}/run"), run_schedule),

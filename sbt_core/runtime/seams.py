@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 import attrs
 
@@ -77,3 +77,47 @@ class EventBus(Protocol):
 #: authorizer and the trigger's scope before calling it (verified claims in ``request.state.claims``) and
 #: maps an SbtError raised by it to ``{"message": ...}`` with its status, exactly as for hook routes.
 RouteGroup = Sequence[tuple[RouteTrigger, Callable[..., Any]]]
+
+#: A JSON schema built with the OpenAPI document's schema registry (which collects ``components``).
+Schema = Callable[[Any], dict[str, Any]]
+
+
+@attrs.frozen
+class QueryParam:
+    """A query parameter, for the OpenAPI document: name, JSON type, description."""
+
+    name: str
+    type: str = "string"
+    description: str = ""
+    array: bool = False
+
+
+@attrs.frozen
+class RouteDoc:
+    """How a route-group endpoint appears in ``GET /openapi.json``, beside the summary taken from the first
+    line of its docstring: the success ``status``, the ``request_schema`` and ``response_schema`` of its
+    bodies and its ``query`` parameters. ``operation_id`` defaults to ``<tag>_<endpoint name>`` and ``tag``
+    to the group's first path segment. Attached with :func:`document_route`."""
+
+    operation_id: str | None = None
+    tag: str | None = None
+    status: int = 200
+    request_schema: Schema | None = None
+    response_schema: Schema | None = None
+    query: tuple[QueryParam, ...] = ()
+
+
+_Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])
+_ROUTE_DOC = "sbt_route_doc"
+
+
+def document_route(endpoint: _Endpoint, doc: RouteDoc) -> _Endpoint:
+    """Attach ``doc`` to ``endpoint`` for the HTTP app's OpenAPI document; returns ``endpoint``."""
+    setattr(endpoint, _ROUTE_DOC, doc)  # on the function itself: a route group is a plain list of pairs
+    return endpoint
+
+
+def route_doc(endpoint: Callable[..., Any]) -> RouteDoc:
+    """What :func:`document_route` attached to ``endpoint`` (an empty :class:`RouteDoc` when nothing)."""
+    doc = getattr(endpoint, _ROUTE_DOC, None)
+    return doc if isinstance(doc, RouteDoc) else RouteDoc()

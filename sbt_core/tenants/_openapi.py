@@ -1,5 +1,5 @@
-"""How the registry's routes appear in ``GET /openapi.json``: each endpoint carries ``sbt_openapi``
-(:data:`sbt_core.runtime.http.app.OPENAPI_ATTRIBUTE`) with its status, body and answer schemas.
+"""How the registry's routes appear in ``GET /openapi.json``: each endpoint carries a
+:class:`~sbt_core.runtime.seams.RouteDoc` with its status, body and answer schemas.
 
 The row shapes are sbt-aws's flat items (ids, ``sbtaws_active``, then the client's own keys), which no
 attrs record describes field by field, so they are written out here, once, beside the code that
@@ -11,11 +11,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from ..runtime.http.hooks import QueryParam
+import attrs
+
+from ..runtime.seams import QueryParam, RouteDoc, Schema, document_route
 
 __all__ = ["PAGE_QUERY", "describe"]
-
-Schema = Callable[[Any], dict[str, Any]]
 
 PAGE_QUERY = (QueryParam("limit", "integer", "page size, 1-1000 (default 10)"),
               QueryParam("next_token", "string", "the next_token of the previous page"))
@@ -82,24 +82,23 @@ def _registered(reg: Any) -> dict[str, Any]:
 
 _ANY_OBJECT: Schema = lambda reg: {"type": "object"}  # noqa: E731 - a schema, not a function to name
 
-#: Per endpoint name: the Operation fields the HTTP app reads.
-DESCRIPTIONS: dict[str, dict[str, Any]] = {
-    "create_registration": {"status": 201, "request_schema": _ref("TenantRegistrationCreate"),
-                            "response_schema": _data(_registered)},
-    "list_registrations": {"response_schema": _data(_ref("TenantRegistrationRow"), page=True), "query": PAGE_QUERY},
-    "get_registration": {"response_schema": _data(_ref("TenantRegistrationRow"))},
-    "update_registration": {"request_schema": _ref("TenantRegistrationUpdate"), "response_schema": _data(_patched)},
-    "delete_registration": {"response_schema": _data(_message("Tenant registration deletion initiated"))},
-    "create_tenant": {"status": 201, "request_schema": _ANY_OBJECT, "response_schema": _data(_ref("TenantRow"))},
-    "list_tenants": {"response_schema": _data(_ref("TenantRow"), page=True), "query": PAGE_QUERY},
-    "get_tenant": {"response_schema": _data(_ref("TenantRow"))},
-    "update_tenant": {"request_schema": _ANY_OBJECT, "response_schema": _data(_ref("TenantRow"))},
-    "delete_tenant": {"response_schema": _data(_ref("TenantRow"))},
+#: Per endpoint name: how it appears in the OpenAPI document.
+DESCRIPTIONS: dict[str, RouteDoc] = {
+    "create_registration": RouteDoc(status=201, request_schema=_ref("TenantRegistrationCreate"),
+                                    response_schema=_data(_registered)),
+    "list_registrations": RouteDoc(response_schema=_data(_ref("TenantRegistrationRow"), page=True), query=PAGE_QUERY),
+    "get_registration": RouteDoc(response_schema=_data(_ref("TenantRegistrationRow"))),
+    "update_registration": RouteDoc(request_schema=_ref("TenantRegistrationUpdate"), response_schema=_data(_patched)),
+    "delete_registration": RouteDoc(response_schema=_data(_message("Tenant registration deletion initiated"))),
+    "create_tenant": RouteDoc(status=201, request_schema=_ANY_OBJECT, response_schema=_data(_ref("TenantRow"))),
+    "list_tenants": RouteDoc(response_schema=_data(_ref("TenantRow"), page=True), query=PAGE_QUERY),
+    "get_tenant": RouteDoc(response_schema=_data(_ref("TenantRow"))),
+    "update_tenant": RouteDoc(request_schema=_ANY_OBJECT, response_schema=_data(_ref("TenantRow"))),
+    "delete_tenant": RouteDoc(response_schema=_data(_ref("TenantRow"))),
 }
 
 
 def describe(endpoint: Callable[..., Any], tag: str) -> Callable[..., Any]:
     """Attach the OpenAPI description of ``endpoint`` (by its name) and ``tag``; returns it."""
-    endpoint.sbt_openapi = {"tag": tag, "operation_id": endpoint.__name__,  # type: ignore[attr-defined]
-                            **DESCRIPTIONS[endpoint.__name__]}
-    return endpoint
+    name = endpoint.__name__
+    return document_route(endpoint, attrs.evolve(DESCRIPTIONS[name], operation_id=name, tag=tag))

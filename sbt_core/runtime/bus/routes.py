@@ -21,7 +21,7 @@ from starlette.responses import JSONResponse, Response
 from ...errors import BadRequestError
 from ...models import to_json
 from ...triggers import RouteTrigger
-from ..seams import RouteGroup
+from ..seams import QueryParam, RouteDoc, RouteGroup, document_route
 from .core import Bus, DeadLetter
 
 __all__ = ["dead_letter_routes", "read_filters"]
@@ -68,8 +68,6 @@ def dead_letter_routes(bus: Bus) -> RouteGroup:
         replayed = await run_in_threadpool(lambda: bus.replay(**read_filters(data)))
         return JSONResponse({"data": to_json(replayed)})
 
-    from ..http.hooks import QueryParam
-
     def letters_schema(reg: Any) -> dict[str, Any]:
         return {"type": "object", "properties": {"data": {"type": "array", "items": reg.ref(DeadLetter)}},
                 "required": ["data"]}
@@ -81,11 +79,10 @@ def dead_letter_routes(bus: Bus) -> RouteGroup:
 
     filters = (QueryParam("eventId", "string", "only this event's dead letters"),
                QueryParam("target", "string", "only this binding's (hook or subscriber name)"))
-    list_dead_letters.sbt_openapi = {  # type: ignore[attr-defined]
-        "operation_id": "list_dead_letters", "tag": "events", "response_schema": letters_schema, "query": filters}
-    replay_dead_letters.sbt_openapi = {  # type: ignore[attr-defined]
-        "operation_id": "replay_dead_letters", "tag": "events", "request_schema": replay_request,
-        "response_schema": letters_schema}
+    document_route(list_dead_letters, RouteDoc("list_dead_letters", "events", response_schema=letters_schema,
+                                               query=filters))
+    document_route(replay_dead_letters, RouteDoc("replay_dead_letters", "events", request_schema=replay_request,
+                                                 response_schema=letters_schema))
     return [
         (trigger("GET", "/dead-letters"), list_dead_letters),
         (trigger("POST", "/dead-letters/replay"), replay_dead_letters),

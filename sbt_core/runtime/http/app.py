@@ -31,10 +31,10 @@ from ...models import AuthSettings, to_json
 from ...triggers import Authorizer as AuthorizerKind
 from ...triggers import RouteTrigger
 from ..authorizer import Authorizer, JwksSource, StaticJwks, bearer_token
-from ..seams import EventBus, RouteGroup
+from ..seams import EventBus, QueryParam, RouteGroup, Schema, route_doc
 from . import events as ev
 from ._json import FastJSONResponse
-from .hooks import HOOK_ROUTES, HookRoute, QueryParam, json_body
+from .hooks import HOOK_ROUTES, HookRoute, json_body
 
 if TYPE_CHECKING:
     from ...auth_local import LocalAuth
@@ -73,8 +73,8 @@ class Operation:
     summary: str
     tag: str
     hook_route: HookRoute | None = None
-    request_schema: Callable[[Any], dict[str, Any]] | None = None
-    response_schema: Callable[[Any], dict[str, Any]] | None = None
+    request_schema: Schema | None = None
+    response_schema: Schema | None = None
     status: int = 200
     query: tuple[QueryParam, ...] = ()
 
@@ -326,20 +326,15 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
     ]
 
 
-#: Attribute a route-group endpoint may carry to describe itself in OpenAPI: a dict of :class:`Operation`
-#: fields (``status``, ``request_schema``, ``response_schema``, ``query``; ``tag``/``operation_id`` too).
-OPENAPI_ATTRIBUTE = "sbt_openapi"
-
-
 def _group_operations(group: RouteGroup, tag: str) -> list[Operation]:
     ops = []
     for trigger, endpoint in group:
         name = getattr(endpoint, "__name__", "endpoint")
-        op_id = f"{tag}_{name}" if not name.startswith(tag) else name
-        described = dict(getattr(endpoint, OPENAPI_ATTRIBUTE, None) or {})
-        ops.append(Operation(trigger, endpoint, described.pop("operation_id", op_id),
+        doc = route_doc(endpoint)
+        ops.append(Operation(trigger, endpoint, doc.operation_id or (name if name.startswith(tag) else f"{tag}_{name}"),
                              _first_line(getattr(endpoint, "__doc__", None)) or f"{trigger.method} {trigger.path}",
-                             described.pop("tag", tag), **described))
+                             doc.tag or tag, status=doc.status, request_schema=doc.request_schema,
+                             response_schema=doc.response_schema, query=doc.query))
     return ops
 
 

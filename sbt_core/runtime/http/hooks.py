@@ -20,22 +20,27 @@ from starlette.responses import JSONResponse, Response
 
 from ...errors import BadRequestError
 from ...models import (
-    CancelResult, CancelUsageRequest, CreateUserRequest, Meter, MeterCreate, MeterUpdate, Page, PageRequest,
-    UpdateUserRequest, UsageQuery, UsageRow, User, WebhookRequest, WebhookResponse, from_json, to_json,
+    CancelResult,
+    CancelUsageRequest,
+    CreateUserRequest,
+    Meter,
+    MeterCreate,
+    MeterUpdate,
+    Page,
+    PageRequest,
+    UpdateUserRequest,
+    UsageQuery,
+    UsageRow,
+    User,
+    WebhookRequest,
+    WebhookResponse,
+    from_json,
+    to_json,
 )
+from ..seams import QueryParam
 from . import _json as fast_json
 
-__all__ = ["HOOK_ROUTES", "HookRoute", "QueryParam", "json_body", "json_response", "page_request"]
-
-
-@attrs.frozen
-class QueryParam:
-    """A query parameter, for the OpenAPI document: name, JSON type, description."""
-
-    name: str
-    type: str = "string"
-    description: str = ""
-    array: bool = False
+__all__ = ["HOOK_ROUTES", "HookRoute", "json_body", "json_response", "page_request"]
 
 
 @attrs.frozen
