@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import timedelta
@@ -267,3 +269,12 @@ def test_serve_tunes_the_collector_only_when_it_owns_the_process(sbt_control_pla
         cp.request_exit()
         thread.join(20)
     assert tuned == ([True] if lifecycle else [])
+
+
+
+def test_the_harness_client_imports_without_warnings() -> None:
+    # harness.client() is Starlette's TestClient; with plain httpx (no httpx2) Starlette 1.x warns at import
+    # (a StarletteDeprecationWarning, which is a UserWarning).
+    result = subprocess.run([sys.executable, "-W", "error", "-c", "import starlette.testclient"],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
