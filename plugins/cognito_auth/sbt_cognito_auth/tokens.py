@@ -42,7 +42,7 @@ def password_token(client: Any, settings: CognitoSettings, user_name: str, passw
             AuthParameters={"USERNAME": user_name, "PASSWORD": password})
     except (ClientError, BotoCoreError) as exc:
         if error_code(exc) in _REFUSED:
-            message = str(exc.response.get("Error", {}).get("Message") or "")  # type: ignore[attr-defined]
+            message = str(exc.response.get("Error", {}).get("Message") or "")
             raise UnauthorizedError(f"sign-in refused ({error_code(exc)}): {message}"[:300]) from None
         raise translate(exc, "InitiateAuth", user_name=user_name) from exc
     result = response.get("AuthenticationResult")

@@ -485,7 +485,8 @@ class Engine:
             for k_, row in zip(present.tolist(), first[present].tolist(), strict=True):
                 dims = tuple(texts[int(codes[row])] for codes, texts in columns)
                 lut[k_] = store.series_id(int(tenant[row]), dims)
-            return lut[key]
+            series: np.ndarray = lut[key]
+            return series
         uniq, first_rows, inverse = np.unique(key, return_index=True, return_inverse=True)
         sids = np.empty(len(uniq), dtype=np.int32)
         for u, row in enumerate(first_rows.tolist()):

@@ -11,11 +11,12 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import sys
+from collections.abc import Callable
 
 __all__ = ["release_free_heap"]
 
 
-def _load_trim():  # type: ignore[no-untyped-def]
+def _load_trim() -> Callable[[int], int] | None:
     if not sys.platform.startswith("linux"):
         return None
     try:

@@ -209,7 +209,8 @@ def _finish(agg: Aggregation, p: Partials) -> np.ndarray:
     if agg is Aggregation.AVG:
         assert p.sum is not None
         with np.errstate(invalid="ignore", divide="ignore"):
-            return p.sum / p.cnt
+            mean: np.ndarray = p.sum / p.cnt
+            return mean
     if agg is Aggregation.MIN:
         assert p.mn is not None
         return p.mn

@@ -23,7 +23,8 @@ def as_number(value: Any) -> float:
     kind = type(value)
     if kind is float:
         if value - value == 0.0:  # finite (NaN and +-Inf give NaN)
-            return value
+            finite: float = value
+            return finite
         raise ValueError(f"must be finite, got {value!r}")
     if kind is int:
         try:

@@ -153,7 +153,8 @@ class CustomerBook:
             if have == sorted(ids):
                 return str(sub.id)
         sub = self._client.v1.subscriptions.create(
-            params={"customer": customer_id, "items": [{kind: i} for i in ids],  # type: ignore[typeddict-item]
+            # The item's key is "price" or "plan" (settings), which the SDK's TypedDict cannot see.
+            params={"customer": customer_id, "items": [{kind: i} for i in ids],  # type: ignore[arg-type]
                     "metadata": {TENANT_KEY: tenant_id}, **self._settings.subscription_params()},
             options={"idempotency_key": f"sbt-onboarding-{event_id}-subscription"})
         return str(sub.id)

@@ -130,7 +130,7 @@ def push_usage(client: stripe.StripeClient, store: Store, settings: StripeBillin
             # The SDK's own retries are off here so that the policy above is the only one. The identifier
             # doubles as the Idempotency-Key, as Stripe's usage guide advises: for 24 h a re-send gets the
             # first answer replayed.
-            retrying(client.v1.billing.meter_events.create, params=params,  # type: ignore[arg-type]
+            retrying(client.v1.billing.meter_events.create, params=params,
                      options={"max_network_retries": 0, "idempotency_key": batch.identifier})
         except stripe.StripeError as exc:
             reason = describe_stripe_error(exc)

@@ -104,6 +104,12 @@ class Batch:
     last_error: str | None = None
 
 
+def _open_usage_query(tenant_id: str | None) -> tuple[str, tuple[str, ...]]:
+    """The query (and its arguments) of the open sums, of one tenant or of all."""
+    sql = "SELECT tenant_id, metric, bucket, value, last_ts FROM usage_open"
+    return (sql + " WHERE tenant_id = ?", (tenant_id,)) if tenant_id is not None else (sql, ())
+
+
 class Store:
     """SQLite state of the provider (see the module docstring for the tables)."""
 
@@ -205,9 +211,7 @@ class Store:
 
     def open_usage(self, tenant_id: str | None = None) -> list[tuple[str, str, int, int, int]]:
         """Unsealed sums as ``(tenant_id, metric, bucket, value, last_ts)``."""
-        sql, args = "SELECT tenant_id, metric, bucket, value, last_ts FROM usage_open", ()
-        if tenant_id is not None:
-            sql, args = sql + " WHERE tenant_id = ?", (tenant_id,)
+        sql, args = _open_usage_query(tenant_id)
         with self._lock:
             return list(self._db.execute(sql + " ORDER BY tenant_id, metric, bucket", args))
 
@@ -217,9 +221,7 @@ class Store:
         ``now`` (Stripe refuses timestamps more than 5 minutes ahead). Returns how many were sealed."""
         sealed = 0
         with self._tx() as db:
-            sql, args = "SELECT tenant_id, metric, bucket, value, last_ts FROM usage_open", ()
-            if tenant_id is not None:
-                sql, args = sql + " WHERE tenant_id = ?", (tenant_id,)
+            sql, args = _open_usage_query(tenant_id)
             for tid, metric, bucket, value, last_ts in list(db.execute(sql, args)):
                 db.execute("DELETE FROM usage_open WHERE tenant_id = ? AND metric = ? AND bucket = ?",
                            (tid, metric, bucket))

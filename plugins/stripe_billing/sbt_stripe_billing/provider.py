@@ -309,8 +309,8 @@ def _usage(event: Event, value_key: str) -> tuple[str, str, int, datetime, str]:
             ts = parse_timestamp(detail["timestamp"]) if detail.get("timestamp") is not None else event.time
         except ValueError as exc:
             raise BadRequestError(str(exc)) from None
-        key = detail.get("identifier") if isinstance(detail.get("identifier"), str) else event.id
-        return tenant_id, metric, value, ts, key
+        identifier = detail.get("identifier")
+        return tenant_id, metric, value, ts, identifier if isinstance(identifier, str) else event.id
     usage = UsageEvent.from_event(event, received=event.time)
     if value_key not in usage.properties:
         raise BadRequestError(f"properties.{value_key} is required")
