@@ -19,44 +19,47 @@ The event log (:meth:`Bus.get`, :meth:`Bus.recent`) keeps the newest ``log_size`
 target's :class:`Delivery`; the dead-letter store (:meth:`Bus.dead_letters`, :meth:`Bus.replay`) keeps
 every dead-lettered (event, target) until replayed. Both live in memory, in the process that runs the
 bus: the CLI reads them from the running server over HTTP (``GET /events``, ``GET /dead-letters``).
+
+Beside this module: ``handlers.py`` turns a binding's hook into what a target runs and says which
+failures are retried; ``_log.py`` holds the log's rows, ``_dedup.py`` the ids each target has seen;
+``transport.py`` is the seam messages cross between a publisher and a target's worker.
 """
 
 from __future__ import annotations
 
 import functools
 import itertools
-import json
 import logging
 import threading
 import time
 from collections import OrderedDict, deque
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime
+from datetime import datetime
 from itertools import repeat
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from ...config import EventsConfig
-from ...errors import BadRequestError, NotFoundError, ProviderError, SbtError
-from ...hookspecs import BATCH_FORMS, CONTRACT, EventArgument, parse_each
-from ...models import Event, canonical_detail_type, output_detail_type, to_json, utcnow
+from ...errors import NotFoundError, ProviderError, SbtError
+from ...models import Event, canonical_detail_type, output_detail_type, utcnow
 from ...triggers import EventTrigger
-from ..seams import Delivery, DeliveryState, EventRecord, PutEventsEntryResult
+from ..seams import DeliveryState, EventRecord, PutEventsEntryResult
+from ._dedup import SeenIds
+from ._log import LogEntry, Slot, new_log_entry
+from .handlers import BatchHandler, Handler, batch_handler, error_text, hook_handler, is_retryable, result_json
 from .transport import InProcessTransport, Message, Transport
 
 if TYPE_CHECKING:
     from ...bindings import BindingTable
     from ...plugins import Providers
 
-__all__ = ["BatchHandler", "Bus", "DeadLetter", "Handler", "TargetInfo", "batch_handler", "error_text", "hook_handler",
-           "is_retryable"]
+__all__ = ["Bus", "DeadLetter", "TargetInfo"]
 
 log = logging.getLogger("sbt.bus")
 
-Handler = Callable[[Event], Any]
 #: Messages a worker takes from its queue per wake-up.
 _BURST = 256
 TargetKind = Literal["binding", "subscriber", "schedule"]
@@ -88,43 +91,11 @@ class TargetInfo:
     trigger: EventTrigger | None
 
 
-class _SeenIds:
-    """The event ids a target accepted within the dedup window, at most ``max_ids`` of them: a set for the
-    lookups, and the ids in acceptance order, grouped by acceptance time, for forgetting the oldest.
-
-    Grouping by time (one group per accepted batch) keeps per-event work to a set add and a list append;
-    the cap is kept to within one batch (``forget`` runs before each batch is accepted).
-    """
-
-    __slots__ = ("ids", "groups", "window", "max_ids")
-
-    def __init__(self, window: float, max_ids: int) -> None:
-        self.ids: set[str] = set()
-        self.groups: deque[tuple[float, list[str]]] = deque()
-        self.window, self.max_ids = window, max_ids
-
-    @property
-    def enabled(self) -> bool:
-        return self.window > 0 and self.max_ids > 0
-
-    def forget(self, now: float) -> None:
-        """Forget ids accepted a window or more before ``now`` and, beyond the cap, the oldest."""
-        groups, ids = self.groups, self.ids
-        while groups and (now - groups[0][0] >= self.window or len(ids) >= self.max_ids):
-            ids.difference_update(groups.popleft()[1])
-
-    def group(self, now: float) -> list[str]:
-        """The list to append ids accepted at ``now`` to (after adding them to :attr:`ids`)."""
-        if not self.groups or self.groups[-1][0] != now:
-            self.groups.append((now, []))
-        return self.groups[-1][1]
-
-
 @attrs.define(slots=True)
 class _Target:
     info: TargetInfo
     handler: Handler
-    seen: _SeenIds
+    seen: SeenIds
     batch: BatchHandler | None = None  # takes a burst of first attempts in one call (see batch_handler)
     # Events accepted (written by publishers, under the bus lock) and finished (delivered or dead-lettered;
     # written only by the target's own worker thread, without the lock): the difference is what is queued,
@@ -138,144 +109,10 @@ class _Target:
         return self.accepted - self.finished
 
 
-@attrs.define(slots=True)
-class _Slot:
-    """Delivery state of (event, target) while the event is in the log.
-
-    The events of one message share one slot (the bus accepts a batch for a target as one message and
-    a batch hook delivers it in one call), so recording "delivered" for a hundred events is one write.
-    Only :meth:`Bus._mark_delivered` updates a shared slot in place; every other change gives the event
-    a slot of its own (:meth:`Bus._set`), so one event's failure never rewrites its batch-mates' rows.
-    """
-
-    state: DeliveryState = "pending"
-    attempts: int = 0
-    last_error: str | None = None
-    updated: float = 0.0  # epoch seconds; turned into a datetime only when read
-    result: Any = None  # JSON-ready
-    batch: int = 0  # the accepted batch whose first delivery this slot awaits (Message.batch); 0: none
-
-    def freeze(self, target: str) -> Delivery:
-        when = datetime.fromtimestamp(self.updated, UTC) if self.updated else None
-        return Delivery(target, self.state, self.attempts, self.last_error, when, self.result)
-
-
-class _Entry(NamedTuple):
-    """An event in the log: the envelope, when it was accepted, and each target's delivery slot.
-
-    ``slots`` may be one dict shared by every event of a batch accepted together (see
-    :meth:`Bus._accept`), so it is never changed in place: :meth:`Bus._put_slot` gives the entry a new dict.
-    A tuple, so a batch's entries are built in one C-level pass (``_new_entry``).
-    """
-
-    event: Event
-    received: datetime
-    slots: dict[str, _Slot]
-
-    def freeze(self) -> EventRecord:
-        return EventRecord(self.event, self.received, tuple(s.freeze(t) for t, s in self.slots.items()))
-
-
-#: ``_new_entry((event, received, slots))``: an :class:`_Entry` built in C (``_Entry._make`` is a Python function).
-_new_entry = functools.partial(tuple.__new__, _Entry)
-
-
-def hook_handler(providers: Providers, hook: str) -> Handler:
-    """A handler calling event hook ``hook`` on its selected provider (errors as :meth:`Providers.call`)."""
-    to_kwargs = CONTRACT[hook].event_kwargs
-    call = providers.call
-
-    def handle(event: Event) -> Any:
-        return call(hook, **to_kwargs(event))
-
-    handle.__qualname__ = f"hook:{hook}"
-    return handle
-
-
-BatchHandler = Callable[[list[Event]], list[Exception | None]]
-
-
-def batch_handler(providers: Providers, hook: str) -> BatchHandler | None:
-    """A handler calling the batch form of event hook ``hook`` (see ``BATCH_FORMS``) for many events at
-    once, or None when the hook has none or the selected provider does not implement it.
-
-    It answers one outcome per event, in order: None (delivered) or the exception of that event — a
-    detail the hook cannot take (parsed as the single hook would), or the provider's refusal as a
-    :class:`BadRequestError`. An exception raised by the call itself concerns the whole batch.
-    """
-    row = CONTRACT[hook]
-    if row.batch_hook is None or not providers.implements(row.batch_hook):
-        return None
-    batch, argument, call = row.batch_hook, BATCH_FORMS[row.batch_hook].argument, providers.call
-    to_kwargs = row.event_kwargs
-    if isinstance(to_kwargs, EventArgument):
-        parse, parse_many = to_kwargs.parse, to_kwargs.parse_many
-    else:
-        def parse(event: Event) -> Any:
-            return next(iter(to_kwargs(event).values()))
-
-        parse_many = parse_each(parse)
-
-    def handle(events: list[Event]) -> list[Exception | None]:
-        try:  # the usual case, every event parses: the whole batch at once
-            items = parse_many(events)
-        except Exception:  # noqa: BLE001 - some event does not: find which, one at a time
-            pass
-        else:
-            answers = call(batch, **{argument: items})
-            if len(answers) != len(items):
-                raise ProviderError(f"{batch} answered {len(answers)} outcomes for {len(items)} events")
-            return [None if answer is None else BadRequestError(str(answer)) for answer in answers]
-        outcomes: list[Exception | None] = [None] * len(events)
-        items, positions = [], []
-        for i, event in enumerate(events):
-            try:
-                items.append(parse(event))
-            except Exception as exc:  # noqa: BLE001 - this event's own failure, as the single hook would see it
-                outcomes[i] = exc
-                continue
-            positions.append(i)
-        if items:
-            answers = call(batch, **{argument: items})
-            if len(answers) != len(items):
-                raise ProviderError(f"{batch} answered {len(answers)} outcomes for {len(items)} events")
-            for i, answer in zip(positions, answers, strict=True):
-                if answer is not None:
-                    outcomes[i] = BadRequestError(str(answer))
-        return outcomes
-
-    handle.__qualname__ = f"batch:{batch}"
-    return handle
-
-
-def result_json(result: Any) -> Any:
-    """A handler's return value as JSON for the event log: records in their camelCase form; anything
-    that is not JSON-serialisable becomes its ``repr``."""
-    data = to_json(result)
-    try:
-        json.dumps(data)
-    except (TypeError, ValueError):
-        return repr(result)
-    return data
-
-
 def _ids(events: Sequence[Event]) -> str:
     """Event ids for a log line: all of a few, or the first ones and how many more."""
     shown = ", ".join(e.id for e in events[:3])
     return shown if len(events) <= 3 else f"{shown} and {len(events) - 3} more"
-
-
-def error_text(exc: BaseException) -> str:
-    """The message an error leaves in the log: an SbtError's own (safe to show) message, else the type
-    and text of the unexpected exception."""
-    if isinstance(exc, SbtError):
-        return exc.message
-    return f"{type(exc).__name__}: {exc}"
-
-
-def is_retryable(exc: BaseException) -> bool:
-    """Retry SbtErrors that say so (``ProviderError``) and anything unexpected; never a BadRequestError."""
-    return exc.retryable if isinstance(exc, SbtError) else True
 
 
 class Bus:
@@ -309,7 +146,7 @@ class Bus:
         self._targets: dict[str, _Target] = {}
         self._batches = itertools.count(1)  # Message.batch numbers (next() under the lock)
         self._routes: dict[tuple[str, str], list[_Target]] = {}
-        self._log: OrderedDict[str, _Entry] = OrderedDict()
+        self._log: OrderedDict[str, LogEntry] = OrderedDict()
         self._dlq: dict[tuple[str, str], DeadLetter] = {}
         self._listeners: list[Callable[[Event], None]] = []
         self._started = False
@@ -330,7 +167,7 @@ class Bus:
             if name in self._targets:
                 raise ValueError(f"event target {name!r} is already registered")
             target = _Target(TargetInfo(name, kind, trigger), handler,
-                             _SeenIds(self.config.dedup_window_seconds, self.config.dedup_max_ids), batch)
+                             SeenIds(self.config.dedup_window_seconds, self.config.dedup_max_ids), batch)
             self._targets[name] = target
             if trigger is not None:
                 key = (canonical_detail_type(str(trigger.detail_type)), trigger.source)
@@ -424,8 +261,8 @@ class Bus:
     def _accept_uniform(self, events: Sequence[Event], ids: list[str], targets: list[_Target], received: datetime,
                         now: float, wall: float) -> list[Message]:
         """(Lock held.) Accept a batch that :meth:`_uniform_targets` cleared: the whole batch in a few
-        C-level passes, all its events sharing one slot per target — and one slots dict (see :class:`_Entry`)."""
-        shared: dict[str, _Slot] = {}
+        C-level passes, all its events sharing one slot per target — and one slots dict (see :class:`LogEntry`)."""
+        shared: dict[str, Slot] = {}
         messages = []
         accepted, number = tuple(events), next(self._batches)
         for target in targets:
@@ -434,10 +271,10 @@ class Bus:
             if seen.enabled:
                 seen.ids.update(ids)
                 seen.group(now).extend(ids)
-            shared[name] = _Slot("pending", 0, None, wall, None, number)
+            shared[name] = Slot("pending", 0, None, wall, None, number)
             target.accepted += len(accepted)
             messages.append(Message.first(name, accepted, number))
-        self._log.update(zip(ids, map(_new_entry, zip(accepted, repeat(received), repeat(shared))), strict=True))
+        self._log.update(zip(ids, map(new_log_entry, zip(accepted, repeat(received), repeat(shared))), strict=True))
         return messages
 
     def _accept_each(self, events: Sequence[Event], only: _Target | None, received: datetime, now: float,
@@ -450,13 +287,13 @@ class Bus:
         routed: dict[tuple[str, str], Any] = {}
         # target name -> (target, the shared slot of its events of this batch, those events, where their ids
         # are remembered for dedup or None)
-        batches: dict[str, tuple[_Target, _Slot, list[Event], list[str] | None]] = {}
+        batches: dict[str, tuple[_Target, Slot, list[Event], list[str] | None]] = {}
         for event in events:
             event_id = event.id
             entry = log_.get(event_id)
             if entry is None:
-                slots: dict[str, _Slot] = {}
-                log_[event_id] = _Entry(event, received, slots)
+                slots: dict[str, Slot] = {}
+                log_[event_id] = LogEntry(event, received, slots)
             else:  # a re-put id keeps its first log entry (and its first envelope); its slots dict may be shared
                 slots = dict(entry.slots)
                 log_[event_id] = entry._replace(slots=slots)
@@ -474,11 +311,11 @@ class Bus:
                 batch = batches.get(name)
                 if batch is None:  # this target's first event of the batch
                     seen.forget(now)
-                    batch = batches[name] = (target, _Slot("pending", 0, None, wall, None, number), [],
+                    batch = batches[name] = (target, Slot("pending", 0, None, wall, None, number), [],
                                              seen.group(now) if seen.enabled else None)
                 if event_id in seen.ids:
                     if name not in slots:  # the first delivery's row fell out of the log: say why it is skipped
-                        slots[name] = _Slot("skipped_duplicate", 0, None, wall)
+                        slots[name] = Slot("skipped_duplicate", 0, None, wall)
                     continue
                 remembered = batch[3]
                 if remembered is not None:
@@ -525,13 +362,13 @@ class Bus:
         """:meth:`publish` without the return value: what ``Providers.attach`` takes as the event sink."""
         self.publish(event)
 
-    def _put_slot(self, event: Event, target: str, slot: _Slot) -> None:
+    def _put_slot(self, event: Event, target: str, slot: Slot) -> None:
         """(Lock held.) Give ``event``'s log entry ``slot`` for ``target``, in a slots dict of its own (the
         one it had may be shared with its batch-mates); an event no longer in the log is logged again."""
         log_ = self._log
         entry = log_.get(event.id)
         if entry is None:
-            log_[event.id] = _Entry(event, utcnow(), {target: slot})
+            log_[event.id] = LogEntry(event, utcnow(), {target: slot})
             self._trim_log()
         else:
             log_[event.id] = entry._replace(slots={**entry.slots, target: slot})
@@ -670,7 +507,7 @@ class Bus:
         """(Lock held.) Record first attempts ``events`` of one message of batch number ``batch``,
         delivered together, as delivered.
 
-        They share one slot (see :class:`_Slot`), so one write records them all: the slot is found
+        They share one slot (see :class:`Slot`), so one write records them all: the slot is found
         through the newest of them still in the log (the log forgets the oldest first) whose row is
         still that batch's. An event re-put since (no dedup, or its id forgotten) has a row following
         its new delivery: marking that one would show the new batch delivered early and leave this
@@ -755,7 +592,7 @@ class Bus:
         # a delivered slot keeps the error of the attempt before, for the record
         last_error = error if error is not None else (old.last_error if old is not None else None)
         self._put_slot(entry.event, target,
-                       _Slot(state, attempts, last_error, time.time() if when is None else when, result))
+                       Slot(state, attempts, last_error, time.time() if when is None else when, result))
 
     # --- reading --------------------------------------------------------------------------------------
 
@@ -787,8 +624,12 @@ class Bus:
         """The dead-letter store, oldest first, optionally only one event's and/or one target's."""
         with self._lock:
             self._apply_outcomes()
-            return [d for (eid, tgt), d in self._dlq.items()
-                    if (event_id is None or eid == event_id) and (target is None or tgt == target)]
+            return self._letters(event_id, target)
+
+    def _letters(self, event_id: str | None, target: str | None) -> list[DeadLetter]:
+        # Lock held.
+        return [d for (eid, tgt), d in self._dlq.items()
+                if (event_id is None or eid == event_id) and (target is None or tgt == target)]
 
     def replay(self, *, event_id: str | None = None, target: str | None = None) -> list[DeadLetter]:
         """Deliver dead letters again — each only to the target that failed it, bypassing dedup, with a
@@ -802,8 +643,7 @@ class Bus:
         messages = []
         with self._lock:
             self._apply_outcomes()
-            chosen = [d for (eid, tgt), d in self._dlq.items()
-                      if (event_id is None or eid == event_id) and (target is None or tgt == target)]
+            chosen = self._letters(event_id, target)
             if not chosen and (event_id or target):
                 what = " and ".join(f"{k} {v!r}" for k, v in (("event", event_id), ("target", target)) if v)
                 raise NotFoundError(f"no dead letter for {what}")
@@ -814,7 +654,7 @@ class Bus:
                     continue  # its target is gone (config changed): leave it in the store
                 del self._dlq[(letter.event.id, letter.target)]
                 self._put_slot(letter.event, letter.target,
-                               _Slot("pending", 0, letter.last_error, time.time(), None, number))
+                               Slot("pending", 0, letter.last_error, time.time(), None, number))
                 found.accepted += 1
                 messages.append(Message(letter.target, letter.event, batch=number))
         if messages:
