@@ -12,7 +12,7 @@ import inspect
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, cast
 
 import attrs
 import pluggy
@@ -81,22 +81,28 @@ class Providers:
         :raises SbtError: whatever the provider raised; any other exception becomes a ProviderError (502).
         """
         caller = self._callers.get(hook)
-        interface = interface_of(hook)
-        if interface is None:  # a lifecycle hook or a typo: no one provider answers it
-            raise NotImplementedHookError(f"{hook} is not an interface hook")
         if caller is None:
-            who = self.types.get(interface)
-            if who is None:
-                raise NotImplementedHookError(f"no {interface} provider is configured ({hook})")
-            raise NotImplementedHookError(f"the {interface} provider '{who}' does not implement {hook}")
+            raise self._refusal(hook)
         try:
             return caller(**kwargs)
         except SbtError:
             raise
         except Exception as exc:
+            # Callers exist only for interface hooks whose provider is selected (see build_providers).
+            interface = cast("Interface", interface_of(hook))
             who = self.types[interface]
             log.exception("%s provider %r failed in %s", interface, who, hook)
             raise ProviderError(f"{interface} provider '{who}' failed in {hook}: {type(exc).__name__}") from exc
+
+    def _refusal(self, hook: str) -> NotImplementedHookError:
+        """Why :meth:`call` has no caller for ``hook`` (kept off the path of every delivered event)."""
+        interface = interface_of(hook)
+        if interface is None:  # a lifecycle hook or a typo: no one provider answers it
+            return NotImplementedHookError(f"{hook} is not an interface hook")
+        who = self.types.get(interface)
+        if who is None:
+            return NotImplementedHookError(f"no {interface} provider is configured ({hook})")
+        return NotImplementedHookError(f"the {interface} provider '{who}' does not implement {hook}")
 
     def attach(self, sink: Callable[[Event], None]) -> None:
         """Route every provider's ``context.publish`` to ``sink`` (the event bus)."""
