@@ -67,6 +67,8 @@ _UNSEEN: Any = object()
 #: Batches of at least this many events may be accepted as one (Bus._accept_uniform).
 _UNIFORM_MIN = 8
 _EVENT_ID, _DETAIL_TYPE, _SOURCE = attrgetter("id"), attrgetter("detail_type"), attrgetter("source")
+#: The answer for an event offered to a stopped bus (a frozen record: one instance serves every entry).
+_BUS_CLOSED = PutEventsEntryResult(error_code="BusClosed", error_message="the event bus has stopped")
 
 
 @attrs.frozen
@@ -207,8 +209,7 @@ class Bus:
         same). Each entry fails alone with ``errorCode`` ``BusClosed`` once the bus has stopped.
         """
         if not self.accept_batch(events):
-            return [PutEventsEntryResult(error_code="BusClosed", error_message="the event bus has stopped")
-                    for _ in events]
+            return [_BUS_CLOSED] * len(events)
         return [PutEventsEntryResult(event_id=event.id) for event in events]
 
     def accept_batch(self, events: Sequence[Event]) -> bool:
@@ -336,13 +337,12 @@ class Bus:
 
         :raises NotFoundError: no such target.
         """
-        closed = PutEventsEntryResult(error_code="BusClosed", error_message="the event bus has stopped")
         if self._closed:
-            return closed
+            return _BUS_CLOSED
         found = self._targets.get(target)
         if found is None:
             raise NotFoundError(f"no event target named {target!r}")
-        return PutEventsEntryResult(event_id=event.id) if self._accept([event], only=found) else closed
+        return PutEventsEntryResult(event_id=event.id) if self._accept([event], only=found) else _BUS_CLOSED
 
     def publish(self, event: Event) -> Event:
         """Put one event published by a provider or core component, its detail type renamed per

@@ -58,16 +58,20 @@ def batch_handler(providers: Providers, hook: str) -> BatchHandler | None:
 
         parse_many = parse_each(parse)
 
+    def refusals(items: list[Any]) -> list[Exception | None]:
+        """The batch hook called on ``items``: per item, None (recorded) or the provider's refusal."""
+        answers = call(batch, **{argument: items})
+        if len(answers) != len(items):
+            raise ProviderError(f"{batch} answered {len(answers)} outcomes for {len(items)} events")
+        return [None if answer is None else BadRequestError(str(answer)) for answer in answers]
+
     def handle(events: list[Event]) -> list[Exception | None]:
         try:  # the usual case, every event parses: the whole batch at once
             items = parse_many(events)
         except Exception:  # noqa: BLE001 - some event does not: find which, one at a time
             pass
         else:
-            answers = call(batch, **{argument: items})
-            if len(answers) != len(items):
-                raise ProviderError(f"{batch} answered {len(answers)} outcomes for {len(items)} events")
-            return [None if answer is None else BadRequestError(str(answer)) for answer in answers]
+            return refusals(items)
         outcomes: list[Exception | None] = [None] * len(events)
         items, positions = [], []
         for i, event in enumerate(events):
@@ -78,12 +82,8 @@ def batch_handler(providers: Providers, hook: str) -> BatchHandler | None:
                 continue
             positions.append(i)
         if items:
-            answers = call(batch, **{argument: items})
-            if len(answers) != len(items):
-                raise ProviderError(f"{batch} answered {len(answers)} outcomes for {len(items)} events")
-            for i, answer in zip(positions, answers, strict=True):
-                if answer is not None:
-                    outcomes[i] = BadRequestError(str(answer))
+            for i, refusal in zip(positions, refusals(items), strict=True):
+                outcomes[i] = refusal
         return outcomes
 
     handle.__qualname__ = f"batch:{batch}"
