@@ -299,6 +299,17 @@ def test_event_log_is_bounded_newest_first() -> None:
     bus.stop()
 
 
+def test_event_log_forgets_by_first_acceptance_across_many_batches() -> None:
+    bus = Bus(EventsConfig(log_size=4))
+    for start in range(0, 40, 10):  # batches big enough for the uniform accept path, each trimming the last
+        bus.put_events([onboarding(f"e{i}") for i in range(start, start + 10)])
+    assert [r.event.id for r in bus.recent()] == ["e39", "e38", "e37", "e36"]
+    bus.put_events([onboarding("e36")])  # a re-put keeps its first entry, and so its place in line
+    bus.put_events([onboarding("e40")])
+    assert [r.event.id for r in bus.recent()] == ["e40", "e39", "e38", "e37"]
+    bus.stop()
+
+
 def test_backoff_is_full_jitter_exponential_and_capped() -> None:
     bus = Bus(EventsConfig(backoff_base_seconds=1, backoff_max_seconds=4))
     for attempt, high in ((1, 1), (2, 2), (3, 4), (10, 4)):
