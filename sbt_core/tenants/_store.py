@@ -19,15 +19,14 @@ import logging
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import timedelta
-from pathlib import Path
 from typing import Any
 
 import attrs
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DataError
-from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
+from .._sql import READ_ONLY, create_engine
 from ..errors import BadRequestError
 from ..models import Event, from_json, to_json, utcnow
 from ._records import Tenant, TenantRegistration
@@ -82,9 +81,6 @@ outbox = sa.Table(
     sa.Column("published_at", sa.DateTime(timezone=True), nullable=True, index=True),
 )
 
-#: Execution option marking a read-only transaction (see :meth:`TenantStore.read`).
-_READ_ONLY = "sbt_read_only"
-
 #: PostgreSQL advisory-lock key serialising ``create_all`` when several processes start at once.
 _SCHEMA_LOCK = 0x5B7_7E4A
 
@@ -108,50 +104,12 @@ def _tenant(row: Any) -> Tenant:
                   data=dict(row.data or {}))
 
 
-@retry(retry=retry_if_exception(lambda exc: "locked" in str(exc)), stop=stop_after_attempt(60),
-       wait=wait_random_exponential(multiplier=0.01, max=0.25), reraise=True)
-def _use_wal(cursor: Any) -> None:
-    """Put the file in WAL mode (readers never block the writer; the mode is kept in the file). SQLite
-    answers "database is locked" at once, ignoring busy_timeout, when another connection opens the file
-    while it switches, so processes starting together retry here, briefly and boundedly."""
-    if cursor.execute("PRAGMA journal_mode").fetchone()[0] != "wal":
-        cursor.execute("PRAGMA journal_mode=WAL")
-
-
-def _create_engine(url: URL) -> Engine:
-    if url.get_backend_name() != "sqlite":
-        return sa.create_engine(url, pool_pre_ping=True)
-    if url.database and url.database != ":memory:":
-        Path(url.database).parent.mkdir(parents=True, exist_ok=True)
-    engine = sa.create_engine(url, connect_args={"timeout": 30})
-
-    # SQLAlchemy's documented pysqlite recipe: let SQLAlchemy emit BEGIN itself, as IMMEDIATE, so a
-    # read-then-write transaction holds the write lock from its first read (two processes on one file
-    # then queue on busy_timeout instead of failing with "database is locked" mid-transaction).
-    @sa.event.listens_for(engine, "connect")
-    def _on_connect(dbapi_connection: Any, _: Any) -> None:
-        dbapi_connection.isolation_level = None
-        cursor = dbapi_connection.cursor()
-        try:
-            cursor.execute("PRAGMA busy_timeout=30000")
-            _use_wal(cursor)
-        finally:
-            cursor.close()
-
-    @sa.event.listens_for(engine, "begin")
-    def _on_begin(conn: Connection) -> None:
-        # Reads take a plain (deferred) BEGIN so that readers never queue behind each other.
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
-
-    return engine
-
-
 class TenantStore:
     """Rows of the registry in one SQL database (see the module docstring for the tables)."""
 
     def __init__(self, url: URL | str) -> None:
         self.url = sa.make_url(url) if isinstance(url, str) else url
-        self.engine = _create_engine(self.url)
+        self.engine = create_engine(self.url)
 
     @property
     def backend(self) -> str:
@@ -193,7 +151,7 @@ class TenantStore:
     def read(self) -> Iterator[Connection]:
         """A read-only transaction (on SQLite a deferred one, which takes no write lock)."""
         with self.engine.connect() as conn:
-            conn = conn.execution_options(**{_READ_ONLY: True})
+            conn = conn.execution_options(**{READ_ONLY: True})
             with conn.begin():
                 yield conn
 
