@@ -74,6 +74,9 @@ class EventsConfig:
     drain_timeout_seconds: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
     #: The bus transport: ``inprocess`` (the embedded default; events live in this process's memory).
     transport: str = attrs.field(default="inprocess", validator=attrs.validators.in_(("inprocess",)))
+    #: Where ``sbt serve`` keeps dead letters: ``sqlite`` (``<state_dir>/events.sqlite3``, kept across
+    #: restarts) or ``memory`` (lost when the process ends).
+    dead_letters: str = attrs.field(default="sqlite", validator=attrs.validators.in_(("sqlite", "memory")))
 
 
 @attrs.frozen

@@ -26,6 +26,7 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Protocol, cast
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.concurrency import run_in_threadpool
 
 from ..bindings import BindingTable, build_binding_table
@@ -34,7 +35,7 @@ from ..errors import StartupError
 from ..models import AuthSettings, Event, User, utcnow
 from ..plugins import PluginCatalog, Providers, build_providers
 from ..triggers import EventTrigger
-from .bus import Bus, Transport, dead_letter_routes
+from .bus import Bus, DeadLetterStore, SqlDeadLetters, Transport, dead_letter_routes
 from .scheduler import Scheduler, schedule_routes
 from .seams import EventBus, RouteGroup
 
@@ -82,6 +83,20 @@ class Component(Protocol):
         """Release resources; called at stop, after the bus drained."""
 
 
+def _dead_letter_store(config: Config) -> DeadLetterStore | None:
+    """The store ``[events] dead_letters`` names (None: the bus's in-memory default).
+
+    :raises StartupError: the SQLite file cannot be opened (an unwritable state directory, say).
+    """
+    if config.events.dead_letters != "sqlite":
+        return None
+    try:
+        return SqlDeadLetters.in_state_dir(config.state_dir)
+    except (SQLAlchemyError, OSError) as exc:
+        raise StartupError(f"cannot open the dead-letter store in {config.state_dir}: "
+                           f"{getattr(exc, 'orig', None) or exc}") from exc
+
+
 class ControlPlane:
     """One running control plane: its providers, binding table, bus, scheduler and HTTP app.
 
@@ -122,7 +137,7 @@ class ControlPlane:
         providers = build_providers(catalog, config)
         try:
             bindings = build_binding_table(catalog, config)
-            bus = Bus(config.events, transport=transport)
+            bus = Bus(config.events, transport=transport, dead_letters=_dead_letter_store(config))
             bus.bind(bindings, providers)
             providers.attach(bus.sink)
             scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock)

@@ -1,47 +1,19 @@
-"""Fixtures of the tenant-registry tests: a database per backend (SQLite file, or a throwaway PostgreSQL
-database created for this run on 127.0.0.1:5432 and dropped after), and services over it."""
+"""Fixtures of the tenant-registry tests: a database per backend (SQLite file, or the run's throwaway
+PostgreSQL database, ``pg_database`` of ``tests/conftest.py``), and services over it."""
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 import sqlalchemy as sa
-from psycopg import sql
 
 from sbt_core.models import Event
 from sbt_core.runtime.seams import PutEventsEntryResult
 from sbt_core.tenants import TenantService, TenantStore
 from sbt_core.tenants._store import metadata
-
-PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
-
-
-def _pg_available() -> bool:
-    try:
-        with psycopg.connect(PG_ADMIN):
-            return True
-    except psycopg.Error:
-        return False
-
-
-@pytest.fixture(scope="session")
-def pg_database() -> Iterator[str]:
-    """A PostgreSQL database ``sbt_test_<random>`` for this test run (URL), dropped at the end."""
-    if not _pg_available():
-        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
-    name = f"sbt_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -16,13 +16,15 @@ event log, and delivered to each target independently:
   target also means one hook never runs twice at once (what the scheduler relies on).
 
 The event log (:meth:`Bus.get`, :meth:`Bus.recent`) keeps the newest ``log_size`` events with each
-target's :class:`Delivery`; the dead-letter store (:meth:`Bus.dead_letters`, :meth:`Bus.replay`) keeps
-every dead-lettered (event, target) until replayed. Both live in memory, in the process that runs the
-bus: the CLI reads them from the running server over HTTP (``GET /events``, ``GET /dead-letters``).
+target's :class:`Delivery`, in the memory of the process that runs the bus; the dead-letter store
+(:meth:`Bus.dead_letters`, :meth:`Bus.replay`) keeps every dead-lettered (event, target) until replayed,
+in memory or, as ``sbt serve`` keeps it, in a database that outlives the process (``dead_letters.py``).
+The CLI reads both from the running server over HTTP (``GET /events``, ``GET /dead-letters``).
 
 Beside this module: ``handlers.py`` turns a binding's hook into what a target runs and says which
 failures are retried; ``_log.py`` holds the log's rows, ``_dedup.py`` the ids each target has seen;
-``transport.py`` is the seam messages cross between a publisher and a target's worker.
+``transport.py`` is the seam messages cross between a publisher and a target's worker, ``dead_letters.py``
+the one dead letters are kept behind.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from ...triggers import EventTrigger
 from ..seams import DeliveryState, EventRecord, PutEventsEntryResult
 from ._dedup import SeenIds
 from ._log import LogEntry, Slot, new_log_entry
+from .dead_letters import DeadLetter, DeadLetterStore, MemoryDeadLetters
 from .handlers import BatchHandler, Handler, batch_handler, error_text, hook_handler, is_retryable, result_json
 from .transport import InProcessTransport, Message, Transport
 
@@ -69,18 +72,6 @@ _UNIFORM_MIN = 8
 _EVENT_ID, _DETAIL_TYPE, _SOURCE = attrgetter("id"), attrgetter("detail_type"), attrgetter("source")
 #: The answer for an event offered to a stopped bus (a frozen record: one instance serves every entry).
 _BUS_CLOSED = PutEventsEntryResult(error_code="BusClosed", error_message="the event bus has stopped")
-
-
-@attrs.frozen
-class DeadLetter:
-    """An event that target ``target`` failed to handle: ``attempts`` made, the ``last_error`` message,
-    and when it was dead-lettered (``sbt events dlq list``, ``GET /dead-letters``)."""
-
-    event: Event
-    target: str
-    attempts: int
-    last_error: str
-    dead_lettered: datetime
 
 
 @attrs.frozen
@@ -123,6 +114,8 @@ class Bus:
     :param config: delivery rules (attempts, backoff, dedup window, log size, naming of published events).
     :param transport: how messages reach the workers; default :class:`InProcessTransport`.
     :param clock: monotonic seconds for the dedup window (injectable for tests).
+    :param dead_letters: where dead letters are kept (default: :class:`MemoryDeadLetters`); the bus closes
+        it when it stops.
 
     Register targets (:meth:`add_target`, :meth:`subscribe`) then :meth:`start` the workers; events put
     before :meth:`start` wait in their queues. :meth:`join` waits until everything accepted so far is
@@ -130,9 +123,10 @@ class Bus:
     """
 
     def __init__(self, config: EventsConfig | None = None, *, transport: Transport | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, dead_letters: DeadLetterStore | None = None) -> None:
         self.config = config or EventsConfig()
         self.transport = transport or InProcessTransport()
+        self.dead_letter_store: DeadLetterStore = dead_letters or MemoryDeadLetters()
         self._clock = clock
         self._wait = wait_random_exponential(multiplier=self.config.backoff_base_seconds,
                                              max=self.config.backoff_max_seconds)
@@ -151,7 +145,6 @@ class Bus:
         # Oldest first, as dicts keep insertion order; a plain dict is half the cost of an OrderedDict per
         # accepted event (trimmed a batch at a time, see _trim_log).
         self._log: dict[str, LogEntry] = {}
-        self._dlq: dict[tuple[str, str], DeadLetter] = {}
         self._listeners: list[Callable[[Event], None]] = []
         self._started = False
         self._closed = False
@@ -548,7 +541,7 @@ class Bus:
         for event, error in retry:
             self._later(self._set, event.id, name, "retrying", attempt, error, None, now)
         for letter in dead:
-            self._later(self._dead_letter, letter, now)
+            self._dead_letter(letter, now)
         if retry:
             self.transport.send([Message(name, [event for event, _ in retry], attempt + 1)], delay=delay)
         # Settled from here: the retried events now belong to the retry message, which counts them.
@@ -564,9 +557,11 @@ class Bus:
         self.transport.ack(message)
 
     def _dead_letter(self, letter: DeadLetter, now: float) -> None:
-        # Lock held.
-        self._dlq[(letter.event.id, letter.target)] = letter
-        self._set(letter.event.id, letter.target, "dead_lettered", letter.attempts, letter.last_error, None, now)
+        """Keep ``letter`` in the store at once (from the worker, so a durable store has it before the event
+        counts as finished) and record its log row as every outcome is recorded (:meth:`_later`)."""
+        self.dead_letter_store.add(letter)
+        self._later(self._set, letter.event.id, letter.target, "dead_lettered", letter.attempts, letter.last_error,
+                    None, now)
 
     def _internal_error(self, target: _Target, message: Message, exc: Exception) -> None:
         """A bug in the bus while delivering ``message``, which was not settled: dead-letter its events
@@ -576,7 +571,7 @@ class Bus:
         error = f"internal error while delivering: {error_text(exc)}"
         now = time.time()
         for event in message.events:
-            self._later(self._dead_letter, DeadLetter(event, name, message.attempt, error, utcnow()), now)
+            self._dead_letter(DeadLetter(event, name, message.attempt, error, utcnow()), now)
         self.transport.ack(message)
         self._finished(target, len(message.events))
 
@@ -627,44 +622,37 @@ class Bus:
 
     def dead_letters(self, *, event_id: str | None = None, target: str | None = None) -> list[DeadLetter]:
         """The dead-letter store, oldest first, optionally only one event's and/or one target's."""
-        with self._lock:
-            self._apply_outcomes()
-            return self._letters(event_id, target)
-
-    def _letters(self, event_id: str | None, target: str | None) -> list[DeadLetter]:
-        # Lock held.
-        return [d for (eid, tgt), d in self._dlq.items()
-                if (event_id is None or eid == event_id) and (target is None or tgt == target)]
+        return self.dead_letter_store.select(event_id, target)
 
     def replay(self, *, event_id: str | None = None, target: str | None = None) -> list[DeadLetter]:
         """Deliver dead letters again — each only to the target that failed it, bypassing dedup, with a
         fresh set of attempts — and remove them from the store. Filters as :meth:`dead_letters`; none
-        given replays everything. Returns what was replayed.
+        given replays everything. Returns what was replayed: a letter whose target is gone (config changed)
+        stays in the store, and one that another replay claimed first is that replay's to deliver.
 
         :raises NotFoundError: a filter was given and matches no dead letter.
         """
         if self._closed:
             raise SbtError("the event bus has stopped")
+        chosen = self.dead_letter_store.select(event_id, target)
+        if not chosen and (event_id or target):
+            what = " and ".join(f"{k} {v!r}" for k, v in (("event", event_id), ("target", target)) if v)
+            raise NotFoundError(f"no dead letter for {what}")
+        # Claimed before anything is queued, outside the bus lock (a database may make it wait).
+        claimed = [d for d in chosen if d.target in self._targets and self.dead_letter_store.claim(*d.key)]
         messages = []
         with self._lock:
             self._apply_outcomes()
-            chosen = self._letters(event_id, target)
-            if not chosen and (event_id or target):
-                what = " and ".join(f"{k} {v!r}" for k, v in (("event", event_id), ("target", target)) if v)
-                raise NotFoundError(f"no dead letter for {what}")
             number = next(self._batches)
-            for letter in chosen:
-                found = self._targets.get(letter.target)
-                if found is None:
-                    continue  # its target is gone (config changed): leave it in the store
-                del self._dlq[(letter.event.id, letter.target)]
+            for letter in claimed:
+                found = self._targets[letter.target]
                 self._put_slot(letter.event, letter.target,
                                Slot("pending", 0, letter.last_error, time.time(), None, number))
                 found.accepted += 1
                 messages.append(Message(letter.target, letter.event, batch=number))
         if messages:
             self.transport.send(messages)
-        return [d for d in chosen if d.target in self._targets]
+        return claimed
 
     # --- lifecycle ------------------------------------------------------------------------------------
 
@@ -712,6 +700,7 @@ class Bus:
         for target in self._targets.values():
             if target.thread is not None and target.thread is not threading.current_thread():
                 target.thread.join(timeout=1.0)
+        self.dead_letter_store.close()
         return drained
 
     @property

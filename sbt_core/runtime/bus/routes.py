@@ -6,7 +6,8 @@
   ``{}`` = everything): re-delivers each to the target that failed it; ``{"data": [<replayed>]}``, 404
   when a filter matches nothing.
 
-``sbt events dlq list|replay`` call these on the running server, where the in-memory store lives.
+``sbt events dlq list|replay`` call these on the running server, whose bus replays (the store itself may be
+in memory or in ``<state_dir>/events.sqlite3``, see ``dead_letters.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from ...errors import BadRequestError
 from ...models import to_json
 from ...triggers import RouteTrigger
 from ..seams import QueryParam, RouteDoc, RouteGroup, document_route
-from .core import Bus, DeadLetter
+from .core import Bus
+from .dead_letters import DeadLetter
 
 __all__ = ["dead_letter_routes", "read_filters"]
 
@@ -55,7 +57,7 @@ def dead_letter_routes(bus: Bus) -> RouteGroup:
     async def list_dead_letters(request: Request) -> Response:
         """Dead-lettered events with the target that failed them, oldest first."""
         filters = read_filters(dict(request.query_params) or None)
-        letters = bus.dead_letters(**filters)
+        letters = await run_in_threadpool(lambda: bus.dead_letters(**filters))  # the store may be a database
         return JSONResponse({"data": to_json(letters)})
 
     async def replay_dead_letters(request: Request) -> Response:
