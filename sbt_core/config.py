@@ -246,6 +246,10 @@ def _structure(table: Any, cls: type, path: str, problems: _Problems) -> Any:
     try:
         return _CONV.structure(table, cls)
     except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as exc:
+        raised = _raised_by_init(exc)
+        if raised is not None and attrs.has(cls):
+            _add_refusals(raised, table, cls, path, problems)
+            return None
         for message in cattrs.transform_error(exc, path="$", format_exception=_format):
             text, _, where = message.rpartition(" @ ")
             sub = where.removeprefix("$").lstrip(".")
@@ -253,6 +257,58 @@ def _structure(table: Any, cls: type, path: str, problems: _Problems) -> Any:
     except (ValueError, TypeError) as exc:
         problems.add(path, str(exc))
     return None
+
+
+def _raised_by_init(exc: Exception) -> Exception | None:
+    """What ``cls(...)`` itself raised, if that is the error: every field structured, then a validator refused
+    (cattrs reports that as the class's only error, a ValueError without the note naming an attribute)."""
+    inner = exc.exceptions if isinstance(exc, ClassValidationError) else []
+    if len(inner) == 1 and isinstance(inner[0], ValueError) and not getattr(inner[0], "__notes__", None):
+        return inner[0]
+    return None
+
+
+def _add_refusals(first: Exception, table: dict[str, Any], cls: type, path: str, problems: _Problems) -> None:
+    """``cls(...)`` raised ``first``. An attrs validator's refusal goes under its field's dotted key, with every
+    other field a validator refuses: ``cls(...)`` stops at the first, and the config reports every problem at
+    once. Anything else (``__attrs_post_init__``, a message naming no field) goes under ``path`` as it is."""
+    name = _refused_field(first)
+    if name is None:
+        problems.add(path, str(first))
+        return
+    refused = {name: _validator_message(first)}
+    attrs.resolve_types(cls)
+    for field in attrs.fields(cls):
+        if field.validator is None or field.name not in table or field.name in refused:
+            continue
+        try:  # every field structured already (cls(...) ran), so this only repeats that for the validator
+            value = _CONV.structure(table[field.name], field.type) if field.type is not None else table[field.name]
+            field.validator(None, field, value)
+        except (ValueError, TypeError) as exc:
+            if _refused_field(exc) == field.name:
+                refused[field.name] = _validator_message(exc)
+        except Exception:  # noqa: BLE001, S110 - a validator that needs the instance: cls(...) alone checks it
+            pass
+    for field_name, why in refused.items():
+        problems.add(f"{path}.{field_name}", why)
+
+
+def _refused_field(exc: Exception) -> str | None:
+    """The field an attrs validator's error names: ``in_`` raises ``(message, attribute, options, value)``,
+    the bounds ``"'name' must be >= 1: 0"``; None for any other error."""
+    if len(exc.args) == 4 and isinstance(exc.args[1], attrs.Attribute):
+        return exc.args[1].name
+    bound = re.fullmatch(r"'(\w+)' must be .+: .*", str(exc))
+    return bound[1] if bound else None
+
+
+def _validator_message(exc: Exception) -> str:
+    """An attrs validator's refusal without its own phrasing of the field name (see :func:`_refused_field`)."""
+    if len(exc.args) == 4 and isinstance(exc.args[1], attrs.Attribute):
+        options, value = exc.args[2], exc.args[3]
+        return f"must be one of {', '.join(map(repr, options))} (got {value!r})"
+    bound = re.fullmatch(r"'\w+' (must be .+): (.*)", str(exc))
+    return f"{bound[1]} (got {bound[2]})" if bound else str(exc)
 
 
 def _format(exc: BaseException, type_: Any) -> str:

@@ -117,6 +117,19 @@ schedule = "rate(1 hour)"
     }
 
 
+def test_out_of_range_and_unknown_choice_values_name_their_key_and_the_valid_choices(catalog: Any) -> None:
+    raw = {"server": {"port": 70000}, "providers": {"auth": {"type": "fakeauth"}},
+           "events": {"naming": "sbt-aws", "max_attempts": 0, "dead_letters": "disk", "log_size": 10}}
+    with pytest.raises(ConfigError) as info:
+        load_config(catalog, None, raw=raw)
+    assert set(info.value.problems) == {
+        "server.port: must be <= 65535 (got 70000)",
+        "events.naming: must be one of 'sbt', 'sbt_aws' (got 'sbt-aws')",
+        "events.max_attempts: must be >= 1 (got 0)",
+        "events.dead_letters: must be one of 'sqlite', 'memory' (got 'disk')",
+    }
+
+
 def test_a_provider_that_does_not_implement_the_interface_is_refused(catalog: Any) -> None:
     with pytest.raises(ConfigError, match="'fakeauth' does not implement IBilling"):
         load_config(catalog, None, raw={"providers": {"billing": {"type": "fakeauth"}}})
