@@ -245,3 +245,40 @@ def test_dead_letter_times_are_kept_to_the_microsecond(tmp_path: Path) -> None:
     store.add(original)
     assert store.select() == [original]
     store.close()
+
+
+# --- at a stop that does not drain ------------------------------------------------------------------------
+
+def test_a_stop_that_cannot_drain_dead_letters_what_waits_to_retry(tmp_path: Path,
+                                                                   caplog: pytest.LogCaptureFixture) -> None:
+    bus = Bus(EventsConfig(max_attempts=5, backoff_base_seconds=3600, backoff_max_seconds=3600),
+              dead_letters=SqlDeadLetters.in_state_dir(tmp_path))
+    calls: list[str] = []
+
+    def handle(event: Event) -> None:
+        calls.append(event.id)
+        raise ProviderError("billing backend down")
+
+    bus.add_target("billing_create_customer", EventTrigger("onboardingRequest", "sbt.control.plane"), handle)
+    bus.start()
+    event = onboarding_request("t1")
+    bus.put_events([event])
+    while not calls:  # the first attempt has failed; the retry now waits an hour
+        threading.Event().wait(0.01)
+    with caplog.at_level(logging.WARNING, logger="sbt.bus"):
+        assert bus.stop(timeout=0.2) is False
+    assert "1 undelivered event(s) dead-lettered at stop" in caplog.text
+    [kept] = SqlDeadLetters.in_state_dir(tmp_path).select()  # as the next process finds it
+    assert (kept.event, kept.target, kept.attempts) == (event, "billing_create_customer", 1)
+    assert kept.last_error == "the bus stopped before delivering it (last error: billing backend down)"
+
+
+def test_events_queued_on_a_bus_that_never_started_are_dead_lettered_at_stop() -> None:
+    bus = Bus()
+    bus.add_target("billing_create_customer", EventTrigger("onboardingRequest", "sbt.control.plane"),
+                   lambda event: None)
+    events = [onboarding_request(f"t{i}") for i in range(3)]
+    bus.put_events(events)
+    bus.stop()
+    assert [(d.event, d.attempts, d.last_error) for d in bus.dead_letters()] == [
+        (e, 0, "the bus stopped before delivering it") for e in events]

@@ -685,7 +685,8 @@ class Bus:
     def stop(self, timeout: float | None = None) -> bool:
         """Graceful shutdown: wait up to ``timeout`` seconds (default ``drain_timeout_seconds``) for
         in-flight events — handlers may still publish follow-up events meanwhile — then refuse new
-        events and stop the workers. Returns False when the drain timed out (what was left is logged)."""
+        events and stop the workers. Returns False when the drain timed out: what the transport still
+        held (queued, or waiting to retry) is then dead-lettered, so a replay after a restart delivers it."""
         if self._closed:
             return True
         if timeout is None:
@@ -700,8 +701,36 @@ class Bus:
         for target in self._targets.values():
             if target.thread is not None and target.thread is not threading.current_thread():
                 target.thread.join(timeout=1.0)
+        self._dead_letter_undelivered()
         self.dead_letter_store.close()
         return drained
+
+    def _dead_letter_undelivered(self) -> None:
+        """Dead-letter every event the closed transport still holds, with the attempts made so far and the
+        last error its log row shows: an event the bus accepted is delivered, or kept where it can be
+        replayed, never dropped at a stop."""
+        pending = self.transport.take_pending()
+        if not pending:
+            return
+        now, when = time.time(), utcnow()
+        with self._lock:
+            self._apply_outcomes()
+            last_errors = {}
+            for message in pending:
+                for event in message.events:
+                    entry = self._log.get(event.id)
+                    slot = entry.slots.get(message.target) if entry is not None else None
+                    last_errors[(event.id, message.target)] = slot.last_error if slot is not None else None
+        for message in pending:
+            for event in message.events:
+                error = last_errors[(event.id, message.target)]
+                text = "the bus stopped before delivering it" + (f" (last error: {error})" if error else "")
+                self._dead_letter(DeadLetter(event, message.target, message.attempt - 1, text, when), now)
+            target = self._targets.get(message.target)
+            if target is not None:  # its worker has exited (or is past receiving): nothing else counts these
+                self._finished(target, len(message.events))
+        log.warning("%d undelivered event(s) dead-lettered at stop: sbt events dlq replay delivers them",
+                    sum(len(m.events) for m in pending))
 
     @property
     def closed(self) -> bool:

@@ -6,7 +6,8 @@ moves :class:`Message` s: one logical queue per target (a hook binding, a core s
 with delayed sends for retries and an ``ack`` once the bus is done with a message.
 
 :class:`InProcessTransport` is the embedded default: per-target deques in this process's memory, so
-queued events are lost when the process exits. An external broker (Redis streams, SQS, NATS JetStream…)
+queued events would be lost when the process exits; the bus dead-letters what a stop leaves queued
+(:meth:`Transport.take_pending`). An external broker (Redis streams, SQS, NATS JetStream…)
 is a later transport with the same methods: ``send`` = enqueue (``delay`` = the broker's delayed
 delivery), ``receive`` = a blocking consume on the target's queue/consumer group, ``ack`` = delete/ack, so
 an un-acked message is redelivered after a crash — the at-least-once half the broker provides — and
@@ -111,8 +112,13 @@ class Transport(ABC):
 
     @abstractmethod
     def close(self) -> None:
-        """Stop: wake every blocked :meth:`receive` (which returns None). Messages still queued are
-        dropped by the in-process transport and stay in a broker."""
+        """Stop: wake every blocked :meth:`receive` (which returns None). Messages still queued stay in a
+        broker; the in-process transport hands them to :meth:`take_pending`."""
+
+    def take_pending(self) -> list[Message]:
+        """After :meth:`close`: the messages still queued (due or delayed), removed, so the bus can
+        dead-letter them rather than lose them. A broker keeps them for the next consumer: none (default)."""
+        return []
 
 
 class _Queue:
@@ -186,3 +192,13 @@ class InProcessTransport(Transport):
         for queue in self._queues.values():
             with queue.cond:
                 queue.cond.notify_all()
+
+    def take_pending(self) -> list[Message]:
+        taken: list[Message] = []
+        for queue in self._queues.values():
+            with queue.cond:
+                taken += queue.ready
+                taken += (item for _, _, item in sorted(queue.delayed))
+                queue.ready.clear()
+                queue.delayed.clear()
+        return taken
