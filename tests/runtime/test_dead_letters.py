@@ -55,7 +55,7 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[DeadLetter
 def test_a_store_keeps_letters_oldest_first_and_filters_them(store: DeadLetterStore) -> None:
     a, b, c = letter("e1"), letter("e2"), letter("e1", "metering_create_customer")
     for each in (a, b, c):
-        store.add(each)
+        store.add([each])
     assert store.select() == [a, b, c]  # equal records: the envelope, its time and detail survive storage
     assert store.select(event_id="e1") == [a, c]
     assert store.select(target="metering_create_customer") == [c]
@@ -64,17 +64,23 @@ def test_a_store_keeps_letters_oldest_first_and_filters_them(store: DeadLetterSt
 
 
 def test_a_letter_added_again_replaces_the_old_one_and_becomes_the_newest(store: DeadLetterStore) -> None:
-    store.add(letter("e1"))
-    store.add(letter("e2"))
+    store.add([letter("e1")])
+    store.add([letter("e2")])
     again = letter("e1", attempts=5, error="still down")
-    store.add(again)
+    store.add([again])
     assert [(d.event.id, d.attempts, d.last_error) for d in store.select()] == [
         ("e2", 3, "billing backend down"), ("e1", 5, "still down")]
 
 
+def test_letters_added_together_keep_their_order_and_the_last_of_a_key_wins(store: DeadLetterStore) -> None:
+    store.add([letter("e0")])
+    store.add([letter("e1"), letter("e2"), letter("e0", attempts=4), letter("e1", attempts=5)])
+    assert [(d.event.id, d.attempts) for d in store.select()] == [("e2", 3), ("e0", 4), ("e1", 5)]
+
+
 def test_claim_removes_a_letter_once(store: DeadLetterStore) -> None:
-    store.add(letter("e1"))
-    store.add(letter("e2"))
+    store.add([letter("e1")])
+    store.add([letter("e2")])
     assert store.claim("e1", "billing_create_customer") is True
     assert store.claim("e1", "billing_create_customer") is False
     assert store.claim("e2", "another_target") is False
@@ -83,7 +89,7 @@ def test_claim_removes_a_letter_once(store: DeadLetterStore) -> None:
 
 def test_sql_letters_outlive_the_store_that_wrote_them(tmp_path: Path) -> None:
     first = SqlDeadLetters.in_state_dir(tmp_path)
-    first.add(letter("e1"))
+    first.add([letter("e1")])
     first.close()
     assert (tmp_path / SQLITE_FILE).exists()
     reopened = SqlDeadLetters.in_state_dir(tmp_path)
@@ -93,7 +99,7 @@ def test_sql_letters_outlive_the_store_that_wrote_them(tmp_path: Path) -> None:
 
 def test_two_processes_claiming_the_same_letter_get_it_once(tmp_path: Path) -> None:
     one, two = SqlDeadLetters.in_state_dir(tmp_path), SqlDeadLetters.in_state_dir(tmp_path)
-    one.add(letter("e1"))
+    one.add([letter("e1")])
     assert [d.event.id for d in two.select()] == ["e1"]  # a letter written by one is seen by the other
     results: list[bool] = []
     threads = [threading.Thread(target=lambda s=s: results.append(s.claim("e1", "billing_create_customer")))
@@ -113,18 +119,18 @@ def test_a_letter_the_database_refuses_is_kept_in_memory_and_written_later(
     real_write = store._write
     down = [True]
 
-    def write(each: DeadLetter) -> None:
+    def write(letters: list[DeadLetter]) -> None:
         if down[0]:
             raise OperationalError("INSERT", {}, Exception("disk I/O error"))
-        real_write(each)
+        real_write(letters)
 
     monkeypatch.setattr(store, "_write", write)
     with caplog.at_level(logging.ERROR, logger="sbt.bus"):
-        store.add(letter("e1"))
+        store.add([letter("e1")])
     assert "e1" in caplog.text and "disk I/O error" in caplog.text
     assert [d.event.id for d in store.select()] == ["e1"]  # listed (and replayable) while unwritten
     down[0] = False
-    store.add(letter("e2"))  # the next call writes the older one first
+    store.add([letter("e2")])  # the next call writes the older one first
     store.close()
     reopened = SqlDeadLetters.in_state_dir(tmp_path)
     assert [d.event.id for d in reopened.select()] == ["e1", "e2"]
@@ -135,7 +141,7 @@ def test_an_unwritten_letter_can_still_be_claimed(tmp_path: Path, monkeypatch: p
     store = SqlDeadLetters.in_state_dir(tmp_path)
     real_write = store._write
     monkeypatch.setattr(store, "_write", lambda each: (_ for _ in ()).throw(OperationalError("INSERT", {}, None)))
-    store.add(letter("e1"))
+    store.add([letter("e1")])
     assert store.claim("e1", "billing_create_customer") is True
     monkeypatch.setattr(store, "_write", real_write)
     assert store.select() == []
@@ -186,7 +192,7 @@ def test_dead_letters_survive_a_restart_of_the_bus_and_replay_once_fixed(tmp_pat
 def test_a_letter_claimed_by_another_replay_is_not_delivered_again(tmp_path: Path) -> None:
     calls: list[str] = []
     event = onboarding_request("t1")
-    SqlDeadLetters.in_state_dir(tmp_path).add(DeadLetter(event, "billing_create_customer", 2, "down", utcnow()))
+    SqlDeadLetters.in_state_dir(tmp_path).add([DeadLetter(event, "billing_create_customer", 2, "down", utcnow())])
     bus = failing_bus(SqlDeadLetters.in_state_dir(tmp_path), calls, fail=False)
     assert SqlDeadLetters.in_state_dir(tmp_path).claim(event.id, "billing_create_customer")  # another process won
     assert bus.replay() == []
@@ -242,7 +248,7 @@ def test_dead_letter_times_are_kept_to_the_microsecond(tmp_path: Path) -> None:
     store = SqlDeadLetters.in_state_dir(tmp_path)
     when = utcnow() - timedelta(days=3, microseconds=17)
     original = DeadLetter(letter("e1").event, "t", 1, "x", when)
-    store.add(original)
+    store.add([original])
     assert store.select() == [original]
     store.close()
 

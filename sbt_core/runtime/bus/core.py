@@ -540,8 +540,8 @@ class Bus:
         now = time.time()
         for event, error in retry:
             self._later(self._set, event.id, name, "retrying", attempt, error, None, now)
-        for letter in dead:
-            self._dead_letter(letter, now)
+        if dead:
+            self._dead_letter(dead, now)
         if retry:
             self.transport.send([Message(name, [event for event, _ in retry], attempt + 1)], delay=delay)
         # Settled from here: the retried events now belong to the retry message, which counts them.
@@ -556,12 +556,14 @@ class Bus:
                       letter.event.id, name, attempt, letter.last_error)
         self.transport.ack(message)
 
-    def _dead_letter(self, letter: DeadLetter, now: float) -> None:
-        """Keep ``letter`` in the store at once (from the worker, so a durable store has it before the event
-        counts as finished) and record its log row as every outcome is recorded (:meth:`_later`)."""
-        self.dead_letter_store.add(letter)
-        self._later(self._set, letter.event.id, letter.target, "dead_lettered", letter.attempts, letter.last_error,
-                    None, now)
+    def _dead_letter(self, letters: list[DeadLetter], now: float) -> None:
+        """Keep ``letters`` in the store at once, together (from the worker, so a durable store has them
+        before their events count as finished) and record their log rows as every outcome is recorded
+        (:meth:`_later`)."""
+        self.dead_letter_store.add(letters)
+        for letter in letters:
+            self._later(self._set, letter.event.id, letter.target, "dead_lettered", letter.attempts,
+                        letter.last_error, None, now)
 
     def _internal_error(self, target: _Target, message: Message, exc: Exception) -> None:
         """A bug in the bus while delivering ``message``, which was not settled: dead-letter its events
@@ -570,8 +572,8 @@ class Bus:
         log.exception("bus worker of %s failed on events %s", name, _ids(message.events), exc_info=exc)
         error = f"internal error while delivering: {error_text(exc)}"
         now = time.time()
-        for event in message.events:
-            self._dead_letter(DeadLetter(event, name, message.attempt, error, utcnow()), now)
+        when = utcnow()
+        self._dead_letter([DeadLetter(event, name, message.attempt, error, when) for event in message.events], now)
         self.transport.ack(message)
         self._finished(target, len(message.events))
 
@@ -721,11 +723,14 @@ class Bus:
                     entry = self._log.get(event.id)
                     slot = entry.slots.get(message.target) if entry is not None else None
                     last_errors[(event.id, message.target)] = slot.last_error if slot is not None else None
+        letters = []
         for message in pending:
             for event in message.events:
                 error = last_errors[(event.id, message.target)]
                 text = "the bus stopped before delivering it" + (f" (last error: {error})" if error else "")
-                self._dead_letter(DeadLetter(event, message.target, message.attempt - 1, text, when), now)
+                letters.append(DeadLetter(event, message.target, message.attempt - 1, text, when))
+        self._dead_letter(letters, now)
+        for message in pending:
             target = self._targets.get(message.target)
             if target is not None:  # its worker has exited (or is past receiving): nothing else counts these
                 self._finished(target, len(message.events))

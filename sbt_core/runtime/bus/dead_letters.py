@@ -59,9 +59,10 @@ class DeadLetter:
 class DeadLetterStore(Protocol):
     """Where the bus keeps dead letters. Every method may be called from any thread."""
 
-    def add(self, letter: DeadLetter) -> None:
-        """Keep ``letter``, in place of the one with the same :attr:`~DeadLetter.key` (it becomes the newest).
-        Never raises: a letter that cannot be written where it belongs is kept some other way and logged."""
+    def add(self, letters: Iterable[DeadLetter]) -> None:
+        """Keep ``letters`` (together: one write), each in place of the one with the same
+        :attr:`~DeadLetter.key`, which becomes the newest. Never raises: a letter that cannot be written
+        where it belongs is kept some other way and logged."""
 
     def select(self, event_id: str | None = None, target: str | None = None) -> list[DeadLetter]:
         """The letters, oldest first: all, or only those of event ``event_id`` and/or target ``target``."""
@@ -86,10 +87,11 @@ class MemoryDeadLetters:
         self._lock = threading.Lock()
         self._letters: dict[tuple[str, str], DeadLetter] = {}
 
-    def add(self, letter: DeadLetter) -> None:
+    def add(self, letters: Iterable[DeadLetter]) -> None:
         with self._lock:
-            self._letters.pop(letter.key, None)  # a re-added key goes last, as it does in SqlDeadLetters
-            self._letters[letter.key] = letter
+            for letter in letters:
+                self._letters.pop(letter.key, None)  # a re-added key goes last, as it does in SqlDeadLetters
+                self._letters[letter.key] = letter
 
     def select(self, event_id: str | None = None, target: str | None = None) -> list[DeadLetter]:
         with self._lock:
@@ -135,10 +137,11 @@ class SqlDeadLetters:
         """The embedded store: SQLite file ``events.sqlite3`` under ``state_dir``."""
         return cls(URL.create("sqlite", database=str(Path(state_dir) / SQLITE_FILE)))
 
-    def add(self, letter: DeadLetter) -> None:
+    def add(self, letters: Iterable[DeadLetter]) -> None:
         with self._lock:
-            self._unsaved.pop(letter.key, None)
-            self._unsaved[letter.key] = letter
+            for letter in letters:
+                self._unsaved.pop(letter.key, None)
+                self._unsaved[letter.key] = letter
             self._flush()
 
     def select(self, event_id: str | None = None, target: str | None = None) -> list[DeadLetter]:
@@ -172,22 +175,24 @@ class SqlDeadLetters:
         self.engine.dispose()
 
     def _flush(self) -> None:
-        """(Lock held.) Write the letters not yet written, oldest first; on a failure keep the rest for the
-        next call."""
-        while self._unsaved:
-            key, letter = next(iter(self._unsaved.items()))
-            try:
-                self._write(letter)
-            except (SQLAlchemyError, OSError) as exc:
-                log.error("dead letter of event %s for %s not written to %s (kept in memory, written on the next "
-                          "dead-letter call): %s", letter.event.id, letter.target,
-                          self.url.render_as_string(hide_password=True), exc)
-                return
-            del self._unsaved[key]
+        """(Lock held.) Write the letters not yet written, in one transaction, oldest first; on a failure keep
+        them all for the next call."""
+        if not self._unsaved:
+            return
+        letters = list(self._unsaved.values())
+        try:
+            self._write(letters)
+        except (SQLAlchemyError, OSError) as exc:
+            log.error("%d dead letter(s) (event %s for %s first) not written to %s; kept in memory and written on "
+                      "the next dead-letter call: %s", len(letters), letters[0].event.id, letters[0].target,
+                      self.url.render_as_string(hide_password=True), exc)
+            return
+        self._unsaved.clear()
 
-    def _write(self, letter: DeadLetter) -> None:
-        event_id, target = letter.key
-        data: dict[str, Any] = to_json(letter)
-        with self.engine.begin() as conn:
-            conn.execute(sa.delete(_table).where(_table.c.event_id == event_id, _table.c.target == target))
-            conn.execute(sa.insert(_table).values(event_id=event_id, target=target, letter=data))
+    def _write(self, letters: list[DeadLetter]) -> None:
+        rows: list[dict[str, Any]] = [{"event_id": d.event.id, "target": d.target, "letter": to_json(d)}
+                                      for d in letters]
+        with self.engine.begin() as conn:  # each key's old letter out, the new ones in at the end of the order
+            conn.execute(sa.delete(_table).where(_table.c.event_id == sa.bindparam("event_id"),
+                                                 _table.c.target == sa.bindparam("target")), rows)
+            conn.execute(sa.insert(_table), rows)
