@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -16,7 +16,7 @@ from sqlalchemy.exc import OperationalError
 
 from sbt_core import ProviderError
 from sbt_core.config import EventsConfig
-from sbt_core.errors import StartupError
+from sbt_core.errors import BadRequestError, StartupError
 from sbt_core.models import Event, utcnow
 from sbt_core.runtime.bus import Bus, DeadLetter, DeadLetterStore, MemoryDeadLetters, SqlDeadLetters
 from sbt_core.runtime.bus.dead_letters import SQLITE_FILE
@@ -288,3 +288,32 @@ def test_events_queued_on_a_bus_that_never_started_are_dead_lettered_at_stop() -
     bus.stop()
     assert [(d.event, d.attempts, d.last_error) for d in bus.dead_letters()] == [
         (e, 0, "the bus stopped before delivering it") for e in events]
+
+
+def test_a_refused_batch_is_one_log_line_and_one_write(caplog: pytest.LogCaptureFixture) -> None:
+    writes: list[int] = []
+
+    class CountingStore(MemoryDeadLetters):
+        def add(self, letters: Iterable[DeadLetter]) -> None:
+            batch = list(letters)
+            writes.append(len(batch))
+            super().add(batch)
+
+    bus = Bus(EventsConfig(), dead_letters=CountingStore())
+    refusals = iter(["no meter counts eventName 'api'", "no meter counts eventName 'web'"] * 3)
+
+    def handle(event: Event) -> None:
+        raise BadRequestError(next(refusals))
+
+    bus.add_target("metering_ingest_usage_event", EventTrigger("onboardingRequest", "sbt.control.plane"), handle)
+    bus.start()
+    with caplog.at_level(logging.ERROR, logger="sbt.bus"):
+        bus.put_events([onboarding_request(f"t{i}") for i in range(5)])
+        assert bus.join(JOIN)
+    assert writes == [5]
+    [line] = [r.getMessage() for r in caplog.records if "dead-lettered" in r.getMessage()]
+    assert line.startswith("5 event(s) ") and line.endswith(
+        "to metering_ingest_usage_event dead-lettered after 1 attempt(s): no meter counts eventName 'api' "
+        "(and 1 other error(s); sbt events dlq list shows each)")
+    assert len(bus.dead_letters()) == 5
+    bus.stop()

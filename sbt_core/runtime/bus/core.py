@@ -551,9 +551,12 @@ class Bus:
             log.warning("%d event(s) %s to %s failed (attempt %d of %d), retrying in %.2fs: %s", len(retry),
                         _ids([event for event, _ in retry]), name, attempt, self.config.max_attempts, delay,
                         retry[0][1])
-        for letter in dead:
-            log.error("event %s %s to %s dead-lettered after %d attempt(s): %s", letter.event.detail_type,
-                      letter.event.id, name, attempt, letter.last_error)
+        if dead:  # one line per message, as for retries: a refused batch must not flood the log
+            errors = {letter.last_error for letter in dead}
+            log.error("%d event(s) %s to %s dead-lettered after %d attempt(s): %s%s", len(dead),
+                      _ids([letter.event for letter in dead]), name, attempt, dead[0].last_error,
+                      f" (and {len(errors) - 1} other error(s); sbt events dlq list shows each)" if len(errors) > 1
+                      else "")
         self.transport.ack(message)
 
     def _dead_letter(self, letters: list[DeadLetter], now: float) -> None:
