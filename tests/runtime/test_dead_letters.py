@@ -317,3 +317,17 @@ def test_a_refused_batch_is_one_log_line_and_one_write(caplog: pytest.LogCapture
         "(and 1 other error(s); sbt events dlq list shows each)")
     assert len(bus.dead_letters()) == 5
     bus.stop()
+
+
+def test_a_letter_the_database_cannot_take_does_not_hold_back_the_others(tmp_path: Path,
+                                                                         caplog: pytest.LogCaptureFixture) -> None:
+    store = SqlDeadLetters.in_state_dir(tmp_path)
+    unwritable = DeadLetter(Event("custom", "app", {"when": object()}, "bad"), "t", 1, "x", utcnow())
+    with caplog.at_level(logging.ERROR, logger="sbt.bus"):
+        store.add([letter("e1"), unwritable, letter("e2")])
+    assert "1 dead letter(s) (event bad for t first) not written" in caplog.text
+    assert [d.event.id for d in store.select()] == ["e1", "e2", "bad"]  # the unwritten one is still listed
+    reopened = SqlDeadLetters.in_state_dir(tmp_path)
+    assert [d.event.id for d in reopened.select()] == ["e1", "e2"]
+    store.close()
+    reopened.close()

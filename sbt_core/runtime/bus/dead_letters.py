@@ -175,19 +175,32 @@ class SqlDeadLetters:
         self.engine.dispose()
 
     def _flush(self) -> None:
-        """(Lock held.) Write the letters not yet written, in one transaction, oldest first; on a failure keep
-        them all for the next call."""
+        """(Lock held.) Write the letters not yet written, in one transaction, oldest first. If that fails, one
+        by one, so a letter the database cannot take (a detail value JSON cannot hold) does not hold back the
+        others; whatever still fails is kept for the next call."""
         if not self._unsaved:
             return
         letters = list(self._unsaved.values())
         try:
             self._write(letters)
-        except (SQLAlchemyError, OSError) as exc:
-            log.error("%d dead letter(s) (event %s for %s first) not written to %s; kept in memory and written on "
-                      "the next dead-letter call: %s", len(letters), letters[0].event.id, letters[0].target,
-                      self.url.render_as_string(hide_password=True), exc)
+        except (SQLAlchemyError, OSError, TypeError, ValueError):
+            pass
+        else:
+            self._unsaved.clear()
             return
-        self._unsaved.clear()
+        error: Exception | None = None
+        for letter in letters:
+            try:
+                self._write([letter])
+            except (SQLAlchemyError, OSError, TypeError, ValueError) as exc:
+                error = exc
+                continue
+            del self._unsaved[letter.key]
+        if error is not None:
+            first = next(iter(self._unsaved.values()))
+            log.error("%d dead letter(s) (event %s for %s first) not written to %s; kept in memory and written on "
+                      "the next dead-letter call: %s", len(self._unsaved), first.event.id, first.target,
+                      self.url.render_as_string(hide_password=True), error)
 
     def _write(self, letters: list[DeadLetter]) -> None:
         rows: list[dict[str, Any]] = [{"event_id": d.event.id, "target": d.target, "letter": to_json(d)}
