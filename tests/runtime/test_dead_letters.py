@@ -14,7 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.exc import OperationalError
 
-from sbt_core import ProviderError
+from sbt_core import ProviderError, SbtError
 from sbt_core.config import EventsConfig
 from sbt_core.errors import BadRequestError, StartupError
 from sbt_core.models import Event, utcnow
@@ -331,3 +331,19 @@ def test_a_letter_the_database_cannot_take_does_not_hold_back_the_others(tmp_pat
     assert [d.event.id for d in reopened.select()] == ["e1", "e2"]
     store.close()
     reopened.close()
+
+
+def test_a_replay_cut_short_by_a_stop_puts_its_letters_back(monkeypatch: pytest.MonkeyPatch) -> None:
+    bus = Bus()
+    bus.add_target("billing_create_customer", EventTrigger("onboardingRequest", "sbt.control.plane"),
+                   lambda event: None)
+    kept = letter("e1")
+    bus.dead_letter_store.add([kept])
+
+    def closed(messages: Any, *, delay: float = 0.0) -> None:  # the transport closed between claim and send
+        raise RuntimeError("the transport is closed")
+
+    monkeypatch.setattr(bus.transport, "send", closed)
+    with pytest.raises(SbtError, match="the event bus has stopped"):
+        bus.replay()
+    assert bus.dead_letters() == [kept]

@@ -656,7 +656,11 @@ class Bus:
                 found.accepted += 1
                 messages.append(Message(letter.target, letter.event, batch=number))
         if messages:
-            self.transport.send(messages)
+            try:
+                self.transport.send(messages)
+            except RuntimeError:  # the bus stopped meanwhile: the claimed letters go back, not lost
+                self.dead_letter_store.add(claimed)
+                raise SbtError("the event bus has stopped") from None
         return claimed
 
     # --- lifecycle ------------------------------------------------------------------------------------
