@@ -272,11 +272,11 @@ def _add_refusals(first: Exception, table: dict[str, Any], cls: type, path: str,
     """``cls(...)`` raised ``first``. An attrs validator's refusal goes under its field's dotted key, with every
     other field a validator refuses: ``cls(...)`` stops at the first, and the config reports every problem at
     once. Anything else (``__attrs_post_init__``, a message naming no field) goes under ``path`` as it is."""
-    name = _refused_field(first)
-    if name is None:
+    refusal = _refusal(first)
+    if refusal is None:
         problems.add(path, str(first))
         return
-    refused = {name: _validator_message(first)}
+    refused = dict([refusal])
     attrs.resolve_types(cls)
     for field in attrs.fields(cls):
         if field.validator is None or field.name not in table or field.name in refused:
@@ -285,30 +285,24 @@ def _add_refusals(first: Exception, table: dict[str, Any], cls: type, path: str,
             value = _CONV.structure(table[field.name], field.type) if field.type is not None else table[field.name]
             field.validator(None, field, value)
         except (ValueError, TypeError) as exc:
-            if _refused_field(exc) == field.name:
-                refused[field.name] = _validator_message(exc)
+            other = _refusal(exc)
+            if other is not None and other[0] == field.name:
+                refused[field.name] = other[1]
         except Exception:  # noqa: BLE001, S110 - a validator that needs the instance: cls(...) alone checks it
             pass
     for field_name, why in refused.items():
         problems.add(f"{path}.{field_name}", why)
 
 
-def _refused_field(exc: Exception) -> str | None:
-    """The field an attrs validator's error names: ``in_`` raises ``(message, attribute, options, value)``,
-    the bounds ``"'name' must be >= 1: 0"``; None for any other error."""
+def _refusal(exc: Exception) -> tuple[str, str] | None:
+    """``(field, why)`` of an attrs validator's error, without attrs' own phrasing of the field name: ``in_``
+    raises ``(message, attribute, options, value)``, the bounds ``"'name' must be >= 1: 0"``; None for any
+    other error."""
     if len(exc.args) == 4 and isinstance(exc.args[1], attrs.Attribute):
-        return exc.args[1].name
-    bound = re.fullmatch(r"'(\w+)' must be .+: .*", str(exc))
-    return bound[1] if bound else None
-
-
-def _validator_message(exc: Exception) -> str:
-    """An attrs validator's refusal without its own phrasing of the field name (see :func:`_refused_field`)."""
-    if len(exc.args) == 4 and isinstance(exc.args[1], attrs.Attribute):
-        options, value = exc.args[2], exc.args[3]
-        return f"must be one of {', '.join(map(repr, options))} (got {value!r})"
-    bound = re.fullmatch(r"'\w+' (must be .+): (.*)", str(exc))
-    return f"{bound[1]} (got {bound[2]})" if bound else str(exc)
+        attribute, options, value = exc.args[1:]
+        return attribute.name, f"must be one of {', '.join(map(repr, options))} (got {value!r})"
+    bound = re.fullmatch(r"'(\w+)' (must be .+): (.*)", str(exc))
+    return (bound[1], f"{bound[2]} (got {bound[3]})") if bound else None
 
 
 def _format(exc: BaseException, type_: Any) -> str:
