@@ -2,12 +2,14 @@
 over SQLite (embedded, a file under the state directory) or PostgreSQL (psycopg 3).
 
 On SQLite the file is in WAL mode and every write transaction begins IMMEDIATE, so two ``sbt serve``
-processes on one file queue for the write lock instead of failing mid-transaction; a transaction opened
-with the :data:`READ_ONLY` execution option begins deferred and never waits for another reader.
+processes on one file queue for the write lock instead of failing mid-transaction; a read-only
+transaction (:func:`read_only`) begins deferred and never waits for another reader.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -15,10 +17,10 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-__all__ = ["READ_ONLY", "create_engine"]
+__all__ = ["create_engine", "read_only"]
 
-#: Execution option marking a read-only transaction: ``conn.execution_options(**{READ_ONLY: True})``.
-READ_ONLY = "sbt_read_only"
+#: Execution option marking a read-only transaction (see :func:`read_only`).
+_READ_ONLY = "sbt_read_only"
 
 
 @retry(retry=retry_if_exception(lambda exc: "locked" in str(exc)), stop=stop_after_attempt(60),
@@ -56,6 +58,15 @@ def create_engine(url: URL) -> Engine:
     @sa.event.listens_for(engine, "begin")
     def _on_begin(conn: Connection) -> None:
         # Reads take a plain (deferred) BEGIN so that readers never queue behind each other.
-        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
+        conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
+
+
+@contextmanager
+def read_only(engine: Engine) -> Iterator[Connection]:
+    """A read-only transaction on ``engine`` (on SQLite a deferred one, which takes no write lock)."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(**{_READ_ONLY: True})
+        with conn.begin():
+            yield conn

@@ -26,7 +26,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.exc import DataError
 
-from .._sql import READ_ONLY, create_engine
+from .._sql import create_engine, read_only
 from ..errors import BadRequestError
 from ..models import Event, from_json, to_json, utcnow
 from ._records import Tenant, TenantRegistration
@@ -150,10 +150,8 @@ class TenantStore:
     @contextmanager
     def read(self) -> Iterator[Connection]:
         """A read-only transaction (on SQLite a deferred one, which takes no write lock)."""
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(**{READ_ONLY: True})
-            with conn.begin():
-                yield conn
+        with read_only(self.engine) as conn:
+            yield conn
 
     # --- registrations -------------------------------------------------------------------------------
 

@@ -28,7 +28,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..._sql import READ_ONLY, create_engine
+from ..._sql import create_engine, read_only
 from ...models import Event, from_json, to_json
 
 __all__ = ["SQLITE_FILE", "DeadLetter", "DeadLetterStore", "MemoryDeadLetters", "SqlDeadLetters"]
@@ -153,10 +153,8 @@ class SqlDeadLetters:
             query = query.where(_table.c.event_id == event_id)
         if target is not None:
             query = query.where(_table.c.target == target)
-        with self.engine.connect() as conn:
-            conn = conn.execution_options(**{READ_ONLY: True})
-            with conn.begin():
-                stored = [from_json(DeadLetter, row.letter) for row in conn.execute(query)]
+        with read_only(self.engine) as conn:
+            stored = [from_json(DeadLetter, row.letter) for row in conn.execute(query)]
         if not unsaved:
             return stored
         newer = {d.key for d in unsaved}  # an unsaved letter replaces a stored one of its key, as add would
