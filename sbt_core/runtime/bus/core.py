@@ -722,20 +722,16 @@ class Bus:
         if not pending:
             return
         now, when = time.time(), utcnow()
-        with self._lock:
+        letters = []
+        with self._lock:  # the last errors are in the log rows
             self._apply_outcomes()
-            last_errors = {}
             for message in pending:
                 for event in message.events:
                     entry = self._log.get(event.id)
                     slot = entry.slots.get(message.target) if entry is not None else None
-                    last_errors[(event.id, message.target)] = slot.last_error if slot is not None else None
-        letters = []
-        for message in pending:
-            for event in message.events:
-                error = last_errors[(event.id, message.target)]
-                text = "the bus stopped before delivering it" + (f" (last error: {error})" if error else "")
-                letters.append(DeadLetter(event, message.target, message.attempt - 1, text, when))
+                    error = slot.last_error if slot is not None else None
+                    text = "the bus stopped before delivering it" + (f" (last error: {error})" if error else "")
+                    letters.append(DeadLetter(event, message.target, message.attempt - 1, text, when))
         self._dead_letter(letters, now)
         for message in pending:
             target = self._targets.get(message.target)
