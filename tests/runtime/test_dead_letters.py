@@ -81,10 +81,13 @@ def test_letters_added_together_keep_their_order_and_the_last_of_a_key_wins(stor
 def test_claim_removes_a_letter_once(store: DeadLetterStore) -> None:
     store.add([letter("e1")])
     store.add([letter("e2")])
-    assert store.claim("e1", "billing_create_customer") is True
-    assert store.claim("e1", "billing_create_customer") is False
-    assert store.claim("e2", "another_target") is False
+    assert store.claim([("e1", "billing_create_customer")]) == {("e1", "billing_create_customer")}
+    assert store.claim([("e1", "billing_create_customer")]) == set()
+    assert store.claim([("e2", "another_target")]) == set()
     assert [d.event.id for d in store.select()] == ["e2"]
+    both = [("e1", "billing_create_customer"), ("e2", "billing_create_customer")]
+    assert store.claim(both) == {("e2", "billing_create_customer")}  # several at once: only those still there
+    assert store.select() == []
 
 
 def test_sql_letters_outlive_the_store_that_wrote_them(tmp_path: Path) -> None:
@@ -102,7 +105,7 @@ def test_two_processes_claiming_the_same_letter_get_it_once(tmp_path: Path) -> N
     one.add([letter("e1")])
     assert [d.event.id for d in two.select()] == ["e1"]  # a letter written by one is seen by the other
     results: list[bool] = []
-    threads = [threading.Thread(target=lambda s=s: results.append(s.claim("e1", "billing_create_customer")))
+    threads = [threading.Thread(target=lambda s=s: results.append(bool(s.claim([("e1", "billing_create_customer")]))))
                for s in (one, two) * 4]
     for thread in threads:
         thread.start()
@@ -142,7 +145,7 @@ def test_an_unwritten_letter_can_still_be_claimed(tmp_path: Path, monkeypatch: p
     real_write = store._write
     monkeypatch.setattr(store, "_write", lambda each: (_ for _ in ()).throw(OperationalError("INSERT", {}, None)))
     store.add([letter("e1")])
-    assert store.claim("e1", "billing_create_customer") is True
+    assert store.claim([("e1", "billing_create_customer")]) == {("e1", "billing_create_customer")}
     monkeypatch.setattr(store, "_write", real_write)
     assert store.select() == []
     store.close()
@@ -194,7 +197,7 @@ def test_a_letter_claimed_by_another_replay_is_not_delivered_again(tmp_path: Pat
     event = onboarding_request("t1")
     SqlDeadLetters.in_state_dir(tmp_path).add([DeadLetter(event, "billing_create_customer", 2, "down", utcnow())])
     bus = failing_bus(SqlDeadLetters.in_state_dir(tmp_path), calls, fail=False)
-    assert SqlDeadLetters.in_state_dir(tmp_path).claim(event.id, "billing_create_customer")  # another process won
+    assert SqlDeadLetters.in_state_dir(tmp_path).claim([(event.id, "billing_create_customer")])  # another process won
     assert bus.replay() == []
     assert bus.join(JOIN) and calls == []
     bus.stop()

@@ -644,7 +644,8 @@ class Bus:
             what = " and ".join(f"{k} {v!r}" for k, v in (("event", event_id), ("target", target)) if v)
             raise NotFoundError(f"no dead letter for {what}")
         # Claimed before anything is queued, outside the bus lock (a database may make it wait).
-        claimed = [d for d in chosen if d.target in self._targets and self.dead_letter_store.claim(*d.key)]
+        mine = self.dead_letter_store.claim([d.key for d in chosen if d.target in self._targets])
+        claimed = [d for d in chosen if d.key in mine]
         messages = []
         with self._lock:
             self._apply_outcomes()

@@ -10,7 +10,7 @@ Two stores keep one contract (:class:`DeadLetterStore`):
   config): ``sbt events dlq replay`` still finds what failed before it.
 
 The bus's worker threads add letters while request handlers list and replay them, so every store is
-thread-safe on its own. :meth:`DeadLetterStore.claim` removes one letter and says whether this call did,
+thread-safe on its own. :meth:`DeadLetterStore.claim` removes letters and says which this call removed,
 so two replays of the same letter (two requests, or two processes on one database) deliver it once.
 """
 
@@ -67,9 +67,9 @@ class DeadLetterStore(Protocol):
     def select(self, event_id: str | None = None, target: str | None = None) -> list[DeadLetter]:
         """The letters, oldest first: all, or only those of event ``event_id`` and/or target ``target``."""
 
-    def claim(self, event_id: str, target: str) -> bool:
-        """Remove the letter of ``(event_id, target)``: True when this call removed it, False when it was
-        not there (never added, or claimed already)."""
+    def claim(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Remove the letters of ``keys`` (``(event id, target)`` pairs; together: one write) and return the
+        keys this call removed; a key whose letter is not there (never added, or claimed already) is left out."""
 
     def close(self) -> None:
         """Release files and connections (called when the bus stops)."""
@@ -97,9 +97,9 @@ class MemoryDeadLetters:
         with self._lock:
             return _matching(self._letters.values(), event_id, target)
 
-    def claim(self, event_id: str, target: str) -> bool:
+    def claim(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         with self._lock:
-            return self._letters.pop((event_id, target), None) is not None
+            return {key for key in keys if self._letters.pop(key, None) is not None}
 
     def close(self) -> None:
         pass
@@ -160,14 +160,18 @@ class SqlDeadLetters:
         newer = {d.key for d in unsaved}  # an unsaved letter replaces a stored one of its key, as add would
         return [d for d in stored if d.key not in newer] + unsaved
 
-    def claim(self, event_id: str, target: str) -> bool:
+    def claim(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
+        keys = list(keys)
+        delete = sa.delete(_table).where(_table.c.event_id == sa.bindparam("event_id"),
+                                         _table.c.target == sa.bindparam("target"))
         with self._lock:
             self._flush()
-            in_memory = self._unsaved.pop((event_id, target), None) is not None
-            with self.engine.begin() as conn:
-                deleted = conn.execute(sa.delete(_table).where(_table.c.event_id == event_id,
-                                                               _table.c.target == target)).rowcount
-        return in_memory or deleted > 0
+            claimed = {key for key in keys if self._unsaved.pop(key, None) is not None}
+            with self.engine.begin() as conn:  # one transaction; each key's own DELETE says whether it was there
+                for key in keys:
+                    if conn.execute(delete, {"event_id": key[0], "target": key[1]}).rowcount > 0:
+                        claimed.add(key)
+        return claimed
 
     def close(self) -> None:
         self.engine.dispose()
