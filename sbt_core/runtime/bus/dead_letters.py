@@ -1,4 +1,5 @@
-"""The dead-letter store: every (event, target) the bus gave up on, kept until replayed (DESIGN.md section 3).
+"""The dead-letter store: every (event, target) the bus gave up on, kept until replayed (DESIGN.md section 3),
+as an EventBridge target's dead-letter queue (an SQS queue in sbt-aws) keeps what the target failed.
 
 Two stores keep one contract (:class:`DeadLetterStore`):
 
@@ -65,11 +66,13 @@ class DeadLetterStore(Protocol):
         where it belongs is kept some other way and logged."""
 
     def select(self, event_id: str | None = None, target: str | None = None) -> list[DeadLetter]:
-        """The letters, oldest first: all, or only those of event ``event_id`` and/or target ``target``."""
+        """The letters, oldest first: all, or only those of event ``event_id`` and/or target ``target``.
+        A database store raises its driver's error (SQLAlchemyError) when the database cannot be read."""
 
     def claim(self, keys: Iterable[tuple[str, str]]) -> set[tuple[str, str]]:
         """Remove the letters of ``keys`` (``(event id, target)`` pairs; together: one write) and return the
-        keys this call removed; a key whose letter is not there (never added, or claimed already) is left out."""
+        keys this call removed; a key whose letter is not there (never added, or claimed already) is left out.
+        A database store raises its driver's error (SQLAlchemyError) when the database cannot be written."""
 
     def close(self) -> None:
         """Release files and connections (called when the bus stops)."""
