@@ -23,6 +23,8 @@ __all__ = ["CORE_ROUTES", "Binding", "BindingTable", "build_binding_table", "fin
 CORE_ROUTES: tuple[RouteTrigger, ...] = (
     RouteTrigger("GET", "/health", authorizer=Authorizer.NONE),
     RouteTrigger("GET", "/openapi.json", authorizer=Authorizer.NONE),
+    # Its access ([server] metrics: loopback clients, a scope, or anyone) is checked by the endpoint.
+    RouteTrigger("GET", "/metrics", authorizer=Authorizer.NONE),
     RouteTrigger("GET", "/.well-known/jwks.json", authorizer=Authorizer.NONE),
     RouteTrigger("GET", "/.well-known/openid-configuration", authorizer=Authorizer.NONE),
     RouteTrigger("POST", "/oauth2/token", authorizer=Authorizer.NONE),

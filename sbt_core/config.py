@@ -44,12 +44,20 @@ EMBEDDED_DEFAULT: dict[str, Any] = {"providers": {"auth": {"type": "local"}, "me
 
 @attrs.frozen
 class ServerConfig:
-    """``[server]``: where ``sbt serve`` listens and how large a request body may be (bytes)."""
+    """``[server]``: where ``sbt serve`` listens, how large a request body may be (bytes), who may read
+    ``GET /metrics`` and how the log is written."""
 
     host: str = "127.0.0.1"
     port: int = attrs.field(default=8080, validator=attrs.validators.and_(attrs.validators.ge(0),
                                                                          attrs.validators.le(65535)))
     max_body_bytes: int = attrs.field(default=1_048_576, validator=attrs.validators.gt(0))
+    #: ``GET /metrics`` (Prometheus): ``loopback`` answers clients on a loopback address without a token (a
+    #: scraper on the same host or a sidecar), ``scope`` asks a token with ``event/event_read`` from anyone,
+    #: ``open`` answers anyone who reaches the port, ``off`` serves no such route.
+    metrics: str = attrs.field(default="loopback", validator=attrs.validators.in_(("loopback", "scope", "open", "off")))
+    #: ``text`` (one human-readable line per record) or ``json`` (one JSON object per line, for a log
+    #: pipeline; delivery lines carry ``event_id``/``event_ids`` and ``binding`` as fields).
+    log_format: str = attrs.field(default="text", validator=attrs.validators.in_(("text", "json")))
 
 
 @attrs.frozen

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 import logging
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
@@ -28,6 +29,18 @@ if TYPE_CHECKING:
     from .facade import AuthFacade, BillingFacade, MeteringFacade
 
 log = logging.getLogger("sbt.plugins")
+
+
+def _timed(caller: Callable[..., Any], hook: str, provider: str,
+           record: Callable[[str, str, float], None]) -> Callable[..., Any]:
+    def timed(**kwargs: Any) -> Any:
+        start = time.perf_counter()
+        try:
+            return caller(**kwargs)
+        finally:
+            record(hook, provider, time.perf_counter() - start)
+
+    return timed
 
 
 @attrs.define
@@ -103,6 +116,12 @@ class Providers:
         if who is None:
             return NotImplementedHookError(f"no {interface} provider is configured ({hook})")
         return NotImplementedHookError(f"the {interface} provider '{who}' does not implement {hook}")
+
+    def time_calls(self, record: Callable[[str, str, float], None]) -> None:
+        """From now on, tell ``record(hook, provider type, seconds)`` after every hook call through
+        :meth:`call` and the facades, failed ones included (the control plane's metrics)."""
+        for hook, caller in list(self._callers.items()):
+            self._callers[hook] = _timed(caller, hook, self.provider_of(hook) or "", record)
 
     def attach(self, sink: Callable[[Event], None]) -> None:
         """Route every provider's ``context.publish`` to ``sink`` (the event bus)."""

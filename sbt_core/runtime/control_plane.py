@@ -36,6 +36,7 @@ from ..models import AuthSettings, Event, User, utcnow
 from ..plugins import PluginCatalog, Providers, build_providers
 from ..triggers import EventTrigger
 from .bus import Bus, DeadLetterStore, SqlDeadLetters, Transport, dead_letter_routes
+from .metrics import Metrics, metrics_routes
 from .scheduler import Scheduler, schedule_routes
 from .seams import EventBus, RouteGroup
 
@@ -101,12 +102,12 @@ class ControlPlane:
     """One running control plane: its providers, binding table, bus, scheduler and HTTP app.
 
     Build it with :meth:`from_config`. Attributes: ``config``, ``catalog``, ``providers``, ``bindings``,
-    ``bus``, ``scheduler``, ``components``; ``auth_settings`` (the auth provider's, read once) and
-    ``admin_user`` (after start); ``asgi_app`` (built on first access).
+    ``bus``, ``scheduler``, ``components``, ``metrics`` (Prometheus, ``GET /metrics``); ``auth_settings``
+    (the auth provider's, read once) and ``admin_user`` (after start); ``asgi_app`` (built on first access).
     """
 
     def __init__(self, *, config: Config, catalog: PluginCatalog, providers: Providers, bindings: BindingTable,
-                 bus: Bus, scheduler: Scheduler) -> None:
+                 bus: Bus, scheduler: Scheduler, metrics: Metrics | None = None) -> None:
         self.config = config
         self.catalog = catalog
         self.providers = providers
@@ -115,7 +116,12 @@ class ControlPlane:
         self.scheduler = scheduler
         self.components: list[Component] = []
         self.admin_user: User | None = None
-        self._route_groups: list[RouteGroup] = [dead_letter_routes(bus), schedule_routes(scheduler)]
+        self.metrics = metrics or Metrics()
+        self.metrics.watch_queues(bus.queue_stats)
+        self._route_groups: list[RouteGroup] = [
+            dead_letter_routes(bus), schedule_routes(scheduler),
+            metrics_routes(self.metrics, config.server.metrics, lambda: getattr(self._app, "state", None)
+                           and self._app.state.authorizer)]
         self._auth_settings: AuthSettings | None = None
         self._app: Any = None
         self._server: Any = None  # the uvicorn.Server of serve()
@@ -137,12 +143,14 @@ class ControlPlane:
         providers = build_providers(catalog, config)
         try:
             bindings = build_binding_table(catalog, config)
-            bus = Bus(config.events, transport=transport, dead_letters=_dead_letter_store(config))
+            metrics = Metrics()
+            providers.time_calls(metrics.hook_called)
+            bus = Bus(config.events, transport=transport, dead_letters=_dead_letter_store(config), observer=metrics)
             bus.bind(bindings, providers)
             providers.attach(bus.sink)
-            scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock)
+            scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock, on_fire=metrics.fired)
             cp = cls(config=config, catalog=catalog, providers=providers, bindings=bindings, bus=bus,
-                     scheduler=scheduler)
+                     scheduler=scheduler, metrics=metrics)
             if tenants:
                 from ..tenants import open_registry
 
@@ -300,8 +308,12 @@ class ControlPlane:
         host = host or self.config.server.host
         port = self.config.server.port if port is None else port
         app = self.lifespan_app() if lifecycle else self.asgi_app
-        server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, lifespan="on" if lifecycle else "off",
-                                               log_level=log_level, access_log=log_level == "debug"))
+        from .logs import uvicorn_log_config
+
+        config = uvicorn.Config(app, host=host, port=port, lifespan="on" if lifecycle else "off",
+                                log_level=log_level, access_log=log_level == "debug",
+                                log_config=uvicorn_log_config(self.config.server.log_format, log_level))
+        server = uvicorn.Server(config)
         self._server = server
         serving = asyncio.create_task(server.serve())
         while not server.started and not serving.done():

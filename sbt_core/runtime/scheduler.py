@@ -72,11 +72,13 @@ class Scheduler:
     :param schedules: the schedule bindings (``BindingTable.schedules()``) with a handler per hook —
         ``call(hook, run)`` runs the hook (the control plane passes ``providers.call``).
     :param clock: aware-UTC now; injectable so tests drive :meth:`tick` without sleeping.
+    :param on_fire: told ``(hook, manual)`` for every run handed to the bus (metrics).
     """
 
     def __init__(self, bus: Bus, schedules: Iterable[Binding], call: Callable[..., object], *,
-                 clock: Callable[[], datetime] = utcnow) -> None:
+                 clock: Callable[[], datetime] = utcnow, on_fire: Callable[[str, bool], None] | None = None) -> None:
         self.bus = bus
+        self._on_fire = on_fire or (lambda hook, manual: None)
         self._clock = clock
         self._started_at = clock()
         self._schedules: dict[str, Schedule] = {}
@@ -123,6 +125,7 @@ class Scheduler:
                                 result.error_message)
                     continue
                 schedule.fired += 1
+                self._on_fire(schedule.hook, False)
                 fired.append(event)
         return fired
 
@@ -141,6 +144,7 @@ class Scheduler:
         result = self.bus.send(hook, event)
         if result.error_code:
             raise SbtError(f"{hook} not run: {result.error_message}")
+        self._on_fire(hook, True)
         return event
 
     def next_wake(self) -> datetime | None:

@@ -104,7 +104,7 @@ schedule = "rate(1 hour)"
     assert set(info.value.problems) == {
         "tenats: unknown section (did you mean tenants?)",
         "server.port: expected an integer, got 'eighty'",
-        "server: unknown key(s) colour; valid keys: host, port, max_body_bytes",
+        "server: unknown key(s) colour; valid keys: host, port, max_body_bytes, metrics, log_format",
         "state_dir: must be a path string",
         "providers.metering.type: unknown metering provider 'fakemetre'; installed: fakemeter, greedy",
         "providers.billing: unknown key(s) flavour; this table takes no keys",

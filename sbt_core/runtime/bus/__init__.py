@@ -3,12 +3,12 @@
 :class:`MemoryDeadLetters`, or :class:`SqlDeadLetters` that outlives the process) and its HTTP routes
 (:func:`dead_letter_routes`)."""
 
-from .core import Bus, TargetInfo
+from .core import Bus, DeadLetterReason, DeliveryObserver, TargetInfo
 from .dead_letters import DeadLetter, DeadLetterStore, MemoryDeadLetters, SqlDeadLetters
 from .handlers import Handler, error_text, hook_handler, is_retryable
 from .routes import dead_letter_routes
 from .transport import InProcessTransport, Message, Transport
 
-__all__ = ["Bus", "DeadLetter", "DeadLetterStore", "Handler", "InProcessTransport", "MemoryDeadLetters", "Message",
-           "SqlDeadLetters", "TargetInfo", "Transport", "dead_letter_routes", "error_text", "hook_handler",
-           "is_retryable"]
+__all__ = ["Bus", "DeadLetter", "DeadLetterReason", "DeadLetterStore", "DeliveryObserver", "Handler",
+           "InProcessTransport", "MemoryDeadLetters", "Message", "SqlDeadLetters", "TargetInfo", "Transport",
+           "dead_letter_routes", "error_text", "hook_handler", "is_retryable"]

@@ -39,7 +39,7 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 from itertools import repeat
 from operator import attrgetter
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import attrs
 from tenacity import RetryCallState, Retrying, wait_random_exponential
@@ -48,6 +48,7 @@ from ...config import EventsConfig
 from ...errors import NotFoundError, ProviderError, SbtError
 from ...models import Event, canonical_detail_type, output_detail_type, utcnow
 from ...triggers import EventTrigger
+from ..logs import delivery_fields
 from ..seams import DeliveryState, EventRecord, PutEventsEntryResult
 from ._dedup import SeenIds
 from ._log import LogEntry, Slot, new_log_entry
@@ -59,7 +60,7 @@ if TYPE_CHECKING:
     from ...bindings import BindingTable
     from ...plugins import Providers
 
-__all__ = ["Bus", "DeadLetter", "TargetInfo"]
+__all__ = ["Bus", "DeadLetter", "DeadLetterReason", "DeliveryObserver", "TargetInfo"]
 
 log = logging.getLogger("sbt.bus")
 
@@ -72,6 +73,38 @@ _UNIFORM_MIN = 8
 _EVENT_ID, _DETAIL_TYPE, _SOURCE = attrgetter("id"), attrgetter("detail_type"), attrgetter("source")
 #: The answer for an event offered to a stopped bus (a frozen record: one instance serves every entry).
 _BUS_CLOSED = PutEventsEntryResult(error_code="BusClosed", error_message="the event bus has stopped")
+
+
+#: Why an event was dead-lettered, as :class:`DeliveryObserver` is told.
+DeadLetterReason = Literal["refused", "retries_exhausted", "internal_error", "stopped"]
+
+
+class DeliveryObserver(Protocol):
+    """Told how many events each target accepted, delivered, retried and dead-lettered (the control plane's
+    :class:`~sbt_core.runtime.metrics.Metrics`). Called from publishers and workers, per message, not per
+    event; must be quick and thread-safe."""
+
+    def accepted(self, binding: str, count: int) -> None: ...
+
+    def delivered(self, binding: str, count: int) -> None: ...
+
+    def retried(self, binding: str, count: int) -> None: ...
+
+    def dead_lettered(self, binding: str, reason: DeadLetterReason, count: int = 1) -> None: ...
+
+
+class _Unobserved:
+    def accepted(self, binding: str, count: int) -> None:
+        pass
+
+    def delivered(self, binding: str, count: int) -> None:
+        pass
+
+    def retried(self, binding: str, count: int) -> None:
+        pass
+
+    def dead_lettered(self, binding: str, reason: DeadLetterReason, count: int = 1) -> None:
+        pass
 
 
 @attrs.frozen
@@ -116,6 +149,7 @@ class Bus:
     :param clock: monotonic seconds for the dedup window (injectable for tests).
     :param dead_letters: where dead letters are kept (default: :class:`MemoryDeadLetters`); the bus closes
         it when it stops.
+    :param observer: told the counts of accepted, delivered, retried and dead-lettered events (metrics).
 
     Register targets (:meth:`add_target`, :meth:`subscribe`) then :meth:`start` the workers; events put
     before :meth:`start` wait in their queues. :meth:`join` waits until everything accepted so far is
@@ -123,8 +157,10 @@ class Bus:
     """
 
     def __init__(self, config: EventsConfig | None = None, *, transport: Transport | None = None,
-                 clock: Callable[[], float] = time.monotonic, dead_letters: DeadLetterStore | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, dead_letters: DeadLetterStore | None = None,
+                 observer: DeliveryObserver | None = None) -> None:
         self.config = config or EventsConfig()
+        self.observer: DeliveryObserver = observer or _Unobserved()
         self.transport = transport or InProcessTransport()
         self.dead_letter_store: DeadLetterStore = dead_letters or MemoryDeadLetters()
         self._clock = clock
@@ -231,6 +267,8 @@ class Bus:
             self._trim_log()
         if messages:
             self.transport.send(messages)
+            for message in messages:
+                self.observer.accepted(message.target, len(message.events))
         self._notify(events)
         return True
 
@@ -529,11 +567,14 @@ class Bus:
         name, attempt = target.info.name, message.attempt
         retry: list[tuple[Event, str]] = []
         dead: list[DeadLetter] = []
+        refused = 0
         for event, exc in failures:
-            if is_retryable(exc) and attempt < self.config.max_attempts:
+            retryable = is_retryable(exc)
+            if retryable and attempt < self.config.max_attempts:
                 retry.append((event, error_text(exc)))
             else:
                 dead.append(DeadLetter(event, name, attempt, error_text(exc), utcnow()))
+                refused += not retryable
         # Before anything is recorded or sent: should it fail, the message is still unsettled and
         # _internal_error dead-letters it rather than leave it counted and stranded.
         delay = self._backoff(attempt) if retry else 0.0
@@ -544,19 +585,30 @@ class Bus:
             self._dead_letter(dead, now)
         if retry:
             self.transport.send([Message(name, [event for event, _ in retry], attempt + 1)], delay=delay)
+        observer = self.observer
+        observer.delivered(name, len(message.events) - len(failures))
+        observer.retried(name, len(retry))
+        if refused:
+            observer.dead_lettered(name, "refused", refused)
+        if len(dead) > refused:
+            observer.dead_lettered(name, "retries_exhausted", len(dead) - refused)
         # Settled from here: the retried events now belong to the retry message, which counts them.
         self._finished(target, len(message.events) - len(retry))
         settled.add(id(message))
         if retry:
+            retried = [event for event, _ in retry]
             log.warning("%d event(s) %s to %s failed (attempt %d of %d), retrying in %.2fs: %s", len(retry),
-                        _ids([event for event, _ in retry]), name, attempt, self.config.max_attempts, delay,
-                        retry[0][1])
+                        _ids(retried), name, attempt, self.config.max_attempts, delay, retry[0][1],
+                        extra=delivery_fields(name, [e.id for e in retried]))
         if dead:  # one line per message, as for retries: a refused batch must not flood the log
             errors = {letter.last_error for letter in dead}
             log.error("%d event(s) %s to %s dead-lettered after %d attempt(s): %s%s", len(dead),
                       _ids([letter.event for letter in dead]), name, attempt, dead[0].last_error,
                       f" (and {len(errors) - 1} other error(s); sbt events dlq list shows each)" if len(errors) > 1
-                      else "")
+                      else "", extra=delivery_fields(name, [letter.event.id for letter in dead]))
+        elif not retry and log.isEnabledFor(logging.DEBUG):
+            log.debug("%d event(s) %s delivered to %s (attempt %d)", len(message.events), _ids(message.events), name,
+                      attempt, extra=delivery_fields(name, [e.id for e in message.events]))
         self.transport.ack(message)
 
     def _dead_letter(self, letters: list[DeadLetter], now: float) -> None:
@@ -572,11 +624,13 @@ class Bus:
         """A bug in the bus while delivering ``message``, which was not settled: dead-letter its events
         so they are visible and can be replayed, rather than left "pending" forever."""
         name = target.info.name
-        log.exception("bus worker of %s failed on events %s", name, _ids(message.events), exc_info=exc)
+        log.exception("bus worker of %s failed on events %s", name, _ids(message.events), exc_info=exc,
+                      extra=delivery_fields(name, [e.id for e in message.events]))
         error = f"internal error while delivering: {error_text(exc)}"
         now = time.time()
         when = utcnow()
         self._dead_letter([DeadLetter(event, name, message.attempt, error, when) for event in message.events], now)
+        self.observer.dead_lettered(name, "internal_error", len(message.events))
         self.transport.ack(message)
         self._finished(target, len(message.events))
 
@@ -625,6 +679,26 @@ class Bus:
             found = self._targets.get(target)
             return bool(found and found.outstanding)
 
+    def queue_stats(self) -> list[tuple[str, int, float]]:
+        """Per target: ``(name, outstanding, oldest_age_seconds)`` — events queued, running or waiting to
+        retry, and how long ago the oldest of them was accepted (0.0 with none). The age is read from the
+        event log, oldest entry first; a backlog longer than ``log_size`` shows the oldest logged one."""
+        with self._lock:
+            self._apply_outcomes()
+            outstanding = {name: t.outstanding for name, t in self._targets.items()}
+            waiting = {name for name, count in outstanding.items() if count > 0}
+            oldest: dict[str, float] = {}
+            if waiting:
+                for entry in self._log.values():
+                    for name, slot in entry.slots.items():
+                        if name in waiting and name not in oldest and slot.state in ("pending", "retrying"):
+                            oldest[name] = entry.received.timestamp()
+                    if len(oldest) == len(waiting):
+                        break
+        now = time.time()
+        return [(name, count, max(0.0, now - oldest[name]) if name in oldest else 0.0)
+                for name, count in outstanding.items()]
+
     def dead_letters(self, *, event_id: str | None = None, target: str | None = None) -> list[DeadLetter]:
         """The dead-letter store, oldest first, optionally only one event's and/or one target's."""
         return self.dead_letter_store.select(event_id, target)
@@ -662,6 +736,8 @@ class Bus:
             except RuntimeError:  # the bus stopped meanwhile: the claimed letters go back, not lost
                 self.dead_letter_store.add(claimed)
                 raise SbtError("the event bus has stopped") from None
+            for message in messages:
+                self.observer.accepted(message.target, len(message.events))
         return claimed
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -735,6 +811,7 @@ class Bus:
                     letters.append(DeadLetter(event, message.target, message.attempt - 1, text, when))
         self._dead_letter(letters, now)
         for message in pending:
+            self.observer.dead_lettered(message.target, "stopped", len(message.events))
             target = self._targets.get(message.target)
             if target is not None:  # its worker has exited (or is past receiving): nothing else counts these
                 self._finished(target, len(message.events))

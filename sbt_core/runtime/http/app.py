@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from ...auth_local import LocalAuth
     from ...config import Config
     from ...plugins import Providers
+    from ..metrics import Metrics
     from .schema import SchemaRegistry
 
 __all__ = ["BodyLimitMiddleware", "ControlPlaneLike", "Operation", "build_app", "error_response"]
@@ -53,7 +54,8 @@ MAX_EVENTS_PAGE = 1000
 
 
 class ControlPlaneLike(Protocol):
-    """What :func:`build_app` reads of the control plane (``sbt_core.runtime.control_plane.ControlPlane``)."""
+    """What :func:`build_app` reads of the control plane (``sbt_core.runtime.control_plane.ControlPlane``);
+    a ``metrics`` attribute (:class:`~sbt_core.runtime.metrics.Metrics`), when it has one, counts requests."""
 
     providers: Providers
     bindings: BindingTable
@@ -382,7 +384,13 @@ def build_app(control_plane: ControlPlaneLike, route_groups: Iterable[RouteGroup
     routes = [Route(op.trigger.path, _guard(op, auth), methods=[op.trigger.method], name=op.operation_id)
               for op in operations]
     max_body = cp.config.server.max_body_bytes
-    app = Starlette(routes=routes, middleware=[Middleware(BodyLimitMiddleware, max_bytes=max_body)],
+    middleware = [Middleware(BodyLimitMiddleware, max_bytes=max_body)]
+    metrics: Metrics | None = getattr(cp, "metrics", None)
+    if metrics is not None:  # outermost: a 413 is counted and timed too
+        from ..metrics import MetricsMiddleware
+
+        middleware.insert(0, Middleware(MetricsMiddleware, metrics=metrics))
+    app = Starlette(routes=routes, middleware=middleware,
                     exception_handlers={HTTPException: _http_exception, Exception: _unhandled})
     app.state.control_plane = cp
     app.state.authorizer = auth
