@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-__all__ = ["create_engine", "read_only"]
+__all__ = ["create_engine", "database_url", "read_only"]
 
 #: Execution option marking a read-only transaction (see :func:`read_only`).
 _READ_ONLY = "sbt_read_only"
@@ -61,6 +61,17 @@ def create_engine(url: URL) -> Engine:
         conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(_READ_ONLY) else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def database_url(configured: Any, sqlite_file: Path) -> URL:
+    """The URL a store opens: ``configured`` (a :class:`~sbt_core.models.Secret` or a string, as a store's
+    ``database_url`` setting holds it; a plain ``postgresql://`` gets the psycopg 3 driver sbt ships, not
+    SQLAlchemy's default psycopg2), or SQLite in ``sqlite_file`` when None."""
+    if configured is None:
+        return URL.create("sqlite", database=str(sqlite_file))
+    text = configured.get_secret_value() if hasattr(configured, "get_secret_value") else str(configured)
+    url = sa.make_url(text)
+    return url.set(drivername="postgresql+psycopg") if url.drivername == "postgresql" else url
 
 
 @contextmanager

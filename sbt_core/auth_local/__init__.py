@@ -27,7 +27,7 @@ from ..errors import ForbiddenError
 from ..models import AdminUser, AuthSettings, CreateUserRequest, Page, UpdateUserRequest, User
 from ..models.scopes import ALL
 from ..provider import Provider, ProviderContext
-from .keys import SigningKey, load_or_create_key
+from .keys import KeySet, key_from_pem, load_or_create_key
 from .settings import DEFAULT_ISSUER, LocalAuthSettings, MachineClient
 from .store import DB_FILE, UserStore
 
@@ -50,7 +50,8 @@ class LocalAuth(Provider):
     def __init__(self, settings: LocalAuthSettings | None, context: ProviderContext) -> None:
         super().__init__(settings or LocalAuthSettings(), context)
         directory = context.data_dir
-        self.key: SigningKey = load_or_create_key(directory)
+        self.keys = _key_set(self.settings, directory)
+        self.key = self.keys.current
         self.users = UserStore(directory / DB_FILE)
 
     # --- tokens --------------------------------------------------------------------------------------
@@ -60,8 +61,8 @@ class LocalAuth(Provider):
         return self.settings.issuer.rstrip("/")
 
     def jwks(self) -> dict[str, Any]:
-        """The public JWKS (``{"keys": [...]}``)."""
-        return self.key.jwks()
+        """The public JWKS (``{"keys": [current, *previous]}``)."""
+        return self.keys.jwks()
 
     def mint_token(self, scopes: Iterable[str] = ALL, *, user: str | None = None, client_id: str | None = None,
                    lifetime_seconds: int | None = None, now: float | None = None) -> str:
@@ -91,6 +92,7 @@ class LocalAuth(Provider):
         }
         if user is not None:
             claims["username"] = user
+        assert self.key.private_key is not None  # _key_set refuses a public-only current key
         return jwt.encode(claims, self.key.private_key, algorithm="RS256", headers={"kid": self.key.kid})
 
     def route_group(self) -> RouteGroup:
@@ -155,6 +157,25 @@ class LocalAuth(Provider):
     @hookimpl
     def sbt_shutdown(self) -> None:
         self.users.close()
+
+
+def _key_set(settings: LocalAuthSettings, directory: Path) -> KeySet:
+    """The keys of ``settings`` (see :class:`LocalAuthSettings`), the current one from the state directory
+    when none is configured. :raises StartupError: a configured PEM is not an RSA key."""
+    from ..errors import StartupError
+
+    try:
+        if settings.signing_key is None:
+            current = load_or_create_key(directory)
+        else:
+            current = key_from_pem(settings.signing_key.get_secret_value(), "providers.auth.signing_key")
+            if current.private_key is None:
+                raise ValueError("providers.auth.signing_key: expected a private key (it signs tokens)")
+        previous = tuple(key_from_pem(pem.get_secret_value(), f"providers.auth.previous_signing_keys[{i}]")
+                         for i, pem in enumerate(settings.previous_signing_keys))
+    except ValueError as exc:
+        raise StartupError(str(exc)) from None
+    return KeySet(current, previous)
 
 
 def mint_token(scopes: Iterable[str] = ALL, *, user: str | None = None, config: Config | None = None,

@@ -1,5 +1,11 @@
-"""The local provider's RS256 signing key: generated on first start, kept as PEM (mode 0600) in the
-provider's data directory, published as a JWKS whose ``kid`` is the RFC 7638 thumbprint."""
+"""The local provider's RS256 signing keys, published as a JWKS whose ``kid`` is the RFC 7638 thumbprint.
+
+The current key signs; it comes from config (``signing_key``, a PEM given as ``{ file = }`` or ``{ env = }``,
+the same for every process of a deployment) or, without one, is generated on first start and kept as
+PEM (mode 0600) in the provider's data directory (one process, or processes sharing that directory).
+Previous keys (``previous_signing_keys``) only verify: they stay in the JWKS while tokens they signed may
+still be alive, so a key is rotated without a 401 storm.
+"""
 
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ import attrs
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-__all__ = ["KEY_FILE", "SigningKey", "load_or_create_key"]
+__all__ = ["KEY_FILE", "KeySet", "SigningKey", "key_from_pem", "load_or_create_key"]
 
 KEY_FILE = "jwt-signing-key.pem"
 
@@ -27,9 +33,10 @@ def _b64(number: int) -> str:
 
 @attrs.frozen(repr=False)
 class SigningKey:
-    """An RSA private key with its public JWK. ``repr`` never shows the key."""
+    """An RSA key with its public JWK; ``private_key`` is None for a verify-only previous key given as a
+    public PEM. ``repr`` never shows the key."""
 
-    private_key: rsa.RSAPrivateKey
+    private_key: rsa.RSAPrivateKey | None
     kid: str
     public_jwk: dict[str, Any]
 
@@ -41,14 +48,60 @@ class SigningKey:
         return f"SigningKey(kid={self.kid!r})"
 
 
-def _from_private(private_key: rsa.RSAPrivateKey) -> SigningKey:
-    numbers = private_key.public_key().public_numbers()
+def _public_jwk(public_key: rsa.RSAPublicKey) -> tuple[str, dict[str, Any]]:
+    numbers = public_key.public_numbers()
     e, n = _b64(numbers.e), _b64(numbers.n)
     # RFC 7638: SHA-256 of the required members in lexicographic order, no whitespace.
     thumbprint = hashlib.sha256(json.dumps({"e": e, "kty": "RSA", "n": n}, separators=(",", ":"),
                                            sort_keys=True).encode()).digest()
     kid = base64.urlsafe_b64encode(thumbprint).rstrip(b"=").decode()
-    return SigningKey(private_key, kid, {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e})
+    return kid, {"kty": "RSA", "use": "sig", "alg": "RS256", "kid": kid, "n": n, "e": e}
+
+
+def _from_private(private_key: rsa.RSAPrivateKey) -> SigningKey:
+    kid, jwk = _public_jwk(private_key.public_key())
+    return SigningKey(private_key, kid, jwk)
+
+
+def _from_public(public_key: rsa.RSAPublicKey) -> SigningKey:
+    kid, jwk = _public_jwk(public_key)
+    return SigningKey(None, kid, jwk)
+
+
+@attrs.frozen(repr=False)
+class KeySet:
+    """The key that signs (``current``) and the keys that still verify (``previous``)."""
+
+    current: SigningKey
+    previous: tuple[SigningKey, ...] = ()
+
+    def jwks(self) -> dict[str, Any]:
+        """``{"keys": [current, *previous]}`` as served at ``/.well-known/jwks.json`` (duplicates once)."""
+        keys: dict[str, dict[str, Any]] = {}
+        for key in (self.current, *self.previous):
+            keys.setdefault(key.kid, dict(key.public_jwk))
+        return {"keys": list(keys.values())}
+
+    def __repr__(self) -> str:
+        return f"KeySet(current={self.current.kid!r}, previous={[k.kid for k in self.previous]!r})"
+
+
+def key_from_pem(pem: str, where: str) -> SigningKey:
+    """The key of an RSA PEM (a private key; for a previous key a public one is enough, since it only
+    verifies). :raises ValueError: not an RSA key in PEM, naming ``where`` (a config path, never the PEM)."""
+    data = pem.encode()
+    try:
+        if b"PRIVATE KEY" in data:
+            private = serialization.load_pem_private_key(data, password=None)
+            if isinstance(private, rsa.RSAPrivateKey):
+                return _from_private(private)
+        else:
+            public = serialization.load_pem_public_key(data)
+            if isinstance(public, rsa.RSAPublicKey):
+                return _from_public(public)
+    except (ValueError, TypeError):
+        pass
+    raise ValueError(f"{where}: expected an RSA key in PEM form (BEGIN PRIVATE KEY / BEGIN PUBLIC KEY)")
 
 
 def load_or_create_key(directory: Path) -> SigningKey:

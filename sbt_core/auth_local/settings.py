@@ -67,14 +67,22 @@ def _clients(_: object, __: attrs.Attribute[Any], value: tuple[MachineClient, ..
 @attrs.frozen
 class LocalAuthSettings:
     """``issuer`` (``iss`` of minted tokens and base of the advertised URLs), ``audience`` (``aud``),
-    ``token_lifetime_seconds`` (60 s to 7 days), ``machine_clients`` for client_credentials, and
-    ``enforce_scopes`` (SBT's ``setAPIGWScopes``)."""
+    ``token_lifetime_seconds`` (60 s to 7 days), ``machine_clients`` for client_credentials,
+    ``enforce_scopes`` (SBT's ``setAPIGWScopes``), and the keys: ``signing_key`` (an RSA private key in
+    PEM, as ``{ file = }`` or ``{ env = }``; every process given the same one verifies every other's
+    tokens; None: a key generated in the state directory, for one process) and ``previous_signing_keys``
+    (PEMs of keys rotated out, private or public: published in the JWKS and accepted, never used to sign).
+
+    Rotation without a 401 storm: put the new key in ``signing_key`` and the old one first in
+    ``previous_signing_keys``; remove it once ``token_lifetime_seconds`` has passed on every process."""
 
     issuer: str = DEFAULT_ISSUER
     audience: str = "sbt"
     token_lifetime_seconds: int = attrs.field(default=3600, validator=_positive)
     machine_clients: tuple[MachineClient, ...] = attrs.field(default=(), validator=_clients)
     enforce_scopes: bool = True
+    signing_key: Secret | None = None
+    previous_signing_keys: tuple[Secret, ...] = ()
 
     def client(self, client_id: str) -> MachineClient | None:
         """The machine client named ``client_id``, or None."""

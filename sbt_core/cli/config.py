@@ -10,6 +10,7 @@ from rich.syntax import Syntax
 
 from ..bindings import build_binding_table
 from ..config import find_config_path, show
+from ..deployment import deployment_warnings
 from ..errors import ConfigError, StartupError
 from ._common import ConfigOption, JsonOption, handle_errors, print_json, state
 
@@ -21,7 +22,8 @@ def register(app: typer.Typer) -> None:
     @group.command("validate")
     @handle_errors
     def validate(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False) -> None:
-        """Report every problem of the config at once (dotted paths); exit 1 if there is any."""
+        """Report every problem of the config at once (dotted paths); exit 1 if there is any. Warnings (what
+        a valid config most likely did not mean, e.g. per-process state in a shared deployment) exit 0."""
         st = state(ctx)
         problems: list[str] = []
         try:
@@ -39,16 +41,20 @@ def register(app: typer.Typer) -> None:
                 problems.extend(exc.problems)
         except ConfigError as exc:
             problems.extend(exc.problems)
+        advice = [] if problems else deployment_warnings(cfg)
         path = find_config_path(config)
         where = str(path) if path else "embedded default"
         if as_json:
-            print_json({"config_file": str(path) if path else None, "valid": not problems, "problems": problems})
+            print_json({"config_file": str(path) if path else None, "valid": not problems, "problems": problems,
+                        "warnings": advice})
             if problems:
                 raise typer.Exit(1)
             return
         if problems:
             raise ConfigError(problems)
-        typer.echo(f"{where}: valid")
+        for line in advice:
+            typer.echo(f"warning: {line}", err=True)
+        typer.echo(f"{where}: valid" + (f" ({len(advice)} warning(s))" if advice else ""))
 
     @group.command("show")
     @handle_errors

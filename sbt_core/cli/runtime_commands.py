@@ -117,8 +117,12 @@ def _register_serve(app: typer.Typer) -> None:
         """Run the control plane: HTTP API, event bus and scheduler in one process (Ctrl-C stops it, draining
         events)."""
         from ..runtime.control_plane import ControlPlane
+        from ..runtime.state_lock import StateDirLock
 
         catalog, cfg = state(ctx).load(config)
+        # Before any provider opens its files there (memory metering replays and compacts its log).
+        state_lock = StateDirLock(cfg.state_dir)
+        state_lock.acquire()
         cp = ControlPlane.from_config(catalog, cfg)
         auth = cfg.provider("auth")
 
@@ -146,6 +150,7 @@ def _register_serve(app: typer.Typer) -> None:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
+            state_lock.release()
         typer.echo("sbt control plane stopped")
 
 

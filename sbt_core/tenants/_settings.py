@@ -21,6 +21,7 @@ import attrs
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 
+from .._sql import database_url
 from ..config import Config
 from ..errors import ConfigError
 from ..models import Secret
@@ -42,13 +43,7 @@ class TenantsSettings:
     def url(self, state_dir: Path) -> URL:
         """The SQLAlchemy URL to open: the configured one (``postgresql://`` gets the installed psycopg 3
         driver), else ``sqlite:///<state_dir>/tenants.sqlite3``."""
-        if self.database_url is None:
-            return URL.create("sqlite", database=str(Path(state_dir) / SQLITE_FILE))
-        url = make_url(self.database_url.get_secret_value())
-        if url.drivername == "postgresql":
-            # SQLAlchemy's default PostgreSQL driver is psycopg2, which sbt does not depend on.
-            url = url.set(drivername="postgresql+psycopg")
-        return url
+        return database_url(self.database_url, Path(state_dir) / SQLITE_FILE)
 
 
 def _parse_url(value: Any, problems: list[str]) -> Secret | None:

@@ -7,6 +7,7 @@
   ``.settle()``, ``.tick()``…). Every control plane it started is stopped after the test.
 - ``sbt_events``: the builders of SBT events (:mod:`sbt_core.testing.events`), e.g.
   ``sbt_events.ingest_usage("t1", "api_calls", 3)``.
+- ``sbt_postgres_url``: a throwaway PostgreSQL database for the session (:mod:`sbt_core.testing.postgres`).
 """
 
 from __future__ import annotations
@@ -20,6 +21,9 @@ import pytest
 
 from . import events as _events
 from .harness import Harness, start_control_plane
+from .postgres import sbt_postgres_url
+
+__all__ = ["sbt_control_plane", "sbt_events", "sbt_postgres_url"]
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ Each push first *seals* the open sums into batches (see :mod:`._store`), then se
 as one meter event::
 
     event_name=<meter event name>&payload[stripe_customer_id]=cus_…&payload[value]=42
-    &identifier=sbt_<sha256(tenant, metric, day, batch#)>&timestamp=<epoch s>
+    &identifier=sbt_<sha256(tenant, metric, day, start, value)>&timestamp=<epoch s>
 
 Why it never bills twice: a batch keeps its identifier (also sent as the ``Idempotency-Key``) until Stripe
 accepts it, and Stripe drops a second event with the same identifier (uniqueness "within a rolling period of
@@ -17,6 +17,15 @@ reported once.
 Throttling (429, ``RateLimitError``) and connection errors are retried with exponential backoff and
 jitter (tenacity); other errors (4xx, 5xx) leave the batch pending for the next run. Sends are
 sequential: Stripe allows one concurrent meter-event call per customer per meter.
+
+Several processes on one store (``database_url``): each batch is sealed by one of them (see
+``Store.seal``) and sent by the one holding its lease (``Store.claim``, ``push_lease_seconds``); a process
+that dies mid-send leaves the lease to expire and the next run re-sends under the same identifier.
+
+Nothing waiting is reported as done: a batch left pending (no customer yet, Stripe refused or could not be
+reached) is counted in ``remaining`` and named in ``errors``; once it has waited ``overdue_hours`` it is
+reported once as ``overdue`` (the provider publishes ``billingFailure`` for it and fails the run, so the
+run is retried and then dead-lettered, where an operator sees it and replays it once the cause is fixed).
 """
 
 from __future__ import annotations
@@ -45,11 +54,14 @@ _HORIZON_MARGIN_SECONDS = 600
 
 @attrs.frozen
 class PushReport:
-    """What a push did: the hook's :class:`PutUsageResult`, and how many batches Stripe refused or could
-    not be reached for (``failed``; they stay pending, and the hook fails so the bus retries soon)."""
+    """What a push did: the hook's :class:`PutUsageResult`, how many batches Stripe refused or could not be
+    reached for (``failed``; they stay pending, and the hook fails so the bus retries soon), and the
+    pending batches that have now waited longer than ``overdue_hours`` and were not reported before
+    (``overdue``, each reported by one run of one process)."""
 
     result: PutUsageResult
     failed: int = 0
+    overdue: tuple[Batch, ...] = ()
 
 
 def is_retryable(exc: BaseException) -> bool:
@@ -101,10 +113,13 @@ def push_usage(client: stripe.StripeClient, store: Store, settings: StripeBillin
     for tid in selected if selected is not None else [None]:
         pending += store.batches("pending", tid)
 
-    pushed, failed, errors = 0, 0, []
+    pushed, failed, in_flight, errors = 0, 0, 0, []
     retrying = _retrying(settings)
     for batch in pending:
         label = f"tenant {batch.tenant_id} metric {batch.metric} day {_day(batch.bucket)} ({batch.identifier})"
+        if not store.claim(batch.identifier, settings.push_lease_seconds):
+            in_flight += 1  # sent meanwhile, or another process is sending it now
+            continue
         if batch.timestamp < cutoff:
             store.set_batch_status(batch.identifier, "expired", "older than the meter-event horizon")
             errors.append(f"{label}: value {batch.value} is older than Stripe's {settings.timestamp_horizon_days}-day "
@@ -142,10 +157,14 @@ def push_usage(client: stripe.StripeClient, store: Store, settings: StripeBillin
         store.set_batch_status(batch.identifier, "sent")
         pushed += 1
 
-    remaining = sum(len(store.batches("pending", tid)) for tid in (selected if selected is not None else [None]))
+    still = [b for tid in (selected if selected is not None else [None]) for b in store.batches("pending", tid)]
+    if in_flight and still:
+        errors.append(f"{in_flight} batch(es) were being sent by another process; counted as remaining until sent")
+    limit = time.time() - settings.overdue_hours * 3600
+    overdue = tuple(b for b in still if b.sealed_at < limit and store.mark("overdue", b.identifier))
     store.prune_batches(cutoff - cutoff % DAY - DAY, time.time() - settings.timestamp_horizon_days * DAY)
     store.forget_processed("ingest", now_s - settings.timestamp_horizon_days * DAY - DAY)
-    return PushReport(PutUsageResult(pushed=pushed, remaining=remaining, errors=errors), failed)
+    return PushReport(PutUsageResult(pushed=pushed, remaining=len(still), errors=errors), failed, overdue)
 
 
 def _day(bucket: int) -> str:

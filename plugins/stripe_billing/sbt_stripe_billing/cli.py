@@ -88,13 +88,15 @@ def register(cli: typer.Typer) -> None:
     @handle_errors
     def usage(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False) -> None:
         """The local usage store: open sums and batches pending, expired or orphaned."""
-        from ._store import Store
+        from sbt_core._sql import database_url
 
-        cfg, _ = _settings(ctx, config)
-        path = cfg.state_dir / "stripe" / "billing.sqlite3"
-        if not path.exists():
+        from ._store import STORE_FILE, Store
+
+        cfg, settings = _settings(ctx, config)
+        path = cfg.state_dir / "stripe" / STORE_FILE
+        if settings.database_url is None and not path.exists():
             raise BadRequestError(f"no usage store at {path} (has the control plane run with this state_dir?)")
-        store = Store(path)
+        store = Store(database_url(settings.database_url, path))
         try:
             report = {
                 "open": [{"tenantId": t, "metric": m, "day": _day(d), "value": v}

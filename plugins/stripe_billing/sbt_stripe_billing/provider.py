@@ -20,6 +20,7 @@ import functools
 import logging
 import math
 import threading
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
@@ -28,9 +29,11 @@ import stripe
 import typer
 
 from sbt_core import Provider, ProviderContext, hookimpl
+from sbt_core._sql import database_url
 from sbt_core.errors import BadRequestError, ProviderError, SbtError
 from sbt_core.models import (
     Customer,
+    DetailType,
     Event,
     PutUsageResult,
     ScheduleRun,
@@ -42,7 +45,7 @@ from sbt_core.models import (
 
 from ._customers import TENANT_KEY, CustomerBook, item_ids
 from ._push import PushReport, describe_stripe_error, push_usage
-from ._store import Store
+from ._store import STORE_FILE, Batch, Store
 from ._webhooks import Emission, handle_webhook
 from .settings import StripeBillingSettings
 
@@ -52,6 +55,9 @@ log = logging.getLogger("sbt.provider.stripe")
 
 P = ParamSpec("P")
 R = TypeVar("R")
+
+#: Namespace of the UUIDv5 ids of the ``billingFailure`` events published for overdue usage batches.
+_OVERDUE_NAMESPACE = uuid.UUID("5b7a0d1e-3f43-5b1c-9c0a-6f2e8d4b1a70")
 
 #: Keys naming a user in ``tenantUserCreated``/``tenantUserDeleted`` details (as Moesif reads them).
 _USER_KEYS = ("userId", "user_id", "userName", "user_name")
@@ -88,7 +94,8 @@ def make_client(settings: StripeBillingSettings) -> stripe.StripeClient:
 class StripeBilling(Provider):
     """IBilling provider ``stripe``. Constructed as ``StripeBilling(settings, context)``.
 
-    State lives in ``context.data_dir / "billing.sqlite3"`` (see :mod:`._store`).
+    State lives in ``database_url`` (PostgreSQL, shared by every process) or ``context.data_dir /
+    "billing.sqlite3"`` (see :mod:`._store`).
     ``clock`` (a callable returning an aware datetime) is the time used for the usage push; tests may
     replace it.
     """
@@ -99,7 +106,7 @@ class StripeBilling(Provider):
         super().__init__(settings, context)
         self.settings: StripeBillingSettings = settings
         self.client = make_client(settings)
-        self.store = Store(context.data_dir / "billing.sqlite3")
+        self.store = Store(database_url(settings.database_url, context.data_dir / STORE_FILE))
         self.customers = CustomerBook(self.client, self.store, settings)
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
         # One push at a time: the scheduled run and an offboarding's final push must not send the same
@@ -239,12 +246,29 @@ class StripeBilling(Provider):
         """
         report = self._push(tenants=None)
         result = report.result
-        log.info("billing_put_usage (%s): pushed %d, remaining %d, failed %d", run.expression, result.pushed,
-                 result.remaining, report.failed)
-        if report.failed:
-            raise ProviderError(f"stripe: usage push: {report.failed} batch(es) failed and are kept for the next "
-                                f"run ({result.pushed} pushed): {'; '.join(result.errors[:5])}")
+        if result.remaining:
+            log.warning("billing_put_usage (%s): pushed %d, %d batch(es) still waiting, failed %d: %s",
+                        run.expression, result.pushed, result.remaining, report.failed, "; ".join(result.errors[:3]))
+        else:
+            log.info("billing_put_usage (%s): pushed %d", run.expression, result.pushed)
+        for batch in report.overdue:
+            self._report_overdue(batch)
+        if report.failed or report.overdue:
+            what = [f"{report.failed} batch(es) failed"] if report.failed else []
+            what += [f"{len(report.overdue)} batch(es) waiting over {self.settings.overdue_hours:g} h "
+                     "(billingFailure published)"] if report.overdue else []
+            raise ProviderError(f"stripe: usage push: {' and '.join(what)} and are kept for the next run "
+                                f"({result.pushed} pushed): {'; '.join(result.errors[:5])}")
         return result
+
+    def _report_overdue(self, batch: Batch) -> None:
+        """``billingFailure`` for usage that could not reach Stripe in time (once per batch: the store marked
+        it ``overdue`` for this run only). Its id is derived from the batch, so a re-publish is one event."""
+        detail = {"tenantId": batch.tenant_id, "reason": "usageNotPushed", "metric": batch.metric,
+                  "value": batch.value, "day": datetime.fromtimestamp(batch.bucket, UTC).date().isoformat(),
+                  "identifier": batch.identifier, "attempts": batch.attempts, "lastError": batch.last_error}
+        self.context.publish(DetailType.BILLING_FAILURE.value, detail,
+                             event_id=str(uuid.uuid5(_OVERDUE_NAMESPACE, batch.identifier)))
 
     def _push(self, tenants: list[str] | None) -> PushReport:
         with self._push_lock:

@@ -75,6 +75,14 @@ class StripeBillingSettings:
     - ``webhook_tolerance_seconds``: maximum age of a signed webhook (Stripe's default 300 s).
     - ``stripe_version``: pin an API version; None = the SDK's pinned version.
     - ``timeout_seconds``: HTTP timeout of one Stripe call.
+    - ``database_url``: where the provider keeps its state (customers, processed ids, usage sums and
+      batches): a SQLAlchemy URL, PostgreSQL (``postgresql+psycopg://…``) for several processes, usually a
+      secret reference; None = SQLite in the provider's folder of the state directory (one process).
+    - ``push_lease_seconds``: how long a process holds a batch it is sending before another may send it
+      (re-sent under the same identifier, so never billed twice); longer than one send with its retries.
+    - ``overdue_hours``: a batch still waiting after this long (no customer for the tenant, Stripe
+      refusing it) is reported once as a ``billingFailure`` event and the run fails, so it is dead-lettered
+      for an operator to see and replay.
     """
 
     api_key: Secret
@@ -103,6 +111,9 @@ class StripeBillingSettings:
     webhook_tolerance_seconds: int = attrs.field(default=300, validator=attrs.validators.ge(1))
     stripe_version: str | None = None
     timeout_seconds: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    database_url: Secret | None = None
+    push_lease_seconds: float = attrs.field(default=300.0, validator=attrs.validators.gt(0))
+    overdue_hours: float = attrs.field(default=24.0, validator=attrs.validators.gt(0))
 
     def __attrs_post_init__(self) -> None:
         if self.collection_method == "send_invoice" and self.days_until_due is None:

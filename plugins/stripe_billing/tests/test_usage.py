@@ -87,13 +87,13 @@ def test_push_sends_one_documented_meter_event_per_tenant_metric_and_day(billing
     today = int(NOW.timestamp()) - int(NOW.timestamp()) % DAY
     assert sorted(sent(mock), key=lambda f: (f["payload[stripe_customer_id]"], f["event_name"])) == [
         {"event_name": "apiCalls", "payload[stripe_customer_id]": "cus_T1", "payload[value]": "7",
-         "identifier": batch_identifier("t1", "apiCalls", today, 1),
+         "identifier": batch_identifier("t1", "apiCalls", today, 0, 7),
          "timestamp": str(int((NOW - timedelta(hours=1)).timestamp()))},
         {"event_name": "products_sold", "payload[stripe_customer_id]": "cus_T1", "payload[value]": "7",
-         "identifier": batch_identifier("t1", "productsSold", today, 1),
+         "identifier": batch_identifier("t1", "productsSold", today, 0, 7),
          "timestamp": str(int((NOW - timedelta(minutes=5)).timestamp()))},
         {"event_name": "products_sold", "payload[stripe_customer_id]": "cus_T2", "payload[value]": "10",
-         "identifier": batch_identifier("t2", "productsSold", today, 1),
+         "identifier": batch_identifier("t2", "productsSold", today, 0, 10),
          "timestamp": str(int((NOW - timedelta(hours=1)).timestamp()))},
     ]
     call = mock.calls[0].request
