@@ -66,9 +66,16 @@ def _clients(_: object, __: attrs.Attribute[Any], value: tuple[MachineClient, ..
 
 @attrs.frozen
 class LocalAuthSettings:
-    """``issuer`` (``iss`` of minted tokens and base of the advertised URLs), ``audience`` (``aud``),
-    ``token_lifetime_seconds`` (60 s to 7 days), ``machine_clients`` for client_credentials, and
-    ``enforce_scopes`` (SBT's ``setAPIGWScopes``)."""
+    """Validated ``[providers.auth]`` settings (``type = "local"``).
+
+    - ``issuer``: ``iss`` of minted tokens and base of the advertised JWKS and token URLs; the public URL
+      of the server when it is not reached at [server]'s default host and port.
+    - ``audience``: ``aud`` of minted tokens, checked by the authorizer.
+    - ``token_lifetime_seconds`` (seconds, 60 to 7 days): validity of a minted token.
+    - ``machine_clients``: clients allowed ``POST /oauth2/token`` with ``client_credentials`` (SBT's
+      machine client), each ``{client_id, client_secret, scopes}``.
+    - ``enforce_scopes``: SBT's ``setAPIGWScopes``; false accepts any valid token on every route.
+    """
 
     issuer: str = DEFAULT_ISSUER
     audience: str = "sbt"
