@@ -32,6 +32,10 @@ LimitOption = Annotated[int | None, typer.Option("--limit", "-n", min=1, show_de
                                                  help="Show at most this many rows.")]
 
 
+#: Width a flex column needs at least before the short columns beside it are folded too.
+_FLEX_MIN = 20
+
+
 @attrs.frozen
 class Column:
     """One column: its header, whether it holds an id (``ident``: never wrapped or cut), whether it is shown
@@ -78,7 +82,11 @@ def print_table(title: str | None, columns: Sequence[Column], rows: Iterable[Seq
     # any other column at most one (it folds beyond), so long text is not squeezed to a letter a line.
     left = console.width - 2 * (len(shown) - 1) - sum(w for w, (_, c) in zip(widths, shown, strict=True) if c.ident)
     others = [c for _, c in shown if not c.ident]
-    share = max(left, 0) // max(1, len(others) + sum(1 for c in others if c.flex))
+    flexible = sum(1 for c in others if c.flex)
+    natural = sum(w for w, (_, c) in zip(widths, shown, strict=True) if not c.ident and not c.flex)
+    share = max(left, 0) // max(1, len(others) + flexible)
+    if left - natural >= _FLEX_MIN * flexible:
+        share = max(widths)  # the short columns fit whole and leave the long text enough room
     for position, (_, column) in enumerate(shown):
         if column.ident:
             table.add_column(column.header, justify=column.justify, no_wrap=True, overflow="ignore",

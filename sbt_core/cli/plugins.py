@@ -66,7 +66,7 @@ def register(app: typer.Typer) -> None:
                            "(sbt config validate says why)", err=True)
             else:
                 chosen = ", ".join(f"{iface}: {sel.type}" for iface, sel in cfg.providers.items())
-                typer.echo(f"selected by {cfg.path or 'the embedded default'}: {chosen or 'no provider'}")
+                Console().print(Text(f"selected by {cfg.path or 'the embedded default'}: {chosen or 'no provider'}"))
         if problems:
             for problem in problems:
                 typer.echo(f"error: {problem}", err=True)

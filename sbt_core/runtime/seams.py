@@ -71,6 +71,9 @@ class EventBus(Protocol):
     def recent(self, limit: int = 50) -> list[EventRecord]:
         """The most recent events, newest first."""
 
+    def logged(self) -> int:
+        """How many events the event log holds (``GET /events``'s ``total``: "50 of N")."""
+
 
 #: A group of core routes the HTTP app mounts beside the hook routes: each (RouteTrigger, endpoint), the
 #: endpoint a Starlette ``async def endpoint(request) -> Response``. The app applies the body limit, the

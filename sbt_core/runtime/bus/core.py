@@ -619,6 +619,11 @@ class Bus:
                 out.append(self._log[event_id].freeze())
         return out
 
+    def logged(self) -> int:
+        """How many events the event log holds (what :meth:`recent` can show at most)."""
+        with self._lock:
+            return len(self._log)
+
     def busy(self, target: str) -> bool:
         """Whether ``target`` has an event queued, running or waiting to retry."""
         with self._lock:
