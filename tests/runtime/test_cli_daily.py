@@ -85,7 +85,8 @@ def test_a_client_command_needs_neither_other_providers_secrets_nor_creates_stat
     """A read aimed at a server from a folder whose sbt.toml names a secret unset here, and no `.sbt/`."""
     folder = tmp_path / "elsewhere"
     folder.mkdir()
-    (folder / "sbt.toml").write_text('[providers.auth]\ntype = "local"\n[providers.billing]\ntype = "recbill"\napi_key = { env = "SBT_TEST_UNSET" }\n'
+    (folder / "sbt.toml").write_text('[providers.auth]\ntype = "local"\n'
+                                     '[providers.billing]\ntype = "recbill"\napi_key = { env = "SBT_TEST_UNSET" }\n'
                                      '[tenants]\ndatabase_url = { env = "SBT_TEST_UNSET" }\n')
     runner = CliRunner(env={"SBT_TEST_UNSET": None, "SBT_URL": url, "SBT_TOKEN": plane.token()})
     cwd = os.getcwd()
