@@ -14,9 +14,11 @@ Errors print one line (``error: ...``) and exit 1; ``--json`` prints stable JSON
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
 import shlex
 import signal
+import socket
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -142,6 +144,22 @@ def _put_file(client: BusClient, path: Path, batch_size: int, as_json: bool, tot
     return failed
 
 
+def _refuse_a_port_in_use(host: str, port: int) -> None:
+    """One line and exit 1 when ``host:port`` is taken, before anything starts (uvicorn would start the
+    control plane, then fail with tracebacks). Other bind errors are left to uvicorn to report."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise fail(f"port {port} on {host} is already in use; choose another with --port "
+                           f"(e.g. sbt serve --port {port + 1 if port < 65535 else 8081})") from None
+
+
 def _summary(deliveries: list[dict[str, Any]]) -> str:
     return ", ".join(f"{d['target']}={d['state']}" for d in deliveries) or "(no bindings)"
 
@@ -168,11 +186,13 @@ def _register_serve(app: typer.Typer) -> None:
         from ..runtime.control_plane import ControlPlane
 
         catalog, cfg = state(ctx).load(config)
+        _refuse_a_port_in_use(host or cfg.server.host, cfg.server.port if port is None else port)
         cp = ControlPlane.from_config(catalog, cfg)
         auth = cfg.provider("auth")
 
         def ready(url: str) -> None:
             typer.echo(f"sbt control plane listening on {url}")
+            typer.echo(f"  other shells:    export SBT_URL={url}   # where the sbt client commands go")
             typer.echo(f"  API description: {url}/openapi.json")
             if auth is not None and auth.type == "local":
                 # The token must come from the same config (state directory, key) as this server.
