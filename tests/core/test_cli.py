@@ -186,3 +186,22 @@ def test_installed_first_party_providers_are_listed_by_the_real_cli() -> None:
         assert plugins[name]["version"]
     assert plugins["local"]["builtin"] is True
     assert plugins["memory"]["distribution"] == "sbt-memory-metering"
+
+
+def test_shell_completion_is_offered_and_flags_show_as_flags() -> None:
+    app = build_app(CliState(entry_points=False))
+    assert "--install-completion" in runner.invoke(app, ["--help"]).stdout
+    help_lines = runner.invoke(app, ["events", "list", "--help"]).stdout.splitlines()
+    [json_line] = [line for line in help_lines if "--json" in line]
+    [limit_line] = [line for line in help_lines if "--limit" in line]
+    assert "<bool>" not in json_line and "<int" in limit_line  # a flag takes no value; an option shows its type
+
+
+def test_token_refuses_an_unknown_scope_listing_the_known_ones(tmp_path: Path) -> None:
+    config = _config(tmp_path, f'state_dir = "{tmp_path / "state"}"\n[providers.auth]\ntype = "local"\n')
+    result = _run({}, "token", "--scope", "user/user_read nonsense/scope", "--config", config)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == ("error: unknown scope(s) nonsense/scope; known: user/user_read, user/user_write, "
+                             "tenant/tenant_read, tenant/tenant_write, meter/meter_read, meter/meter_write, "
+                             "usage/usage_read, usage/usage_write, event/event_read, event/event_write\n")
+    assert not (tmp_path / "state").exists()  # refused before a key is made
