@@ -2,7 +2,7 @@
 can be built side by side. Implementations live in ``bus/``, ``http/``, ``scheduler.py``; the
 ``ControlPlane`` (``control_plane.py``) assembles them.
 
-Flow (DESIGN.md section 6): config -> plugins -> binding table -> adapters (bus, HTTP, scheduler) that only
+Flow (docs/design.md section 6): config -> plugins -> binding table -> adapters (bus, HTTP, scheduler) that only
 read the table.
 """
 

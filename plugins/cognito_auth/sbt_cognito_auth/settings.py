@@ -1,8 +1,8 @@
 """``[providers.auth]`` settings of the ``cognito`` provider, validated when the config loads.
 
-Mirrors what sbt-aws's CognitoAuth derives from its CDK props and the pool it creates
-(reference/sbt-aws.md section 4.2): the pool, the user and machine clients, the domain behind the token
-endpoint, ``setAPIGWScopes`` (here ``enforce_scopes``) and the ``custom:userRole`` attribute.
+Mirrors what sbt-aws's CognitoAuth derives from its CDK props and the pool it creates (sbt-aws
+``src/control-plane/auth/cognito-auth.ts``): the pool, the user and machine clients, the domain behind the
+token endpoint, ``setAPIGWScopes`` (here ``enforce_scopes``) and the ``custom:userRole`` attribute.
 
 Security: ``endpoint_url`` points boto3 *and the JWKS fetch* at another server. A local Cognito-compatible
 server (moto) signs with a fixed private key that ships in its package, so trusting such a server's JWKS

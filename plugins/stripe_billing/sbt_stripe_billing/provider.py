@@ -1,6 +1,6 @@
 """The ``stripe`` billing provider: IBilling on Stripe (customers, subscriptions, meter events, webhooks).
 
-Hooks (DESIGN.md section 2; ``sbt_core/hookspecs/billing.py``):
+Hooks (docs/design.md section 2; ``sbt_core/hookspecs/billing.py``):
 
 - ``billing_create_customer`` (``onboardingRequest``): customer + subscription, idempotent.
 - ``billing_delete_customer`` (``offboardingRequest``): final usage push, cancel, delete or keep.
