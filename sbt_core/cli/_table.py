@@ -33,7 +33,9 @@ LimitOption = Annotated[int | None, typer.Option("--limit", "-n", min=1, show_de
 
 
 #: Width a flex column needs at least before the short columns beside it are folded too.
-_FLEX_MIN = 20
+_FLEX_MIN = 16
+#: Between two columns: the (blank) rule of the box and a space of padding on each side.
+_GAP = 3
 
 
 @attrs.frozen
@@ -80,13 +82,13 @@ def print_table(title: str | None, columns: Sequence[Column], rows: Iterable[Seq
     widths = [max([len(c.header)] + [row[p].cell_len for row in data]) for p, (_, c) in enumerate(shown)]
     # Width left once ids and the gaps between columns are taken: a flex column gets two shares of it,
     # any other column at most one (it folds beyond), so long text is not squeezed to a letter a line.
-    left = console.width - 2 * (len(shown) - 1) - sum(w for w, (_, c) in zip(widths, shown, strict=True) if c.ident)
+    left = console.width - _GAP * (len(shown) - 1) - sum(w for w, (_, c) in zip(widths, shown, strict=True) if c.ident)
     others = [c for _, c in shown if not c.ident]
     flexible = sum(1 for c in others if c.flex)
     natural = sum(w for w, (_, c) in zip(widths, shown, strict=True) if not c.ident and not c.flex)
-    share = max(left, 0) // max(1, len(others) + flexible)
-    if left - natural >= _FLEX_MIN * flexible:
-        share = max(widths)  # the short columns fit whole and leave the long text enough room
+    share: int | None = max(left, 0) // max(1, len(others) + flexible)
+    if not flexible or left - natural >= _FLEX_MIN * flexible:
+        share = None  # the short columns keep their width (rich narrows the widest if they must fold)
     for position, (_, column) in enumerate(shown):
         if column.ident:
             table.add_column(column.header, justify=column.justify, no_wrap=True, overflow="ignore",
@@ -95,7 +97,7 @@ def print_table(title: str | None, columns: Sequence[Column], rows: Iterable[Seq
             table.add_column(column.header, justify=column.justify, no_wrap=True)
         else:
             table.add_column(column.header, justify=column.justify, overflow="fold", ratio=1 if column.flex else None,
-                             max_width=None if column.flex else max(share, len(column.header)))
+                             max_width=None if column.flex or share is None else max(share, len(column.header)))
     for row in data:
         table.add_row(*row)
     if wide:

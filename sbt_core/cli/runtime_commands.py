@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import re
 import shlex
 import signal
 import socket
@@ -161,7 +162,17 @@ def _refuse_a_port_in_use(host: str, port: int) -> None:
 
 
 def _summary(deliveries: list[dict[str, Any]]) -> str:
+    """Each binding's state: ``billing_ingest=delivered, metering_ingest_usage_event=retrying``."""
     return ", ".join(f"{d['target']}={d['state']}" for d in deliveries) or "(no bindings)"
+
+
+def _states(deliveries: list[dict[str, Any]]) -> str:
+    """How many deliveries are in each state, for a narrow table: ``2 delivered, 1 dead_lettered``
+    (``sbt events get ID`` or ``--wide`` name the bindings)."""
+    counts: dict[str, int] = {}
+    for d in deliveries:
+        counts[d["state"]] = counts.get(d["state"], 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in counts.items()) or "(no bindings)"
 
 
 def register(app: typer.Typer) -> None:
@@ -292,8 +303,9 @@ def _register_events(app: typer.Typer) -> None:
             return
         columns = (Column("received", wide=True), Column("id", ident=True), Column("detail-type"),
                    Column("source", wide=True), Column("deliveries", flex=True))
+        describe = _summary if wide else _states
         rows = [(r["received"], r["event"]["id"], r["event"]["detail-type"], r["event"]["source"],
-                 _summary(r["deliveries"])) for r in records]
+                 describe(r["deliveries"])) for r in records]
         print_table("sbt events", columns, rows, wide=wide,
                     footer=count_line(len(records), total, "events", more="--limit for more"))
 
@@ -336,8 +348,8 @@ def _register_events(app: typer.Typer) -> None:
             typer.echo("no dead letters")
             return
         columns = (Column("dead-lettered", wide=True), Column("event id", ident=True),
-                   Column("detail-type", wide=True), Column("target"), Column("attempts", justify="right", wide=True),
-                   Column("last error", flex=True))
+                   Column("detail-type", wide=True), Column("target", ident=True),
+                   Column("attempts", justify="right", wide=True), Column("last error", flex=True))
         rows = [(d["deadLettered"], d["event"]["id"], d["event"]["detail-type"], d["target"], d["attempts"],
                  d["lastError"]) for d in shown]
         print_table("sbt dead letters", columns, rows, wide=wide,
@@ -383,7 +395,8 @@ def _register_schedule(app: typer.Typer) -> None:
             return
         columns = (Column("hook", ident=True), Column("expression"), Column("next due"),
                    Column("fired", justify="right"), Column("skipped", justify="right"))
-        rows = [(s["hook"], s["expression"], s["nextDue"], s["fired"], s["skipped"]) for s in items]
+        rows = [(s["hook"], s["expression"], re.sub(r"\.\d+(?=Z$)", "", s["nextDue"]), s["fired"], s["skipped"])
+                for s in items]  # whole seconds are enough to read
         print_table("sbt schedules", columns, rows, wide=wide)
 
     @schedule.command("run")
