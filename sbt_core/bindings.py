@@ -19,7 +19,7 @@ from .triggers import AnyTrigger, Authorizer, EventTrigger, RouteTrigger, Schedu
 
 __all__ = ["CORE_ROUTES", "Binding", "BindingTable", "build_binding_table", "find_route_clashes"]
 
-#: Routes the core itself serves beside the hook routes (DESIGN.md section 4); hook routes may not clash.
+#: Routes the core itself serves beside the hook routes (docs/design.md section 4); hook routes may not clash.
 CORE_ROUTES: tuple[RouteTrigger, ...] = (
     RouteTrigger("GET", "/health", authorizer=Authorizer.NONE),
     RouteTrigger("GET", "/openapi.json", authorizer=Authorizer.NONE),

@@ -3,7 +3,7 @@
 Secrets are references — ``{ env = "NAME" }`` or ``{ file = "path" }`` (relative to the config file) —
 resolved at load and redacted whenever the config is printed. Each provider's table is validated by the
 provider's own ``settings_class``. With no config file the embedded default runs: auth ``local``,
-metering ``memory``, no billing (DESIGN.md section 5).
+metering ``memory``, no billing (docs/design.md section 5).
 """
 
 from __future__ import annotations

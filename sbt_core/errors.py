@@ -1,7 +1,7 @@
 """The one family of errors sbt raises.
 
 Every error a provider or the core raises for a caller to see is an :class:`SbtError`. Its ``status``
-is the HTTP status the API answers with (DESIGN.md section 4) and its message is what the caller reads
+is the HTTP status the API answers with (docs/design.md section 4) and its message is what the caller reads
 in ``{"message": ...}``; so a message never carries a secret. ``retryable`` tells the event bus whether
 delivering the same event again may succeed.
 """

@@ -8,7 +8,9 @@ marked with :data:`sbt_core.hookimpl` are the hook implementations.
 
 from __future__ import annotations
 
+import inspect
 import logging
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, ClassVar
@@ -18,7 +20,7 @@ import attrs
 from .hookspecs import Interface
 from .models import Event
 
-__all__ = ["NoSettings", "Provider", "ProviderContext"]
+__all__ = ["NoSettings", "Provider", "ProviderContext", "SettingField", "settings_fields"]
 
 EventSink = Callable[[Event], None]
 
@@ -84,3 +86,78 @@ class Provider:
     def __init__(self, settings: Any, context: ProviderContext) -> None:
         self.settings = settings
         self.context = context
+
+
+@attrs.frozen
+class SettingField:
+    """One setting of a provider's ``settings_class`` as ``sbt plugins info`` shows it: the TOML key, its
+    type as written in the class, its default (``"required"`` when it has none) and its meaning."""
+
+    name: str
+    type: str
+    default: str
+    meaning: str
+
+    def to_json(self) -> dict[str, str]:
+        return {"name": self.name, "type": self.type, "default": self.default, "meaning": self.meaning}
+
+
+#: A docstring bullet naming settings: ``- ``a``, ``b`` (unit): text`` (continued on indented lines).
+_BULLET = re.compile(r"^\s*- (?P<head>(?:``\w+``[ ,+and]*)+)(?P<note>\([^)]*\))?:\s*(?P<text>.*)$")
+
+
+def _docstring_meanings(cls: type) -> dict[str, str]:
+    meanings: dict[str, str] = {}
+    names: list[str] = []
+    parts: list[str] = []
+
+    def flush() -> None:
+        text = re.sub(r":\w+:`~?([^`]+)`", r"\1", " ".join(" ".join(parts).split())).replace("``", "")
+        for name in names:
+            meanings.setdefault(name, text)
+
+    for line in inspect.cleandoc(cls.__doc__ or "").splitlines():
+        match = _BULLET.match(line)
+        if match:
+            flush()
+            names = re.findall(r"``(\w+)``", match["head"])
+            parts = [f"{match['note']}: " if match["note"] else "", match["text"]]
+        elif names and line.startswith("  ") and line.strip():
+            parts.append(line.strip())
+        else:
+            flush()
+            names, parts = [], []
+    flush()
+    return meanings
+
+
+def _type_name(annotation: Any) -> str:
+    if annotation is None:
+        return ""
+    if isinstance(annotation, str):
+        return annotation
+    if isinstance(annotation, type) and not getattr(annotation, "__args__", None):
+        return annotation.__name__
+    return str(annotation).replace("typing.", "").replace("sbt_core.models.common.", "")
+
+
+def settings_fields(settings_class: type) -> list[SettingField]:
+    """The fields of an attrs ``settings_class`` in declaration order: name, type, default, and meaning from
+    the field's ``metadata["help"]``, else the class docstring's bullet naming it (``- ``name``: ...``).
+
+    :raises TypeError: ``settings_class`` is not an attrs class.
+    """
+    if not attrs.has(settings_class):
+        raise TypeError(f"{settings_class.__qualname__} is not an attrs class")
+    meanings = _docstring_meanings(settings_class)
+    out = []
+    for field in attrs.fields(settings_class):
+        if field.default is attrs.NOTHING:
+            default = "required"
+        elif isinstance(field.default, attrs.Factory):  # type: ignore[arg-type]
+            default = repr(field.default.factory()) if not field.default.takes_self else "(computed)"
+        else:
+            default = repr(field.default)
+        meaning = str(field.metadata.get("help") or meanings.get(field.name, ""))
+        out.append(SettingField(field.alias or field.name, _type_name(field.type), default, meaning))
+    return out

@@ -66,15 +66,21 @@ def _clients(_: object, __: attrs.Attribute[Any], value: tuple[MachineClient, ..
 
 @attrs.frozen
 class LocalAuthSettings:
-    """``issuer`` (``iss`` of minted tokens and base of the advertised URLs), ``audience`` (``aud``),
-    ``token_lifetime_seconds`` (60 s to 7 days), ``machine_clients`` for client_credentials,
-    ``enforce_scopes`` (SBT's ``setAPIGWScopes``), and the keys: ``signing_key`` (an RSA private key in
-    PEM, as ``{ file = }`` or ``{ env = }``; every process given the same one verifies every other's
-    tokens; None: a key generated in the state directory, for one process) and ``previous_signing_keys``
-    (PEMs of keys rotated out, private or public: published in the JWKS and accepted, never used to sign).
+    """Validated ``[providers.auth]`` settings (``type = "local"``).
 
-    Rotation without a 401 storm: put the new key in ``signing_key`` and the old one first in
-    ``previous_signing_keys``; remove it once ``token_lifetime_seconds`` has passed on every process."""
+    - ``issuer``: ``iss`` of minted tokens and base of the advertised JWKS and token URLs; the public URL
+      of the server when it is not reached at [server]'s default host and port.
+    - ``audience``: ``aud`` of minted tokens, checked by the authorizer.
+    - ``token_lifetime_seconds`` (seconds, 60 to 7 days): validity of a minted token.
+    - ``machine_clients``: clients allowed ``POST /oauth2/token`` with ``client_credentials`` (SBT's
+      machine client), each ``{client_id, client_secret, scopes}``.
+    - ``enforce_scopes``: SBT's ``setAPIGWScopes``; false accepts any valid token on every route.
+    - ``signing_key``: an RSA private key in PEM, as ``{ file = }`` or ``{ env = }``; every process given
+      the same one verifies every other's tokens. None: a key generated in the state directory (one process).
+    - ``previous_signing_keys``: PEMs of keys rotated out (private or public), published in the JWKS and
+      accepted, never used to sign. Rotation without a 401 storm: the new key in ``signing_key``, the old
+      one first here; remove it once ``token_lifetime_seconds`` has passed on every process.
+    """
 
     issuer: str = DEFAULT_ISSUER
     audience: str = "sbt"

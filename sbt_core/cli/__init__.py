@@ -6,8 +6,10 @@ from __future__ import annotations
 import logging
 import sys
 from types import ModuleType
+from typing import Any
 
 import typer
+from typer.core import TyperOption
 
 from . import bindings, config, plugins, runtime_commands, tenant_commands, token
 from ._common import CliState
@@ -18,11 +20,28 @@ log = logging.getLogger("sbt.cli")
 COMMAND_MODULES: list[ModuleType] = [plugins, config, bindings, runtime_commands, token, tenant_commands]
 
 
+def _show_flags_as_flags() -> None:
+    """typer 0.29's rich help prints a type after every boolean flag (``--json <bool>``), as if it took a
+    value; its plain help and click print none. Render a flag (and a counter) without one, for every
+    command, the core's and the plugins' alike."""
+    original = TyperOption.display_type_rich
+    if getattr(original, "sbt_flags_as_flags", False):
+        return
+
+    def display_type_rich(self: TyperOption, ctx: Any) -> str | None:
+        return None if self.is_flag or self.count else original(self, ctx)
+
+    display_type_rich.sbt_flags_as_flags = True  # type: ignore[attr-defined]
+    TyperOption.display_type_rich = display_type_rich  # type: ignore[method-assign]
+
+
 def build_app(cli_state: CliState | None = None) -> typer.Typer:
-    """A fresh ``sbt`` app: core commands plus those of every loaded plugin."""
+    """A fresh ``sbt`` app: core commands plus those of every loaded plugin. Shell completion is typer's
+    (``sbt --install-completion``)."""
     st = cli_state or CliState()
+    _show_flags_as_flags()
     app = typer.Typer(name="sbt", help="sbt: a SaaS Builder Toolkit control plane.", no_args_is_help=True,
-                      pretty_exceptions_enable=False, add_completion=False)
+                      pretty_exceptions_enable=False)
 
     @app.callback()
     def root(ctx: typer.Context) -> None:

@@ -3,27 +3,24 @@
 from __future__ import annotations
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ..bindings import build_binding_table
 from ._common import ConfigOption, JsonOption, handle_errors, print_json, state
+from ._table import Column, WideOption, print_table
 
 
 def register(app: typer.Typer) -> None:
     @app.command("bindings")
     @handle_errors
-    def bindings(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    def bindings(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False,
+                 wide: WideOption = False) -> None:
         """Print every binding: hook, provider, trigger, and whether the trigger is default or from config."""
         catalog, cfg = state(ctx).load(config)
         table_data = build_binding_table(catalog, cfg)
         if as_json:
             print_json(table_data.to_json())
             return
-        table = Table(title="sbt bindings")
-        for column in ("hook", "provider", "trigger", "origin"):
-            table.add_column(column)
-        for b in table_data:
-            trigger = b.trigger.describe() + ("" if b.enabled else " [disabled]")
-            table.add_row(b.hook, f"{b.interface}:{b.provider}", trigger, b.origin)
-        Console().print(table)
+        columns = (Column("hook", ident=True), Column("provider"), Column("trigger", flex=True), Column("origin"))
+        rows = [(b.hook, f"{b.interface}:{b.provider}", b.trigger.describe() + ("" if b.enabled else " [disabled]"),
+                 b.origin) for b in table_data]
+        print_table("sbt bindings", columns, rows, wide=wide)

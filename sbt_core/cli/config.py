@@ -12,6 +12,8 @@ from ..bindings import build_binding_table
 from ..config import find_config_path, show
 from ..deployment import deployment_warnings
 from ..errors import ConfigError, StartupError
+from ..hookspecs import INTERFACES
+from ..plugins import check_required_hooks
 from ._common import ConfigOption, JsonOption, handle_errors, print_json, state
 
 
@@ -22,12 +24,15 @@ def register(app: typer.Typer) -> None:
     @group.command("validate")
     @handle_errors
     def validate(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False) -> None:
-        """Report every problem of the config at once (dotted paths); exit 1 if there is any. Warnings (what
-        a valid config most likely did not mean, e.g. per-process state in a shared deployment) exit 0."""
+        """Report every problem of the config at once (dotted paths), including a selected provider missing a
+        required hook (which `sbt serve` refuses); say which provider each interface selects; exit 1 on any
+        problem. Warnings (what a valid config most likely did not mean, e.g. per-process state in a shared
+        deployment) exit 0."""
         st = state(ctx)
         problems: list[str] = []
         try:
             catalog, cfg = st.load(config)
+            problems.extend(check_required_hooks(catalog, cfg))
             try:
                 build_binding_table(catalog, cfg)
             except StartupError as exc:
@@ -55,6 +60,9 @@ def register(app: typer.Typer) -> None:
         for line in advice:
             typer.echo(f"warning: {line}", err=True)
         typer.echo(f"{where}: valid" + (f" ({len(advice)} warning(s))" if advice else ""))
+        for interface in INTERFACES:
+            selection = cfg.provider(interface)
+            typer.echo(f"  {interface}: {selection.type if selection else '(none)'}")
 
     @group.command("show")
     @handle_errors

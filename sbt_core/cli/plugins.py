@@ -1,15 +1,33 @@
-"""``sbt plugins list``: every plugin found, with its status, interfaces and hooks."""
+"""``sbt plugins list|info``: every plugin found, which provider the config selects, and a provider's settings."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
-from ..plugins import Status
-from ._common import ConfigOption, JsonOption, handle_errors, print_json, state
+from ..config import Config
+from ..errors import ConfigError, NotFoundError
+from ..plugins import PluginCatalog, Status, check_required_hooks
+from ..provider import NoSettings, settings_fields
+from ._common import CliState, ConfigOption, JsonOption, handle_errors, print_json, state
+from ._table import Column, WideOption, count_line, print_table
+
+_COLOURS = {Status.LOADED: "green", Status.FAILED: "red", Status.DISABLED: "yellow"}
+
+
+def _selection(st: CliState, config: Path | None) -> tuple[PluginCatalog, Config | None, list[str]]:
+    """The catalog, the config (None when it does not load: ``sbt config validate`` says why) and the
+    selected providers missing required hooks (the check ``sbt serve`` refuses to start on)."""
+    catalog = st.catalog(config)
+    try:
+        _, cfg = st.load(config)
+    except ConfigError:
+        return catalog, None, []
+    return catalog, cfg, check_required_hooks(catalog, cfg)
 
 
 def register(app: typer.Typer) -> None:
@@ -20,21 +38,69 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def list_plugins(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False,
                      hook: Annotated[str | None, typer.Option(
-                         "--hook", help="Only plugins implementing this hook.")] = None) -> None:
-        """List plugins: loaded, failed (with the error) and disabled."""
-        catalog = state(ctx).catalog(config)
+                         "--hook", help="Only plugins implementing this hook.")] = None,
+                     wide: WideOption = False) -> None:
+        """List plugins (loaded, failed with the error, disabled) and the provider the config selects for each
+        interface; exit 1 when a selected provider misses a required hook."""
+        catalog, cfg, problems = _selection(state(ctx), config)
         records = sorted(catalog.records.values(), key=lambda r: (not r.builtin, r.name))
         if hook:
             records = [r for r in records if hook in r.hooks]
         if as_json:
             print_json([r.to_json() for r in records])
+        else:
+            selected = {} if cfg is None else {sel.type: iface for iface, sel in cfg.providers.items()}
+            columns = (Column("name", ident=True), Column("status"), Column("selected"), Column("interfaces"),
+                       Column("version", wide=True), Column("distribution", wide=True),
+                       Column("hooks / error", flex=True))
+            rows = []
+            for r in records:
+                failed = r.status is Status.FAILED
+                detail = r.error if failed else (", ".join(r.hooks) if wide else f"{len(r.hooks)} hooks")
+                rows.append((r.name, Text(r.status.value, style=_COLOURS[r.status]), selected.get(r.name, ""),
+                             ", ".join(r.interfaces), r.version or "", r.distribution or "", detail or ""))
+            print_table("sbt plugins", columns, rows, wide=wide,
+                        footer=count_line(len(records), len(catalog.records), "plugins"))
+            if cfg is None:
+                typer.echo("the config does not load, so no provider is shown as selected "
+                           "(sbt config validate says why)", err=True)
+            else:
+                chosen = ", ".join(f"{iface}: {sel.type}" for iface, sel in cfg.providers.items())
+                Console().print(Text(f"selected by {cfg.path or 'the embedded default'}: {chosen or 'no provider'}"))
+        if problems:
+            for problem in problems:
+                typer.echo(f"error: {problem}", err=True)
+            raise typer.Exit(1)
+
+    @group.command("info")
+    @handle_errors
+    def info(ctx: typer.Context, name: Annotated[str, typer.Argument(help="The plugin (provider type) name.")],
+             config: ConfigOption = None, as_json: JsonOption = False, wide: WideOption = False) -> None:
+        """A plugin's status, interfaces and hooks, and a provider's settings: each field of its
+        [providers.<interface>] table with its type, default and meaning."""
+        catalog = state(ctx).catalog(config)
+        record = catalog.get(name)
+        if record is None:
+            known = ", ".join(sorted(catalog.records)) or "none"
+            raise NotFoundError(f"no plugin {name!r} (installed: {known})")
+        settings_class = getattr(record.obj, "settings_class", NoSettings) if record.obj is not None else NoSettings
+        fields = settings_fields(settings_class) if settings_class is not NoSettings else []
+        if as_json:
+            print_json(record.to_json() | {"settings": [f.to_json() for f in fields]})
             return
-        table = Table(title="sbt plugins")
-        for column in ("name", "status", "kind", "interfaces", "version", "distribution", "hooks / error"):
-            table.add_column(column)
-        for r in records:
-            colour = {Status.LOADED: "green", Status.FAILED: "red", Status.DISABLED: "yellow"}[r.status]
-            detail = r.error if r.status is Status.FAILED else ", ".join(r.hooks)
-            table.add_row(r.name, f"[{colour}]{r.status.value}[/]", r.kind.value if r.kind else "",
-                          ", ".join(r.interfaces), r.version or "", r.distribution or "", detail or "")
-        Console().print(table)
+        console = Console()  # wraps the long lines (hooks) at the terminal's width
+        console.print(Text(f"{record.name} {record.version or ''} ({record.status.value}) {record.value}"
+                           .replace("  ", " ")))
+        for label, value in (("error", record.error), ("interfaces", ", ".join(record.interfaces)),
+                             ("hooks", ", ".join(record.hooks))):
+            if value:
+                console.print(Text(f"{label}: {value}"))
+        if not record.interfaces:
+            return
+        if not fields:
+            console.print(Text("settings: none (any key besides type is an error)"))
+            return
+        columns = (Column("field", ident=True), Column("type"), Column("default"), Column("meaning", flex=True))
+        table_name = f"[providers.{record.interfaces[0]}] settings (type = \"{record.name}\")"
+        print_table(table_name, columns, [(f.name, f.type, f.default, f.meaning) for f in fields], wide=wide,
+                    console=console)

@@ -14,87 +14,165 @@ Errors print one line (``error: ...``) and exit 1; ``--json`` prints stable JSON
 from __future__ import annotations
 
 import asyncio
+import errno
 import json
+import re
 import shlex
 import signal
+import socket
 import sys
 from collections.abc import Iterator
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-from rich.table import Table
 
 from ..errors import BadRequestError
 from ..models import Event, scopes, to_json
+from ..runtime.bus.client import BusClient
 from ._common import ConfigOption, JsonOption, fail, handle_errors, json_object, parse_object, print_json, state
+from ._server import TokenOption, UrlOption, connect, resolve_server
+from ._table import Column, LimitOption, WideOption, count_line, print_table
 
-__all__ = ["register", "resolve_server"]
+__all__ = ["TokenOption", "UrlOption", "register", "resolve_server"]
 
-UrlOption = Annotated[str | None, typer.Option(
-    "--url", envvar="SBT_URL", show_default=False,
-    help="Control plane URL (default: \\[server] host and port of the config).")]
-TokenOption = Annotated[str | None, typer.Option("--token", envvar="SBT_TOKEN", show_default=False,
-                                                help="Bearer token (default: minted with the local auth provider).")]
 #: Entries per ``POST /events`` when putting a file (EventBridge PutEvents takes at most 10; we take more).
 DEFAULT_BATCH = 100
+#: Off a terminal, ``events put --file`` prints a progress line every this many events.
+PROGRESS_EVERY = 10_000
 
 
-def resolve_server(ctx: typer.Context, config: Path | None, url: str | None, token: str | None,
-                   scope: str) -> tuple[str, str]:
-    """The server's base URL and a bearer token for ``scope`` (see the module docstring for the rules).
-
-    :raises ConfigError: the config is needed (no ``--url`` or no ``--token``) and invalid.
-    :raises BadRequestError: no token given and the configured auth provider is not ``local``.
-    """
-    if url is not None and token is not None:
-        return url, token
-    _, cfg = state(ctx).load(config)
-    if url is None:
-        host = cfg.server.host
-        host = "127.0.0.1" if host in ("0.0.0.0", "", "::") else host  # bound to every interface: use loopback
-        url = f"http://{host}:{cfg.server.port}"
-    if token is None:
-        selection = cfg.provider("auth")
-        if selection is None or selection.type != "local":
-            which = f"the '{selection.type}' auth provider" if selection else "no auth provider"
-            raise BadRequestError(f"no token: pass --token or set SBT_TOKEN (with {which} configured, sbt cannot "
-                                  f"mint one; it needs the {scope} scope)")
-        from ..auth_local import mint_token
-
-        token = mint_token([scope], config=cfg)
-    return url, token
+def _client(ctx: typer.Context, config: Path | None, url: str | None, token: str | None, scope: str) -> BusClient:
+    return connect(BusClient, ctx, config, url, token, scope)
 
 
-def _client(ctx: typer.Context, config: Path | None, url: str | None, token: str | None, scope: str) -> Any:
-    from ..runtime.bus.client import BusClient
-
-    base, bearer = resolve_server(ctx, config, url, token, scope)
-    return BusClient(base, bearer)
-
-
-def _read_lines(path: Path) -> list[dict[str, Any]]:
-    """Every non-blank line of a JSON-lines file (``-``: stdin), each an object (envelope or PutEvents entry)."""
+def _open(path: Path) -> IO[str]:
+    if str(path) == "-":
+        return sys.stdin
     try:
-        text = sys.stdin.read() if str(path) == "-" else path.read_text()
+        return path.open(encoding="utf-8")
     except OSError as exc:
         raise BadRequestError(f"--file: cannot read {str(path)!r}: {exc.strerror or exc}") from None
-    entries = [parse_object(line, f"{path}:{number}", "a JSON object (one event per line)")
-               for number, line in enumerate(text.splitlines(), 1) if line.strip()]
-    if not entries:
+
+
+def _entries(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` of every non-blank line of a JSON-lines file (``-``: stdin), read one line at a
+    time; BadRequestError naming ``file:line`` for a line that is not a JSON object."""
+    stream = _open(path)
+    try:
+        for number, line in enumerate(stream, 1):
+            if line.strip():
+                yield number, parse_object(line, f"{path}:{number}", "a JSON object (one event per line)")
+    except OSError as exc:
+        raise BadRequestError(f"--file: cannot read {str(path)!r}: {exc.strerror or exc}") from None
+    finally:
+        if stream is not sys.stdin:
+            stream.close()
+
+
+def _count(path: Path) -> int:
+    """How many events a file holds, checking every line before anything is sent (so a typo on line 90,000
+    puts nothing instead of the first 89,999); stdin cannot be read twice and is checked as it goes."""
+    count = sum(1 for _ in _entries(path))
+    if not count:
         raise BadRequestError(f"{path}: no events in the file")
-    return entries
+    return count
 
 
-def _batches(items: list[dict[str, Any]], size: int) -> Iterator[list[dict[str, Any]]]:
-    for start in range(0, len(items), size):
-        yield items[start:start + size]
+def _batches(entries: Iterator[tuple[int, dict[str, Any]]], size: int) -> Iterator[list[tuple[int, dict[str, Any]]]]:
+    batch: list[tuple[int, dict[str, Any]]] = []
+    for item in entries:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _Reporter:
+    """Progress of a file put: a rich bar on a terminal, else a line on stderr every PROGRESS_EVERY events."""
+
+    def __init__(self, stack: ExitStack, total: int | None, quiet: bool) -> None:
+        console = Console(stderr=True)
+        self.total, self.done, self._next_line = total, 0, PROGRESS_EVERY
+        self._lines = not quiet and not console.is_terminal
+        self._progress: Progress | None = None
+        if not quiet and console.is_terminal:
+            columns = (TextColumn("putting events"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            self._progress = stack.enter_context(Progress(*columns, console=console, transient=True))
+            self._task = self._progress.add_task("put", total=total)
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        if self._progress is not None:
+            self._progress.advance(self._task, count)
+        elif self._lines and self.done >= self._next_line:
+            of = f" of {self.total}" if self.total is not None else ""
+            typer.echo(f"put {self.done}{of} events", err=True)
+            self._next_line = (self.done // PROGRESS_EVERY + 1) * PROGRESS_EVERY
+
+
+def _put_file(client: BusClient, path: Path, batch_size: int, as_json: bool, total: int | None) -> int:
+    """Stream the file to ``POST /events`` a batch at a time, in constant memory: nothing is kept but
+    counts, and ``--json`` writes each answer as it comes. Returns how many failed."""
+    failed = put = 0
+    with ExitStack() as stack:
+        reporter = _Reporter(stack, total, quiet=as_json)
+        for batch in _batches(_entries(path), batch_size):
+            answers = client.put_events([entry for _, entry in batch])["Entries"]
+            for (line, _), answer in zip(batch, answers, strict=True):
+                if as_json:
+                    opening = '{\n  "Entries": [\n    ' if put + failed == 0 else ",\n    "
+                    sys.stdout.write(opening + json.dumps(answer))
+                if "EventId" in answer:
+                    put += 1
+                else:
+                    failed += 1
+                    if not as_json:
+                        typer.echo(f"error: line {line}: {answer.get('ErrorCode')}: {answer.get('ErrorMessage')}",
+                                   err=True)
+            reporter.advance(len(batch))
+    if put + failed == 0:
+        raise BadRequestError(f"{path}: no events in the file")
+    if as_json:
+        sys.stdout.write(f'\n  ],\n  "FailedEntryCount": {failed}\n}}\n')
+    else:
+        typer.echo(f"{put} put, {failed} failed")
+    return failed
+
+
+def _refuse_a_port_in_use(host: str, port: int) -> None:
+    """One line and exit 1 when ``host:port`` is taken, before anything starts (uvicorn would start the
+    control plane, then fail with tracebacks). Other bind errors are left to uvicorn to report."""
+    if port == 0:
+        return
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+        try:
+            probe.bind((host, port))
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise fail(f"port {port} on {host} is already in use; choose another with --port "
+                           f"(e.g. sbt serve --port {port + 1 if port < 65535 else 8081})") from None
 
 
 def _summary(deliveries: list[dict[str, Any]]) -> str:
+    """Each binding's state: ``billing_ingest=delivered, metering_ingest_usage_event=retrying``."""
     return ", ".join(f"{d['target']}={d['state']}" for d in deliveries) or "(no bindings)"
+
+
+def _states(deliveries: list[dict[str, Any]]) -> str:
+    """How many deliveries are in each state, for a narrow table: ``2 delivered, 1 dead_lettered``
+    (``sbt events get ID`` or ``--wide`` name the bindings)."""
+    counts: dict[str, int] = {}
+    for d in deliveries:
+        counts[d["state"]] = counts.get(d["state"], 0) + 1
+    return ", ".join(f"{n} {state}" for state, n in counts.items()) or "(no bindings)"
 
 
 def register(app: typer.Typer) -> None:
@@ -120,6 +198,7 @@ def _register_serve(app: typer.Typer) -> None:
         from ..runtime.state_lock import StateDirLock
 
         catalog, cfg = state(ctx).load(config)
+        _refuse_a_port_in_use(host or cfg.server.host, cfg.server.port if port is None else port)
         # Before any provider opens its files there (memory metering replays and compacts its log).
         state_lock = StateDirLock(cfg.state_dir)
         state_lock.acquire()
@@ -128,6 +207,7 @@ def _register_serve(app: typer.Typer) -> None:
 
         def ready(url: str) -> None:
             typer.echo(f"sbt control plane listening on {url}")
+            typer.echo(f"  other shells:    export SBT_URL={url}   # where the sbt client commands go")
             typer.echo(f"  API description: {url}/openapi.json")
             if auth is not None and auth.type == "local":
                 # The token must come from the same config (state directory, key) as this server.
@@ -182,43 +262,35 @@ def _register_events(app: typer.Typer) -> None:
                                                     help="Events per POST /events.")] = DEFAULT_BATCH,
             config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
             as_json: JsonOption = False) -> None:
-        """Put one event (DETAIL_TYPE + --detail) or a JSON-lines --file on the bus (POST /events)."""
+        """Put one event (DETAIL_TYPE + --detail) or a JSON-lines --file on the bus (POST /events).
+
+        A file is streamed a batch at a time in constant memory (any size); every line is checked before the
+        first batch is sent (stdin: as it is read). Progress: a bar on a terminal, else a line on stderr every
+        10,000 events."""
         if (detail_type is None) == (file is None):
             raise fail("give a DETAIL_TYPE or --file (not both)")
         if file is not None:
-            entries = _read_lines(file)
-        else:
-            assert detail_type is not None
-            try:
-                event = Event.create(detail_type, json_object(detail, "--detail"), source=source)
-            except ValueError as exc:
-                raise BadRequestError(str(exc)) from None
-            entries = [to_json(Event(event.detail_type, event.source, event.detail, id=event_id or event.id,
-                                     time=event.time))]
-        answers: list[dict[str, Any]] = []
+            total = None if str(file) == "-" else _count(file)  # refused before the server is looked up
+            with _client(ctx, config, url, token, scopes.EVENT_WRITE) as client:
+                if _put_file(client, file, batch_size, as_json, total):
+                    raise typer.Exit(1)
+            return
+        assert detail_type is not None
+        try:
+            event = Event.create(detail_type, json_object(detail, "--detail"), source=source)
+        except ValueError as exc:
+            raise BadRequestError(str(exc)) from None
+        entry = to_json(Event(event.detail_type, event.source, event.detail, id=event_id or event.id,
+                              time=event.time))
         with _client(ctx, config, url, token, scopes.EVENT_WRITE) as client:
-            if file is None:
-                answers += client.put_events(entries)["Entries"]
-            else:
-                columns = (TextColumn("putting events"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
-                with Progress(*columns, console=Console(stderr=True), transient=True, disable=as_json) as progress:
-                    task = progress.add_task("put", total=len(entries))
-                    for batch in _batches(entries, batch_size):
-                        answers += client.put_events(batch)["Entries"]
-                        progress.advance(task, len(batch))
-        failed = [(i, a) for i, a in enumerate(answers) if "EventId" not in a]
+            answers = client.put_events([entry])["Entries"]
+        failed = [a for a in answers if "EventId" not in a]
         if as_json:
             print_json({"FailedEntryCount": len(failed), "Entries": answers})
-        else:
-            # One event: its id (for `sbt events get`). A file: a summary, not a line per event (a
-            # replay may hold 100,000); --json gives every id.
-            if file is None and not failed:
-                typer.echo(answers[0]["EventId"])
-            for index, answer in failed:
-                where = f"line {index + 1}" if file is not None else "event"
-                typer.echo(f"error: {where}: {answer.get('ErrorCode')}: {answer.get('ErrorMessage')}", err=True)
-            if file is not None:
-                typer.echo(f"{len(answers) - len(failed)} put, {len(failed)} failed")
+        elif not failed:
+            typer.echo(answers[0]["EventId"])  # for `sbt events get`
+        for answer in failed if not as_json else []:
+            typer.echo(f"error: event: {answer.get('ErrorCode')}: {answer.get('ErrorMessage')}", err=True)
         if failed:
             raise typer.Exit(1)
 
@@ -227,27 +299,26 @@ def _register_events(app: typer.Typer) -> None:
     def list_events(ctx: typer.Context,
                     limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many.")] = 50,
                     config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
-                    as_json: JsonOption = False) -> None:
-        """Recent events, newest first, with each binding's delivery state."""
+                    as_json: JsonOption = False, wide: WideOption = False) -> None:
+        """Recent events, newest first, with each binding's delivery state (--wide: received and source)."""
         with _client(ctx, config, url, token, scopes.EVENT_READ) as client:
-            records = client.list_events(limit)
+            records, total = client.event_page(limit)
         if as_json:
             print_json(records)
             return
-        table = Table(title="sbt events")
-        for column in ("received", "id", "detail-type", "source", "deliveries"):
-            table.add_column(column, overflow="fold")
-        for record in records:
-            event = record["event"]
-            table.add_row(record["received"], event["id"], event["detail-type"], event["source"],
-                          _summary(record["deliveries"]))
-        Console().print(table)
+        columns = (Column("received", wide=True), Column("id", ident=True), Column("detail-type"),
+                   Column("source", wide=True), Column("deliveries", flex=True))
+        describe = _summary if wide else _states
+        rows = [(r["received"], r["event"]["id"], r["event"]["detail-type"], r["event"]["source"],
+                 describe(r["deliveries"])) for r in records]
+        print_table("sbt events", columns, rows, wide=wide,
+                    footer=count_line(len(records), total, "events", more="--limit for more"))
 
     @events.command("get")
     @handle_errors
     def get_event(ctx: typer.Context, event_id: Annotated[str, typer.Argument(help="The event id.")],
                   config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
-                  as_json: JsonOption = False) -> None:
+                  as_json: JsonOption = False, wide: WideOption = False) -> None:
         """One event: its envelope and each binding's delivery (state, attempts, last error)."""
         with _client(ctx, config, url, token, scopes.EVENT_READ) as client:
             record = client.get_event(event_id)
@@ -256,12 +327,11 @@ def _register_events(app: typer.Typer) -> None:
             return
         console = Console()
         console.print_json(json.dumps(record["event"]))
-        table = Table(title=f"deliveries (received {record['received']})")
-        for column in ("target", "state", "attempts", "last error", "updated"):
-            table.add_column(column, overflow="fold")
-        for d in record["deliveries"]:
-            table.add_row(d["target"], d["state"], str(d["attempts"]), d.get("lastError") or "", d.get("updated") or "")
-        console.print(table)
+        columns = (Column("target", ident=True), Column("state"), Column("attempts", justify="right"),
+                   Column("last error", flex=True), Column("updated", wide=True))
+        rows = [(d["target"], d["state"], d["attempts"], d.get("lastError") or "", d.get("updated") or "")
+                for d in record["deliveries"]]
+        print_table(f"deliveries (received {record['received']})", columns, rows, wide=wide, console=console)
 
     @dlq.command("list")
     @handle_errors
@@ -269,24 +339,26 @@ def _register_events(app: typer.Typer) -> None:
                  event_id: Annotated[str | None, typer.Option("--event-id", help="Only this event's.")] = None,
                  target: Annotated[str | None, typer.Option("--target",
                                                             help="Only this binding's (hook name).")] = None,
+                 limit: LimitOption = None,
                  config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
-                 as_json: JsonOption = False) -> None:
+                 as_json: JsonOption = False, wide: WideOption = False) -> None:
         """Dead-lettered events with the binding that failed them and the last error."""
         with _client(ctx, config, url, token, scopes.EVENT_READ) as client:
             letters = client.dead_letters(event_id=event_id, target=target)
+        shown = letters[:limit] if limit else letters
         if as_json:
-            print_json(letters)
+            print_json(shown)
             return
         if not letters:
             typer.echo("no dead letters")
             return
-        table = Table(title="sbt dead letters")
-        for column in ("dead-lettered", "event id", "detail-type", "target", "attempts", "last error"):
-            table.add_column(column, overflow="fold")
-        for d in letters:
-            table.add_row(d["deadLettered"], d["event"]["id"], d["event"]["detail-type"], d["target"],
-                          str(d["attempts"]), d["lastError"])
-        Console().print(table)
+        columns = (Column("dead-lettered", wide=True), Column("event id", ident=True),
+                   Column("detail-type", wide=True), Column("target", ident=True),
+                   Column("attempts", justify="right", wide=True), Column("last error", flex=True))
+        rows = [(d["deadLettered"], d["event"]["id"], d["event"]["detail-type"], d["target"], d["attempts"],
+                 d["lastError"]) for d in shown]
+        print_table("sbt dead letters", columns, rows, wide=wide,
+                    footer=count_line(len(shown), len(letters), "dead letters", more="--limit for more"))
 
     @dlq.command("replay")
     @handle_errors
@@ -319,19 +391,18 @@ def _register_schedule(app: typer.Typer) -> None:
     @schedule.command("list")
     @handle_errors
     def schedule_list(ctx: typer.Context, config: ConfigOption = None, url: UrlOption = None,
-                      token: TokenOption = None, as_json: JsonOption = False) -> None:
+                      token: TokenOption = None, as_json: JsonOption = False, wide: WideOption = False) -> None:
         """Scheduled hooks with their expression, next due time and runs fired/skipped."""
         with _client(ctx, config, url, token, scopes.EVENT_READ) as client:
             items = client.schedules()
         if as_json:
             print_json(items)
             return
-        table = Table(title="sbt schedules")
-        for column in ("hook", "expression", "next due", "fired", "skipped"):
-            table.add_column(column)
-        for s in items:
-            table.add_row(s["hook"], s["expression"], s["nextDue"], str(s["fired"]), str(s["skipped"]))
-        Console().print(table)
+        columns = (Column("hook", ident=True), Column("expression"), Column("next due"),
+                   Column("fired", justify="right"), Column("skipped", justify="right"))
+        rows = [(s["hook"], s["expression"], re.sub(r"\.\d+(?=Z$)", "", s["nextDue"]), s["fired"], s["skipped"])
+                for s in items]  # whole seconds are enough to read
+        print_table("sbt schedules", columns, rows, wide=wide)
 
     @schedule.command("run")
     @handle_errors

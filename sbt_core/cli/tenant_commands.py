@@ -1,10 +1,9 @@
 """``sbt tenants register|list|get|update|delete``: tenant registrations through the running control plane.
 
 The commands call the server's ``/tenant-registrations`` routes (see :mod:`sbt_core.tenants.client` for
-why not the database directly), found as ``sbt events`` finds it
-(:func:`~sbt_core.cli.runtime_commands.resolve_server`): ``--url`` / ``$SBT_URL``, else ``[server]`` of
-the config; ``--token`` / ``$SBT_TOKEN``, else — with the ``local`` auth provider — one minted from the
-local key with just the scope the command needs.
+why not the database directly), found as every client command finds it (:mod:`sbt_core.cli._server`):
+``--url`` / ``$SBT_URL``, else ``[server]`` of the config; ``--token`` / ``$SBT_TOKEN``, else — with the
+``local`` auth provider — one minted from the local key with just the scope the command needs.
 """
 
 from __future__ import annotations
@@ -14,14 +13,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
+from rich.text import Text
 
 from ..errors import BadRequestError
 from ..models import scopes
 from ..tenants.client import TenantClient
 from ._common import ConfigOption, JsonOption, handle_errors, json_object, print_json
-from .runtime_commands import TokenOption, UrlOption, resolve_server
+from ._server import TokenOption, UrlOption, connect
+from ._table import Column, WideOption, count_line, print_table
 
 __all__ = ["register"]
 
@@ -47,10 +46,17 @@ def _pairs(items: list[str] | None) -> dict[str, Any]:
 
 
 def _client(ctx: typer.Context, config: Path | None, url: str | None, token: str | None, scope: str) -> TenantClient:
-    """A client of the running server, resolved as ``sbt events`` does (``--url``/``$SBT_URL``, else the
-    config's ``[server]``; ``--token``/``$SBT_TOKEN``, else minted locally with just ``scope``)."""
-    base, bearer = resolve_server(ctx, config, url, token, scope)
-    return TenantClient(base, bearer)
+    """A client of the running server, resolved as every client command does (:func:`connect`)."""
+    return connect(TenantClient, ctx, config, url, token, scope)
+
+
+def _status(item: dict[str, Any]) -> Text:
+    """``registrationStatus`` when the application plane has set one (``created``, ``failed`` …), else what
+    ``sbtaws_active`` says: ``active`` or ``deleted`` (sbt-aws's soft delete)."""
+    active = item.get("sbtaws_active") is not False
+    status = item.get("registrationStatus")
+    text = status if isinstance(status, str) and status else ("active" if active else "deleted")
+    return Text(text, style="" if active and text != "failed" else "red")
 
 
 def register(app: typer.Typer) -> None:
@@ -85,8 +91,8 @@ def register(app: typer.Typer) -> None:
                            tenants: Annotated[bool, typer.Option("--tenants", help="List tenants (GET /tenants) "
                                                                  "instead of registrations.")] = False,
                            config: ConfigOption = None, url: UrlOption = None, token: TokenOption = None,
-                           as_json: JsonOption = False) -> None:
-        """List registrations (or tenants), one page or --all."""
+                           as_json: JsonOption = False, wide: WideOption = False) -> None:
+        """List registrations (or tenants), one page or --all (--wide: the other id too)."""
         with _client(ctx, config, url, token, scopes.TENANT_READ) as client:
             if all_:
                 every = client.iter_tenants if tenants else client.iter_registrations
@@ -100,16 +106,22 @@ def register(app: typer.Typer) -> None:
                 body["next_token"] = token_out
             print_json(body)
             return
-        table = Table(title="tenants" if tenants else "tenant registrations")
-        columns = (["tenantId", "tenantRegistrationId", "sbtaws_active", "tenantName"] if tenants else
-                   ["tenantRegistrationId", "tenantId", "sbtaws_active", "registrationStatus"])
-        for column in columns:
-            table.add_column(column)
-        for item in items:
-            table.add_row(*(str(item.get(c, "")) for c in columns))
-        Console().print(table)
-        if token_out:
-            typer.echo(f"next_token: {token_out}")
+        columns: tuple[Column, ...]
+        rows: list[tuple[object, ...]]
+        if tenants:
+            columns = (Column("tenantId", ident=True), Column("tenantName", flex=True), Column("status"),
+                       Column("tenantRegistrationId", ident=True, wide=True))
+            rows = [(t.get("tenantId", ""), t.get("tenantName", ""), _status(t), t.get("tenantRegistrationId", ""))
+                    for t in items]
+        else:
+            columns = (Column("tenantRegistrationId", ident=True), Column("status", flex=True),
+                       Column("tenantId", ident=True, wide=True))
+            rows = [(r.get("tenantRegistrationId", ""), _status(r), r.get("tenantId", "")) for r in items]
+        more = f"more: --next-token {token_out}, or --all" if token_out else None
+        noun = "tenants" if tenants else "registrations"
+        print_table(noun if tenants else "tenant registrations", columns, rows, wide=wide,
+                    footer=count_line(len(items), None if token_out else len(items), noun, more=more))
+
 
     @group.command("get")
     @handle_errors

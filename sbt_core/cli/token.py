@@ -11,8 +11,20 @@ from typing import Annotated
 
 import typer
 
+from ..bindings import build_binding_table
+from ..config import Config
+from ..errors import BadRequestError
 from ..models.scopes import ALL
+from ..plugins import PluginCatalog
+from ..triggers import RouteTrigger
 from ._common import ConfigOption, handle_errors, state
+
+
+def _known_scopes(catalog: PluginCatalog, cfg: Config) -> list[str]:
+    """sbt's scopes, then any other scope a route of this config requires (a plugin's, or an override's)."""
+    routes = [b.trigger.scope for b in build_binding_table(catalog, cfg).routes()
+              if isinstance(b.trigger, RouteTrigger) and b.trigger.scope]
+    return list(dict.fromkeys([*ALL, *sorted(set(routes) - set(ALL))]))
 
 
 def register(app: typer.Typer) -> None:
@@ -33,6 +45,10 @@ def register(app: typer.Typer) -> None:
         """Print an access token of the local auth provider (RS256, verified by `sbt serve`)."""
         from ..auth_local import mint_token
 
-        _, cfg = state(ctx).load(config)
+        catalog, cfg = state(ctx).load(config)
         scopes = [s for item in (scope or []) for s in item.split()] or list(ALL)
+        known = _known_scopes(catalog, cfg)
+        unknown = [s for s in scopes if s not in known]
+        if unknown:
+            raise BadRequestError(f"unknown scope(s) {', '.join(unknown)}; known: {', '.join(known)}")
         typer.echo(mint_token(scopes, user=user, config=cfg, lifetime_seconds=lifetime))

@@ -54,7 +54,7 @@ usage_event_kwargs = EventArgument("usage_event", UsageEvent.from_event, UsageEv
 
 @attrs.frozen
 class HookDef:
-    """One row of the contract (DESIGN.md section 2)."""
+    """One row of the contract (docs/design.md section 2)."""
 
     name: str
     interface: Interface

@@ -1,6 +1,6 @@
 """IAuth hookspecs: JWT/OAuth settings, the admin user, and user management.
 
-Mirrors sbt-aws ``src/control-plane/auth/auth-interface.ts`` (reference/sbt-aws.md section 4). Route
+Mirrors sbt-aws ``src/control-plane/auth/auth-interface.ts``. Route
 scopes are SBT CognitoAuth's (``user/user_read``, ``user/user_write``).
 """
 

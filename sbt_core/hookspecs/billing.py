@@ -1,7 +1,7 @@
 """IBilling hookspecs: customers, users, usage ingestion and push, webhooks.
 
 Mirrors sbt-aws ``src/control-plane/billing/billing-interface.ts`` and ``billing-provider.ts``
-(reference/sbt-aws.md section 5). Event hooks receive the whole envelope, as upstream handlers do;
+(docs/design.md section 2). Event hooks receive the whole envelope, as upstream handlers do;
 return values are informational (upstream ignores them) but are recorded in the event log.
 """
 

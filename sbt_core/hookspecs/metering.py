@@ -1,7 +1,7 @@
 """IMetering hookspecs: meters, usage ingestion and queries, cancellation, customers.
 
-Mirrors sbt-aws ``src/control-plane/metering/metering-interface.ts`` (reference/sbt-aws.md section 6);
-payload shapes are DESIGN.md section 4's (SBT defines none).
+Mirrors sbt-aws ``src/control-plane/metering/metering-interface.ts``;
+payload shapes are docs/design.md section 4's (SBT defines none).
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 from . import scopes
 from ._convert import converter, format_timestamp, from_json, parse_timestamp, to_json
 from .auth import AdminUser, AuthSettings, CreateUserRequest, UpdateUserRequest, User
-from .billing import Customer, PutUsageResult, ScheduleRun, WebhookRequest, WebhookResponse
+from .billing import BillingUsage, Customer, PutUsageResult, ScheduleRun, WebhookRequest, WebhookResponse
 from .common import MAX_PAGE_LIMIT, Page, PageRequest, Secret, utcnow
 from .events import (
     APPLICATION_PLANE_SOURCE,
@@ -31,7 +31,8 @@ from .metering import (
 
 __all__ = [
     "APPLICATION_PLANE_SOURCE", "CONTROL_PLANE_SOURCE", "DEFAULT_SOURCES", "MAX_PAGE_LIMIT", "MUTABLE_METER_FIELDS",
-    "AdminUser", "Aggregation", "AuthSettings", "CancelResult", "CancelUsageRequest", "CreateUserRequest",
+    "AdminUser", "Aggregation", "AuthSettings", "BillingUsage", "CancelResult", "CancelUsageRequest",
+    "CreateUserRequest",
     "Customer", "DetailType", "Event", "Meter", "MeterCreate", "MeterStatus", "MeterUpdate", "Page", "PageRequest",
     "PutUsageResult", "ScheduleRun", "Secret", "UpdateUserRequest", "UsageEvent", "UsageQuery", "UsageRow", "User",
     "WebhookRequest", "WebhookResponse", "WindowSize", "canonical_detail_type", "converter", "format_timestamp",

@@ -1,6 +1,6 @@
 """One cattrs converter for every record that crosses a boundary (HTTP JSON, events, config).
 
-Field names are snake_case in Python and camelCase on the wire (DESIGN.md section 4), except where a
+Field names are snake_case in Python and camelCase on the wire (docs/design.md section 4), except where a
 field's metadata names its wire key (``from`` for ``from_``, ``detail-type``, sbt-aws's ``next_token``).
 Unknown keys are refused so a typo never silently does nothing.
 """

@@ -1,6 +1,6 @@
 """Records of IAuth: the settings the authorizer reads, users, and the requests that change them.
 
-Shapes follow sbt-aws's user Lambda (reference/sbt-aws.md section 4.3): camelCase
+Shapes follow sbt-aws's user Lambda (sbt-aws ``resources/functions/user-management/index.py``): camelCase
 ``{userName, userRole, email, status, enabled, created, modified}``.
 """
 

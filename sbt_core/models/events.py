@@ -50,7 +50,7 @@ class DetailType(StrEnum):
     DEACTIVATE_FAILURE = "deactivateFailure"
 
 
-#: The source each standard event is emitted from (section 2.1 of reference/sbt-aws.md).
+#: The source each standard event is emitted from (sbt-aws ``src/utils/event-manager.ts``).
 DEFAULT_SOURCES: dict[str, str] = {
     **{dt.value: CONTROL_PLANE_SOURCE for dt in DetailType},
     **{

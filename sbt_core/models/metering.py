@@ -1,7 +1,7 @@
 """Records of IMetering: meters, usage events, usage queries and rows, cancellations.
 
 SBT defines no payloads for IMetering; these merge Stripe Billing Meters, OpenMeter and Amberflo
-(DESIGN.md section 4, reference/metering-and-fakes.md part 1).
+(docs/design.md section 4; Stripe Billing Meters' and OpenMeter's documented rules).
 """
 
 from __future__ import annotations

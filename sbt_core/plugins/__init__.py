@@ -12,11 +12,11 @@ from ._loader import (
     discover,
     new_plugin_manager,
 )
-from ._select import Providers, build_providers
+from ._select import Providers, build_providers, check_required_hooks, missing_required_hooks
 from .facade import AuthFacade, BillingFacade, MeteringFacade
 
 __all__ = [
     "BUILTIN_PLUGINS", "ENTRY_POINT_GROUP", "LOAD_ENV", "STRICT_ENV", "AuthFacade", "BillingFacade", "Kind",
-    "MeteringFacade", "PluginCatalog", "PluginRecord", "Providers", "Status", "build_providers", "discover",
-    "new_plugin_manager",
+    "MeteringFacade", "PluginCatalog", "PluginRecord", "Providers", "Status", "build_providers",
+    "check_required_hooks", "discover", "missing_required_hooks", "new_plugin_manager",
 ]

@@ -147,6 +147,32 @@ def _implements(pm: pluggy.PluginManager, plugin: object, hook: str) -> bool:
                                       for i in caller.get_hookimpls())
 
 
+def missing_required_hooks(pm: pluggy.PluginManager, plugin: object, interface: Interface) -> list[str]:
+    """The required hooks of ``interface`` that ``plugin`` (a provider class or instance registered in ``pm``)
+    does not implement, in contract order."""
+    return [row.name for row in hooks_of(interface) if row.required and not _implements(pm, plugin, row.name)]
+
+
+def _missing_message(interface: Interface, type_name: str, missing: list[str]) -> str:
+    return (f"{interface} provider '{type_name}' does not implement required "
+            f"{SBT_INTERFACES[interface]} hook(s): {', '.join(missing)}")
+
+
+def check_required_hooks(catalog: PluginCatalog, config: Config) -> list[str]:
+    """One problem per selected provider that misses required hooks of its interface, checked on the
+    provider classes of ``catalog`` without constructing them (``sbt config validate``, ``sbt plugins
+    list``); :func:`build_providers` refuses the same providers with the same words."""
+    problems = []
+    for interface, selection in config.providers.items():
+        record = catalog.get(selection.type)
+        if record is None or record.obj is None:
+            continue  # load_config reported it
+        missing = missing_required_hooks(catalog.pm, record.obj, interface)
+        if missing:
+            problems.append(_missing_message(interface, selection.type, missing))
+    return problems
+
+
 def build_providers(catalog: PluginCatalog, config: Config, *, state_dir: Path | None = None) -> Providers:
     """Construct each selected provider with its settings and a context, register them and the enabled
     extensions in a fresh PluginManager, and check every required hook is implemented.
@@ -176,10 +202,9 @@ def build_providers(catalog: PluginCatalog, config: Config, *, state_dir: Path |
         except pluggy.PluginValidationError as exc:
             raise PluginError(selection.type, str(exc)) from None
         instances[interface], contexts[interface], types[interface] = instance, ctx, selection.type
-        missing = [row.name for row in hooks_of(interface) if row.required and not _implements(pm, instance, row.name)]
+        missing = missing_required_hooks(pm, instance, interface)
         if missing:
-            problems.append(f"{interface} provider '{selection.type}' does not implement required "
-                            f"{SBT_INTERFACES[interface]} hook(s): {', '.join(missing)}")
+            problems.append(_missing_message(interface, selection.type, missing))
     for record in catalog.extensions():
         if record.name in config.plugins.disabled:
             continue

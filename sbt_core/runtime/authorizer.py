@@ -1,7 +1,7 @@
-"""The JWT authorizer of the control-plane API (DESIGN.md section 4).
+"""The JWT authorizer of the control-plane API (docs/design.md section 4).
 
 Mirrors API Gateway's ``HttpJwtAuthorizer`` that sbt-aws puts in front of every route
-(reference/sbt-aws.md section 3): a bearer token is verified against the selected auth provider's
+(sbt-aws ``src/control-plane/control-plane-api.ts``): a bearer token is verified against the selected auth provider's
 issuer, audience and JWKS, then the route's scope is looked up in the token's ``scope`` claim
 (space-separated; ``scp`` as a string or list is accepted too). ``AuthSettings.enforce_scopes`` is
 SBT's ``setAPIGWScopes``: False skips the scope check (tokens are still verified).

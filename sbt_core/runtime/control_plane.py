@@ -1,4 +1,4 @@
-"""The ControlPlane: config -> providers -> binding table -> bus + HTTP app + scheduler (DESIGN.md section 6).
+"""The ControlPlane: config -> providers -> binding table -> bus + HTTP app + scheduler (docs/design.md section 6).
 
 ::
 

@@ -1,4 +1,4 @@
-"""The scheduler: fires every schedule binding on its ``rate(...)``/``cron(...)`` expression (DESIGN.md section 6).
+"""The scheduler: fires every schedule binding on its ``rate(...)``/``cron(...)`` expression (docs/design.md section 6).
 
 A run is not called directly: it is handed to the bus as an event to the hook's own target (detail type
 ``Scheduled Event``, source ``sbt.scheduler``, as EventBridge's scheduled rules emit ``Scheduled Event``),

@@ -2,7 +2,7 @@
 can be built side by side. Implementations live in ``bus/``, ``http/``, ``scheduler.py``; the
 ``ControlPlane`` (``control_plane.py``) assembles them.
 
-Flow (DESIGN.md section 6): config -> plugins -> binding table -> adapters (bus, HTTP, scheduler) that only
+Flow (docs/design.md section 6): config -> plugins -> binding table -> adapters (bus, HTTP, scheduler) that only
 read the table.
 """
 
@@ -70,6 +70,9 @@ class EventBus(Protocol):
 
     def recent(self, limit: int = 50) -> list[EventRecord]:
         """The most recent events, newest first."""
+
+    def logged(self) -> int:
+        """How many events the event log holds (``GET /events``'s ``total``: "50 of N")."""
 
 
 #: A group of core routes the HTTP app mounts beside the hook routes: each (RouteTrigger, endpoint), the

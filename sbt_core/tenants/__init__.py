@@ -1,6 +1,7 @@
 """The tenant registry: tenant registrations and tenants, the source of onboarding and offboarding.
 
-Mirrors sbt-aws's tenant-registration and tenant-management Lambdas (reference/sbt-aws.md section 7).
+Mirrors sbt-aws's tenant-registration and tenant-management Lambdas (sbt-aws
+``resources/functions/tenant-registrations/index.py``, ``resources/functions/tenant-management/``).
 Storage is SQLite under the state directory by default, or PostgreSQL (``[tenants] database_url``) when
 several ``sbt serve`` processes share one registry.
 """

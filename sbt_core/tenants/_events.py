@@ -1,6 +1,7 @@
 """The events the registry emits (onboarding, offboarding) and the ones it listens to (job results).
 
-sbt-aws (reference/sbt-aws.md section 7.2):
+sbt-aws (``src/core-app-plane/script-job.ts``,
+``src/control-plane/tenant-registration/tenant-registration.service.ts``):
 
 - ``onboardingRequest`` detail = ``tenantRegistrationData | tenantData | {tenantId, tenantRegistrationId}``.
 - ``offboardingRequest`` detail = the tenant item ``|`` the registration item.

@@ -6,7 +6,7 @@ behind the authorizer, the scope check and the body limit, and maps an :class:`~
 to ``{"message": ...}`` with its status. Endpoints only translate HTTP to :class:`TenantService` calls,
 which run in the thread pool (the database calls block).
 
-Answers (sbt-aws, reference/sbt-aws.md section 7.1):
+Answers (sbt-aws ``resources/functions/tenant-registrations/index.py``):
 
 | route | status | body |
 |---|---|---|

@@ -1,8 +1,9 @@
 """The tenant registry's one code path: the HTTP routes, the CLI (through the routes) and the bus
 subscribers all call :class:`TenantService`.
 
-Behaviour mirrors sbt-aws's tenant-registration and tenant-management Lambdas (reference/sbt-aws.md
-section 7), with these deliberate differences, each a fix:
+Behaviour mirrors sbt-aws's tenant-registration and tenant-management Lambdas (sbt-aws
+``resources/functions/tenant-registrations/index.py``, ``resources/functions/tenant-management/``), with
+these deliberate differences, each a fix:
 
 - A registration and its tenant are written in one transaction (upstream: two HTTP calls; a failure
   between them left a registration without a tenant).

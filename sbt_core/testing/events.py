@@ -1,7 +1,7 @@
 """Builders of SBT events for tests: EventBridge envelopes with SBT's detail types, sources and detail
-shapes (reference/sbt-aws.md section 7.2). Each takes ``event_id`` (to test dedup) and ``naming``
-(``"sbt_aws"`` builds the ``sbt_aws_``-prefixed detail type of sbt-aws >= 0.9); extra keyword arguments
-are merged into the detail.
+shapes (sbt-aws ``src/utils/event-manager.ts``, ``src/core-app-plane/script-job.ts``). Each takes
+``event_id`` (to test dedup) and ``naming`` (``"sbt_aws"`` builds the ``sbt_aws_``-prefixed detail type of
+sbt-aws >= 0.9); extra keyword arguments are merged into the detail.
 """
 
 from __future__ import annotations

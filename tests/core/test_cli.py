@@ -88,7 +88,56 @@ def test_config_validate_ok(fakes: dict[str, Any], tmp_path: Path, monkeypatch: 
     monkeypatch.setenv("FAKE_KEY", "k")
     result = _run(fakes, "config", "validate", "--config", _config(tmp_path, GOOD))
     assert result.exit_code == 0
-    assert result.stdout.strip().endswith("sbt.toml: valid")
+    first, *selected = result.stdout.strip().splitlines()
+    assert first.endswith("sbt.toml: valid")
+    assert [line.split() for line in selected] == [["auth:", "(none)"], ["billing:", "greedy"],
+                                                   ["metering:", "fakemeter"]]
+
+
+MISSING_HOOK = """
+[providers.billing]
+type = "half"
+"""
+
+
+def test_config_validate_refuses_a_provider_without_a_required_hook(fakes: dict[str, Any], tmp_path: Path) -> None:
+    """The check `sbt serve` refuses to start on, made before anything runs."""
+    result = _run(fakes, "config", "validate", "--config", _config(tmp_path, MISSING_HOOK))
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == ["error: billing provider 'half' does not implement required IBilling "
+                                          "hook(s): billing_delete_customer"]
+    as_json = json.loads(_run(fakes, "config", "validate", "--json", "--config", str(tmp_path / "sbt.toml")).stdout)
+    assert as_json["valid"] is False and "billing_delete_customer" in as_json["problems"][0]
+
+
+def test_plugins_list_says_what_the_config_selects_and_refuses_a_missing_hook(fakes: dict[str, Any],
+                                                                               tmp_path: Path) -> None:
+    ok = _run(fakes, "plugins", "list", "--config", _config(tmp_path, '[providers.billing]\ntype = "greedy"\n'))
+    assert ok.exit_code == 0, ok.output
+    [greedy] = [line for line in ok.stdout.splitlines() if line.startswith("greedy ")]
+    assert greedy.split()[:3] == ["greedy", "loaded", "billing"]
+    assert f"selected by {tmp_path / 'sbt.toml'}: billing: greedy" in ok.stdout
+    bad = _run(fakes, "plugins", "list", "--config", _config(tmp_path, MISSING_HOOK))
+    assert bad.exit_code == 1
+    assert "error: billing provider 'half' does not implement required IBilling hook(s)" in bad.stderr
+
+
+def test_plugins_info_shows_a_providers_settings_from_its_settings_class() -> None:
+    """Field, type, default and meaning, read from the attrs class and its docstring (the real plugins)."""
+    result = CliRunner(env={"COLUMNS": "80"}).invoke(build_app(CliState(entry_points=True)),
+                                                     ["plugins", "info", "stripe", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    fields = {f["name"]: f for f in info["settings"]}
+    assert fields["api_key"] == {"name": "api_key", "type": "Secret", "default": "required",
+                                 "meaning": "Stripe secret key (sk_…/rk_…); a secret reference, never printed."}
+    assert fields["timeout_seconds"]["default"] == "30.0"
+    assert all(f["meaning"] for f in info["settings"]), [f["name"] for f in info["settings"] if not f["meaning"]]
+    table = CliRunner(env={"COLUMNS": "80"}).invoke(build_app(CliState()), ["plugins", "info", "memory"])
+    assert table.exit_code == 0 and "horizon_past_days" in table.stdout
+    assert max(len(line) for line in table.stdout.splitlines()) <= 80
+    unknown = _run({}, "plugins", "info", "nope")
+    assert unknown.exit_code == 1 and unknown.stderr.startswith("error: no plugin 'nope' (installed: ")
 
 
 def test_config_show_never_prints_a_secret(fakes: dict[str, Any], tmp_path: Path,
@@ -137,3 +186,22 @@ def test_installed_first_party_providers_are_listed_by_the_real_cli() -> None:
         assert plugins[name]["version"]
     assert plugins["local"]["builtin"] is True
     assert plugins["memory"]["distribution"] == "sbt-memory-metering"
+
+
+def test_shell_completion_is_offered_and_flags_show_as_flags() -> None:
+    app = build_app(CliState(entry_points=False))
+    assert "--install-completion" in runner.invoke(app, ["--help"]).stdout
+    help_lines = runner.invoke(app, ["events", "list", "--help"]).stdout.splitlines()
+    [json_line] = [line for line in help_lines if "--json" in line]
+    [limit_line] = [line for line in help_lines if "--limit" in line]
+    assert "<bool>" not in json_line and "<int" in limit_line  # a flag takes no value; an option shows its type
+
+
+def test_token_refuses_an_unknown_scope_listing_the_known_ones(tmp_path: Path) -> None:
+    config = _config(tmp_path, f'state_dir = "{tmp_path / "state"}"\n[providers.auth]\ntype = "local"\n')
+    result = _run({}, "token", "--scope", "user/user_read nonsense/scope", "--config", config)
+    assert result.exit_code == 1 and result.stdout == ""
+    assert result.stderr == ("error: unknown scope(s) nonsense/scope; known: user/user_read, user/user_write, "
+                             "tenant/tenant_read, tenant/tenant_write, meter/meter_read, meter/meter_write, "
+                             "usage/usage_read, usage/usage_write, event/event_read, event/event_write\n")
+    assert not (tmp_path / "state").exists()  # refused before a key is made

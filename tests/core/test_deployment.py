@@ -79,4 +79,4 @@ def test_a_shared_provider_store_flags_a_per_directory_registry(tmp_path: Path) 
     result = runner.invoke(app, ["config", "validate", "--config", str(path)])
     assert result.exit_code == 0, result.output
     assert "warning: tenants.database_url:" in result.stderr
-    assert result.stdout.strip().endswith("valid (2 warning(s))")  # the registry and the local auth key
+    assert "valid (2 warning(s))" in result.stdout  # the registry and the local auth key

@@ -11,7 +11,7 @@ from sbt_core.hookspecs import BATCH_FORMS, CONTRACT, SBT_INTERFACES, SPEC_MODUL
 from sbt_core.plugins import AuthFacade, BillingFacade, MeteringFacade, new_plugin_manager
 from sbt_core.triggers import EventTrigger, RouteTrigger, ScheduleTrigger, StartupTrigger
 
-# DESIGN.md section 2, retyped here on purpose: the test pins the table, the code derives from CONTRACT.
+# docs/design.md section 2's contract, retyped here on purpose: the test pins the table, the code derives from CONTRACT.
 DESIGN_TABLE = {
     "auth_settings": (True, "startup"),
     "auth_create_admin_user": (True, "startup"),

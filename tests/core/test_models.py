@@ -9,6 +9,7 @@ import pytest
 from sbt_core.errors import BadRequestError
 from sbt_core.models import (
     Aggregation,
+    BillingUsage,
     CancelUsageRequest,
     Event,
     Meter,
@@ -240,3 +241,26 @@ def test_an_envelope_id_the_usage_event_cannot_take_as_identifier_is_refused_as_
     events = _envelopes([dict(_CANONICAL) for _ in range(4)])
     events[2] = Event.trusted("ingestUsage", "sbt.application.plane", dict(_CANONICAL), "x" * 300, T0, [])
     assert _batch(events) == _each(events) == "identifier must be 1 to 256 characters"
+
+
+def test_billing_usage_reads_sbt_aws_and_canonical_usage_alike() -> None:
+    sbt_aws = Event.create("ingestUsage", {"tenantId": "t1", "metric": {"name": "productsSold", "unit": "Count",
+                                                                         "value": "5"}})
+    usage = BillingUsage.from_event(sbt_aws)
+    assert (usage.tenant_id, usage.metric, usage.value, usage.unit) == ("t1", "productsSold", 5, "Count")
+    assert (usage.identifier, usage.timestamp) == (sbt_aws.id, sbt_aws.time)
+    canonical = Event.create("ingestUsage", {"tenantId": "t1", "eventName": "api_calls", "identifier": "u-1",
+                                             "timestamp": "2026-01-02T03:04:05Z", "properties": {"calls": 2.5}})
+    usage = BillingUsage.from_event(canonical, value_key="calls")
+    assert (usage.tenant_id, usage.metric, usage.value, usage.identifier, usage.unit) == \
+        ("t1", "api_calls", 2.5, "u-1", None)
+    assert usage.timestamp.isoformat() == "2026-01-02T03:04:05+00:00"
+    counted = Event.create("ingestUsage", {"tenantId": "t1", "eventName": "logins"})
+    assert BillingUsage.from_event(counted, default_value=1).value == 1
+    refused = [({"tenantId": "t1", "eventName": "logins"}, "properties.value is required"),
+               ({"tenantId": "t1", "metric": {"name": "x", "value": True}}, "metric.value must be a number"),
+               ({"tenantId": "t1", "metric": {"value": 1}}, "metric.name is required"),
+               ({"metric": {"name": "x", "value": 1}}, "tenantId is required")]
+    for detail, message in refused:
+        with pytest.raises(BadRequestError, match=message):
+            BillingUsage.from_event(Event.create("ingestUsage", detail))

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from sbt_core.testing.processes import background_server, free_port
 
-#: localstripe's CLI listens on every interface; this binds it to loopback (reference/metering-and-fakes.md 2a).
+#: localstripe's CLI listens on every interface; this binds it to loopback.
 LOCALSTRIPE = ("import sys; from aiohttp import web; from localstripe.server import app; "
                "web.run_app(app, host='127.0.0.1', port=int(sys.argv[1]), print=None)")
 

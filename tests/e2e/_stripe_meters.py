@@ -1,8 +1,8 @@
 """A loopback HTTP front for localstripe that adds Stripe's Billing Meter events endpoint.
 
-localstripe has no Billing Meters (reference/metering-and-fakes.md part 2a), so ``POST
+localstripe has no Billing Meters, so ``POST
 /v1/billing/meter_events`` is answered here with the object Stripe documents and recorded; every other
-request is forwarded to localstripe unchanged. DESIGN.md section 8 allows an HTTP-level stub only where no
+request is forwarded to localstripe unchanged. An HTTP-level stub is used only where no
 fake exists, which is this endpoint alone.
 """
 

@@ -54,7 +54,8 @@ def test_the_walkthrough_works_verbatim(tmp_path: Path) -> None:
     usage = json.loads(next(line for line in result.stdout.splitlines() if '"windowStart"' in line))["data"]
 
     expected: dict[tuple[str, str], float] = defaultdict(float)
-    expected[("tenant-1", "eu")] += 5  # the single event sent with curl
+    acme = next(line.split()[0] for line in result.stdout.splitlines() if " acme " in f" {line} ")
+    expected[(acme, "eu")] += 5  # the single event sent with curl, for the registered tenant
     for line in (ROOT / "examples" / "usage.jsonl").read_text().splitlines():
         detail = json.loads(line)["detail"]
         expected[(detail["tenantId"], detail["properties"]["region"])] += detail["properties"]["value"]

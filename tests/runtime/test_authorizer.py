@@ -1,4 +1,4 @@
-"""The JWT authorizer on its own: every check DESIGN.md section 4 lists, JWKS caching and refresh."""
+"""The JWT authorizer on its own: every check docs/design.md section 4 lists, JWKS caching and refresh."""
 
 from __future__ import annotations
 

@@ -213,4 +213,23 @@ def test_sbt_serve_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
             proc.kill()
     assert proc.returncode == 0, err
     assert any("TOKEN=$(sbt token)" in line for line in banner)  # the admin token hint (config from SBT_CONFIG)
+    assert f"export SBT_URL={base}   #" in banner[1]  # so the next client command reaches this port
     assert out.strip() == "sbt control plane stopped"
+
+
+def test_sbt_serve_on_a_port_in_use_is_one_line_naming_the_port(tmp_path: Path) -> None:
+    import socket
+
+    config = tmp_path / "sbt.toml"
+    config.write_text('[providers.auth]\ntype = "local"\n')
+    env = {**os.environ, "SBT_LOAD_PLUGINS": "", "SBT_CONFIG": str(config)}
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run([sys.executable, "-m", "sbt_core.cli", "serve", "--host", "127.0.0.1", "--port",
+                               str(port)], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60)
+    assert done.returncode == 1
+    assert done.stderr == (f"error: port {port} on 127.0.0.1 is already in use; choose another with --port "
+                           f"(e.g. sbt serve --port {port + 1})\n")
+    assert not (tmp_path / ".sbt").exists()  # refused before anything started

@@ -186,7 +186,7 @@ def test_bad_updates_queries_and_oversized_bodies_change_nothing(api: Any, plane
     limit = plane.control_plane.config.server.max_body_bytes
     huge = registration_body("huge") | {"tenantData": {"blob": "x" * (limit + 1)}}
     answer = api.post("/tenant-registrations", json=huge)
-    assert answer.status_code == 413 and "larger than" in answer.json()["message"]  # DESIGN.md section 4
+    assert answer.status_code == 413 and "larger than" in answer.json()["message"]  # docs/design.md section 4
     assert api.get(f"/tenant-registrations/{rid}").json() == before
     assert len(api.get("/tenant-registrations").json()["data"]) == 1
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import attrs
 
 from sbt_core import BadRequestError, Provider, ProviderContext, hookimpl
-from sbt_core.models import Customer, DetailType, Event, PutUsageResult, ScheduleRun, UsageEvent
+from sbt_core.models import BillingUsage, Customer, DetailType, Event, PutUsageResult, ScheduleRun
 
 __all__ = ["CsvLedgerBilling", "CsvLedgerSettings"]
 
@@ -107,16 +107,15 @@ class CsvLedgerBilling(Provider):
 
     @hookimpl
     def billing_ingest(self, event: Event) -> None:
-        """IBilling.ingestor: add one usage event to the tenant's running total of that metric."""
-        usage = UsageEvent.from_event(event)
-        value = usage.properties.get("value", 1)
-        if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-            raise BadRequestError(f"usage event {usage.identifier}: value must be a number")
+        """IBilling.ingestor: add one usage event to the tenant's running total of that metric (sbt-aws's
+        ``{tenantId, metric: {name, value}}`` or the canonical ``{tenantId, eventName, properties: {value}}``;
+        an event without a value counts 1)."""
+        usage = BillingUsage.from_event(event, default_value=1)
         with self._lock:
             if usage.identifier in self._seen_usage:
                 return  # at-least-once delivery: the same event twice is counted once
             self._seen_usage.add(usage.identifier)
-            self._usage[(usage.tenant_id, usage.event_name)] += _decimal(value)
+            self._usage[(usage.tenant_id, usage.metric)] += _decimal(usage.value)
 
     @hookimpl
     def billing_put_usage(self, run: ScheduleRun) -> PutUsageResult:

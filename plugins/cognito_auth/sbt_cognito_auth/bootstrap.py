@@ -1,6 +1,6 @@
 """Create a Cognito user pool the way sbt-aws's CognitoAuth construct does, and render its config block.
 
-What CognitoAuth (reference/sbt-aws.md section 4.2) creates, and what :func:`bootstrap_pool` creates:
+What CognitoAuth (sbt-aws ``src/control-plane/auth/cognito-auth.ts``) creates, and what :func:`bootstrap_pool` creates:
 
 - a pool: email required and auto-verified, password >= 8 with upper/lower/digit/symbol, admin-created
   users only, the custom attribute ``userRole`` (1..256, mutable) and, optionally, ``tenantId``;

@@ -1,6 +1,7 @@
 """The ``cognito`` provider: IAuth on an Amazon Cognito user pool through boto3.
 
-Mirrors sbt-aws's CognitoAuth and its user-management Lambda (reference/sbt-aws.md sections 4.2-4.4):
+Mirrors sbt-aws's CognitoAuth and its user-management Lambda (sbt-aws
+``src/control-plane/auth/cognito-auth.ts``, ``resources/functions/user-management/``):
 the same Admin* calls and the same camelCase user shape, with its known bugs fixed (updating one attribute
 works, deleting a missing user is a 404, creating an existing one a 409, enable/disable are routed).
 """

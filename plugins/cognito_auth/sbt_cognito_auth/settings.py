@@ -1,8 +1,8 @@
 """``[providers.auth]`` settings of the ``cognito`` provider, validated when the config loads.
 
-Mirrors what sbt-aws's CognitoAuth derives from its CDK props and the pool it creates
-(reference/sbt-aws.md section 4.2): the pool, the user and machine clients, the domain behind the token
-endpoint, ``setAPIGWScopes`` (here ``enforce_scopes``) and the ``custom:userRole`` attribute.
+Mirrors what sbt-aws's CognitoAuth derives from its CDK props and the pool it creates (sbt-aws
+``src/control-plane/auth/cognito-auth.ts``): the pool, the user and machine clients, the domain behind the
+token endpoint, ``setAPIGWScopes`` (here ``enforce_scopes``) and the ``custom:userRole`` attribute.
 
 Security: ``endpoint_url`` points boto3 *and the JWKS fetch* at another server. A local Cognito-compatible
 server (moto) signs with a fixed private key that ships in its package, so trusting such a server's JWKS
@@ -76,11 +76,13 @@ class CognitoSettings:
     - ``user_client_id``: the app client users sign in with (no secret).
     - ``machine_client_id`` + ``machine_client_secret``: the client-credentials client (SBT's machine
       client); the secret is a reference (``{ env = "NAME" }``) and becomes a :class:`Secret`. Give both or neither.
-    - ``domain``: the Cognito domain prefix; the token endpoint becomes
+    - ``machine_client_audience``: the ``audience`` sent with the machine client's client-credentials
+      request (SBT's ``machineClientAudience``), when the token endpoint wants one.
+    - ``domain``, ``token_endpoint``: the Cognito domain prefix; the token endpoint becomes
       ``https://<domain>.auth.<region>.amazoncognito.com/oauth2/token`` unless ``token_endpoint`` is given
       (custom domains). One of the two is required, except with ``endpoint_url`` (then
       ``<endpoint_url>/oauth2/token``).
-    - ``endpoint_url``: a local Cognito-compatible server (moto); loopback only unless
+    - ``endpoint_url``, ``allow_non_loopback_endpoint``: a local Cognito-compatible server (moto); loopback only unless
       ``allow_non_loopback_endpoint`` (see the module docstring).
     - ``enforce_scopes``: SBT's ``setAPIGWScopes``; false when tokens carry no API scopes.
     - ``role_attribute``: the user attribute holding ``userRole`` (SBT: ``custom:userRole``).

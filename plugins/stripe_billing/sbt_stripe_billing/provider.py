@@ -1,6 +1,6 @@
 """The ``stripe`` billing provider: IBilling on Stripe (customers, subscriptions, meter events, webhooks).
 
-Hooks (DESIGN.md section 2; ``sbt_core/hookspecs/billing.py``):
+Hooks (docs/design.md section 2; ``sbt_core/hookspecs/billing.py``):
 
 - ``billing_create_customer`` (``onboardingRequest``): customer + subscription, idempotent.
 - ``billing_delete_customer`` (``offboardingRequest``): final usage push, cancel, delete or keep.
@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import math
 import threading
 import uuid
 from collections.abc import Callable
@@ -32,15 +31,14 @@ from sbt_core import Provider, ProviderContext, hookimpl
 from sbt_core._sql import database_url
 from sbt_core.errors import BadRequestError, ProviderError, SbtError
 from sbt_core.models import (
+    BillingUsage,
     Customer,
     DetailType,
     Event,
     PutUsageResult,
     ScheduleRun,
-    UsageEvent,
     WebhookRequest,
     WebhookResponse,
-    parse_timestamp,
 )
 
 from ._customers import TENANT_KEY, CustomerBook, item_ids
@@ -308,35 +306,15 @@ def _user_id(detail: dict[str, Any]) -> str:
     raise BadRequestError(f"event detail needs a user id ({', '.join(_USER_KEYS)})")
 
 
-def _whole(value: Any, where: str) -> int:
-    if isinstance(value, str):  # sbt-aws's aggregator does int(value): "5" counts as 5
-        try:
-            value = int(value.strip())
-        except ValueError:
-            raise BadRequestError(f"{where} must be a whole number, got {value!r}") from None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-        raise BadRequestError(f"{where} must be a number, got {value!r}")
+def _whole(value: int | float, where: str) -> int:
     if value != int(value):
         raise BadRequestError(f"{where} must be a whole number (Stripe meters take whole numbers), got {value!r}")
     return int(value)
 
 
 def _usage(event: Event, value_key: str) -> tuple[str, str, int, datetime, str]:
-    """``(tenant_id, metric, value, timestamp, dedup key)`` of an ``ingestUsage`` envelope."""
-    detail = event.detail
-    if isinstance(detail.get("metric"), dict):  # sbt-aws: {tenantId, metric: {name, unit, value}, timestamp}
-        tenant_id, metric = _tenant_id(detail), detail["metric"].get("name")
-        if not isinstance(metric, str) or not metric:
-            raise BadRequestError("metric.name is required (string)")
-        value = _whole(detail["metric"].get("value"), "metric.value")
-        try:
-            ts = parse_timestamp(detail["timestamp"]) if detail.get("timestamp") is not None else event.time
-        except ValueError as exc:
-            raise BadRequestError(str(exc)) from None
-        identifier = detail.get("identifier")
-        return tenant_id, metric, value, ts, identifier if isinstance(identifier, str) else event.id
-    usage = UsageEvent.from_event(event, received=event.time)
-    if value_key not in usage.properties:
-        raise BadRequestError(f"properties.{value_key} is required")
-    value = _whole(usage.properties[value_key], f"properties.{value_key}")
-    return usage.tenant_id, usage.event_name, value, usage.timestamp, usage.identifier
+    """``(tenant_id, metric, value, timestamp, dedup key)`` of an ``ingestUsage`` envelope, in either form
+    :meth:`BillingUsage.from_event` reads, the value a whole number."""
+    usage = BillingUsage.from_event(event, value_key=value_key)
+    where = "metric.value" if isinstance(event.detail.get("metric"), dict) else f"properties.{value_key}"
+    return usage.tenant_id, usage.metric, _whole(usage.value, where), usage.timestamp, usage.identifier

@@ -57,7 +57,8 @@ class StripeBillingSettings:
     - ``meter_event_names``: our metric / usage event name -> Stripe meter ``event_name``; a metric not
       listed is sent under its own name.
     - ``customer_id_key``: the meter's ``customer_mapping.event_payload_key`` (Stripe's default
-      ``stripe_customer_id``); ``value_key``: its ``value_settings.event_payload_key`` (default ``value``).
+      ``stripe_customer_id``).
+    - ``value_key``: the meter's ``value_settings.event_payload_key`` (Stripe's default ``value``).
     - ``delete_customer_on_offboarding``: delete the Stripe customer (true) or keep it, marked
       ``metadata.sbtOffboarded``, for invoices and history (false).
     - ``invoice_now_on_cancel``: cancel subscriptions with ``invoice_now`` so un-invoiced metered usage
@@ -69,8 +70,9 @@ class StripeBillingSettings:
     - ``customer_lookup``: ``search`` or ``list`` (see :data:`LOOKUPS`).
     - ``timestamp_horizon_days``: Stripe accepts meter events up to 35 days in the past; older
       aggregates are reported, never sent.
-    - ``max_retries``: retries of a throttled (429) or unreachable call, with exponential backoff and
-      jitter from ``retry_base_seconds`` up to ``retry_max_seconds``.
+    - ``max_retries``, ``retry_base_seconds``, ``retry_max_seconds``: retries of a throttled (429) or
+      unreachable call, with exponential backoff and jitter from ``retry_base_seconds`` up to
+      ``retry_max_seconds``.
     - ``webhook_path``: the ``{path}`` of ``POST /billing/{path}`` this provider answers (``stripe``).
     - ``webhook_tolerance_seconds``: maximum age of a signed webhook (Stripe's default 300 s).
     - ``stripe_version``: pin an API version; None = the SDK's pinned version.

@@ -2,7 +2,7 @@
 selection path, and a loopback receiver for localstripe's signed webhooks.
 
 Nothing here reaches the internet: localstripe is bound to loopback with the wrapper from
-reference/metering-and-fakes.md part 2a, and Stripe's Billing Meter endpoints (which localstripe lacks) are
+localstripe implements no Billing Meters, and Stripe's Billing Meter endpoints (which localstripe lacks) are
 answered by ``responses`` in the push tests.
 """
 

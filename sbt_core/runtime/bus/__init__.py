@@ -1,4 +1,4 @@
-"""The event bus (DESIGN.md section 3): :class:`Bus` with a transport seam (:class:`Transport`;
+"""The event bus (docs/design.md section 3): :class:`Bus` with a transport seam (:class:`Transport`;
 :class:`InProcessTransport` is the embedded default), a dead-letter store seam (:class:`DeadLetterStore`:
 :class:`MemoryDeadLetters`, or :class:`SqlDeadLetters` that outlives the process) and its HTTP routes
 (:func:`dead_letter_routes`)."""

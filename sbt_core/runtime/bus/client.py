@@ -39,6 +39,13 @@ class BusClient(ControlPlaneClient):
         """Recent event-log entries, newest first: ``[{event, received, deliveries: [...]}]``."""
         return list(self._call("GET", "/events", params={"limit": limit})["data"])
 
+    def event_page(self, limit: int = 50) -> tuple[list[dict[str, Any]], int | None]:
+        """The :meth:`list_events` records and how many events the server's log holds (None from a server
+        that does not say)."""
+        body = self._call("GET", "/events", params={"limit": limit})
+        total = body.get("total")
+        return list(body["data"]), total if isinstance(total, int) else None
+
     def get_event(self, event_id: str) -> dict[str, Any]:
         """One event-log entry (404 -> ServerError)."""
         return dict(self._call("GET", f"/events/{event_id}")["data"])

@@ -1,4 +1,4 @@
-"""The event bus: EventBridge-like routing with at-least-once delivery per target (DESIGN.md section 3).
+"""The event bus: EventBridge-like routing with at-least-once delivery per target (docs/design.md section 3).
 
 A *target* is one consumer of events with its own queue and worker thread: a hook binding (named by the
 hook), a core subscriber (named by the registering component) or a schedule (named by its hook). An
@@ -672,6 +672,11 @@ class Bus:
                     break
                 out.append(self._log[event_id].freeze())
         return out
+
+    def logged(self) -> int:
+        """How many events the event log holds (what :meth:`recent` can show at most)."""
+        with self._lock:
+            return len(self._log)
 
     def busy(self, target: str) -> bool:
         """Whether ``target`` has an event queued, running or waiting to retry."""

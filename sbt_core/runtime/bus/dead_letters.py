@@ -1,4 +1,4 @@
-"""The dead-letter store: every (event, target) the bus gave up on, kept until replayed (DESIGN.md section 3),
+"""The dead-letter store: every (event, target) the bus gave up on, kept until replayed (docs/design.md section 3),
 as an EventBridge target's dead-letter queue (an SQS queue in sbt-aws) keeps what the target failed.
 
 Two stores keep one contract (:class:`DeadLetterStore`):

@@ -247,8 +247,10 @@ def _core_trigger(method: str, path: str) -> RouteTrigger:
 
 
 def _events_schema(reg: Any) -> dict[str, Any]:
-    return {"type": "object", "properties": {"data": {"type": "array", "items": _record_schema(reg)}},
-            "required": ["data"]}
+    return {"type": "object", "properties": {
+        "data": {"type": "array", "items": _record_schema(reg)},
+        "total": {"type": "integer", "minimum": 0, "description": "Events the event log holds, newest first."}},
+        "required": ["data", "total"]}
 
 
 def _record_schema(reg: SchemaRegistry) -> dict[str, Any]:
@@ -297,7 +299,7 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_EVENTS_PAGE:
             raise BadRequestError(f"limit: must be an integer between 1 and {MAX_EVENTS_PAGE}")
         records = await run_in_threadpool(bus.recent, int(raw))
-        return JSONResponse({"data": [to_json(r) for r in records]})
+        return JSONResponse({"data": [to_json(r) for r in records], "total": bus.logged()})
 
     async def get_event(request: Request) -> Response:
         record = ev.get_record(bus, request.path_params["eventId"])

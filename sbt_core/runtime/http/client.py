@@ -33,10 +33,12 @@ class ControlPlaneClient:
     :param base_url: the control plane, e.g. ``http://127.0.0.1:8080``.
     :param token: a bearer token with the scopes the calls need.
     :param transport: an httpx transport (tests pass ``httpx.ASGITransport(app)``; default: real HTTP).
+    :param unauthorized_hint: added to the message of a 401 answer (the CLI says where it minted the token).
     """
 
     def __init__(self, base_url: str, token: str | None = None, *, transport: httpx.BaseTransport | None = None,
-                 timeout: float = 30.0) -> None:
+                 timeout: float = 30.0, unauthorized_hint: str | None = None) -> None:
+        self._unauthorized_hint = unauthorized_hint
         headers = {"authorization": f"Bearer {token}"} if token else {}
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, headers=headers, transport=transport, timeout=timeout)
@@ -68,5 +70,6 @@ class ControlPlaneClient:
         if response.status_code >= 400:
             message = body.get("message") if isinstance(body, dict) else None
             status = response.status_code
-            raise ServerError(f"{message or response.reason_phrase} (HTTP {status})", status)
+            hint = f"; {self._unauthorized_hint}" if status == 401 and self._unauthorized_hint else ""
+            raise ServerError(f"{message or response.reason_phrase} (HTTP {status}){hint}", status)
         return body

@@ -2,9 +2,10 @@
 
 One :class:`HookRoute` per hook in the contract whose default trigger is a route: ``decode`` turns the
 request (path parameters, query, the body already read under the size limit) into the hook's keyword
-arguments, ``encode`` turns its return value into the response sbt-aws gives (reference/sbt-aws.md
-sections 4.3 and 6): ``{"data": ...}`` (+ ``next_token``), 201 for creations, ``{"message": ...}`` for
-user updates and deletions. The OpenAPI document is built from the same rows, so docs and behaviour
+arguments, ``encode`` turns its return value into the response sbt-aws gives (sbt-aws
+``resources/functions/user-management/index.py``, ``src/control-plane/metering/metering-provider.ts``):
+``{"data": ...}`` (+ ``next_token``), 201 for creations, ``{"message": ...}`` for user updates and
+deletions. The OpenAPI document is built from the same rows, so docs and behaviour
 cannot drift.
 """
 
@@ -201,7 +202,7 @@ HOOK_ROUTES: dict[str, HookRoute] = {
     "auth_enable_user": HookRoute(
         decode=lambda r, b: {"user_id": path_param(r, "userId")}, encode=_message("User enabled"),
         response=_message_schema),
-    # IMetering (section 6; shapes from DESIGN.md section 4)
+    # IMetering (shapes from docs/design.md section 4)
     "metering_create_meter": HookRoute(
         decode=lambda r, b: {"meter": json_body(b, MeterCreate)}, encode=_data(201), status=201,
         body_model=MeterCreate, response=_data_schema(Meter)),

@@ -20,7 +20,7 @@ __all__ = ["build_openapi"]
 
 _PARAM = re.compile(r"\{([^}]+)\}")
 
-#: Error statuses and what they mean (DESIGN.md section 4); every error body is ``{"message": ...}``.
+#: Error statuses and what they mean (docs/design.md section 4); every error body is ``{"message": ...}``.
 _ERRORS = {
     "400": "Bad input: malformed JSON or invalid fields (the message names each).",
     "401": "Missing or invalid bearer token.",
