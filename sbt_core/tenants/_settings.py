@@ -18,9 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
+from .._sql import check_database_url, database_url
 from ..config import Config
 from ..errors import ConfigError
 from ..models import Secret
@@ -28,7 +28,6 @@ from ..models import Secret
 __all__ = ["SQLITE_FILE", "TenantsSettings", "load_settings"]
 
 SQLITE_FILE = "tenants.sqlite3"
-_BACKENDS = ("sqlite", "postgresql")
 _KEYS = ("database_url", "idempotency_ttl_hours")
 
 
@@ -42,36 +41,7 @@ class TenantsSettings:
     def url(self, state_dir: Path) -> URL:
         """The SQLAlchemy URL to open: the configured one (``postgresql://`` gets the installed psycopg 3
         driver), else ``sqlite:///<state_dir>/tenants.sqlite3``."""
-        if self.database_url is None:
-            return URL.create("sqlite", database=str(Path(state_dir) / SQLITE_FILE))
-        url = make_url(self.database_url.get_secret_value())
-        if url.drivername == "postgresql":
-            # SQLAlchemy's default PostgreSQL driver is psycopg2, which sbt does not depend on.
-            url = url.set(drivername="postgresql+psycopg")
-        return url
-
-
-def _parse_url(value: Any, problems: list[str]) -> Secret | None:
-    path = "tenants.database_url"
-    if isinstance(value, str):
-        value = Secret(value)
-    if not isinstance(value, Secret):
-        problems.append(f"{path}: expected a URL string or a {{ env = ... }} / {{ file = ... }} reference")
-        return None
-    try:
-        url = make_url(value.get_secret_value())
-    except ArgumentError:
-        # Never echo the value: it may hold a password.
-        problems.append(f"{path}: not a database URL (e.g. postgresql+psycopg://user@host:5432/db)")
-        return None
-    if url.get_backend_name() not in _BACKENDS:
-        problems.append(f"{path}: unsupported database {url.get_backend_name()!r}; use one of {', '.join(_BACKENDS)}")
-        return None
-    if url.get_backend_name() == "postgresql" and "+" in url.drivername and url.get_driver_name() != "psycopg":
-        problems.append(f"{path}: sbt talks to PostgreSQL through psycopg 3; write postgresql+psycopg:// "
-                        f"(not {url.drivername}://)")
-        return None
-    return value
+        return database_url(self.database_url, state_dir, SQLITE_FILE)
 
 
 def load_settings(config: Config) -> TenantsSettings:
@@ -86,7 +56,7 @@ def load_settings(config: Config) -> TenantsSettings:
     for key in table:
         if key not in _KEYS:
             problems.append(f"tenants.{key}: unknown key; valid keys: {', '.join(_KEYS)}")
-    url = _parse_url(table["database_url"], problems) if "database_url" in table else None
+    url = check_database_url(table["database_url"], "tenants.database_url", problems) if "database_url" in table else None
     ttl = table.get("idempotency_ttl_hours", 24.0)
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
         problems.append("tenants.idempotency_ttl_hours: expected a number of hours above 0")
