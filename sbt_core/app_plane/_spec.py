@@ -163,6 +163,7 @@ def load_app_plane_settings(config: Config) -> AppPlaneSettings:
     problems += more
     if problems:
         raise ConfigError(problems)
+    assert isinstance(settings, AppPlaneSettings)
     return attrs.evolve(settings, database_url=url)
 
 

@@ -56,7 +56,9 @@ def load_settings(config: Config) -> TenantsSettings:
     for key in table:
         if key not in _KEYS:
             problems.append(f"tenants.{key}: unknown key; valid keys: {', '.join(_KEYS)}")
-    url = check_database_url(table["database_url"], "tenants.database_url", problems) if "database_url" in table else None
+    url = None
+    if "database_url" in table:
+        url = check_database_url(table["database_url"], "tenants.database_url", problems)
     ttl = table.get("idempotency_ttl_hours", 24.0)
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
         problems.append("tenants.idempotency_ttl_hours: expected a number of hours above 0")

@@ -12,9 +12,10 @@ from sbt_core.testing import Harness, start_control_plane
 WAIT = 30.0
 
 
-def start_with_jobs(state_dir: Path, jobs: list[dict[str, Any]], **config: Any) -> Harness:
-    """The in-process control plane (local auth, tenant registry) with ``jobs`` as its ``[[jobs]]``."""
-    return start_control_plane(state_dir, config={"jobs": jobs, **config})
+def start_with_jobs(state_dir: Path, jobs: list[dict[str, Any]], *, tenants: bool = True, **config: Any) -> Harness:
+    """The in-process control plane (local auth, the tenant registry unless ``tenants`` is False) with
+    ``jobs`` as its ``[[jobs]]`` and ``config`` as its other sections."""
+    return start_control_plane(state_dir, config={"jobs": jobs, **config}, tenants=tenants)
 
 
 def app_plane(harness: Harness) -> AppPlane:
