@@ -9,13 +9,14 @@ from types import ModuleType
 
 import typer
 
-from . import bindings, config, plugins, runtime_commands, tenant_commands, token
+from . import bindings, config, job_commands, plugins, runtime_commands, tenant_commands, token
 from ._common import CliState
 
 log = logging.getLogger("sbt.cli")
 
 #: Command modules of the core, in help order.
-COMMAND_MODULES: list[ModuleType] = [plugins, config, bindings, runtime_commands, token, tenant_commands]
+COMMAND_MODULES: list[ModuleType] = [plugins, config, bindings, runtime_commands, token, tenant_commands,
+                                     job_commands]
 
 
 def build_app(cli_state: CliState | None = None) -> typer.Typer:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import shlex
 import signal
 import sys
@@ -118,6 +119,8 @@ def _register_serve(app: typer.Typer) -> None:
         events)."""
         from ..runtime.control_plane import ControlPlane
 
+        if log_level in ("info", "debug", "trace"):
+            logging.getLogger("sbt.jobs").setLevel(logging.INFO)  # each job's output, line by line
         catalog, cfg = state(ctx).load(config)
         cp = ControlPlane.from_config(catalog, cfg)
         auth = cfg.provider("auth")
