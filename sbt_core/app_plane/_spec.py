@@ -200,6 +200,7 @@ def load_jobs(config: Config, catalog: PluginCatalog) -> list[JobSpec]:
 
 def _job(table: dict[str, Any], path: str, catalog: PluginCatalog, base_dir: Path,
          problems: list[str]) -> JobSpec | None:
+    problems_before = len(problems)
     preset = table.get("preset")
     defaults: dict[str, Any] = {}
     if preset is not None:
@@ -215,11 +216,19 @@ def _job(table: dict[str, Any], path: str, catalog: PluginCatalog, base_dir: Pat
     kind = _kind(kind_name, catalog, f"{path}.kind", problems)
     settings = None
     if kind is not None:
-        settings, more = structure_table(kind_table, type(kind).settings_class, path)
+        settings_class = type(kind).settings_class
+        kind_keys = [a.name for a in attrs.fields(settings_class)] if attrs.has(settings_class) else []
+        unknown = sorted(k for k in kind_table if k not in kind_keys)
+        if unknown:
+            valid = ", ".join(sorted(_OWN_KEYS - {"kind"})) + f"; and of kind {kind_name!r}: " + \
+                (", ".join(kind_keys) or "none")
+            problems.append(f"{path}: unknown key(s) {', '.join(unknown)}; valid keys: {valid}")
+            kind_table = {k: v for k, v in kind_table.items() if k in kind_keys}
+        settings, more = structure_table(kind_table, settings_class, path)
         problems += more
         if settings is not None:
             problems += [f"{path}.{problem}" for problem in kind.check(settings, base_dir)]
-    if spec is None or settings is None or kind is None:
+    if spec is None or settings is None or kind is None or problems_before != len(problems):
         return None
     name = spec.name or ""
     if not _JOB_NAME.match(name):
