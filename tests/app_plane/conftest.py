@@ -12,10 +12,11 @@ from sbt_core.testing import Harness, start_control_plane
 WAIT = 30.0
 
 
-def start_with_jobs(state_dir: Path, jobs: list[dict[str, Any]], *, tenants: bool = True, **config: Any) -> Harness:
+def start_with_jobs(state_dir: Path, jobs: list[dict[str, Any]], *, tenants: bool = True,
+                    plugins: dict[str, Any] | None = None, **config: Any) -> Harness:
     """The in-process control plane (local auth, the tenant registry unless ``tenants`` is False) with
-    ``jobs`` as its ``[[jobs]]`` and ``config`` as its other sections."""
-    return start_control_plane(state_dir, config={"jobs": jobs, **config}, tenants=tenants)
+    ``jobs`` as its ``[[jobs]]``, ``config`` as its other sections and ``plugins`` registered."""
+    return start_control_plane(state_dir, config={"jobs": jobs, **config}, tenants=tenants, plugins=plugins)
 
 
 def app_plane(harness: Harness) -> AppPlane:
