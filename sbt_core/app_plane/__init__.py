@@ -9,6 +9,7 @@ a control plane over HTTP in ``sbt app-plane run`` (:mod:`.standalone`).
 from __future__ import annotations
 
 from ..config import Config
+from ..errors import ConfigError
 from ..plugins import PluginCatalog
 from ._spec import PRESETS, AppPlaneSettings, JobSpec, load_app_plane_settings, load_jobs
 from ._store import Claim, JobRun, JobRunStore, RunStatus
@@ -31,7 +32,18 @@ def open_app_plane(config: Config, catalog: PluginCatalog, publish: Publisher | 
 
     :raises ConfigError: every problem of both sections, with dotted paths.
     """
-    jobs = load_jobs(config, catalog)
-    settings = load_app_plane_settings(config)
+    problems: list[str] = []
+    jobs: list[JobSpec] = []
+    settings = AppPlaneSettings()
+    try:
+        jobs = load_jobs(config, catalog)
+    except ConfigError as exc:
+        problems += exc.problems
+    try:
+        settings = load_app_plane_settings(config)
+    except ConfigError as exc:
+        problems += exc.problems
+    if problems:
+        raise ConfigError(problems)
     return AppPlane(jobs, JobRunStore(settings.url(config.state_dir)), settings, naming=config.events.naming,
                     publish=publish)

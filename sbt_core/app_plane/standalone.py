@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config import Config
@@ -101,15 +101,17 @@ class ControlPlaneFeed:
         return len(fresh)
 
 
-def run_standalone(config: Config, catalog: PluginCatalog, url: str, token: str, stop: threading.Event, *,
-                   ready: Any = None) -> None:
+def run_standalone(config: Config, catalog: PluginCatalog, url: str, token: str | Callable[[], str],
+                   stop: threading.Event, *, ready: Any = None) -> None:
     """Run the application plane of ``config`` against the control plane at ``url`` until ``stop`` is set.
 
-    :param token: a bearer token with ``event/event_read`` and ``event/event_write``.
+    :param token: a bearer token with ``event/event_read`` and ``event/event_write``, or a function that
+        mints one: called again whenever the control plane answers 401 (the token expired).
     :param ready: called once running, with the plane (the CLI prints where it runs).
     :raises ConfigError: ``[[jobs]]`` or ``[app_plane]`` is invalid.
     """
-    client = BusClient(url, token)
+    mint = token if callable(token) else None
+    client = BusClient(url, mint() if mint is not None else str(token))
     bus = Bus(config.events)
     plane: AppPlane = open_app_plane(config, catalog, publish=HttpPublisher(client))
     plane.attach(bus)
@@ -127,6 +129,9 @@ def run_standalone(config: Config, catalog: PluginCatalog, url: str, token: str,
                     log.info("the control plane at %s answers again", url)
                 unreachable = False
             except SbtError as exc:
+                if mint is not None and getattr(exc, "status", None) == 401:
+                    client.set_token(mint())
+                    log.info("the control plane refused the token; minted a new one")
                 if not unreachable:
                     log.warning("cannot read the control plane's events: %s", exc.message)
                 unreachable = True

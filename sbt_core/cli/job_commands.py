@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Annotated, Any
 
@@ -136,7 +137,11 @@ def register(app: typer.Typer) -> None:
 
         logging.getLogger("sbt.jobs").setLevel(logging.INFO)  # each job's output, line by line
         catalog, cfg = state(ctx).load(config)
-        base, bearer = resolve_server(ctx, config, url, token, f"{scopes.EVENT_READ} {scopes.EVENT_WRITE}")
+        scope = f"{scopes.EVENT_READ} {scopes.EVENT_WRITE}"
+        base, bearer = resolve_server(ctx, config, url, token, scope)
+        # A token sbt minted expires (the local provider's lifetime): mint again when the server says so.
+        tokens: str | Callable[[], str] = bearer if token is not None else (
+            lambda: resolve_server(ctx, config, base, None, scope)[1])
         stop = threading.Event()
         previous = {sig: signal.signal(sig, lambda _s, _f: stop.set()) for sig in (signal.SIGINT, signal.SIGTERM)}
 
@@ -146,7 +151,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"  runs: {app_plane.store.describe()}   (sbt jobs runs)")
 
         try:
-            run_standalone(cfg, catalog, base, bearer, stop, ready=ready)
+            run_standalone(cfg, catalog, base, tokens, stop, ready=ready)
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
