@@ -106,9 +106,10 @@ class JobKind(ABC):
     """Base class of a job kind. Subclasses set ``settings_class`` (an attrs class validated from the keys
     of a ``[[jobs]]`` table the core does not own, e.g. ``script``) and implement :meth:`run`.
 
-    One instance serves every job of this kind in a process; :meth:`run` is called from worker threads,
-    several at once, and blocks until the run ends. It must not raise for a failing job (answer a
-    :class:`JobResult` with ``error``); an exception it raises is recorded as the run's error all the same.
+    It is constructed with no arguments, once per process, and serves every job of its kind: :meth:`run`
+    is called from worker threads, several at once, and blocks until the run ends. It must not raise for a
+    failing job (answer a :class:`JobResult` with ``error``); an exception it raises is recorded as the run's
+    error all the same.
     """
 
     settings_class: ClassVar[type] = NoSettings

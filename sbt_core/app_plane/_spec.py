@@ -180,12 +180,13 @@ def load_jobs(config: Config, catalog: PluginCatalog) -> list[JobSpec]:
     problems: list[str] = []
     jobs: list[JobSpec] = []
     names: dict[str, int] = {}
+    kinds: dict[str, JobKind] = {}  # one instance per kind, shared by its jobs
     for i, table in enumerate(tables):
         path = f"jobs[{i}]"
         if not isinstance(table, dict):
             problems.append(f"{path}: must be a table")
             continue
-        job = _job(table, path, catalog, base_dir, problems)
+        job = _job(table, path, catalog, base_dir, problems, kinds)
         if job is None:
             continue
         if job.name in names:
@@ -198,8 +199,8 @@ def load_jobs(config: Config, catalog: PluginCatalog) -> list[JobSpec]:
     return jobs
 
 
-def _job(table: dict[str, Any], path: str, catalog: PluginCatalog, base_dir: Path,
-         problems: list[str]) -> JobSpec | None:
+def _job(table: dict[str, Any], path: str, catalog: PluginCatalog, base_dir: Path, problems: list[str],
+         kinds: dict[str, JobKind]) -> JobSpec | None:
     problems_before = len(problems)
     preset = table.get("preset")
     defaults: dict[str, Any] = {}
@@ -213,7 +214,11 @@ def _job(table: dict[str, Any], path: str, catalog: PluginCatalog, base_dir: Pat
     problems += more
     kind_name = own.get("kind", "script")
     kind_table = {k: v for k, v in table.items() if k not in _OWN_KEYS}
-    kind = _kind(kind_name, catalog, f"{path}.kind", problems)
+    kind = kinds.get(kind_name) if isinstance(kind_name, str) else None
+    if kind is None:
+        kind = _kind(kind_name, catalog, f"{path}.kind", problems)
+        if kind is not None:
+            kinds[kind_name] = kind
     settings = None
     if kind is not None:
         settings_class = type(kind).settings_class
@@ -265,6 +270,6 @@ def _kind(name: Any, catalog: PluginCatalog, path: str, problems: list[str]) -> 
         why = f"failed to load: {record.error}" if record.status is Status.FAILED else "is disabled"
         problems.append(f"{path}: job kind {name!r} {why}")
         return None
-    kind = record.obj()
+    kind = record.obj()  # a job kind is constructed with no arguments (its settings are per job)
     assert isinstance(kind, JobKind)
     return kind

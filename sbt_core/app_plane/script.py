@@ -153,8 +153,9 @@ class ScriptJob(JobKind):
             wrapper.write_text(_wrapper(main, post, request.export, exports_file))
             env = {"PATH": os.environ.get("PATH", os.defpath), **request.environment}
             cwd = request.base_dir / settings.working_dir if settings.working_dir else request.base_dir
-            return self._run(request, settings, [settings.bash, "--noprofile", "--norc", str(wrapper)], env, cwd,
-                             exports_file)
+            # Found on this process's PATH: the job's own PATH (it may set one) is for its commands.
+            bash = shutil.which(settings.bash) or settings.bash
+            return self._run(request, settings, [bash, "--noprofile", "--norc", str(wrapper)], env, cwd, exports_file)
 
     def _run(self, request: JobRequest, settings: ScriptSettings, argv: list[str], env: dict[str, str], cwd: Path,
              exports_file: Path) -> JobResult:
