@@ -16,7 +16,7 @@ from sbt_core.plugins import discover
 from sbt_core.runtime.seams import PutEventsEntryResult
 from sbt_core.testing.events import onboarding_request
 
-from .conftest import WAIT
+from ._jobs import WAIT
 
 runner = CliRunner(env={"COLUMNS": "250"})
 

@@ -17,7 +17,7 @@ from sbt_core.job_kind import JobKind, JobRequest, JobResult
 from sbt_core.plugins import Kind, Status, discover
 from sbt_core.testing.events import onboarding_request
 
-from .conftest import app_plane, settle, start_with_jobs
+from ._jobs import app_plane, settle, start_with_jobs
 
 
 @attrs.frozen

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from sbt_core.models import scopes
 
-from .conftest import app_plane, settle, start_with_jobs
+from ._jobs import app_plane, settle, start_with_jobs
 
 PROVISION = {"preset": "provisioning", "import_variables": ["tenantId", "tier", "tenantName"],
              "import_json_variables": ["prices"],

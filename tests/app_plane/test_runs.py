@@ -13,7 +13,7 @@ import pytest
 from sbt_core.app_plane import Claim
 from sbt_core.testing.events import onboarding_request
 
-from .conftest import WAIT, app_plane, settle, start_with_jobs
+from ._jobs import WAIT, app_plane, settle, start_with_jobs
 
 
 def _counting_job(tmp_path: Path, **extra: object) -> dict[str, object]:
