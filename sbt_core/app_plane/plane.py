@@ -37,8 +37,9 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, cast
 
 import attrs
+from sqlalchemy.exc import OperationalError
 
-from ..errors import BadRequestError, ProviderError
+from ..errors import BadRequestError, ProviderError, StartupError
 from ..job_kind import JobRequest, JobResult
 from ..models import Event, output_detail_type
 from ..runtime.seams import EventBus, PutEventsEntryResult, RouteGroup
@@ -133,8 +134,14 @@ class AppPlane:
 
     def start(self) -> None:
         """Create the table, then keep leases alive, take over runs a dead process left and send outcomes
-        that did not go out (a housekeeping thread, every third of a lease)."""
-        self.store.create_schema()
+        that did not go out (a housekeeping thread, every third of a lease).
+
+        :raises StartupError: the job store cannot be opened (named without its password)."""
+        try:
+            self.store.create_schema()
+        except OperationalError as exc:
+            reason = str(exc.orig or exc).strip().splitlines()[0]
+            raise StartupError(f"application plane: cannot open {self.store.describe()}: {reason}") from None
         self._housekeeper = threading.Thread(target=self._housekeep, name="sbt-app-plane", daemon=True)
         self._housekeeper.start()
         log.info("application plane started: %d job(s) (%s), runs in %s", len(self.jobs),
@@ -152,6 +159,9 @@ class AppPlane:
             if released:
                 log.warning("application plane stopped with %d run(s) unfinished; they run again at the next "
                             "start", released)
+        except Exception as exc:  # noqa: BLE001 - unreachable store: its leases then run out on their own
+            log.warning("could not give up the leases of unfinished runs (%s); they run again once they expire",
+                        type(exc).__name__)
         finally:
             self.store.dispose()
 

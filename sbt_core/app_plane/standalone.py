@@ -116,12 +116,12 @@ def run_standalone(config: Config, catalog: PluginCatalog, url: str, token: str 
     plane: AppPlane = open_app_plane(config, catalog, publish=HttpPublisher(client))
     plane.attach(bus)
     feed = ControlPlaneFeed(client, bus, [job.trigger for job in plane.jobs.values()])
-    plane.start()
-    bus.start()
-    if ready is not None:
-        ready(plane)
     unreachable = False
     try:
+        plane.start()
+        bus.start()
+        if ready is not None:
+            ready(plane)
         while True:
             try:
                 feed.poll()
