@@ -14,6 +14,9 @@ What it does today, with the control plane's in-process bus:
   where the tenant registry takes them; an outcome the control plane cannot take now is sent again by
   the housekeeper.
 
+Several such processes may share one job store (PostgreSQL, or one SQLite file): each reads every event
+and the claim gives each run to exactly one of them.
+
 Limits of reading the event log: the log lives in the control plane's memory and keeps its newest
 ``[events] log_size`` events, so events that arrive faster than that between two polls, or that the
 control plane held when it restarted, are never seen here. This is the seam a broker transport replaces:
