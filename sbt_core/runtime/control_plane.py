@@ -131,6 +131,7 @@ class ControlPlane:
         application plane of the config's ``[[jobs]]`` (none declared: none).
 
         :param transport: the bus transport (default: in-process).
+        :param tenants, jobs: run the tenant registry / the application plane (tests turn them off).
         :param clock: the scheduler's clock (aware UTC), injectable for tests.
         :raises StartupError: a provider misses a required hook or fails to construct, or routes clash.
         :raises ConfigError: a core section (``[tenants]``, ``[[jobs]]``, ``[app_plane]``) is invalid.
