@@ -47,7 +47,7 @@ def run_json(run: Any, secrets: frozenset[str] = frozenset()) -> dict[str, Any]:
 
 
 def register(app: typer.Typer) -> None:
-    jobs = typer.Typer(help="Application-plane jobs ([[jobs]]) and their runs.", no_args_is_help=True)
+    jobs = typer.Typer(help="Application-plane jobs (\\[\\[jobs]]) and their runs.", no_args_is_help=True)
     app.add_typer(jobs, name="jobs")
     plane = typer.Typer(help="The application plane as its own process.", no_args_is_help=True)
     app.add_typer(plane, name="app-plane")
@@ -131,7 +131,7 @@ def register(app: typer.Typer) -> None:
     @handle_errors
     def run(ctx: typer.Context, config: ConfigOption = None, url: UrlOption = None,
             token: TokenOption = None) -> None:
-        """Run the config's [[jobs]] in this process, on the events of the control plane at --url (read from
+        """Run the config's \\[\\[jobs]] in this process, on the events of the control plane at --url (read from
         its GET /events), sending their outcomes to its POST /events. Ctrl-C stops it."""
         from ..app_plane.standalone import run_standalone
 
