@@ -34,7 +34,7 @@ import threading
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, cast
+from typing import Any
 
 import attrs
 from sqlalchemy.exc import OperationalError
@@ -42,7 +42,7 @@ from sqlalchemy.exc import OperationalError
 from ..errors import BadRequestError, ProviderError, StartupError
 from ..job_kind import JobRequest, JobResult
 from ..models import Event, output_detail_type
-from ..runtime.seams import EventBus, PutEventsEntryResult, RouteGroup
+from ..runtime.seams import EventBus, Publisher, RouteGroup, attach_subscriber
 from ..triggers import EventTrigger
 from ._spec import AppPlaneSettings, JobSpec
 from ._store import Claim, JobRun, JobRunStore, RunStatus
@@ -50,9 +50,6 @@ from ._store import Claim, JobRun, JobRunStore, RunStatus
 __all__ = ["AppPlane", "Publisher", "job_environment"]
 
 log = logging.getLogger("sbt.jobs")
-
-#: ``EventBus.put_events`` or the same over HTTP: accept a batch, one result per event.
-Publisher = Callable[[Sequence[Event]], Sequence[PutEventsEntryResult]]
 
 _OUTCOME_IDS = uuid.UUID("6f1c3a52-5b1e-4d8e-9a41-0c2f7e9d3b10")
 
@@ -125,12 +122,9 @@ class AppPlane:
 
     def attach(self, bus: EventBus | Publisher) -> None:
         """Subscribe every job to ``bus``; publish outcomes through it unless a publisher was given."""
+        put = attach_subscriber(bus, self.subscriptions())
         if self._publish is None:
-            self._publish = cast(Publisher, getattr(bus, "put_events", bus))
-        subscribe = getattr(bus, "subscribe", None)
-        if subscribe is not None:
-            for name, trigger, handler in self.subscriptions():
-                subscribe(name, trigger, handler)
+            self._publish = put
 
     def start(self) -> None:
         """Create the table, then keep leases alive, take over runs a dead process left and send outcomes
