@@ -53,14 +53,15 @@ PAGE = 1000
 
 
 class HttpPublisher:
-    """``put_events`` to a control plane's ``POST /events`` (one call at a time: workers share the client).
+    """``put_events`` to a control plane's ``POST /events``, holding ``lock`` (the threads that publish and the
+    feed share one client).
 
     :raises ServerError: the control plane is unreachable or refused the whole request.
     """
 
-    def __init__(self, client: BusClient) -> None:
+    def __init__(self, client: BusClient, lock: threading.Lock) -> None:
         self._client = client
-        self._lock = threading.Lock()
+        self._lock = lock
 
     def __call__(self, events: Sequence[Event]) -> list[PutEventsEntryResult]:
         with self._lock:
@@ -73,8 +74,9 @@ class ControlPlaneFeed:
     """Puts the control plane's events that ``triggers`` match on ``bus``, each once per process (see the
     module docstring for how and its limits)."""
 
-    def __init__(self, client: BusClient, bus: Bus, triggers: Sequence[EventTrigger]) -> None:
+    def __init__(self, client: BusClient, bus: Bus, triggers: Sequence[EventTrigger], lock: threading.Lock) -> None:
         self._client = client
+        self._lock = lock
         self._bus = bus
         self._triggers = {(t.detail_type, t.source) for t in triggers}
         self._seen: set[str] = set()
@@ -84,7 +86,8 @@ class ControlPlaneFeed:
 
         :raises ServerError: the control plane is unreachable or refused the token.
         """
-        records = self._client.list_events(PAGE)
+        with self._lock:
+            records = self._client.list_events(PAGE)
         page_ids = {record["event"]["id"] for record in records}
         fresh: list[Event] = []
         for record in reversed(records):  # the log is newest first
@@ -115,10 +118,11 @@ def run_standalone(config: Config, catalog: PluginCatalog, url: str, token: str 
     """
     mint = token if callable(token) else None
     client = BusClient(url, mint() if mint is not None else str(token))
+    lock = threading.Lock()  # one request at a time on the shared client
     bus = Bus(config.events)
-    plane: AppPlane = open_app_plane(config, catalog, publish=HttpPublisher(client))
+    plane: AppPlane = open_app_plane(config, catalog, publish=HttpPublisher(client, lock))
     plane.attach(bus)
-    feed = ControlPlaneFeed(client, bus, [job.trigger for job in plane.jobs.values()])
+    feed = ControlPlaneFeed(client, bus, [job.trigger for job in plane.jobs.values()], lock)
     unreachable = False
     try:
         plane.start()
@@ -133,7 +137,8 @@ def run_standalone(config: Config, catalog: PluginCatalog, url: str, token: str 
                 unreachable = False
             except SbtError as exc:
                 if mint is not None and getattr(exc, "status", None) == 401:
-                    client.set_token(mint())
+                    with lock:
+                        client.set_token(mint())
                     log.info("the control plane refused the token; minted a new one")
                 if not unreachable:
                     log.warning("cannot read the control plane's events: %s", exc.message)
