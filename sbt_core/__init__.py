@@ -5,6 +5,10 @@ plugins discovered through the ``sbt`` entry-point group. Import what a plugin a
 
     from sbt_core import hookimpl, Provider, ProviderContext
     from sbt_core.models import Meter, UsageEvent
+
+and a job kind author (the application plane's ``[[jobs]] kind``)::
+
+    from sbt_core import JobKind, JobRequest, JobResult
 """
 
 from importlib import metadata as _metadata
@@ -24,6 +28,7 @@ from .errors import (
     StartupError,
     UnauthorizedError,
 )
+from .job_kind import JobKind, JobRequest, JobResult
 from .provider import NoSettings, Provider, ProviderContext
 
 try:
@@ -32,7 +37,8 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
     __version__ = "0.0.0"
 
 __all__ = [
-    "BadRequestError", "ConfigError", "ConflictError", "ForbiddenError", "NoSettings", "NotFoundError",
+    "BadRequestError", "ConfigError", "ConflictError", "ForbiddenError", "JobKind", "JobRequest", "JobResult",
+    "NoSettings", "NotFoundError",
     "NotImplementedHookError", "PayloadTooLargeError", "PluginError", "Provider", "ProviderContext",
     "ProviderError", "SbtError", "StartupError", "UnauthorizedError", "__version__", "hookimpl",
 ]

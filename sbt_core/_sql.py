@@ -14,10 +14,15 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, Engine
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-__all__ = ["create_engine", "database_url", "read_only"]
+from .models import Secret
+
+__all__ = ["check_database_url", "create_engine", "database_url", "read_only"]
+
+_BACKENDS = ("sqlite", "postgresql")
 
 #: Execution option marking a read-only transaction (see :func:`read_only`).
 _READ_ONLY = "sbt_read_only"
@@ -88,3 +93,27 @@ def read_only(engine: Engine) -> Iterator[Connection]:
         conn = conn.execution_options(**{_READ_ONLY: True})
         with conn.begin():
             yield conn
+
+
+def check_database_url(value: Any, path: str, problems: list[str]) -> Secret | None:
+    """A config's ``database_url`` (a string or a resolved secret reference) checked as one sbt can open
+    (SQLite, or PostgreSQL through psycopg 3); None with a problem under ``path`` when it is not. The value
+    is never echoed: it may hold a password."""
+    if isinstance(value, str):
+        value = Secret(value)
+    if not isinstance(value, Secret):
+        problems.append(f"{path}: expected a URL string or a {{ env = ... }} / {{ file = ... }} reference")
+        return None
+    try:
+        url = make_url(value.get_secret_value())
+    except ArgumentError:
+        problems.append(f"{path}: not a database URL (e.g. postgresql+psycopg://user@host:5432/db)")
+        return None
+    if url.get_backend_name() not in _BACKENDS:
+        problems.append(f"{path}: unsupported database {url.get_backend_name()!r}; use one of {', '.join(_BACKENDS)}")
+        return None
+    if url.get_backend_name() == "postgresql" and "+" in url.drivername and url.get_driver_name() != "psycopg":
+        problems.append(f"{path}: sbt talks to PostgreSQL through psycopg 3; write postgresql+psycopg:// "
+                        f"(not {url.drivername}://)")
+        return None
+    return value

@@ -30,6 +30,7 @@ from .triggers import AnyTrigger, EventTrigger, RouteTrigger, ScheduleTrigger, p
 __all__ = [
     "CONFIG_ENV", "DEFAULT_CONFIG_NAME", "BindingOverride", "Config", "EventsConfig", "PluginsConfig",
     "ProviderSelection", "ServerConfig", "find_config_path", "load_config", "read_raw_config", "redacted",
+    "structure_table",
 ]
 
 CONFIG_ENV = "SBT_CONFIG"
@@ -267,6 +268,15 @@ def _structure(table: Any, cls: type, path: str, problems: _Problems) -> Any:
     return None
 
 
+def structure_table(table: Any, cls: type, path: str) -> tuple[Any, list[str]]:
+    """``table`` structured into the attrs class ``cls`` as the loader structures its own sections (secret
+    references already resolved, unknown keys refused), for a part of the core that validates a section
+    of its own: ``(value, [])``, or ``(None, problems)`` each as ``<path>.<key>: message``."""
+    problems = _Problems()
+    value = _structure(table, cls, path, problems)
+    return value, list(problems)
+
+
 def _raised_by_init(exc: Exception) -> Exception | None:
     """What ``cls(...)`` itself raised, if that is the error: every field structured, then a validator refused
     (cattrs reports that as the class's only error, a ValueError without the note naming an attribute)."""
@@ -328,7 +338,7 @@ def _format(exc: BaseException, type_: Any) -> str:
 
 _TOP_KEYS = {"server", "state_dir", "admin", "providers", "bindings", "plugins", "events"}
 #: Sections other parts of sbt_core own and validate themselves.
-OWNED_SECTIONS: set[str] = {"tenants"}
+OWNED_SECTIONS: set[str] = {"tenants", "jobs", "app_plane"}
 
 
 def load_config(catalog: PluginCatalog, path: Path | None = None, *, raw: dict[str, Any] | None = None) -> Config:

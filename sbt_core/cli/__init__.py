@@ -11,13 +11,14 @@ from typing import Any
 import typer
 from typer.core import TyperOption
 
-from . import bindings, config, plugins, runtime_commands, tenant_commands, token
+from . import bindings, config, job_commands, plugins, runtime_commands, tenant_commands, token
 from ._common import CliState
 
 log = logging.getLogger("sbt.cli")
 
 #: Command modules of the core, in help order.
-COMMAND_MODULES: list[ModuleType] = [plugins, config, bindings, runtime_commands, token, tenant_commands]
+COMMAND_MODULES: list[ModuleType] = [plugins, config, bindings, runtime_commands, token, tenant_commands,
+                                     job_commands]
 
 
 def _show_flags_as_flags() -> None:

@@ -44,6 +44,14 @@ def register(app: typer.Typer) -> None:
                 load_settings(cfg)
             except ConfigError as exc:
                 problems.extend(exc.problems)
+            # So are [[jobs]] and [app_plane]; the application plane validates them.
+            from ..app_plane import load_app_plane_settings, load_jobs
+
+            for check in (lambda: load_jobs(cfg, catalog), lambda: load_app_plane_settings(cfg)):
+                try:
+                    check()
+                except ConfigError as exc:
+                    problems.extend(exc.problems)
         except ConfigError as exc:
             problems.extend(exc.problems)
         advice = [] if problems else deployment_warnings(cfg)

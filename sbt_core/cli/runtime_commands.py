@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import errno
 import json
+import logging
 import re
 import shlex
 import signal
@@ -197,6 +198,8 @@ def _register_serve(app: typer.Typer) -> None:
         from ..runtime.control_plane import ControlPlane
         from ..runtime.state_lock import StateDirLock
 
+        if log_level in ("info", "debug", "trace"):
+            logging.getLogger("sbt.jobs").setLevel(logging.INFO)  # each job's output, line by line
         catalog, cfg = state(ctx).load(config)
         _refuse_a_port_in_use(host or cfg.server.host, cfg.server.port if port is None else port)
         # Before any provider opens its files there (memory metering replays and compacts its log).

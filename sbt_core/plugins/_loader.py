@@ -23,6 +23,7 @@ import pluggy
 from .._markers import PROJECT_NAME
 from ..errors import PluginError
 from ..hookspecs import BATCH_FORMS, CONTRACT, INTERFACES, SPEC_MODULES, Interface, interface_of
+from ..job_kind import JobKind
 from ..provider import Provider
 
 ENTRY_POINT_GROUP = "sbt"
@@ -30,7 +31,8 @@ STRICT_ENV = "SBT_STRICT_PLUGINS"
 LOAD_ENV = "SBT_LOAD_PLUGINS"
 
 #: Plugins shipped inside sbt-core, loaded through the same path as installed ones (llm's DEFAULT_PLUGINS).
-BUILTIN_PLUGINS: dict[str, str] = {"local": "sbt_core.auth_local:LocalAuth"}
+BUILTIN_PLUGINS: dict[str, str] = {"local": "sbt_core.auth_local:LocalAuth",
+                                   "script": "sbt_core.app_plane.script:ScriptJob"}
 
 
 class Status(StrEnum):
@@ -42,6 +44,7 @@ class Status(StrEnum):
 class Kind(StrEnum):
     PROVIDER = "provider"  # a class implementing interface hooks, selectable in config
     EXTENSION = "extension"  # observers and wrappers: loaded unless disabled
+    JOB = "job"  # a JobKind subclass: how the application plane runs a [[jobs]] table of its kind
 
 
 @attrs.frozen
@@ -107,6 +110,10 @@ class PluginCatalog:
 
     def extensions(self) -> list[PluginRecord]:
         return [r for r in self.loaded() if r.kind is Kind.EXTENSION]
+
+    def job_kinds(self) -> list[str]:
+        """Names of loaded job kinds (``[[jobs]] kind``), sorted."""
+        return sorted(r.name for r in self.loaded() if r.kind is Kind.JOB)
 
     def check_pending(self) -> None:
         """pluggy's check: every loaded hookimpl has a spec (unknown hooks were already refused per plugin)."""
@@ -237,6 +244,12 @@ def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> PluginRecord:
         pm.unregister(obj)
         raise PluginError(cand.name, f"implements unknown hook(s): {', '.join(unknown)}")
     hooks, interface_hooks = _describe_impls(pm, obj)
+    if inspect.isclass(obj) and issubclass(obj, JobKind):
+        if interface_hooks:
+            pm.unregister(obj)
+            raise PluginError(cand.name, "a job kind cannot implement interface hooks (make them two plugins)")
+        return PluginRecord(cand.name, cand.value, cand.distribution, cand.version, Status.LOADED, kind=Kind.JOB,
+                            hooks=hooks, builtin=cand.builtin, obj=obj)
     interfaces = tuple(i for i in INTERFACES if any(interface_of(h) == i for h in interface_hooks))
     if interface_hooks or (inspect.isclass(obj) and issubclass(obj, Provider)):
         if not inspect.isclass(obj):

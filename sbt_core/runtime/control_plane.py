@@ -130,15 +130,17 @@ class ControlPlane:
 
     @classmethod
     def from_config(cls, catalog: PluginCatalog, config: Config, *, transport: Transport | None = None,
-                    tenants: bool = True, clock: Callable[[], datetime] = utcnow) -> ControlPlane:
+                    tenants: bool = True, jobs: bool = True, clock: Callable[[], datetime] = utcnow) -> ControlPlane:
         """Construct the providers (:func:`build_providers`) and the binding table, bind every event
         binding to the bus and every schedule binding to the scheduler, attach the bus to the providers
-        (their ``context.publish``) and, with ``tenants``, open the tenant registry.
+        (their ``context.publish``), with ``tenants`` open the tenant registry and, with ``jobs``, the
+        application plane of the config's ``[[jobs]]`` (none declared: none).
 
         :param transport: the bus transport (default: in-process).
+        :param tenants, jobs: run the tenant registry / the application plane (tests turn them off).
         :param clock: the scheduler's clock (aware UTC), injectable for tests.
         :raises StartupError: a provider misses a required hook or fails to construct, or routes clash.
-        :raises ConfigError: a core section (``[tenants]``) is invalid.
+        :raises ConfigError: a core section (``[tenants]``, ``[[jobs]]``, ``[app_plane]``) is invalid.
         """
         providers = build_providers(catalog, config)
         try:
@@ -155,6 +157,10 @@ class ControlPlane:
                 from ..tenants import open_registry
 
                 cp.add_component(open_registry(config))
+            if jobs and config.sections.get("jobs"):
+                from ..app_plane import open_app_plane
+
+                cp.add_component(open_app_plane(config, catalog))
         except BaseException:
             providers.shutdown()  # constructed providers may hold files or connections
             raise

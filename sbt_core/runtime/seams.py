@@ -75,6 +75,23 @@ class EventBus(Protocol):
         """How many events the event log holds (``GET /events``'s ``total``: "50 of N")."""
 
 
+#: ``EventBus.put_events`` alone (or the same over HTTP): accept a batch, answer one result per event; what a
+#: core component publishes through.
+Publisher = Callable[[Sequence[Event]], Sequence[PutEventsEntryResult]]
+
+
+def attach_subscriber(bus: EventBus | Publisher,
+                      subscriptions: Sequence[tuple[str, EventTrigger, Callable[[Event], Any]]]) -> Publisher:
+    """Subscribe each ``(name, trigger, handler)`` to ``bus`` and return what to publish through: an
+    EventBus's ``put_events``; a bare ``put_events`` callable (no subscriptions then) is itself the publisher."""
+    subscribe = getattr(bus, "subscribe", None)
+    if subscribe is not None:
+        for name, trigger, handler in subscriptions:
+            subscribe(name, trigger, handler)
+    put: Publisher = bus.put_events if hasattr(bus, "put_events") else bus
+    return put
+
+
 #: A group of core routes the HTTP app mounts beside the hook routes: each (RouteTrigger, endpoint), the
 #: endpoint a Starlette ``async def endpoint(request) -> Response``. The app applies the body limit, the
 #: authorizer and the trigger's scope before calling it (verified claims in ``request.state.claims``) and

@@ -18,10 +18,9 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
+from sqlalchemy.engine import URL
 
-from .._sql import database_url
+from .._sql import check_database_url, database_url
 from ..config import Config
 from ..errors import ConfigError
 from ..models import Secret
@@ -29,7 +28,6 @@ from ..models import Secret
 __all__ = ["SQLITE_FILE", "TenantsSettings", "load_settings"]
 
 SQLITE_FILE = "tenants.sqlite3"
-_BACKENDS = ("sqlite", "postgresql")
 _KEYS = ("database_url", "idempotency_ttl_hours")
 
 
@@ -46,29 +44,6 @@ class TenantsSettings:
         return database_url(self.database_url, Path(state_dir) / SQLITE_FILE)
 
 
-def _parse_url(value: Any, problems: list[str]) -> Secret | None:
-    path = "tenants.database_url"
-    if isinstance(value, str):
-        value = Secret(value)
-    if not isinstance(value, Secret):
-        problems.append(f"{path}: expected a URL string or a {{ env = ... }} / {{ file = ... }} reference")
-        return None
-    try:
-        url = make_url(value.get_secret_value())
-    except ArgumentError:
-        # Never echo the value: it may hold a password.
-        problems.append(f"{path}: not a database URL (e.g. postgresql+psycopg://user@host:5432/db)")
-        return None
-    if url.get_backend_name() not in _BACKENDS:
-        problems.append(f"{path}: unsupported database {url.get_backend_name()!r}; use one of {', '.join(_BACKENDS)}")
-        return None
-    if url.get_backend_name() == "postgresql" and "+" in url.drivername and url.get_driver_name() != "psycopg":
-        problems.append(f"{path}: sbt talks to PostgreSQL through psycopg 3; write postgresql+psycopg:// "
-                        f"(not {url.drivername}://)")
-        return None
-    return value
-
-
 def load_settings(config: Config) -> TenantsSettings:
     """Validate ``config.sections["tenants"]`` (absent: the SQLite default).
 
@@ -81,7 +56,9 @@ def load_settings(config: Config) -> TenantsSettings:
     for key in table:
         if key not in _KEYS:
             problems.append(f"tenants.{key}: unknown key; valid keys: {', '.join(_KEYS)}")
-    url = _parse_url(table["database_url"], problems) if "database_url" in table else None
+    url = None
+    if "database_url" in table:
+        url = check_database_url(table["database_url"], "tenants.database_url", problems)
     ttl = table.get("idempotency_ttl_hours", 24.0)
     if isinstance(ttl, bool) or not isinstance(ttl, (int, float)) or ttl <= 0:
         problems.append("tenants.idempotency_ttl_hours: expected a number of hours above 0")

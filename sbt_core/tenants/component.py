@@ -10,13 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import timedelta
-from typing import Any, cast
+from typing import Any
 
 import attrs
 
 from ..config import Config
 from ..models import Event
-from ..runtime.seams import EventBus, RouteGroup
+from ..runtime.seams import EventBus, RouteGroup, attach_subscriber
 from ..triggers import EventTrigger
 from ._events import job_result_triggers
 from ._settings import load_settings
@@ -44,13 +44,7 @@ class TenantRegistry:
 
     def attach(self, bus: EventBus | Publisher) -> None:
         """Publish through ``bus`` (an EventBus, or a bare ``put_events`` callable) and subscribe to it."""
-        # An EventBus publishes through its put_events; a bare put_events callable has none and is the publisher.
-        put = cast(Publisher, getattr(bus, "put_events", bus))
-        self.service.attach(put)
-        subscribe = getattr(bus, "subscribe", None)
-        if subscribe is not None:
-            for name, trigger, handler in self.subscriptions():
-                subscribe(name, trigger, handler)
+        self.service.attach(attach_subscriber(bus, self.subscriptions()))
 
     def start(self) -> None:
         """Create missing tables and publish what a crash left in the outbox."""

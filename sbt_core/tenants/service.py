@@ -34,7 +34,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from ..errors import BadRequestError, ConflictError, NotFoundError, StartupError
 from ..models import Event, Page, PageRequest, to_json
-from ..runtime.seams import PutEventsEntryResult
+from ..runtime.seams import Publisher
 from ._events import offboarding_event, onboarding_event, parse_job_result
 from ._records import (
     REGISTRATION_ID_KEY,
@@ -54,8 +54,6 @@ __all__ = ["MAX_IDEMPOTENCY_KEY_LENGTH", "Publisher", "TenantService"]
 
 log = logging.getLogger("sbt.tenants")
 
-#: ``EventBus.put_events``: accept a batch, answer one result per event.
-Publisher = Callable[[Sequence[Event]], Sequence[PutEventsEntryResult]]
 
 MAX_IDEMPOTENCY_KEY_LENGTH = 255
 

@@ -7,7 +7,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from sbt_core.testing.processes import background_server, free_port
@@ -23,7 +23,7 @@ def clean_environ() -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def background(args: Sequence[str], *, cwd: Path, ready: str, env: Mapping[str, str] | None = None,
+def background(args: Sequence[str], *, cwd: Path, ready: str | Callable[[], bool], env: Mapping[str, str] | None = None,
                name: str = "server", timeout: float = 60.0) -> Iterator[subprocess.Popen[bytes]]:
     """:func:`background_server` with the e2e conventions: run in ``cwd`` with this environment minus sbt's
     own variables plus ``env``, output in ``cwd/<name>.log``, stopped with SIGINT (a graceful drain)."""

@@ -12,6 +12,13 @@ from pathlib import Path
 
 import pytest
 
+from sbt_core.auth_local import mint_token
+from sbt_core.config import Config, load_config
+from sbt_core.models import scopes
+from sbt_core.plugins import discover
+from sbt_core.tenants.client import TenantClient
+from sbt_core.testing.waiting import wait_for
+
 from ._serve import clean_environ, sbt_serve
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -28,6 +35,13 @@ def _commands(section: str) -> list[str]:
     return re.findall(r"```sh\n(.*?)```", _section(section), flags=re.S)
 
 
+def walkthrough_config() -> str:
+    """The walkthrough's ``sbt.toml``, as the README shows it."""
+    blocks = re.findall(r"```toml\n(.*?)```", _section("Five-minute walkthrough"), flags=re.S)
+    assert len(blocks) == 1, "the walkthrough shows one sbt.toml"
+    return str(blocks[0])
+
+
 def test_the_two_setup_commands_are_what_ci_runs() -> None:
     run, test = (block.strip() for block in _commands("Set up and run"))
     assert run.endswith("&& sbt serve")
@@ -39,18 +53,30 @@ def test_the_two_setup_commands_are_what_ci_runs() -> None:
     assert installed <= required | {"."}, "the run command installs only what the test setup installs too"
 
 
+def _config(folder: Path) -> Config:
+    return load_config(discover(), folder / "sbt.toml")
+
+
 @pytest.mark.skipif(shutil.which("curl") is None, reason="the walkthrough uses curl")
 def test_the_walkthrough_works_verbatim(tmp_path: Path) -> None:
     (tmp_path / "examples").symlink_to(ROOT / "examples")
+    (tmp_path / "sbt.toml").write_text(walkthrough_config())
     script = "\n".join(_commands("Five-minute walkthrough"))
     assert "http://127.0.0.1:8080" in script
     with sbt_serve(tmp_path) as url:
         result = subprocess.run(["bash", "-euo", "pipefail", "-c", script.replace("http://127.0.0.1:8080", url)],
                                 cwd=tmp_path, capture_output=True, text=True, timeout=300,
                                 env=clean_environ())
-    assert result.returncode == 0, result.stdout + result.stderr
-    registered = json.loads(next(line for line in result.stdout.splitlines() if "tenantRegistrationId" in line))
-    assert registered["data"]["message"] == "Tenant registration initiated"
+        assert result.returncode == 0, result.stdout + result.stderr
+        registered = json.loads(next(line for line in result.stdout.splitlines() if "tenantRegistrationId" in line))
+        assert registered["data"]["message"] == "Tenant registration initiated"
+        # The provisioning job ran in the background of the walkthrough.
+        with TenantClient(url, mint_token([scopes.TENANT_READ], config=_config(tmp_path))) as tenants:
+            wait_for(lambda: tenants.get_registration(registered["data"]["tenantRegistrationId"])
+                     .get("registrationStatus") == "created", "the provisioning job to succeed")
+            tenant = tenants.get_tenant(registered["data"]["tenantId"])
+        assert tenant["TENANT_DB"] == "db_" + registered["data"]["tenantId"].replace("-", "_")
+        assert "sbt job runs" in result.stdout
     usage = json.loads(next(line for line in result.stdout.splitlines() if '"windowStart"' in line))["data"]
 
     expected: dict[tuple[str, str], float] = defaultdict(float)

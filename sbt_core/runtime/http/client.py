@@ -43,6 +43,10 @@ class ControlPlaneClient:
         self.base_url = base_url.rstrip("/")
         self._http = httpx.Client(base_url=self.base_url, headers=headers, transport=transport, timeout=timeout)
 
+    def set_token(self, token: str) -> None:
+        """Send ``token`` from now on (a long-running client replacing one that expired)."""
+        self._http.headers["authorization"] = f"Bearer {token}"
+
     def close(self) -> None:
         self._http.close()
 
