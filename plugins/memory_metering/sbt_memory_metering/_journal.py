@@ -38,6 +38,7 @@ __all__ = ["Journal", "ReplayError", "replay_segment"]
 
 _ONE = struct.Struct("<Iqdiq")
 _MANY = struct.Struct("<IIq")
+_ONE_KIND = b"O"
 
 
 class ReplayError(Exception):
@@ -124,17 +125,21 @@ class Journal(Recorder):
 
     def ingested_one(self, store: MeterStore, ms: int, value: float, series: int, recv: int,
                      identifier: str) -> None:
-        seq = self._counts(store)[0]
-        self.log.append(b"O" + _ONE.pack(seq, ms, value, series, recv) + identifier.encode())
+        counts = self._stores[store]  # _counts, inlined: this is the per-event hot path
+        if (len(store.series_tenant) != counts[1] or len(store.texts) != counts[2]
+                or len(self.engine.tenant_names) != self._tenants):
+            self._dict(store)
+        self.log.append(_ONE_KIND + _ONE.pack(counts[0], ms, value, series, recv) + identifier.encode())
 
     def ingested(self, store: MeterStore, ts: np.ndarray, val: np.ndarray, ser: np.ndarray,
                  hashes: np.ndarray, recv: int) -> None:
         seq = self._counts(store)[0]
-        self.log.append(b"".join((b"M", _MANY.pack(seq, len(ts), recv),
-                                  np.ascontiguousarray(ts, dtype=np.int64).tobytes(),
-                                  np.ascontiguousarray(val, dtype=np.float64).tobytes(),
-                                  np.ascontiguousarray(ser, dtype=np.int32).tobytes(),
-                                  np.ascontiguousarray(hashes, dtype=np.uint64).tobytes())))
+        # The columns go to the log as they are (no copy): store.append copied what it keeps, and
+        # nobody writes to these arrays before commit() has written them.
+        self.log.append(b"M" + _MANY.pack(seq, len(ts), recv),
+                        np.ascontiguousarray(ts, dtype=np.int64).data, np.ascontiguousarray(val, dtype=np.float64).data,
+                        np.ascontiguousarray(ser, dtype=np.int32).data,
+                        np.ascontiguousarray(hashes, dtype=np.uint64).data)
 
     def commit(self) -> None:
         self.log.commit()
