@@ -82,11 +82,12 @@ class MemoryMetering(Provider):
         try:
             recovery = durable.open()
         except SnapshotError as exc:
-            raise StartupError(f"memory metering: the snapshot {exc.path} cannot be read ({exc}); "
-                               "move it away to start without it, or restore it from a backup") from exc
+            raise StartupError(f"memory metering: the snapshot {exc.path} cannot be read: {exc.why}; nothing was "
+                               "overwritten: restore it from a backup, or move it and the log segments beside it "
+                               "away to start empty") from exc
         except LogCorruptError as exc:
-            raise StartupError(f"memory metering: the write-ahead log {exc.path} cannot be replayed "
-                               f"({exc.why} at byte {exc.offset})") from exc
+            raise StartupError(f"memory metering: the write-ahead log {exc.path} cannot be replayed: {exc.why} "
+                               f"at byte {exc.offset}; nothing was overwritten") from exc
         self.durable = durable
         self.context.logger.info(
             "memory metering: recovered %d events from %s and %d log records in %.2f s%s",

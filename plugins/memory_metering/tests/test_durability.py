@@ -19,6 +19,7 @@ import pytest
 from sbt_memory_metering import MemoryMetering
 
 from sbt_core import StartupError
+from sbt_core.config import load_config
 from sbt_core.models import (
     Aggregation,
     CancelUsageRequest,
@@ -30,6 +31,7 @@ from sbt_core.models import (
     UsageQuery,
     WindowSize,
 )
+from sbt_core.plugins import build_providers, discover
 
 HERE = Path(__file__).resolve().parent
 NOW = datetime(2026, 4, 2, 9, 30, tzinfo=UTC)  # the clock of conftest.py
@@ -245,6 +247,23 @@ def test_compaction_under_concurrent_ingest_loses_nothing(tmp_path: Path, restar
     assert state(after) == before
     assert [(r.tenant_id, r.value) for r in after.metering_fetch_usage(meter.meter_id, UsageQuery(
         from_=NOW - timedelta(days=1), to=NOW)).items] == [("t0", 3.0 * per_thread), ("t1", 3.0 * per_thread)]
+
+
+def test_the_embedded_default_is_durable(tmp_path: Path) -> None:
+    """What `sbt serve` builds with no config file: memory metering logs into <state_dir>/memory."""
+    catalog = discover(entry_points=False, builtins=False, extra={"memory": MemoryMetering})
+    config = load_config(catalog, raw={"state_dir": str(tmp_path), "providers": {"metering": {"type": "memory"}}})
+    providers = build_providers(catalog, config)
+    providers.startup()
+    facade = providers.metering
+    assert facade is not None
+    meter = facade.create_meter(MeterCreate(name="calls", event_name="calls"))
+    providers.shutdown()
+    assert (tmp_path / "memory" / "metering.npz").exists()
+    again = build_providers(catalog, config)
+    again.startup()
+    assert again.metering is not None and again.metering.fetch_all_meters().items == [meter]
+    again.shutdown()
 
 
 def test_in_memory_mode_keeps_nothing(tmp_path: Path, restart: Restart) -> None:
