@@ -28,7 +28,7 @@ from sbt_core.models import (
 )
 
 from . import _snapshot
-from ._durable import Durable
+from ._durable import Durable, InUseError
 from ._engine import ColumnsResult, Engine, IngestResult
 from ._snapshot import SnapshotError
 from ._wal import LogCorruptError
@@ -81,6 +81,9 @@ class MemoryMetering(Provider):
         durable = Durable(self.engine, self.settings, self.snapshot_path, self.context.logger)
         try:
             recovery = durable.open()
+        except InUseError as exc:
+            raise StartupError(f"memory metering: {exc}; one process owns a state folder (use the sql metering "
+                               "provider for several)") from exc
         except SnapshotError as exc:
             raise StartupError(f"memory metering: the snapshot {exc.path} cannot be read: {exc.why}; nothing was "
                                "overwritten: restore it from a backup, or move it and the log segments beside it "

@@ -10,7 +10,7 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -48,13 +48,20 @@ def crash(provider: MemoryMetering) -> None:
 
 
 @pytest.fixture
-def restart(new_provider: Callable[..., MemoryMetering]) -> Restart:
-    """``restart(**settings)``: a provider on the test's state directory, started (recovered)."""
+def restart(new_provider: Callable[..., MemoryMetering]) -> Iterator[Restart]:
+    """``restart(**settings)``: a provider on the test's state directory, started (recovered); those
+    still open at the end are shut down (their lock and threads released)."""
+    started: list[MemoryMetering] = []
+
     def start(**settings: Any) -> MemoryMetering:
         provider = new_provider(**settings)
         provider.sbt_startup()
+        started.append(provider)
         return provider
-    return start
+
+    yield start
+    for provider in started:
+        provider.sbt_shutdown()
 
 
 def ev(identifier: str, tenant: str = "t1", *, hours: float = 1, **props: Any) -> UsageEvent:
@@ -145,7 +152,8 @@ def test_snapshot_plus_log_gives_the_same_state(tmp_path: Path, restart: Restart
     second = restart()
     assert state(second) == before
     second.sbt_shutdown()  # compacts: the next start-up reads the snapshot only
-    assert sorted(p.name for p in (tmp_path / "memory").iterdir()) == ["metering.00000003.wal", "metering.npz"]
+    assert sorted(p.name for p in (tmp_path / "memory").iterdir()) == ["metering.00000003.wal", "metering.lock",
+                                                                        "metering.npz"]
     assert state(restart()) == before
 
 
@@ -264,6 +272,14 @@ def test_the_embedded_default_is_durable(tmp_path: Path) -> None:
     again.startup()
     assert again.metering is not None and again.metering.fetch_all_meters().items == [meter]
     again.shutdown()
+
+
+def test_a_second_provider_on_the_same_files_is_refused(tmp_path: Path, restart: Restart) -> None:
+    first = restart()
+    with pytest.raises(StartupError, match="metering.lock is locked by another process"):
+        restart()
+    first.sbt_shutdown()  # releases the lock (as the kernel does when a process dies)
+    restart().sbt_shutdown()
 
 
 def test_in_memory_mode_keeps_nothing(tmp_path: Path, restart: Restart) -> None:
