@@ -20,6 +20,8 @@ from pathlib import Path
 
 import attrs
 
+from sbt_core.errors import ProviderError
+
 __all__ = ["FSYNC_POLICIES", "Buffer", "Log", "LogCorruptError", "Segment", "fsync_dir", "read_segment", "segments"]
 
 #: ``batch``: fsync before a hook returns (one fsync per delivered batch, shared by concurrent callers).
@@ -164,8 +166,9 @@ class Log:
 
     def _check(self) -> None:
         if self.failure is not None:
-            raise OSError(f"the metering write-ahead log failed earlier ({self.failure}); "
-                          "no change is accepted until the control plane restarts") from self.failure
+            raise ProviderError(f"the metering write-ahead log failed ({type(self.failure).__name__}: "
+                                f"{self.failure}); no change is accepted until the control plane restarts") \
+                from self.failure
 
     def append(self, *parts: Buffer) -> None:
         """Buffer one record whose payload is ``parts`` joined (written by the next :meth:`commit`).
@@ -179,7 +182,8 @@ class Log:
     def commit(self) -> None:
         """Return once every record appended before the call is written (and fsynced under ``batch``).
 
-        :raises OSError: the write or fsync failed (now or earlier).
+        :raises ProviderError: the write or fsync failed, now or earlier (502 over HTTP; the bus retries,
+            then dead-letters, so an event that was not logged is never lost).
         """
         target = self.appended
         if (self.synced if self.policy == "batch" else self.written) >= target:
@@ -209,6 +213,7 @@ class Log:
                 self.synced = upto
         except BaseException as exc:
             self.failure = exc
+            self._check()  # raises ProviderError: the caller's change is not acknowledged
             raise
 
     def _sync_every(self, seconds: float) -> None:

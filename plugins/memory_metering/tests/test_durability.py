@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from sbt_memory_metering import MemoryMetering
 
-from sbt_core import StartupError
+from sbt_core import ProviderError, StartupError
 from sbt_core.config import load_config
 from sbt_core.models import (
     Aggregation,
@@ -255,6 +255,26 @@ def test_compaction_under_concurrent_ingest_loses_nothing(tmp_path: Path, restar
     assert state(after) == before
     assert [(r.tenant_id, r.value) for r in after.metering_fetch_usage(meter.meter_id, UsageQuery(
         from_=NOW - timedelta(days=1), to=NOW)).items] == [("t0", 3.0 * per_thread), ("t1", 3.0 * per_thread)]
+
+
+def test_a_failed_write_refuses_every_later_change_and_loses_nothing_acknowledged(
+        tmp_path: Path, restart: Restart, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = restart()
+    fill(first)
+    before = state(first)
+
+    def disk_full(*_: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("sbt_memory_metering._wal.os.writev", disk_full)
+    with pytest.raises(ProviderError, match="No space left on device"):
+        first.metering_ingest_usage_events([ev("lost", name="r0-calls", value=1, region="eu")])
+    monkeypatch.undo()  # the disk has room again, but the log stays failed until a restart
+    with pytest.raises(ProviderError, match="no change is accepted until the control plane restarts"):
+        first.metering_create_meter(MeterCreate(name="late", event_name="late"))
+    assert first.metering_fetch_all_meters(100, None).items  # reads go on
+    crash(first)
+    assert state(restart()) == before
 
 
 def test_the_embedded_default_is_durable(tmp_path: Path) -> None:
