@@ -107,9 +107,15 @@ class MemoryMetering(Provider):
     def save_snapshot(self, path: Path | None = None) -> int:
         """Write a snapshot now; returns the number of events. Without ``path`` on a started durable
         provider this is a compaction (the log it holds is dropped); with ``path``, an export that
-        leaves the log alone."""
+        leaves the log alone.
+
+        :raises RuntimeError: no ``path`` on a durable provider not started: its files were not loaded,
+            so writing over them would lose them.
+        """
         if path is None and self.durable is not None:
             return self.durable.compact()
+        if path is None and self.settings.durable:
+            raise RuntimeError("start the provider (sbt_startup) before compacting its snapshot, or pass a path")
         return _snapshot.save(self.engine, path or self.snapshot_path)
 
     def load_snapshot(self, path: Path | None = None) -> int:
