@@ -22,7 +22,8 @@ import attrs
 
 from sbt_core.errors import ProviderError
 
-__all__ = ["FSYNC_POLICIES", "Buffer", "Log", "LogCorruptError", "Segment", "fsync_dir", "read_segment", "segments"]
+__all__ = ["FSYNC_POLICIES", "Buffer", "Log", "LogCorruptError", "Segment", "fsync_dir", "read_segment", "segment_path",
+           "segments"]
 
 #: ``batch``: fsync before a hook returns (one fsync per delivered batch, shared by concurrent callers).
 #: ``interval``: write before a hook returns, fsync every ``fsync_interval_ms`` in the background.
