@@ -219,17 +219,24 @@ class Log:
 
     def _sync_every(self, seconds: float) -> None:
         while not self._stop.wait(seconds):
-            if self.synced < self.written:
-                with self._io_lock:
-                    if self.failure is not None:
-                        return
-                    upto = self.written
-                    try:
-                        _sync(self._fd)
-                    except OSError as exc:
-                        self.failure = exc
-                        return
-                    self.synced = upto
+            if self.synced >= self.written:
+                continue
+            # fsync a duplicate of the descriptor outside the I/O lock, so writers never wait for the
+            # disk; it covers everything written before it starts. A rotation meanwhile fsyncs the old
+            # segment itself, and the duplicate keeps the file open until this fsync ends.
+            with self._io_lock:
+                if self.failure is not None:
+                    return
+                upto, fd = self.written, os.dup(self._fd)
+            try:
+                _sync(fd)
+            except OSError as exc:
+                self.failure = exc
+                return
+            finally:
+                os.close(fd)
+            with self._io_lock:
+                self.synced = max(self.synced, upto)
 
     def rotate(self) -> int:
         """Write, fsync and close the current segment and start the next; returns the new number.

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sbt_memory_metering import MemoryMetering
+from sbt_memory_metering import MemoryMetering, _wal
 
 from sbt_core import ProviderError, StartupError
 from sbt_core.config import load_config
@@ -32,6 +32,7 @@ from sbt_core.models import (
     WindowSize,
 )
 from sbt_core.plugins import build_providers, discover
+from sbt_core.testing.waiting import wait_for
 
 HERE = Path(__file__).resolve().parent
 NOW = datetime(2026, 4, 2, 9, 30, tzinfo=UTC)  # the clock of conftest.py
@@ -275,6 +276,21 @@ def test_a_failed_write_refuses_every_later_change_and_loses_nothing_acknowledge
     assert first.metering_fetch_all_meters(100, None).items  # reads go on
     crash(first)
     assert state(restart()) == before
+
+
+def test_fsync_batch_syncs_before_returning_and_interval_in_the_background(
+        restart: Restart, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real = _wal._sync
+    monkeypatch.setattr(_wal, "_sync", lambda fd: (synced.append(fd), real(fd))[1])
+    batch = restart()
+    batch.metering_create_meter(MeterCreate(name="calls", event_name="calls"))
+    assert synced  # before the call returned
+    batch.sbt_shutdown()
+    synced.clear()
+    interval = restart(fsync="interval", fsync_interval_ms=10)
+    interval.metering_create_meter(MeterCreate(name="more", event_name="more"))
+    wait_for(lambda: synced, "the background fsync of fsync = interval")
 
 
 def test_the_embedded_default_is_durable(tmp_path: Path) -> None:
