@@ -7,6 +7,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..bindings import build_binding_table
+from ..plugins import build_providers
 from ._common import ConfigOption, JsonOption, handle_errors, print_json, state
 
 
@@ -14,9 +15,15 @@ def register(app: typer.Typer) -> None:
     @app.command("bindings")
     @handle_errors
     def bindings(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False) -> None:
-        """Print every binding: hook, provider, trigger, and whether the trigger is default or from config."""
+        """Print every binding: hook, provider, trigger, and whether the trigger is default, from config, or a
+        route a plugin adds."""
         catalog, cfg = state(ctx).load(config)
-        table_data = build_binding_table(catalog, cfg)
+        # The routes a plugin adds are known once it is constructed (they may close over its state).
+        providers = build_providers(catalog, cfg)
+        try:
+            table_data = build_binding_table(catalog, cfg, providers.routes)
+        finally:
+            providers.shutdown()
         if as_json:
             print_json(table_data.to_json())
             return
@@ -25,5 +32,5 @@ def register(app: typer.Typer) -> None:
             table.add_column(column)
         for b in table_data:
             trigger = b.trigger.describe() + ("" if b.enabled else " [disabled]")
-            table.add_row(b.hook, f"{b.interface}:{b.provider}", trigger, b.origin)
+            table.add_row(b.hook, f"{b.interface}:{b.provider}" if b.interface else b.provider, trigger, b.origin)
         Console().print(table)
