@@ -109,7 +109,8 @@ def script_errors() -> list[str]:
 @pytest.fixture(scope="module")
 def page(browser: Any, server: Server, script_errors: list[str]) -> Iterator[Any]:
     """One tab for the module, the size of a laptop screen."""
-    context = browser.new_context(viewport={"width": 1360, "height": 860}, accept_downloads=True)
+    context = browser.new_context(viewport={"width": 1360, "height": 860}, locale="en-US", timezone_id="UTC",
+                                  accept_downloads=True)
     tab = context.new_page()
     tab.on("pageerror", lambda exc: script_errors.append(str(exc)))
     yield tab

@@ -7,6 +7,7 @@ operator's session would; each leaves a screenshot of its page in ``docs/screens
 
 from __future__ import annotations
 
+import random
 import sys
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
@@ -106,16 +107,28 @@ def test_users_are_created_disabled_enabled_and_deleted(page: Any, server: Serve
 
 
 def _usage_events(now: datetime) -> list[dict[str, Any]]:
-    """Usage of two tenants in two regions over the last three hours, whole numbers (Stripe's meters)."""
+    """A day of usage of three tenants in two regions, whole numbers (Stripe meters take no fractions),
+    from a seeded generator."""
+    rng = random.Random(22)
     entries = []
-    for i, (tenant, region, value) in enumerate([("acme", "eu", 5), ("acme", "us", 7), ("globex", "eu", 11),
-                                                 ("acme", "eu", 13), ("globex", "us", 17), ("globex", "eu", 19),
-                                                 ("acme", "us", 23)]):
-        at = (now - timedelta(minutes=25 * i + 3)).isoformat().replace("+00:00", "Z")
-        entries.append({"Source": "sbt.application.plane", "DetailType": "ingestUsage",
-                        "Detail": {"tenantId": tenant, "eventName": "api_calls", "timestamp": at,
-                                   "identifier": f"usage-{i}", "properties": {"value": value, "region": region}}})
+    for hour in range(23):
+        for tenant in ("acme", "globex", "initech"):
+            if rng.random() < 0.25:
+                continue
+            at = (now - timedelta(hours=hour, minutes=rng.randint(1, 50))).isoformat().replace("+00:00", "Z")
+            detail = {"tenantId": tenant, "eventName": "api_calls", "timestamp": at,
+                      "identifier": f"usage-{hour}-{tenant}",
+                      "properties": {"value": rng.randint(5, 60), "region": rng.choice(["eu", "us"])}}
+            entries.append({"Source": "sbt.application.plane", "DetailType": "ingestUsage", "Detail": detail})
     return entries
+
+
+def _totals(entries: list[dict[str, Any]], key: str) -> dict[str, int]:
+    totals: dict[str, int] = defaultdict(int)
+    for entry in entries:
+        detail = entry["Detail"]
+        totals[detail["tenantId"] if key == "tenantId" else detail["properties"][key]] += detail["properties"]["value"]
+    return dict(totals)
 
 
 def _chart(page: Any) -> dict[tuple[str, str], float]:
@@ -149,23 +162,27 @@ def test_a_meter_and_its_usage_chart_show_the_apis_numbers(page: Any, server: Se
     expect(meters).to_contain_text("api_calls")
     screenshot(page, "meters")
     meter_id = api(server, "GET", "/meters")["data"][0]["meterId"]
-    answer = api(server, "POST", "/events", json={"Entries": _usage_events(datetime.now(UTC))})
+    usage = _usage_events(datetime.now(UTC))
+    by_tenant, by_region = _totals(usage, "tenantId"), _totals(usage, "region")
+    total = sum(by_tenant.values())
+    answer = api(server, "POST", "/events", json={"Entries": usage})
     assert answer["FailedEntryCount"] == 0
-    wait_for(lambda: sum(_api_usage(server, meter_id, None).values()) == 95, "the usage to be ingested")
+    wait_for(lambda: sum(_api_usage(server, meter_id, None).values()) == total, "the usage to be ingested")
 
     meters.get_by_role("link", name="Usage").click()
     page.get_by_label("Range", exact=True).select_option("24h")
     expect(page.get_by_label("Window", exact=True)).to_have_value("HOUR")
     expected = _api_usage(server, meter_id, None)
-    expect(page.get_by_test_id("usage-total")).to_have_text("95")
+    expect(page.get_by_test_id("usage-total")).to_have_text(f"{total:,}")
     assert _chart(page) == expected
     legend = page.get_by_test_id("usage-legend")
-    expect(legend.locator("[data-series=acme]")).to_contain_text("48")
-    expect(legend.locator("[data-series=globex]")).to_contain_text("47")
+    for tenant, value in by_tenant.items():
+        expect(legend.locator(f"[data-series={tenant}]")).to_contain_text(f"{value:,}")
     screenshot(page, "usage")
 
     page.get_by_label("Stack by", exact=True).select_option("region")
-    expect(legend.locator("[data-series=eu]")).to_contain_text("48")
+    for region, value in by_region.items():
+        expect(legend.locator(f"[data-series={region}]")).to_contain_text(f"{value:,}")
     assert _chart(page) == _api_usage(server, meter_id, "region")
     table = page.get_by_test_id("usage-table")
     expect(table.locator("thead")).to_contain_text("region")
@@ -174,7 +191,7 @@ def test_a_meter_and_its_usage_chart_show_the_apis_numbers(page: Any, server: Se
         page.get_by_role("button", name="Export CSV").click()
     lines = download.value.path().read_text().splitlines()
     assert lines[0] == "windowStart,windowEnd,tenantId,groups.region,value"
-    assert sum(float(line.rsplit(",", 1)[1]) for line in lines[1:]) == 95
+    assert sum(float(line.rsplit(",", 1)[1]) for line in lines[1:]) == total
 
     go(page, server, "meters")
     meters.locator("tbody tr", has_text="api_calls").get_by_role("button", name="Deactivate").click()

@@ -14,7 +14,7 @@ export function eventsPage(root, params) {
   let tab = params.get("tab") === "dead-letters" ? "dead-letters" : "log";
   const tabs = h("div.tabs", { role: "tablist" });
   const content = h("div");
-  const search = h("input", { type: "search", placeholder: "Search type, source, tenant, id, detail", "aria-label": "Filter events" });
+  const search = h("input", { type: "search", placeholder: "Search events", "aria-label": "Filter events" });
   root.replaceChildren(pageHead("Events", search), tabs, content);
   let page = null;
 
@@ -121,7 +121,7 @@ function deadLetters(root, search) {
   let letters = [];
   const list = h("div.card");
   const replayAll = h("button.primary", { onclick: () => replay(null) }, "Replay all");
-  root.replaceChildren(h("div.toolbar", {}, h("p.muted", { style: "margin: 0 auto 0 0" },
+  root.replaceChildren(h("div.toolbar", {}, h("p.muted", { style: "margin: 0; flex: 1 1 420px" },
     "Events a target failed after every attempt. Fix the cause (a provider's credentials, a service that was down), then replay: each goes back to the target that failed it."), replayAll), list);
   search.value = "";
   search.oninput = () => draw();
