@@ -200,20 +200,29 @@ def test_a_meter_and_its_usage_chart_show_the_apis_numbers(page: Any, server: Se
 
 
 def test_a_dead_letter_from_a_provider_that_was_down_is_replayed(page: Any, server: Server) -> None:
-    """Stripe (localstripe) is not running: the onboarding's billing_create_customer is dead-lettered with
-    its last error. Once Stripe is up, Replay delivers it."""
-    wait_for(lambda: api(server, "GET", "/dead-letters")["data"], "the onboarding's billing delivery to give up")
+    """Stripe (localstripe) is not running: each onboarding's billing_create_customer is dead-lettered with
+    its last error. Once Stripe is up, one is replayed alone, then the rest with Replay all."""
+    api(server, "POST", "/tenant-registrations", json={"tenantData": {"tenantName": "globex",
+                                                                       "email": "ops@globex.test"}})
+    # Both onboardings (acme's, registered above, and globex's) give up on billing_create_customer.
+    wait_for(lambda: len(api(server, "GET", "/dead-letters")["data"]) == 2, "both billing deliveries to give up")
     go(page, server, "events?tab=dead-letters")
-    letters = page.get_by_test_id("dead-letters-table")
-    expect(letters).to_contain_text("billing_create_customer")  # the tenant registered above
-    expect(letters).to_contain_text("APIConnectionError")
-    expect(letters).to_contain_text("onboardingRequest")
+    letters = page.get_by_test_id("dead-letters-table").locator("tbody tr")
+    expect(letters).to_have_count(2)
+    for row in letters.all():
+        expect(row).to_contain_text("onboardingRequest")
+        expect(row).to_contain_text("billing_create_customer")
+        expect(row).to_contain_text("APIConnectionError")
     screenshot(page, "dead-letters")
 
     log = server.cwd / "localstripe.log"
     url = f"http://127.0.0.1:{server.stripe_port}"
     with background_server([sys.executable, "-c", LOCALSTRIPE, str(server.stripe_port)], ready=f"{url}/v1/customers",
                            log_path=log, name="localstripe"):
+        first = api(server, "GET", "/dead-letters")["data"][0]["event"]["id"]
+        letters.filter(has_text=first[:8]).get_by_role("button", name="Replay").click()
+        expect(letters).to_have_count(1)
+        assert first not in {letter["event"]["id"] for letter in api(server, "GET", "/dead-letters")["data"]}
         page.get_by_role("button", name="Replay all").click()
         page.get_by_role("dialog").get_by_role("button", name="Replay all").click()
         expect(page.get_by_text("No dead letters")).to_be_visible()
@@ -221,9 +230,11 @@ def test_a_dead_letter_from_a_provider_that_was_down_is_replayed(page: Any, serv
         events = page.get_by_test_id("events-table")
         page.get_by_label("Delivery state", exact=True).select_option("retrying")  # filters apply without a reload
         page.get_by_label("Delivery state", exact=True).select_option("any")
-        onboarding = events.locator("tbody tr", has_text="onboardingRequest")
-        expect(onboarding).to_contain_text("billing_create_customer delivered")
-        onboarding.click()
+        onboardings = events.locator("tbody tr", has_text="onboardingRequest")
+        expect(onboardings).to_have_count(2)
+        for row in onboardings.all():
+            expect(row).to_contain_text("billing_create_customer delivered")
+        onboardings.first.click()
         expect(page.get_by_role("complementary", name="Event details")).to_contain_text("billing_create_customer")
         screenshot(page, "events")
         assert api(server, "GET", "/dead-letters")["data"] == []
