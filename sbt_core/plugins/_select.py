@@ -175,7 +175,6 @@ def build_providers(catalog: PluginCatalog, config: Config, *, state_dir: Path |
     if problems:
         raise StartupError("; ".join(problems))
     pm.check_pending()
-    routes = _collect_routes(pm, owners)
     callers = {}
     for hook in (*CONTRACT, *BATCH_FORMS):
         hook_interface = interface_of(hook)
@@ -184,7 +183,13 @@ def build_providers(catalog: PluginCatalog, config: Config, *, state_dir: Path |
             continue
         others = [inst for iface, inst in instances.items() if iface != hook_interface]
         callers[hook] = pm.subset_hook_caller(hook, remove_plugins=others)
-    return Providers(pm=pm, types=types, instances=instances, contexts=contexts, callers=callers, routes=routes)
+    providers = Providers(pm=pm, types=types, instances=instances, contexts=contexts, callers=callers)
+    try:
+        providers.routes = _collect_routes(pm, owners)
+    except StartupError:
+        providers.shutdown()  # constructed providers may hold files or connections
+        raise
+    return providers
 
 
 def _collect_routes(pm: pluggy.PluginManager, owners: dict[str, str]) -> dict[str, Routes]:

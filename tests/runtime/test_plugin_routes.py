@@ -4,6 +4,7 @@ third-party auth provider serving its own token endpoint and key set."""
 from __future__ import annotations
 
 import json
+import re
 import socket
 import time
 from pathlib import Path
@@ -120,14 +121,32 @@ class Confused:
         return [("GET", "/x")]
 
 
+class Broken:
+    @hookimpl
+    def sbt_register_routes(self) -> Routes:
+        raise RuntimeError("no assets today")
+
+
+class Homeless:
+    @hookimpl
+    def sbt_register_routes(self) -> Routes:
+        return Routes(static=[StaticFiles("/homeless", "/nonexistent/sbt-assets")])
+
+
 @pytest.mark.parametrize(("plugin", "message"), [
     (Squatter, "route GET /health of plugin 'squatter' clashes with core route GET /health"),
     (Confused, "plugin 'confused': sbt_register_routes must return sbt_core.routes.Routes or None, not list"),
+    (Broken, "plugin 'broken' failed in sbt_register_routes: RuntimeError: no assets today"),
+    (Homeless, "static files directory not found: /homeless -> /nonexistent/sbt-assets"),
 ])
 def test_a_plugin_route_that_clashes_or_a_wrong_answer_stops_start_up(plugin: type, message: str,
                                                                       tmp_path: Path) -> None:
-    with pytest.raises(StartupError, match=message):
-        start_control_plane(tmp_path, plugins={plugin.__name__.lower(): plugin})
+    with pytest.raises(StartupError, match=re.escape(message)):
+        plane = start_control_plane(tmp_path, plugins={plugin.__name__.lower(): plugin}, start=False)
+        try:
+            plane.control_plane.asgi_app  # noqa: B018 - building the app is what refuses a missing directory
+        finally:
+            plane.close()
 
 
 # --- a third-party auth provider with its own token endpoint and key set ------------------------------------
