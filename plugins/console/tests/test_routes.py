@@ -27,6 +27,7 @@ def test_the_page_and_its_assets_are_public(plane: Harness) -> None:
     assert "/console/static/console.css" in assets and "/console/static/js/app.js" in assets
     for asset in assets:
         assert anonymous.get(asset).status_code == 200, asset
+    assert anonymous.get("/console/").text == page.text  # redirected to /console
 
 
 def test_every_module_the_scripts_import_is_in_the_package(plane: Harness) -> None:

@@ -8,7 +8,7 @@ export function metersPage(root) {
   let meters = [];
   let filter = "";
   const list = h("div.card");
-  const search = h("input", { type: "search", placeholder: "Filter by name or event", "aria-label": "Filter meters",
+  const search = h("input", { type: "search", placeholder: "Filter meters", "aria-label": "Filter meters",
     oninput: (e) => { filter = e.target.value.toLowerCase(); draw(); } });
   root.replaceChildren(pageHead("Meters", search, h("button.primary", { onclick: () => create() }, "Create meter ", h("kbd", {}, "n"))), list);
 

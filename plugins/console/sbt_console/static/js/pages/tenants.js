@@ -33,7 +33,7 @@ export function tenantsPage(root) {
   const list = h("div.card");
   const detail = h("aside.card.panel", { hidden: true, "aria-label": "Tenant details" });
   const split = h("div.split", {}, list, detail);
-  const search = h("input", { type: "search", placeholder: "Filter by name, id, email, tier", "aria-label": "Filter tenants",
+  const search = h("input", { type: "search", placeholder: "Filter tenants", "aria-label": "Filter tenants",
     oninput: (e) => { filter = e.target.value.toLowerCase(); draw(); } });
   root.replaceChildren(pageHead("Tenants", search, h("button.primary", { onclick: () => register() }, "Register tenant ", h("kbd", {}, "n"))), split);
 

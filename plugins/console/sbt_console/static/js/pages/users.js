@@ -6,7 +6,7 @@ export function usersPage(root) {
   let users = [];
   let filter = "";
   const list = h("div.card");
-  const search = h("input", { type: "search", placeholder: "Filter by name, email, role", "aria-label": "Filter users",
+  const search = h("input", { type: "search", placeholder: "Filter users", "aria-label": "Filter users",
     oninput: (e) => { filter = e.target.value.toLowerCase(); draw(); } });
   root.replaceChildren(pageHead("Users", search, h("button.primary", { onclick: () => create() }, "Create user ", h("kbd", {}, "n"))), list);
 
