@@ -5,8 +5,8 @@ read it. ``sbt bindings`` prints it.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Literal
+from collections.abc import Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Literal
 
 import attrs
 
@@ -17,17 +17,19 @@ from .models import scopes
 from .plugins import PluginCatalog
 from .triggers import AnyTrigger, Authorizer, EventTrigger, RouteTrigger, ScheduleTrigger
 
-__all__ = ["CORE_ROUTES", "Binding", "BindingTable", "build_binding_table", "find_route_clashes"]
+if TYPE_CHECKING:
+    from .routes import Routes
 
-#: Routes the core itself serves beside the hook routes (docs/design.md section 4); hook routes may not clash.
+__all__ = ["CORE_ROUTES", "Binding", "BindingTable", "build_binding_table", "find_route_clashes",
+           "plugin_route_bindings"]
+
+#: Routes the core itself serves beside the hook routes and the plugins' routes (docs/design.md section 4);
+#: neither may clash with them.
 CORE_ROUTES: tuple[RouteTrigger, ...] = (
     RouteTrigger("GET", "/health", authorizer=Authorizer.NONE),
     RouteTrigger("GET", "/openapi.json", authorizer=Authorizer.NONE),
     # Its access ([server] metrics: loopback clients, a scope, or anyone) is checked by the endpoint.
     RouteTrigger("GET", "/metrics", authorizer=Authorizer.NONE),
-    RouteTrigger("GET", "/.well-known/jwks.json", authorizer=Authorizer.NONE),
-    RouteTrigger("GET", "/.well-known/openid-configuration", authorizer=Authorizer.NONE),
-    RouteTrigger("POST", "/oauth2/token", authorizer=Authorizer.NONE),
     RouteTrigger("POST", "/events", scope=scopes.EVENT_WRITE),
     RouteTrigger("GET", "/events", scope=scopes.EVENT_READ),
     RouteTrigger("GET", "/events/{eventId}", scope=scopes.EVENT_READ),
@@ -51,13 +53,15 @@ CORE_ROUTES: tuple[RouteTrigger, ...] = (
 @attrs.frozen
 class Binding:
     """One row: ``hook`` of ``provider`` (type name) runs on ``trigger``; ``origin`` says whether the
-    trigger is the contract's default or a ``[[bindings]]`` override."""
+    trigger is the contract's default, a ``[[bindings]]`` override, or a route the plugin added through
+    ``sbt_register_routes`` (then ``interface`` is None for an extension and ``provider`` the plugin's name;
+    a static files directory shows as ``GET <prefix>/{file}``)."""
 
     hook: str
-    interface: Interface
+    interface: Interface | None
     provider: str
     trigger: AnyTrigger
-    origin: Literal["default", "config"] = "default"
+    origin: Literal["default", "config", "plugin"] = "default"
     enabled: bool = True
 
     def to_json(self) -> dict[str, Any]:
@@ -90,7 +94,12 @@ class BindingTable:
         return [b for b in self.enabled() if isinstance(b.trigger, EventTrigger)]
 
     def routes(self) -> list[Binding]:
-        return [b for b in self.enabled() if isinstance(b.trigger, RouteTrigger)]
+        """Route bindings of contract hooks (the routes plugins add are :meth:`plugin_routes`)."""
+        return [b for b in self.enabled() if isinstance(b.trigger, RouteTrigger) and b.origin != "plugin"]
+
+    def plugin_routes(self) -> list[Binding]:
+        """Routes and static files plugins add through ``sbt_register_routes``."""
+        return [b for b in self.bindings if b.origin == "plugin"]
 
     def schedules(self) -> list[Binding]:
         return [b for b in self.enabled() if isinstance(b.trigger, ScheduleTrigger)]
@@ -115,8 +124,22 @@ def find_route_clashes(routes: Iterable[tuple[str, RouteTrigger]]) -> list[str]:
     return problems
 
 
-def build_binding_table(catalog: PluginCatalog, config: Config) -> BindingTable:
-    """Bindings of every contract hook that the selected provider of its interface implements.
+def plugin_route_bindings(plugin_routes: Mapping[str, Routes], catalog: PluginCatalog) -> list[Binding]:
+    """One row per route and static directory of ``plugin_routes`` (by plugin name), hook ``sbt_register_routes``."""
+    rows = []
+    for owner, routes in plugin_routes.items():
+        record = catalog.get(owner)
+        interfaces = record.interfaces if record is not None else ()
+        interface = interfaces[0] if len(interfaces) == 1 else None
+        triggers = [trigger for trigger, _ in routes.routes] + [static.trigger() for static in routes.static]
+        rows += [Binding("sbt_register_routes", interface, owner, t, "plugin") for t in triggers]
+    return rows
+
+
+def build_binding_table(catalog: PluginCatalog, config: Config,
+                        plugin_routes: Mapping[str, Routes] | None = None) -> BindingTable:
+    """Bindings of every contract hook that the selected provider of its interface implements, then the
+    routes plugins add (``plugin_routes``, as :attr:`sbt_core.plugins.Providers.routes` holds them).
 
     :raises StartupError: two routes clash (with each other or with a core route).
     """
@@ -134,8 +157,10 @@ def build_binding_table(catalog: PluginCatalog, config: Config) -> BindingTable:
         origin: Literal["default", "config"] = "config" if override else "default"
         enabled = override.enabled if override else True
         rows.append(Binding(hook, row.interface, selection.type, trigger, origin, enabled))
+    rows += plugin_route_bindings(plugin_routes or {}, catalog)
     routes = [(f"core route {r.method} {r.path}", r) for r in CORE_ROUTES]
-    routes += [(b.hook, b.trigger) for b in rows if b.enabled and isinstance(b.trigger, RouteTrigger)]
+    routes += [(b.hook if b.origin != "plugin" else f"plugin '{b.provider}'", b.trigger) for b in rows
+               if b.enabled and isinstance(b.trigger, RouteTrigger)]
     clashes = find_route_clashes(routes)
     if clashes:
         raise StartupError("; ".join(clashes))

@@ -9,7 +9,8 @@ same authorizer checks them. Ways to get one:
 - ``POST /oauth2/token`` with ``grant_type=client_credentials`` for a configured machine client
   (SBT's machine client, which sbt-aws uses for EventBridge -> API calls).
 
-The JWKS is served at ``/.well-known/jwks.json``; the HTTP app also verifies against it in-process.
+The JWKS is served at ``/.well-known/jwks.json`` (with the token endpoint, through ``sbt_register_routes``
+like any plugin's routes); the authorizer reads it in-process through :meth:`LocalAuth.jwks`.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from .store import DB_FILE, UserStore
 
 if TYPE_CHECKING:
     from ..config import Config
-    from ..runtime.seams import RouteGroup
+    from ..routes import Routes
 
 __all__ = ["DEFAULT_ISSUER", "LOCAL_CLIENT_ID", "LocalAuth", "LocalAuthSettings", "MachineClient", "mint_token"]
 
@@ -95,11 +96,12 @@ class LocalAuth(Provider):
         assert self.key.private_key is not None  # _key_set refuses a public-only current key
         return jwt.encode(claims, self.key.private_key, algorithm="RS256", headers={"kid": self.key.kid})
 
-    def route_group(self) -> RouteGroup:
-        """``GET /.well-known/jwks.json`` and ``POST /oauth2/token``, mounted by the HTTP app."""
-        from .routes import route_group
+    @hookimpl
+    def sbt_register_routes(self) -> Routes:
+        """``GET /.well-known/jwks.json``, ``GET /.well-known/openid-configuration``, ``POST /oauth2/token``."""
+        from .routes import routes
 
-        return route_group(self)
+        return routes(self)
 
     # --- IAuth ---------------------------------------------------------------------------------------
 

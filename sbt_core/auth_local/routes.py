@@ -1,4 +1,4 @@
-"""HTTP routes of the local provider, mounted by the HTTP app as a route group:
+"""HTTP routes of the local provider, added to ``sbt serve`` through its ``sbt_register_routes`` hook:
 
 - ``GET /.well-known/jwks.json``: the public key set;
 - ``GET /.well-known/openid-configuration``: a minimal discovery document (issuer, jwks_uri, token_endpoint);
@@ -19,20 +19,19 @@ from urllib.parse import parse_qsl, unquote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..bindings import CORE_ROUTES
-from ..triggers import RouteTrigger
+from ..routes import Routes
+from ..triggers import Authorizer, RouteTrigger
 
 if TYPE_CHECKING:
-    from ..runtime.seams import RouteGroup
     from . import LocalAuth
 
-__all__ = ["route_group"]
+__all__ = ["JWKS", "OPENID_CONFIGURATION", "TOKEN", "routes"]
+
+JWKS = RouteTrigger("GET", "/.well-known/jwks.json", authorizer=Authorizer.NONE)
+OPENID_CONFIGURATION = RouteTrigger("GET", "/.well-known/openid-configuration", authorizer=Authorizer.NONE)
+TOKEN = RouteTrigger("POST", "/oauth2/token", authorizer=Authorizer.NONE)
 
 _NO_STORE = {"cache-control": "no-store", "pragma": "no-cache"}
-
-
-def _core(method: str, path: str) -> RouteTrigger:
-    return next(r for r in CORE_ROUTES if r.method == method and r.path == path)
 
 
 def _oauth_error(status: int, error: str, description: str, headers: dict[str, str] | None = None) -> JSONResponse:
@@ -53,13 +52,15 @@ def _client_credentials(request: Request, form: dict[str, str]) -> tuple[str | N
     return form.get("client_id"), form.get("client_secret")
 
 
-def route_group(provider: LocalAuth) -> RouteGroup:
-    """The local provider's routes, as ``(RouteTrigger, endpoint)`` pairs."""
+def routes(provider: LocalAuth) -> Routes:
+    """The local provider's public routes: key set, discovery document, token endpoint."""
 
     async def jwks(request: Request) -> Response:
+        """The public key set (JWKS) tokens are verified with."""
         return JSONResponse(provider.jwks(), headers={"cache-control": "public, max-age=300"})
 
     async def discovery(request: Request) -> Response:
+        """OpenID discovery: issuer, jwks_uri, token_endpoint."""
         issuer = provider.issuer
         body: dict[str, Any] = {
             "issuer": issuer,
@@ -73,6 +74,7 @@ def route_group(provider: LocalAuth) -> RouteGroup:
         return JSONResponse(body)
 
     async def token(request: Request) -> Response:
+        """OAuth 2.0 client credentials grant for the configured machine clients."""
         body = await request.body()
         try:
             form = dict(parse_qsl(body.decode("utf-8"), keep_blank_values=True))
@@ -97,8 +99,4 @@ def route_group(provider: LocalAuth) -> RouteGroup:
         return JSONResponse({"access_token": access_token, "token_type": "Bearer", "expires_in": lifetime,
                              "scope": " ".join(scopes)}, headers=_NO_STORE)
 
-    return (
-        (_core("GET", "/.well-known/jwks.json"), jwks),
-        (_core("GET", "/.well-known/openid-configuration"), discovery),
-        (_core("POST", "/oauth2/token"), token),
-    )
+    return Routes(routes=[(JWKS, jwks), (OPENID_CONFIGURATION, discovery), (TOKEN, token)])

@@ -137,7 +137,7 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     for caller in pm.get_hookcallers(plugin) or []:
         if caller.spec is None and not all(i.optionalhook for i in caller.get_hookimpls() if i.plugin is plugin):
             close = difflib.get_close_matches(caller.name, [*CONTRACT, *BATCH_FORMS, "sbt_startup", "sbt_shutdown",
-                                                            "sbt_register_commands"], n=1)
+                                                            "sbt_register_commands", "sbt_register_routes"], n=1)
             unknown.append(caller.name + (f" (did you mean {close[0]}?)" if close else ""))
     return unknown
 

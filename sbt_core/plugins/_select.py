@@ -26,6 +26,7 @@ from ._loader import PluginCatalog, new_plugin_manager
 
 if TYPE_CHECKING:
     from ..config import Config
+    from ..routes import Routes
     from .facade import AuthFacade, BillingFacade, MeteringFacade
 
 log = logging.getLogger("sbt.plugins")
@@ -58,6 +59,9 @@ class Providers:
     #: Only the hooks the selected providers implement: the set is fixed once providers are built, so
     #: :meth:`call` (on every event delivery) looks it up instead of walking pluggy's impls.
     _callers: dict[str, Any] = attrs.field(factory=dict, alias="callers")
+    #: What each plugin (type name of a provider, name of an extension) adds to ``sbt serve`` through
+    #: ``sbt_register_routes``, in registration order.
+    routes: dict[str, Routes] = attrs.field(factory=dict)
 
     @property
     def auth(self) -> AuthFacade | None:
@@ -205,11 +209,13 @@ def build_providers(catalog: PluginCatalog, config: Config, *, state_dir: Path |
         missing = missing_required_hooks(pm, instance, interface)
         if missing:
             problems.append(_missing_message(interface, selection.type, missing))
+    owners = {f"{interface}:{name}": name for interface, name in types.items()}
     for record in catalog.extensions():
         if record.name in config.plugins.disabled:
             continue
         obj = record.obj() if inspect.isclass(record.obj) else record.obj
         pm.register(obj, name=record.name)
+        owners[record.name] = record.name
     if problems:
         raise StartupError("; ".join(problems))
     pm.check_pending()
@@ -221,4 +227,34 @@ def build_providers(catalog: PluginCatalog, config: Config, *, state_dir: Path |
             continue
         others = [inst for iface, inst in instances.items() if iface != hook_interface]
         callers[hook] = pm.subset_hook_caller(hook, remove_plugins=others)
-    return Providers(pm=pm, types=types, instances=instances, contexts=contexts, callers=callers)
+    providers = Providers(pm=pm, types=types, instances=instances, contexts=contexts, callers=callers)
+    try:
+        providers.routes = _collect_routes(pm, owners)
+    except StartupError:
+        providers.shutdown()  # constructed providers may hold files or connections
+        raise
+    return providers
+
+
+def _collect_routes(pm: pluggy.PluginManager, owners: dict[str, str]) -> dict[str, Routes]:
+    """``sbt_register_routes`` of every registered plugin, by owner name, in registration order.
+
+    :raises StartupError: a plugin's hook raised or returned something other than Routes or None.
+    """
+    from ..routes import Routes
+
+    found: dict[str, Routes] = {}
+    for impl in reversed(pm.hook.sbt_register_routes.get_hookimpls()):  # pluggy lists the last registered first
+        owner = owners.get(impl.plugin_name, impl.plugin_name)
+        try:
+            result = impl.function()
+        except Exception as exc:
+            raise StartupError(f"plugin '{owner}' failed in sbt_register_routes: "
+                               f"{getattr(exc, 'message', None) or f'{type(exc).__name__}: {exc}'}") from exc
+        if result is None:
+            continue
+        if not isinstance(result, Routes):
+            raise StartupError(f"plugin '{owner}': sbt_register_routes must return sbt_core.routes.Routes or None, "
+                               f"not {type(result).__name__}")
+        found[owner] = result
+    return found

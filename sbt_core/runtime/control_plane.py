@@ -144,7 +144,7 @@ class ControlPlane:
         """
         providers = build_providers(catalog, config)
         try:
-            bindings = build_binding_table(catalog, config)
+            bindings = build_binding_table(catalog, config, providers.routes)
             metrics = Metrics()
             providers.time_calls(metrics.hook_called)
             bus = Bus(config.events, transport=transport, dead_letters=_dead_letter_store(config), observer=metrics)
@@ -169,8 +169,8 @@ class ControlPlane:
     # --- before start: core components ---------------------------------------------------------------------
 
     def add_routes(self, group: RouteGroup) -> None:
-        """Mount ``group`` beside the hook routes; before the app is built. Add each path to
-        ``CORE_ROUTES`` too, so clashes are found and ``sbt bindings`` / OpenAPI know it."""
+        """Mount ``group`` beside the hook routes; before the app is built, which refuses a route that
+        clashes with another and documents each in OpenAPI. Plugins add routes with ``sbt_register_routes``."""
         if self._app is not None:
             raise RuntimeError("routes must be added before the ASGI app is built")
         self._route_groups.append(group)

@@ -87,7 +87,8 @@ def test_hook_name_is_interface_and_sbt_property_in_snake_case(hook: str) -> Non
 def test_every_hookspec_module_spec_has_a_contract_row_or_is_lifecycle() -> None:
     specs = {name for module in SPEC_MODULES for name, _ in inspect.getmembers(module, inspect.isfunction)
              if hasattr(getattr(module, name), "sbt_spec")}
-    assert specs - set(CONTRACT) - set(BATCH_FORMS) == {"sbt_startup", "sbt_shutdown", "sbt_register_commands"}
+    assert specs - set(CONTRACT) - set(BATCH_FORMS) == {"sbt_startup", "sbt_shutdown", "sbt_register_commands",
+                                                           "sbt_register_routes"}
 
 
 @pytest.mark.parametrize("batch", sorted(BATCH_FORMS))

@@ -1,4 +1,5 @@
-"""The ASGI app: one Starlette route per enabled route binding, the core routes, and mounted route groups.
+"""The ASGI app: one Starlette route per enabled route binding, the core routes, the core's route groups,
+and the routes and static files plugins add through ``sbt_register_routes``.
 
 Every route goes through the same steps: body size limit (:class:`BodyLimitMiddleware`, 413), the JWT
 authorizer and the route's scope (401/403; skipped for ``authorizer = "none"`` routes such as the
@@ -11,8 +12,8 @@ worker threads, so a slow provider never stalls the event loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING, Any, Protocol
 
 import attrs
 from starlette.applications import Starlette
@@ -21,10 +22,11 @@ from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Mount, Route
+from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ...bindings import CORE_ROUTES, BindingTable
+from ...bindings import CORE_ROUTES, BindingTable, find_route_clashes
 from ...errors import BadRequestError, PayloadTooLargeError, SbtError, StartupError, UnauthorizedError
 from ...hookspecs import CONTRACT
 from ...models import AuthSettings, to_json
@@ -37,7 +39,6 @@ from ._json import FastJSONResponse
 from .hooks import HOOK_ROUTES, HookRoute, json_body
 
 if TYPE_CHECKING:
-    from ...auth_local import LocalAuth
     from ...config import Config
     from ...plugins import Providers
     from ..metrics import Metrics
@@ -166,22 +167,16 @@ class BodyLimitMiddleware:
 # --- the authorizer step -------------------------------------------------------------------------------------
 
 def _make_authorizer(cp: ControlPlaneLike) -> Authorizer | None:
-    """The authorizer for the selected auth provider: in-process JWKS for ``local``, else its JWKS URL."""
+    """The authorizer for the selected auth provider. An auth provider that signs tokens itself may offer
+    ``jwks() -> {"keys": [...]}``: its keys are then read in-process (a request to our own JWKS route would
+    wait on this very server); any other provider's keys are fetched from its ``jwks_url``."""
     settings = cp.auth_settings
     if settings is None:
         return None
-    jwks: JwksSource | None = None
     instance = cp.providers.instances.get("auth") if cp.providers is not None else None
-    local_jwks = getattr(instance, "jwks", None)
-    if _is_local(instance) and callable(local_jwks):
-        jwks = StaticJwks(local_jwks)
+    own_keys = getattr(instance, "jwks", None)
+    jwks: JwksSource | None = StaticJwks(own_keys) if callable(own_keys) else None
     return Authorizer(settings, jwks)
-
-
-def _is_local(instance: Any) -> TypeGuard[LocalAuth]:
-    from ...auth_local import LocalAuth
-
-    return isinstance(instance, LocalAuth)
 
 
 def _guard(op: Operation, authorizer: Authorizer | None) -> Endpoint:
@@ -357,7 +352,8 @@ def build_app(control_plane: ControlPlaneLike, route_groups: Iterable[RouteGroup
     :param control_plane: providers, binding table, bus, config and auth settings (see :class:`ControlPlaneLike`).
     :param route_groups: more core routes (e.g. the tenant registry's ``/tenant-registrations``), each
         ``(RouteTrigger, async endpoint(request) -> Response)``, given the same body limit, authorizer,
-        scope check and error mapping; verified claims are in ``request.state.claims``.
+        scope check and error mapping; verified claims are in ``request.state.claims``. The plugins' routes
+        (``control_plane.providers.routes``) are mounted the same way, tagged with the plugin's name.
     :param authorizer: replaces the one derived from ``control_plane.auth_settings`` (tests).
     :raises StartupError: a route binding whose hook has no request decoding, or two routes that clash.
     """
@@ -373,18 +369,27 @@ def build_app(control_plane: ControlPlaneLike, route_groups: Iterable[RouteGroup
         return document
 
     operations: list[Operation] = _core_operations(cp, openapi)
-    instance = cp.providers.instances.get("auth") if cp.providers is not None else None
-    if _is_local(instance):
-        operations += _group_operations(instance.route_group(), "auth")
     for group in route_groups:
         operations += _group_operations(group, _group_tag(group))
     for binding in cp.bindings.routes():
         assert isinstance(binding.trigger, RouteTrigger)
         operations.append(_hook_operation(cp, binding.hook, binding.trigger))
-    _check_clashes(operations)
+    plugin_routes = cp.providers.routes if cp.providers is not None else {}
+    for owner, added in plugin_routes.items():
+        operations += _group_operations(added.routes, owner)
+    static = [static for added in plugin_routes.values() for static in added.static]
+    missing = [f"{s.path} -> {s.directory}" for s in static if not s.directory.is_dir()]
+    if missing:
+        raise StartupError(f"static files directory not found: {', '.join(missing)}")
+    clashes = find_route_clashes([(op.operation_id, op.trigger) for op in operations]
+                                 + [(f"static files {s.directory}", s.trigger()) for s in static])
+    if clashes:
+        raise StartupError("; ".join(clashes))
 
-    routes = [Route(op.trigger.path, _guard(op, auth), methods=[op.trigger.method], name=op.operation_id)
-              for op in operations]
+    routes: list[BaseRoute] = [Route(op.trigger.path, _guard(op, auth), methods=[op.trigger.method],
+                                     name=op.operation_id) for op in operations]
+    # Static files are public by design (stylesheets, scripts); what they call goes through the API's scopes.
+    routes += [Mount(s.path, app=StaticFiles(directory=s.directory)) for s in static]
     max_body = cp.config.server.max_body_bytes
     middleware = [Middleware(BodyLimitMiddleware, max_bytes=max_body)]
     metrics: Metrics | None = getattr(cp, "metrics", None)
@@ -399,12 +404,3 @@ def build_app(control_plane: ControlPlaneLike, route_groups: Iterable[RouteGroup
     app.state.operations = tuple(operations)
     return app
 
-
-def _check_clashes(operations: Sequence[Operation]) -> None:
-    seen: dict[tuple[str, str], str] = {}
-    for op in operations:
-        shape = op.trigger.shape
-        if shape in seen:
-            raise StartupError(f"route {op.trigger.method} {op.trigger.path} ({op.operation_id}) clashes with "
-                               f"{seen[shape]}")
-        seen[shape] = op.operation_id
