@@ -1,4 +1,4 @@
-"""What a job kind is: how the application plane runs one job (DESIGN.md section 10).
+"""What a job kind is: how the application plane runs one job (docs/application-plane.md).
 
 A job kind is a class named by its entry point in the group ``sbt``, like a provider
 (``[project.entry-points.sbt] terraform = "sbt_terraform_job:TerraformJob"``); the plugin loader lists it

@@ -1,4 +1,4 @@
-"""The application plane (DESIGN.md section 10): sbt-aws's CoreApplicationPlane and ScriptJob.
+"""The application plane (docs/application-plane.md): sbt-aws's CoreApplicationPlane and ScriptJob.
 
 Jobs are declared in ``[[jobs]]`` (:mod:`._spec`), run by a job kind plugin (:class:`sbt_core.job_kind.JobKind`;
 the first-party ``script`` kind is :mod:`.script`), claimed and recorded in the job store (:mod:`._store`)
