@@ -21,8 +21,10 @@ checks they cover skip with that reason, and the terminal summary lists them wit
 """
 
 from ._kit import DIFFERENCES, ConformanceTarget, declared_differences
+from .auth import TestAuthConformance
+from .billing import TestBillingConformance
 from .metering import TestMeteringConformance
 from .oracle import UsageOracle, window_label
 
-__all__ = ["DIFFERENCES", "ConformanceTarget", "TestMeteringConformance", "UsageOracle", "declared_differences",
-           "window_label"]
+__all__ = ["DIFFERENCES", "ConformanceTarget", "TestAuthConformance", "TestBillingConformance",
+           "TestMeteringConformance", "UsageOracle", "declared_differences", "window_label"]

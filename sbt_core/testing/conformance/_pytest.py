@@ -37,7 +37,7 @@ class _Results:
         factory=lambda: defaultdict(lambda: defaultdict(list)))
 
 
-_SELECTED = pytest.StashKey[dict[Interface, str]]()
+_SELECTED = pytest.StashKey[dict[Interface, ConformanceTarget]]()
 _RESULTS = pytest.StashKey[_Results]()
 
 
@@ -64,7 +64,7 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "when the provider lacks one that is optional or declares difference `unless`")
     config.stash[_RESULTS] = _Results()
     selected = _parse(config.getoption("sbt_conformance") or [])
-    config.stash[_SELECTED] = selected
+    config.stash[_SELECTED] = {i: ConformanceTarget.installed(i, t) for i, t in selected.items()}
     if selected:
         suite = str(SUITE)
         if config.args_source is pytest.Config.ArgsSource.ARGS:
@@ -90,11 +90,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 def conformance_fixture(interface: Interface, request: pytest.FixtureRequest) -> ConformanceTarget:
     """The default ``sbt_conformance_<interface>``: the installed provider named by ``--sbt-conformance``."""
-    type_name = request.config.stash[_SELECTED].get(interface)
-    if type_name is None:
+    target = request.config.stash[_SELECTED].get(interface)
+    if target is None:
         pytest.skip(f"no {interface} provider under test: run with --sbt-conformance {interface}=<type>, or "
                     f"define the fixture {FIXTURES[interface]} returning a ConformanceTarget")
-    return ConformanceTarget.installed(interface, type_name)
+    return target
 
 
 @pytest.fixture
