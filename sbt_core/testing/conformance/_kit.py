@@ -130,9 +130,6 @@ def skip_unkept(target: ConformanceTarget, marker: pytest.Mark | None) -> None:
 KNOWN_FAILURES: dict[tuple[str, str], str] = {
     ("memory", "test_a_sum_beyond_float_range_is_refused_or_exact"):
         "issue 26: memory answers inf for a SUM beyond float range (being fixed)",
-    ("stripe", "test_concurrent_deliveries_of_one_onboarding_make_one_customer"):
-        "found by this kit, not yet filed: concurrent deliveries of one onboardingRequest each create a Stripe "
-        "customer (the find-or-create is not serialised per tenant)",
 }
 
 
