@@ -4,6 +4,7 @@ marker, and the control plane each test drives it through."""
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
@@ -43,7 +44,13 @@ class ConformanceTarget:
 
     ``settings`` is the provider's ``[providers.<interface>]`` table without ``type`` (e.g. an API key and a
     local server's URL); ``config`` is merged into the rest of the control plane's ``sbt.toml``. The suite
-    builds the provider the way ``sbt serve`` does, in a fresh in-process control plane per test.
+    builds the provider the way ``sbt serve`` does, in an in-process control plane (one per target, shared
+    by the tests of a session, which keep apart by fresh names, tenants and identifiers).
+
+    Optional probes of the backend, for promises no hook can observe (the checks that need one skip
+    without it): ``pushed()`` counts the usage records the billing backend has accepted so far;
+    ``outage()`` is a context manager within which the backend accepts one more record and then fails
+    every call (an interrupted ``billing_put_usage``).
     """
 
     interface: Interface
@@ -51,6 +58,8 @@ class ConformanceTarget:
     provider_class: type
     settings: Mapping[str, Any] = attrs.field(factory=dict)
     config: Mapping[str, Any] = attrs.field(factory=dict)
+    pushed: Callable[[], int] | None = None
+    outage: Callable[[], AbstractContextManager[object]] | None = None
 
     @classmethod
     def installed(cls, interface: Interface, type_name: str, **settings: Any) -> ConformanceTarget:
@@ -143,7 +152,8 @@ class Planes:
         self._started: dict[str, Harness] = {}
 
     def get(self, target: ConformanceTarget) -> Harness:
-        key = repr((target.interface, target.type_name, target.provider_class, target.settings, target.config))
+        key = repr((target.interface, target.type_name, target.provider_class, target.settings, target.config,
+                    target.pushed, target.outage))
         if key not in self._started:
             self._started[key] = target.start(self.root / f"plane-{len(self._started)}")
         return self._started[key]

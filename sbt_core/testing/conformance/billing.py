@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ...errors import BadRequestError
+from ...errors import BadRequestError, SbtError
 from ...models import Customer, PutUsageResult, ScheduleRun
 from ...plugins import BillingFacade
 from .. import events as sbt_events
@@ -68,6 +68,21 @@ class TestBillingConformance:
         facade: BillingFacade | None = billing_plane.providers.billing
         assert facade is not None
         return facade
+
+    @staticmethod
+    def _pushed(target: ConformanceTarget) -> int:
+        return target.pushed() if target.pushed is not None else 0
+
+    @staticmethod
+    def _usage(hooks: BillingFacade, tenants: int) -> None:
+        """Customers for ``tenants`` fresh tenants and two usage records of each, each delivered twice."""
+        for _ in range(tenants):
+            tenant = f"t-{uuid.uuid4().hex[:8]}"
+            hooks.create_customer(sbt_events.onboarding_request(tenant, email=f"{tenant}@example.com"))
+            for value in (3, 4):
+                event = sbt_events.ingest_usage(tenant, "conformance_calls", value)
+                hooks.ingest(event)
+                hooks.ingest(event)
 
     @staticmethod
     def _customer(result: Any) -> Customer:
@@ -131,7 +146,8 @@ class TestBillingConformance:
             assert states <= {"delivered"}, f"{event.detail_type} redelivered: {states}"
 
     @promise("billing_ingest", "billing_put_usage", unless="billing.no_usage_push")
-    def test_put_usage_never_pushes_the_same_usage_twice(self, hooks: BillingFacade) -> None:
+    def test_put_usage_never_pushes_the_same_usage_twice(self, hooks: BillingFacade,
+                                                         sbt_conformance_billing: ConformanceTarget) -> None:
         """billing_put_usage run again, or twice at once, never pushes usage already pushed."""
         def usage_of(tenant: str) -> int:
             hooks.create_customer(sbt_events.onboarding_request(tenant, email=f"{tenant}@example.com"))
@@ -142,16 +158,46 @@ class TestBillingConformance:
             return value
 
         usage_of(f"t-{uuid.uuid4().hex[:8]}")
+        before = self._pushed(sbt_conformance_billing)
         first = hooks.put_usage(_run())
         assert isinstance(first, PutUsageResult) and first.pushed > 0, f"nothing was pushed: {first!r}"
         again = hooks.put_usage(_run())
         assert again is None or again.pushed == 0, f"a second run pushed the same usage again: {again!r}"
+        if sbt_conformance_billing.pushed is not None:
+            received = self._pushed(sbt_conformance_billing) - before
+            assert received == first.pushed, f"the backend received {received} records, the run reported {first.pushed}"
         usage_of(f"t-{uuid.uuid4().hex[:8]}")
         runs = _at_once(2, lambda: hooks.put_usage(_run()))
         failures = [r for r in runs if isinstance(r, Exception) and not isinstance(r, BadRequestError)]
         pushed = sum(r.pushed for r in runs if isinstance(r, PutUsageResult))
         assert pushed == first.pushed, (f"two runs at once pushed {pushed} records for usage one run pushes as "
                                         f"{first.pushed} (failures: {failures})")
+
+    @promise("billing_ingest", "billing_put_usage", unless="billing.no_usage_push")
+    def test_an_interrupted_push_rerun_pushes_the_rest_once(self, hooks: BillingFacade,
+                                                            sbt_conformance_billing: ConformanceTarget) -> None:
+        """A billing_put_usage run interrupted by a backend outage, then run again, pushes every record once."""
+        target = sbt_conformance_billing
+        if target.pushed is None or target.outage is None:
+            pytest.skip("the target gives no backend probes (ConformanceTarget.pushed and .outage)")
+        hooks.put_usage(_run())  # nothing left from earlier checks
+        self._usage(hooks, 3)
+        start = target.pushed()
+        clean = hooks.put_usage(_run())
+        assert isinstance(clean, PutUsageResult) and clean.pushed > 1, f"a clean run pushed {clean!r}"
+        expected = target.pushed() - start
+        self._usage(hooks, 3)
+        start = target.pushed()
+        with target.outage():
+            try:
+                hooks.put_usage(_run())
+            except SbtError:
+                pass  # interrupted: what was not pushed must stay for the next run
+        hooks.put_usage(_run())
+        hooks.put_usage(_run())
+        received = target.pushed() - start
+        assert received == expected, (f"after an interrupted run and reruns the backend received {received} records "
+                                      f"for usage a clean run pushes as {expected}")
 
     @promise("billing_webhook", unless="billing.unsigned_webhooks")
     def test_a_webhook_without_a_valid_signature_is_refused(self, billing_plane: Harness,
