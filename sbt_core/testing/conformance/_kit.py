@@ -126,9 +126,10 @@ def skip_unkept(target: ConformanceTarget, marker: pytest.Mark | None) -> None:
     """Skip a test whose optional hook the provider lacks, or whose difference it declared."""
     if marker is None:
         return
-    for hook in marker.kwargs["hooks"]:
-        if not CONTRACT[hook].required and not target.implements(hook):
-            pytest.skip(f"optional hook {hook} is not implemented by {target.type_name!r}")
+    missing = [h for h in marker.kwargs["hooks"] if not CONTRACT[h].required and not target.implements(h)]
+    if missing:
+        pytest.skip(f"optional hook{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
+                    f"{'are' if len(missing) > 1 else 'is'} not implemented by {target.type_name!r}")
     unless = marker.kwargs["unless"]
     if unless is not None and unless in target.differences:
         pytest.skip(f"declared difference {unless}: {target.differences[unless]}")
