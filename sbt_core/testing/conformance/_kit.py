@@ -50,7 +50,9 @@ class ConformanceTarget:
     Optional probes of the backend, for promises no hook can observe (the checks that need one skip
     without it): ``pushed()`` counts the usage records the billing backend has accepted so far;
     ``outage()`` is a context manager within which the backend accepts one more record and then fails
-    every call (an interrupted ``billing_put_usage``).
+    every call (an interrupted ``billing_put_usage``); ``token(harness)`` gives a bearer token the started
+    control plane accepts on every route, when the auth provider under test is not ``local`` (whose tokens
+    the harness mints itself).
     """
 
     interface: Interface
@@ -60,6 +62,7 @@ class ConformanceTarget:
     config: Mapping[str, Any] = attrs.field(factory=dict)
     pushed: Callable[[], int] | None = None
     outage: Callable[[], AbstractContextManager[object]] | None = None
+    token: Callable[[Harness], str] | None = None
 
     @classmethod
     def installed(cls, interface: Interface, type_name: str, **settings: Any) -> ConformanceTarget:
@@ -154,7 +157,7 @@ class Planes:
 
     def get(self, target: ConformanceTarget) -> Harness:
         key = repr((target.interface, target.type_name, target.provider_class, target.settings, target.config,
-                    target.pushed, target.outage))
+                    target.pushed, target.outage, target.token))
         if key not in self._started:
             self._started[key] = target.start(self.root / f"plane-{len(self._started)}")
         return self._started[key]

@@ -27,14 +27,18 @@ SUITE = Path(__file__).with_name("suite.py")
 MARKER = "sbt_conformance"
 
 
+#: A provider under test in the summary: its interface and type name ("" when its fixture never ran).
+_Key = tuple[Interface, str]
+
+
 @attrs.define
 class _Results:
     """What the summary reports: per provider under test, the outcome of each hook's checks."""
 
-    targets: dict[Interface, ConformanceTarget] = attrs.field(factory=dict)
-    #: (interface, hook) -> outcome -> [(test id, reason or promise)]
-    outcomes: dict[tuple[Interface, str], dict[str, list[tuple[str, str]]]] = attrs.field(
-        factory=lambda: defaultdict(lambda: defaultdict(list)))
+    targets: dict[_Key, ConformanceTarget] = attrs.field(factory=dict)
+    #: provider -> hook -> outcome -> [(test id, reason or promise)]
+    outcomes: dict[_Key, dict[str, dict[str, list[tuple[str, str]]]]] = attrs.field(
+        factory=lambda: defaultdict(lambda: defaultdict(lambda: defaultdict(list))))
 
 
 _SELECTED = pytest.StashKey[dict[Interface, ConformanceTarget]]()
@@ -135,22 +139,23 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
     interface = getattr(getattr(item, "cls", None), "sbt_interface", None)
     if marker is None or interface is None:
         return report
-    results = item.config.stash[_RESULTS]
-    target = getattr(item, "funcargs", {}).get(FIXTURES[interface])
-    if isinstance(target, ConformanceTarget):
-        results.targets.setdefault(interface, target)
     if report.failed:
         report.sections.append(("sbt conformance", f"broken promise: {_promise_of(item)}"))
-    final = report.when == "call" or (report.when == "setup" and not report.passed)
-    if final and not hasattr(report, "wasxfail"):
+    if not (report.when == "call" or (report.when == "setup" and not report.passed)):
+        return report
+    results = item.config.stash[_RESULTS]
+    target = getattr(item, "funcargs", {}).get(FIXTURES[interface])
+    key: _Key = (interface, target.type_name if isinstance(target, ConformanceTarget) else "")
+    if isinstance(target, ConformanceTarget):
+        results.targets.setdefault(key, target)
+    if hasattr(report, "wasxfail"):
+        outcome, note = "xfailed", str(report.wasxfail)
+    elif report.skipped and isinstance(report.longrepr, tuple):
+        outcome, note = "skipped", str(report.longrepr[2]).removeprefix("Skipped: ")
+    else:
         outcome, note = report.outcome, _promise_of(item)
-        if report.skipped and isinstance(report.longrepr, tuple):
-            note = str(report.longrepr[2]).removeprefix("Skipped: ")
-        for hook in marker.kwargs["hooks"]:
-            results.outcomes[(interface, hook)][outcome].append((item.nodeid, note))
-    elif final:
-        for hook in marker.kwargs["hooks"]:
-            results.outcomes[(interface, hook)]["xfailed"].append((item.nodeid, str(report.wasxfail)))
+    for hook in marker.kwargs["hooks"]:
+        results.outcomes[key][hook][outcome].append((item.nodeid, note))
     return report
 
 
@@ -160,20 +165,18 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
         return
     write = terminalreporter.write_line
     terminalreporter.section("sbt conformance")
-    for interface in INTERFACES:
-        rows = {hook: outcome for (i, hook), outcome in results.outcomes.items() if i == interface}
-        if not rows:
-            continue
-        target = results.targets.get(interface)
-        if target is not None:
+    for key in sorted(results.outcomes, key=lambda k: (INTERFACES.index(k[0]), k[1])):
+        interface, rows = key[0], results.outcomes[key]
+        target = results.targets.get(key)
+        if target is None:
+            write(f"{interface} provider (none under test)")
+        else:
             cls = target.provider_class
             write(f"{interface} provider {target.type_name!r} ({cls.__module__}.{cls.__qualname__})")
             differences = declared_differences(cls)
             write("  declared differences: " + ("none" if not differences else ""))
             for name, reason in sorted(differences.items()):
                 write(f"    {name}: {reason}")
-        else:
-            write(f"{interface} provider")
         order = [row.name for row in hooks_of(interface)]
         for hook in sorted(rows, key=lambda h: order.index(h) if h in order else len(order)):
             counts = rows[hook]
@@ -182,5 +185,7 @@ def pytest_terminal_summary(terminalreporter: Any, exitstatus: int, config: pyte
             write(f"  {hook}: {summary}")
             for reason in sorted({note for _, note in counts.get("skipped", [])}):
                 write(f"    skipped: {reason}")
+            for reason in sorted({note for _, note in counts.get("xfailed", [])}):
+                write(f"    known failure: {reason}")
             for nodeid, note in counts.get("failed", []):
                 write(f"    FAILED {nodeid.rsplit('::', 1)[-1]}: {note}")
