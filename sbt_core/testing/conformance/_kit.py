@@ -3,6 +3,7 @@ marker, and the control plane each test drives it through."""
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
@@ -15,7 +16,8 @@ from ...hookspecs import CONTRACT, Interface
 from ...plugins import Status, discover
 from ..harness import Harness, start_control_plane
 
-__all__ = ["DIFFERENCES", "ConformanceTarget", "declared_differences", "promise"]
+__all__ = ["DIFFERENCES", "KNOWN_FAILURES", "ConformanceTarget", "Planes", "at_once", "declared_differences", "gate",
+           "promise"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -31,7 +33,6 @@ DIFFERENCES: dict[str, str] = {
                                  "bad-signature check is skipped",
     "billing.no_usage_push": "billing_put_usage pushes nothing the suite can feed (no billing_ingest or "
                              "ingestUsage input): the push-once checks are skipped",
-    "auth.no_user_listing_order": "auth_fetch_all_users pages in no stable order while users change",
 }
 
 #: The name of the class attribute a provider declares its differences in.
@@ -138,6 +139,26 @@ def skip_unkept(target: ConformanceTarget, marker: pytest.Mark | None) -> None:
         pytest.skip(f"declared difference {unless}: {target.differences[unless]}")
 
 
+def at_once(calls: int, call: Callable[[], Any]) -> list[Any]:
+    """``call()`` from ``calls`` threads released together; the results (or the exceptions raised)."""
+    barrier = threading.Barrier(calls)
+    results: list[Any] = [None] * calls
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = call()
+        except Exception as exc:  # noqa: BLE001 - reported by the test
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
 #: Checks a provider is known to fail today, each with its issue: marked ``xfail(strict=True)`` for that
 #: provider only, so the fix (which makes it pass) must also delete the entry.
 KNOWN_FAILURES: dict[tuple[str, str], str] = {
@@ -168,12 +189,12 @@ class Planes:
         self._started.clear()
 
 
-def plane(target: ConformanceTarget, planes: Planes, request: pytest.FixtureRequest) -> Harness:
-    """The body of each suite's control-plane fixture: skip what the provider does not keep, mark what it
-    is known to fail, else its shared control plane."""
+def gate(target: ConformanceTarget, request: pytest.FixtureRequest) -> None:
+    """Before each check (each suite's autouse fixture): skip it when the provider lacks an optional hook it
+    checks or declared the difference that covers it; mark it ``xfail(strict=True)`` when it is a
+    :data:`KNOWN_FAILURES` of the provider."""
     skip_unkept(target, request.node.get_closest_marker("sbt_conformance"))
     name = getattr(request.node, "originalname", request.node.name)
     known = KNOWN_FAILURES.get((target.type_name, name))
     if known is not None:
         request.node.add_marker(pytest.mark.xfail(strict=True, reason=known))
-    return planes.get(target)

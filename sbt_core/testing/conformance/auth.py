@@ -18,7 +18,7 @@ from ...errors import BadRequestError, ConflictError, NotFoundError
 from ...models import AuthSettings, CreateUserRequest, UpdateUserRequest, User, to_json
 from ...plugins import AuthFacade
 from ..harness import Harness
-from ._kit import ConformanceTarget, Planes, plane, promise
+from ._kit import ConformanceTarget, Planes, gate, promise
 
 __all__ = ["TestAuthConformance"]
 
@@ -33,10 +33,13 @@ class TestAuthConformance:
 
     sbt_interface = "auth"
 
+    @pytest.fixture(autouse=True)
+    def _gate(self, sbt_conformance_auth: ConformanceTarget, request: pytest.FixtureRequest) -> None:
+        gate(sbt_conformance_auth, request)
+
     @pytest.fixture
-    def auth_plane(self, sbt_conformance_auth: ConformanceTarget, sbt_conformance_planes: Planes,
-                   request: pytest.FixtureRequest) -> Harness:
-        return plane(sbt_conformance_auth, sbt_conformance_planes, request)
+    def auth_plane(self, sbt_conformance_auth: ConformanceTarget, sbt_conformance_planes: Planes) -> Harness:
+        return sbt_conformance_planes.get(sbt_conformance_auth)
 
     @pytest.fixture
     def hooks(self, auth_plane: Harness) -> AuthFacade:

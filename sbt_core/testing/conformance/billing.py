@@ -8,9 +8,7 @@ the :class:`~sbt_core.models.Customer` the hook returns (a provider returning No
 
 from __future__ import annotations
 
-import threading
 import uuid
-from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -20,7 +18,7 @@ from ...models import Customer, PutUsageResult, ScheduleRun
 from ...plugins import BillingFacade
 from .. import events as sbt_events
 from ..harness import Harness
-from ._kit import ConformanceTarget, Planes, plane, promise
+from ._kit import ConformanceTarget, Planes, at_once, gate, promise
 
 __all__ = ["TestBillingConformance"]
 
@@ -32,36 +30,19 @@ def _run() -> ScheduleRun:
     return ScheduleRun(hook="billing_put_usage", expression="rate(24 hours)", manual=True)
 
 
-def _at_once(calls: int, call: Callable[[], Any]) -> list[Any]:
-    """``call()`` from ``calls`` threads released together; the results (or the exceptions raised)."""
-    barrier = threading.Barrier(calls)
-    results: list[Any] = [None] * calls
-
-    def run(i: int) -> None:
-        barrier.wait()
-        try:
-            results[i] = call()
-        except Exception as exc:  # noqa: BLE001 - reported by the test
-            results[i] = exc
-
-    threads = [threading.Thread(target=run, args=(i,)) for i in range(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
-
-
 class TestBillingConformance:
     """IBilling as DESIGN.md section 2 promises it. Needs the fixture ``sbt_conformance_billing``
     (a :class:`~._kit.ConformanceTarget`); ``pytest --sbt-conformance billing=<type>`` provides it."""
 
     sbt_interface = "billing"
 
+    @pytest.fixture(autouse=True)
+    def _gate(self, sbt_conformance_billing: ConformanceTarget, request: pytest.FixtureRequest) -> None:
+        gate(sbt_conformance_billing, request)
+
     @pytest.fixture
-    def billing_plane(self, sbt_conformance_billing: ConformanceTarget, sbt_conformance_planes: Planes,
-                      request: pytest.FixtureRequest) -> Harness:
-        return plane(sbt_conformance_billing, sbt_conformance_planes, request)
+    def billing_plane(self, sbt_conformance_billing: ConformanceTarget, sbt_conformance_planes: Planes) -> Harness:
+        return sbt_conformance_planes.get(sbt_conformance_billing)
 
     @pytest.fixture
     def hooks(self, billing_plane: Harness) -> BillingFacade:
@@ -109,7 +90,7 @@ class TestBillingConformance:
         """One onboardingRequest delivered from several workers at once makes one customer."""
         tenant = f"t-{uuid.uuid4().hex[:8]}"
         onboarding = sbt_events.onboarding_request(tenant, email=f"{tenant}@example.com")
-        results = _at_once(4, lambda: hooks.create_customer(onboarding))
+        results = at_once(4, lambda: hooks.create_customer(onboarding))
         failures = [r for r in results if isinstance(r, Exception)]
         assert not failures, f"concurrent deliveries failed: {failures}"
         ids = {self._customer(r).customer_id for r in results}
@@ -167,7 +148,7 @@ class TestBillingConformance:
             received = self._pushed(sbt_conformance_billing) - before
             assert received == first.pushed, f"the backend received {received} records, the run reported {first.pushed}"
         usage_of(f"t-{uuid.uuid4().hex[:8]}")
-        runs = _at_once(2, lambda: hooks.put_usage(_run()))
+        runs = at_once(2, lambda: hooks.put_usage(_run()))
         failures = [r for r in runs if isinstance(r, Exception) and not isinstance(r, BadRequestError)]
         pushed = sum(r.pushed for r in runs if isinstance(r, PutUsageResult))
         assert pushed == first.pushed, (f"two runs at once pushed {pushed} records for usage one run pushes as "

@@ -10,7 +10,6 @@ events on the bus.
 from __future__ import annotations
 
 import math
-import threading
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -37,7 +36,7 @@ from ...models import (
 )
 from .. import events as sbt_events
 from ..harness import Harness
-from ._kit import ConformanceTarget, Planes, plane, promise
+from ._kit import ConformanceTarget, Planes, at_once, gate, promise
 from .oracle import UsageOracle, window_label
 
 __all__ = ["MeteringCase", "TestMeteringConformance"]
@@ -166,10 +165,13 @@ class TestMeteringConformance:
 
     sbt_interface = "metering"
 
+    @pytest.fixture(autouse=True)
+    def _gate(self, sbt_conformance_metering: ConformanceTarget, request: pytest.FixtureRequest) -> None:
+        gate(sbt_conformance_metering, request)
+
     @pytest.fixture
-    def metering_plane(self, sbt_conformance_metering: ConformanceTarget, sbt_conformance_planes: Planes,
-                       request: pytest.FixtureRequest) -> Harness:
-        return plane(sbt_conformance_metering, sbt_conformance_planes, request)
+    def metering_plane(self, sbt_conformance_metering: ConformanceTarget, sbt_conformance_planes: Planes) -> Harness:
+        return sbt_conformance_planes.get(sbt_conformance_metering)
 
     @pytest.fixture
     def case(self, metering_plane: Harness, sbt_conformance_metering: ConformanceTarget) -> MeteringCase:
@@ -205,6 +207,11 @@ class TestMeteringConformance:
         assert client.post("/meters", json={"name": name, "eventName": name}).status_code == 201
         again = client.post("/meters", json={"name": "other", "eventName": name})
         assert again.status_code == 409 and "message" in again.json(), again.text
+        for body in ({"name": "x", "eventName": f"conf_{uuid.uuid4().hex[:8]}", "aggregation": "MEDIAN"},
+                     {"name": "x", "eventName": f"conf_{uuid.uuid4().hex[:8]}", "aggregation": "COUNT",
+                      "valueProperty": "value"}, {"name": "x"}):
+            refused = client.post("/meters", json=body)
+            assert refused.status_code == 400 and "message" in refused.json(), refused.text
         meter = case.meter()
         lo, hi = format_timestamp(_at(case.now_ms - DAY_MS)), format_timestamp(_at(case.now_ms))
         usage = client.get(f"/usage/{uuid.uuid4().hex}", params={"from": lo, "to": hi})
@@ -369,13 +376,10 @@ class TestMeteringConformance:
         ts = case.now_ms - HOUR_MS
         ident = case.ingest(meter, "t-1", 5, ts)
         case.hooks.ingest_usage_event(case.usage_event(meter, "t-1", 5, ts, ident))  # redelivery
-        threads = [threading.Thread(target=case.hooks.ingest_usage_event,
-                                    args=(case.usage_event(meter, "t-1", 3, ts, "same-at-once"),)) for _ in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        case.oracles[meter.meter_id].ingest({"tenant": "t-1", "ts": ts, "value": 3, "id": "same-at-once"})
+        once = case.usage_event(meter, "t-1", 3, ts)
+        results = at_once(4, lambda: case.hooks.ingest_usage_event(once))
+        assert not [r for r in results if isinstance(r, Exception)], f"concurrent deliveries failed: {results}"
+        case.oracles[meter.meter_id].ingest({"tenant": "t-1", "ts": ts, "value": 3, "id": once.identifier})
         case.check(meter, ts - HOUR_MS, case.now_ms + 60_000)
 
     @promise("metering_ingest_usage_event", "metering_fetch_usage")
@@ -384,8 +388,9 @@ class TestMeteringConformance:
         meter = case.meter(Aggregation.SUM)
         when = _at(case.now_ms - HOUR_MS)
         first = sbt_events.ingest_usage("t-1", meter.event_name, 4, timestamp=when)
-        same_id = sbt_events.ingest_usage("t-1", meter.event_name, 6, identifier="usage-42", timestamp=when)
-        again = sbt_events.ingest_usage("t-1", meter.event_name, 6, identifier="usage-42", timestamp=when)
+        identifier = f"usage-{uuid.uuid4().hex}"
+        same_id = sbt_events.ingest_usage("t-1", meter.event_name, 6, identifier=identifier, timestamp=when)
+        again = sbt_events.ingest_usage("t-1", meter.event_name, 6, identifier=identifier, timestamp=when)
         case.harness.put(first, same_id)
         case.harness.settle()
         case.harness.put(first, again)
@@ -456,8 +461,8 @@ class TestMeteringConformance:
     def test_unknown_event_names_are_refused_or_ignored(self, case: MeteringCase) -> None:
         """An event naming no meter is refused (400, dead-lettered without retry) or ignored; it counts nowhere."""
         meter = case.meter(Aggregation.COUNT)
-        unknown = UsageEvent(tenant_id="t-1", event_name=f"no_such_meter_{uuid.uuid4().hex[:8]}", identifier="u-1",
-                             timestamp=_at(case.now_ms - HOUR_MS), properties={"value": 1})
+        unknown = UsageEvent(tenant_id="t-1", event_name=f"no_such_meter_{uuid.uuid4().hex[:8]}",
+                             identifier=uuid.uuid4().hex, timestamp=_at(case.now_ms - HOUR_MS), properties={"value": 1})
         try:
             case.hooks.ingest_usage_event(unknown)
         except BadRequestError:
