@@ -88,9 +88,29 @@ def test_type_name_mode_runs_the_installed_provider(pytester: pytest.Pytester) -
                                           "-k", "disable_and_enable")
     result.assert_outcomes(passed=1)
     result.stdout.fnmatch_lines(["*auth provider 'local'*", "*auth_disable_user: 1 passed*"])
-    bad = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sbt-conformance", "metering=nope")
-    assert bad.ret == pytest.ExitCode.USAGE_ERROR
-    assert "no loaded metering provider 'nope'" in bad.stderr.str()
+
+
+def test_type_name_mode_refuses_what_it_cannot_run(tmp_path: Path) -> None:
+    from sbt_core.testing.conformance import ConformanceTarget
+    from sbt_core.testing.conformance._pytest import _parse, _settings_from
+
+    with pytest.raises(pytest.UsageError, match="no loaded metering provider 'nope'; installed: .*memory"):
+        ConformanceTarget.installed("metering", "nope")
+    with pytest.raises(pytest.UsageError, match="expected INTERFACE=TYPE"):
+        _parse(["metering"])
+    with pytest.raises(pytest.UsageError, match="missing.toml"):
+        _settings_from(str(tmp_path / "missing.toml"), {"auth": "local"})
+    (tmp_path / "sbt.toml").write_text('[providers.auth]\ntype = "cognito"\n')
+    with pytest.raises(pytest.UsageError, match="not type 'local'"):
+        _settings_from(str(tmp_path / "sbt.toml"), {"auth": "local"})
+
+
+def test_type_name_mode_takes_the_providers_settings_from_a_config_file(pytester: pytest.Pytester) -> None:
+    pytester.makefile(".toml", sbt='[providers.metering]\ntype = "memory"\nhorizon_past_days = -1\n')
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sbt-conformance", "metering=memory",
+                                           "--sbt-conformance-config", "sbt.toml", "-k", "meter_crud")
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*horizon_past_days must be greater than 0*"])
 
 
 def test_optional_hooks_missing_are_skipped_with_the_hook_name(pytester: pytest.Pytester) -> None:

@@ -3,11 +3,12 @@
 
 ``pytest --sbt-conformance metering=memory`` (repeatable, or comma-separated: ``metering=memory,auth=local``)
 collects the suite from this package instead of the project's tests (or beside the paths given) and
-deselects the interfaces not named.
+deselects the interfaces not named; ``--sbt-conformance-config sbt.toml`` gives the providers' settings.
 """
 
 from __future__ import annotations
 
+import tomllib
 from collections import defaultdict
 from collections.abc import Generator, Iterator
 from pathlib import Path
@@ -50,6 +51,28 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--sbt-conformance", action="append", default=[], metavar="INTERFACE=TYPE",
                     help="run sbt's conformance suite against the installed provider TYPE of INTERFACE "
                          "(metering, billing, auth), e.g. metering=memory; repeat or comma-separate for several")
+    group.addoption("--sbt-conformance-config", metavar="PATH", default=None,
+                    help="an sbt.toml whose [providers.<interface>] tables give the settings of the providers "
+                         "under test (secrets as { env = ... } references); default: no settings")
+
+
+def _settings_from(path: str | None, selected: dict[Interface, str]) -> dict[Interface, dict[str, Any]]:
+    """The ``[providers.<interface>]`` tables of ``path`` (without ``type``) for the selected providers."""
+    if path is None:
+        return {}
+    try:
+        with open(path, "rb") as fh:
+            providers = tomllib.load(fh).get("providers", {})
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise pytest.UsageError(f"--sbt-conformance-config {path}: {exc}") from None
+    settings: dict[Interface, dict[str, Any]] = {}
+    for interface, type_name in selected.items():
+        table = dict(providers.get(interface) or {})
+        if table.pop("type", type_name) != type_name:
+            raise pytest.UsageError(f"--sbt-conformance-config {path}: [providers.{interface}] is not type "
+                                    f"{type_name!r}")
+        settings[interface] = table
+    return settings
 
 
 def _parse(values: list[str]) -> dict[Interface, str]:
@@ -68,7 +91,9 @@ def pytest_configure(config: pytest.Config) -> None:
                                        "when the provider lacks one that is optional or declares difference `unless`")
     config.stash[_RESULTS] = _Results()
     selected = _parse(config.getoption("sbt_conformance") or [])
-    config.stash[_SELECTED] = {i: ConformanceTarget.installed(i, t) for i, t in selected.items()}
+    settings = _settings_from(config.getoption("sbt_conformance_config"), selected)
+    config.stash[_SELECTED] = {i: ConformanceTarget.installed(i, t, **settings.get(i, {}))
+                               for i, t in selected.items()}
     if selected:
         suite = str(SUITE)
         if config.args_source is pytest.Config.ArgsSource.ARGS:
