@@ -3,14 +3,27 @@ each of them, naming that promise. (Not a test module: the kit's tests load it b
 
 from __future__ import annotations
 
+import contextlib
 import uuid
+from collections.abc import Iterator
 from datetime import UTC, datetime
 
 import attrs
 from sbt_memory_metering import MemoryMetering
 
 from sbt_core import hookimpl
-from sbt_core.models import Aggregation, Customer, Event, Page, UsageEvent, UsageQuery, UsageRow
+from sbt_core.errors import ProviderError
+from sbt_core.models import (
+    Aggregation,
+    Customer,
+    Event,
+    Page,
+    PutUsageResult,
+    ScheduleRun,
+    UsageEvent,
+    UsageQuery,
+    UsageRow,
+)
 from sbt_core.testing import RecordingBilling
 
 
@@ -77,6 +90,51 @@ class PagesRepeatARow(MemoryMetering):
         return Page(rows, page.next_token)
 
 
+class Backend:
+    """A billing backend for :class:`PushesAgainAfterAnOutage`: records accepted; in an outage it accepts
+    one more and then fails (the kit's ``pushed`` and ``outage`` probes)."""
+
+    accepted: list[str] = []
+    outage_left: int | None = None
+
+    @classmethod
+    def send(cls, record: str) -> None:
+        if cls.outage_left == 0:
+            raise ProviderError("backend down")
+        if cls.outage_left is not None:
+            cls.outage_left -= 1
+        cls.accepted.append(record)
+
+    @classmethod
+    @contextlib.contextmanager
+    def outage(cls) -> Iterator[None]:
+        cls.outage_left = 1
+        try:
+            yield
+        finally:
+            cls.outage_left = None
+
+
+class PushesAgainAfterAnOutage(RecordingBilling):
+    """Marks usage pushed only once a whole run succeeded: a run cut short sends its first records again."""
+
+    def __init__(self, *args: object) -> None:
+        super().__init__(*args)  # type: ignore[arg-type]
+        self.pending: dict[str, str] = {}
+
+    @hookimpl
+    def billing_ingest(self, event: Event) -> None:
+        self.pending[event.id] = f"{event.detail.get('tenantId')}:{event.detail.get('properties')}"
+
+    @hookimpl
+    def billing_put_usage(self, run: ScheduleRun) -> PutUsageResult:
+        for record in self.pending.values():
+            Backend.send(record)
+        pushed = len(self.pending)
+        self.pending.clear()
+        return PutUsageResult(pushed=pushed)
+
+
 class NewCustomerEachDelivery(RecordingBilling):
     """Creates a customer on every delivery of onboardingRequest, redelivered or not."""
 
@@ -85,5 +143,5 @@ class NewCustomerEachDelivery(RecordingBilling):
         return Customer(str(event.detail.get("tenantId")), f"cus_{uuid.uuid4().hex[:12]}")
 
 
-__all__ = ["CountsRedeliveriesTwice", "DayWindowsInUtc", "MaxIgnoresCancels", "NewCustomerEachDelivery",
-           "PagesRepeatARow", "UTC"]
+__all__ = ["Backend", "CountsRedeliveriesTwice", "DayWindowsInUtc", "MaxIgnoresCancels", "NewCustomerEachDelivery",
+           "PagesRepeatARow", "PushesAgainAfterAnOutage", "UTC"]

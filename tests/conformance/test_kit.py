@@ -24,17 +24,20 @@ CASES = [
      "Paging usage with limit and next_token returns every row exactly once"),
     ("NewCustomerEachDelivery", "billing", "redelivered_onboarding",
      "An onboardingRequest delivered again (hook or bus) reaches the same customer, never a second one."),
+    ("PushesAgainAfterAnOutage", "billing", "interrupted_push",
+     "A billing_put_usage run interrupted by a backend outage, then run again, pushes every record once."),
 ]
 
 TEST_FILE = """
 import pytest
-from broken_providers import {name}
+from broken_providers import Backend, {name}
 from sbt_core.testing.conformance import ConformanceTarget, Test{Interface}Conformance
 
 
 @pytest.fixture
 def sbt_conformance_{interface}():
-    return ConformanceTarget("{interface}", "broken", {name})
+    return ConformanceTarget("{interface}", "broken", {name}, pushed=lambda: len(Backend.accepted),
+                             outage=Backend.outage)
 """
 
 
