@@ -133,10 +133,11 @@ class TestAuthConformance:
         with pytest.raises(BadRequestError):
             hooks.fetch_all_users(limit=2, next_token="not-a-token")
 
-    @promise("auth_create_user", "auth_fetch_user", "auth_delete_user")
+    @promise("auth_create_user", "auth_fetch_user", "auth_fetch_all_users", "auth_update_user", "auth_delete_user",
+             "auth_disable_user", "auth_enable_user")
     def test_user_routes_answer_sbt_aws_bodies(self, auth_plane: Harness,
                                                sbt_conformance_auth: ConformanceTarget) -> None:
-        """POST /users is 201 {"data": {"userName"}}, GET /users/{id} {"data": user}, errors {"message"} 404/409."""
+        """The /users routes answer sbt-aws's bodies: 201 {"data": {"userName"}}, {"data": ...}, {"message": ...}."""
         if sbt_conformance_auth.token is not None:
             client = auth_plane.client(token=sbt_conformance_auth.token(auth_plane))
         else:
@@ -151,6 +152,13 @@ class TestAuthConformance:
         assert client.post("/users", json=body).status_code == 409
         fetched = client.get(f"/users/{name}")
         assert fetched.status_code == 200 and fetched.json()["data"]["userName"] == name, fetched.text
+        for action, message in (("disable", "User disabled"), ("enable", "User enabled")):
+            answer = client.put(f"/users/{name}/{action}")
+            assert answer.status_code == 200 and answer.json() == {"message": message}, answer.text
+        updated = client.put(f"/users/{name}", json={"userRole": "admin"})
+        assert updated.status_code == 200 and updated.json() == {"message": "User updated"}, updated.text
+        listed = client.get("/users", params={"limit": 1})
+        assert listed.status_code == 200 and len(listed.json()["data"]) == 1, listed.text
         assert client.delete(f"/users/{name}").json() == {"message": "User deleted"}
         missing = client.get(f"/users/{name}")
         assert missing.status_code == 404 and "message" in missing.json()
