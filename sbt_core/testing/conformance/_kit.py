@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast
 import attrs
 import pytest
 
-from ...hookspecs import CONTRACT, Interface
+from ...hookspecs import BATCH_FORMS, CONTRACT, Interface
 from ...plugins import Status, discover
 from ..harness import Harness, start_control_plane
 
@@ -120,17 +120,22 @@ def promise(*hooks: str, unless: str | None = None) -> Callable[[F], F]:
     """Mark a conformance test: the hooks whose promise it checks (optional hooks the provider lacks make
     it skip, naming the hook) and the declared difference that skips it. The promise itself is the test's
     docstring, which a failure report quotes."""
-    unknown = [h for h in hooks if h not in CONTRACT]
+    unknown = [h for h in hooks if h not in CONTRACT and h not in BATCH_FORMS]
     if unknown or (unless is not None and unless not in DIFFERENCES):
         raise ValueError(f"promise(): unknown hook(s) {unknown} or difference {unless!r}")
     return pytest.mark.sbt_conformance(hooks=hooks, unless=unless)
+
+
+def _required(hook: str) -> bool:
+    """Whether a selected provider must implement ``hook`` (batch forms never are required)."""
+    return hook in CONTRACT and CONTRACT[hook].required
 
 
 def skip_unkept(target: ConformanceTarget, marker: pytest.Mark | None) -> None:
     """Skip a test whose optional hook the provider lacks, or whose difference it declared."""
     if marker is None:
         return
-    missing = [h for h in marker.kwargs["hooks"] if not CONTRACT[h].required and not target.implements(h)]
+    missing = [h for h in marker.kwargs["hooks"] if not _required(h) and not target.implements(h)]
     if missing:
         pytest.skip(f"optional hook{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                     f"{'are' if len(missing) > 1 else 'is'} not implemented by {target.type_name!r}")

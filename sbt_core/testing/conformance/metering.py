@@ -455,6 +455,29 @@ class TestMeteringConformance:
         case.oracles[meter.meter_id].cancel_range(case.now_ms - DAY_MS, case.now_ms - int(2.5 * HOUR_MS), "t-1")
         case.check(meter, case.now_ms - DAY_MS, case.now_ms + 60_000)
 
+    @promise("metering_ingest_usage_events", "metering_fetch_usage")
+    def test_the_batch_form_keeps_the_single_hooks_promises(self, case: MeteringCase) -> None:
+        """metering_ingest_usage_events answers one outcome per event (None, or why it was refused) and counts
+        exactly what the single hook would: duplicates once, refused events nowhere; the bus uses it too."""
+        meter = case.meter(Aggregation.SUM)
+        ts = case.now_ms - HOUR_MS
+        good = [case.usage_event(meter, f"t-{i % 2}", i + 1, ts - i * 60_000) for i in range(5)]
+        nan = case.usage_event(meter, "t-0", float("nan"), ts)
+        batch = [good[0], good[1], good[0], nan, good[2], good[3], good[4], good[1]]
+        outcomes = case.hooks.ingest_usage_events(batch)
+        assert len(outcomes) == len(batch), f"{len(outcomes)} outcomes for {len(batch)} events"
+        assert isinstance(outcomes[3], str) and outcomes[3], f"a NaN value was not refused: {outcomes}"
+        assert [o for i, o in enumerate(outcomes) if i != 3] == [None] * 7, f"outcomes: {outcomes}"
+        for e in good:
+            case.oracles[meter.meter_id].ingest({"tenant": e.tenant_id, "ts": _ms(e.timestamp),
+                                                 "value": e.properties["value"], "id": e.identifier})
+        case.check(meter, ts - DAY_MS, case.now_ms + 60_000)
+        burst = [sbt_events.ingest_usage("t-burst", meter.event_name, 2, timestamp=_at(ts)) for _ in range(30)]
+        case.harness.put(*burst, *burst[:5])
+        case.harness.settle()
+        rows = case.rows(meter, ts - DAY_MS, case.now_ms + 60_000, tenant="t-burst")
+        assert [r.value for r in rows] == [60], f"a burst of 30 events of 2 (5 redelivered) sums to {rows}"
+
     # -- refusals ------------------------------------------------------------------------------------
 
     @promise("metering_ingest_usage_event", "metering_fetch_usage")
