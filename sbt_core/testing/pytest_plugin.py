@@ -8,6 +8,8 @@
 - ``sbt_events``: the builders of SBT events (:mod:`sbt_core.testing.events`), e.g.
   ``sbt_events.ingest_usage("t1", "api_calls", 3)``.
 - ``sbt_postgres_url``: a throwaway PostgreSQL database for the session (:mod:`sbt_core.testing.postgres`).
+- The conformance kit (:mod:`sbt_core.testing.conformance`): the option ``--sbt-conformance INTERFACE=TYPE``,
+  the fixtures ``sbt_conformance_metering`` / ``_billing`` / ``_auth`` and the summary of the checks.
 """
 
 from __future__ import annotations
@@ -20,6 +22,17 @@ from typing import Any
 import pytest
 
 from . import events as _events
+from .conformance._pytest import (  # noqa: F401 - pytest finds hooks and fixtures by name in this module
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_terminal_summary,
+    sbt_conformance_auth,
+    sbt_conformance_billing,
+    sbt_conformance_metering,
+    sbt_conformance_planes,
+)
 from .harness import Harness, start_control_plane
 from .postgres import sbt_postgres_url
 
