@@ -9,7 +9,6 @@ local key with just the scope the command needs.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from .. import input_policy
 from ..errors import BadRequestError
 from ..models import scopes
 from ..tenants.client import TenantClient
@@ -40,8 +40,8 @@ def _pairs(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise BadRequestError(f"--set {item!r}: expected KEY=VALUE")
         try:
-            out[key] = json.loads(raw)
-        except ValueError:
+            out[key] = input_policy.loads(raw, f"--set {key}")
+        except BadRequestError:
             out[key] = raw  # a bare word is a string
     return out
 

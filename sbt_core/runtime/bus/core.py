@@ -44,8 +44,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import attrs
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
+from ... import input_policy
 from ...config import EventsConfig
-from ...errors import NotFoundError, ProviderError, SbtError
+from ...errors import BadRequestError, NotFoundError, ProviderError, SbtError
 from ...models import Event, canonical_detail_type, output_detail_type, utcnow
 from ...triggers import EventTrigger
 from ..seams import DeliveryState, EventRecord, PutEventsEntryResult
@@ -72,6 +73,19 @@ _UNIFORM_MIN = 8
 _EVENT_ID, _DETAIL_TYPE, _SOURCE = attrgetter("id"), attrgetter("detail_type"), attrgetter("source")
 #: The answer for an event offered to a stopped bus (a frozen record: one instance serves every entry).
 _BUS_CLOSED = PutEventsEntryResult(error_code="BusClosed", error_message="the event bus has stopped")
+
+
+def policy_problem(event: Event) -> str | None:
+    """``"<field>: <why>"`` when the input policy refuses ``event``'s names or detail, else None."""
+    for field, name in (("source", event.source), ("detail-type", event.detail_type), ("id", event.id)):
+        problem = input_policy.name_problem(name)
+        if problem is not None:
+            return f"{field}: {problem}"
+    return input_policy.first_problem(event.detail, "detail")
+
+
+def _refused(problem: str) -> PutEventsEntryResult:
+    return PutEventsEntryResult(error_code="InvalidArgument", error_message=problem)
 
 
 @attrs.frozen
@@ -201,16 +215,22 @@ class Bus:
         """Accept a batch (PutEvents-like), one result per entry in order. Never blocks on handlers.
 
         An event matching no target is accepted and logged with no deliveries (EventBridge does the
-        same). Each entry fails alone with ``errorCode`` ``BusClosed`` once the bus has stopped.
+        same). Each entry fails alone with ``errorCode`` ``BusClosed`` once the bus has stopped, and with
+        ``InvalidArgument`` when the input policy (:mod:`sbt_core.input_policy`) refuses its names or
+        detail — before it is logged or queued.
         """
-        if not self.accept_batch(events):
-            return [_BUS_CLOSED] * len(events)
-        return [PutEventsEntryResult(event_id=event.id) for event in events]
+        refused = {i: problem for i, event in enumerate(events) if (problem := policy_problem(event)) is not None}
+        accepted = [event for i, event in enumerate(events) if i not in refused] if refused else events
+        if accepted and not self.accept_batch(accepted):
+            return [_BUS_CLOSED if i not in refused else _refused(refused[i]) for i in range(len(events))]
+        return [_refused(refused[i]) if i in refused else PutEventsEntryResult(event_id=event.id)
+                for i, event in enumerate(events)]
 
     def accept_batch(self, events: Sequence[Event]) -> bool:
         """:meth:`put_events` without the per-entry result records: True when every event was accepted
         (each under its own ``id``), False when none was because the bus has stopped. ``POST /events``
-        uses it to answer a hundred entries without building a hundred records first."""
+        uses it to answer a hundred entries without building a hundred records first, having put each
+        entry through the input policy as it parsed it (so this does not again)."""
         return self._accept(events)
 
     def _accept(self, events: Sequence[Event], only: _Target | None = None) -> bool:
@@ -344,8 +364,12 @@ class Bus:
         ``[events] naming`` (``sbt_aws`` prefixes the standard names); returns the event as put.
 
         This is the sink attached to every provider's :class:`~sbt_core.provider.ProviderContext`.
+        :raises BadRequestError: the input policy refuses its names or detail.
         :raises SbtError: the bus refused it (stopped).
         """
+        problem = policy_problem(event)
+        if problem is not None:
+            raise BadRequestError(f"event {event.detail_type!r} {event.id}: {problem}")
         named = output_detail_type(event.detail_type, self.config.naming)
         if named != event.detail_type:
             event = attrs.evolve(event, detail_type=named)
