@@ -214,7 +214,8 @@ def test_a_validly_signed_body_that_is_not_a_stripe_event_is_400_and_emits_nothi
 def test_emitted_is_answered_only_when_an_event_was_published(localstripe_billing, onboarding_event):
     customer = localstripe_billing.facade.create_customer(onboarding_event("t-w10", prices=[]))
     invoice = {"id": "in_10", "customer": customer.customer_id, "amount_paid": 5, "currency": "usd"}
-    first = localstripe_billing.facade.webhook(signed({"id": "evt_p", "type": "invoice.paid", "data": {"object": invoice}}))
+    first = localstripe_billing.facade.webhook(signed({"id": "evt_p", "type": "invoice.paid",
+                                                       "data": {"object": invoice}}))
     second = localstripe_billing.facade.webhook(signed({"id": "evt_q", "type": "invoice.payment_succeeded",
                                                         "data": {"object": invoice}}))
     assert first.body["emitted"] == "billingSuccess"
