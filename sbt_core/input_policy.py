@@ -24,9 +24,10 @@ flags the record with :data:`REPLACED_KEY`.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from typing import Any
 
 import orjson
@@ -34,7 +35,9 @@ import orjson
 from .errors import BadRequestError
 
 __all__ = ["MAX_DEPTH", "REPLACED_KEY", "answerable", "check", "check_name", "first_problem", "loads",
-           "plainly_shallow", "name_problem"]
+           "name_problem", "plainly_shallow", "report_unanswerable"]
+
+log = logging.getLogger("sbt.input")
 
 #: Deepest nesting of objects/arrays a JSON document may have, the document itself being level 1
 #: (DynamoDB, where sbt-aws keeps tenants, allows 32 levels of nested attributes).
@@ -200,3 +203,16 @@ def answerable(value: Any) -> tuple[Any, list[str]]:
 
 def _fix_text(text: str) -> str:
     return _SURROGATE.sub("\ufffd", text)
+
+
+def report_unanswerable(what: str, records: Iterable[tuple[str, Any]]) -> list[str]:
+    """The start-up check of a store: the ids of ``records`` (``(id, JSON value)`` pairs) holding a value
+    the input policy refuses — stored by an older version — logged as one warning line naming them (reads
+    still answer them, replaced and flagged). Returns those ids."""
+    found = [(record_id, problem) for record_id, value in records
+             if (problem := first_problem(value)) is not None]
+    if found:
+        log.warning("%d stored %s hold values an answer cannot carry; they are answered with those values "
+                    "replaced and flagged %r: %s", len(found), what, REPLACED_KEY,
+                    "; ".join(f"{record_id} ({problem})" for record_id, problem in found))
+    return [record_id for record_id, _ in found]

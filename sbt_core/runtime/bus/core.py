@@ -47,7 +47,7 @@ from tenacity import RetryCallState, Retrying, wait_random_exponential
 from ... import input_policy
 from ...config import EventsConfig
 from ...errors import BadRequestError, NotFoundError, ProviderError, SbtError
-from ...models import Event, canonical_detail_type, output_detail_type, utcnow
+from ...models import Event, canonical_detail_type, output_detail_type, to_json, utcnow
 from ...triggers import EventTrigger
 from ..seams import DeliveryState, EventRecord, PutEventsEntryResult
 from ._dedup import SeenIds
@@ -691,12 +691,15 @@ class Bus:
     # --- lifecycle ------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start one worker thread per target; idempotent."""
+        """Start one worker thread per target (after the start-up check of the dead letters: those holding
+        values an answer cannot carry are logged with their ids); idempotent."""
         with self._lock:
             if self._started:
                 return
             self._started = True
             targets = list(self._targets.values())
+        input_policy.report_unanswerable("dead letters", (
+            (f"{letter.event.id} ({letter.target})", to_json(letter)) for letter in self.dead_letter_store.select()))
         for target in targets:
             self._spawn(target)
 
