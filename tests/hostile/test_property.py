@@ -18,7 +18,7 @@ from sbt_core.input_policy import MAX_DEPTH
 from ._api import Api, broken_reads, raw_json, volatile
 
 #: Examples per backend: enough to reach every route several times, few enough to stay a few seconds.
-EXAMPLES = 80
+EXAMPLES = 60
 
 _TEXT = st.text(st.characters(codec=None, exclude_categories=()), max_size=12)
 HOSTILE: st.SearchStrategy[Any] = st.one_of(

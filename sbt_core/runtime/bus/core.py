@@ -243,6 +243,9 @@ class Bus:
         ids = list(map(_EVENT_ID, events))
         with self._lock:
             self._apply_outcomes()
+            # What a failed send must restore: the log entries of re-put ids (usually none).
+            log_ = self._log
+            prior = None if log_.keys().isdisjoint(ids) else {i: log_[i] for i in ids if i in log_}
             targets = self._uniform_targets(events, ids, only)
             if targets is None:
                 messages = self._accept_each(events, only, received, now, wall)
@@ -250,9 +253,36 @@ class Bus:
                 messages = self._accept_uniform(events, ids, targets, received, now, wall)
             self._trim_log()
         if messages:
-            self.transport.send(messages)
+            try:
+                self.transport.send(messages)
+            except BaseException:
+                self._unaccept(ids, prior, messages, now)
+                raise
         self._notify(events)
         return True
+
+    def _unaccept(self, ids: list[str], prior: dict[str, LogEntry] | None, messages: list[Message],
+                  now: float) -> None:
+        """Undo an accept whose messages the transport refused: the batch leaves no log row and no
+        remembered id, so a write that failed leaves no trace (and a retry is not taken for a duplicate)."""
+        with self._lock:
+            for event_id in ids:
+                entry = prior.get(event_id) if prior is not None else None
+                if entry is None:
+                    self._log.pop(event_id, None)
+                else:
+                    self._log[event_id] = entry
+            for message in messages:
+                target = self._targets.get(message.target)
+                if target is None:
+                    continue
+                added = {event.id for event in message.events}
+                target.accepted -= len(message.events)
+                seen = target.seen
+                if seen.enabled:
+                    seen.ids.difference_update(added)
+                    group = seen.group(now)
+                    group[:] = [event_id for event_id in group if event_id not in added]
 
     def _uniform_targets(self, events: Sequence[Event], ids: list[str], only: _Target | None) -> list[_Target] | None:
         """(Lock held.) The targets of a batch whose events all go to the same targets and need no per-event
@@ -674,6 +704,7 @@ class Bus:
         with self._lock:
             self._apply_outcomes()
             number = next(self._batches)
+            before = {letter.event.id: self._log.get(letter.event.id) for letter in claimed}
             for letter in claimed:
                 found = self._targets[letter.target]
                 self._put_slot(letter.event, letter.target,
@@ -683,9 +714,19 @@ class Bus:
         if messages:
             try:
                 self.transport.send(messages)
-            except RuntimeError:  # the bus stopped meanwhile: the claimed letters go back, not lost
+            except BaseException as exc:  # e.g. the bus stopped meanwhile: the letters go back as they were
+                with self._lock:
+                    for letter in claimed:
+                        self._targets[letter.target].accepted -= 1
+                        entry = before[letter.event.id]
+                        if entry is None:
+                            self._log.pop(letter.event.id, None)
+                        else:
+                            self._log[letter.event.id] = entry
                 self.dead_letter_store.add(claimed)
-                raise SbtError("the event bus has stopped") from None
+                if isinstance(exc, RuntimeError):
+                    raise SbtError("the event bus has stopped") from None
+                raise
         return claimed
 
     # --- lifecycle ------------------------------------------------------------------------------------
