@@ -114,33 +114,48 @@ def check(value: Any, where: str = "") -> Any:
     return value
 
 
-_LONG_INTEGER = re.compile(r"\d{19}")
-_LONG_INTEGER_BYTES = re.compile(rb"\d{19}")
-
-
 def plainly_shallow(data: bytes | str) -> bool:
-    """True when ``data`` (JSON text) surely nests no deeper than :data:`MAX_DEPTH` and holds no integer
-    beyond 64 bits (which ``orjson`` turns into an inexact float): at most that many brackets and no run
-    of 19 digits — two C-level passes, cheaper than walking what it decodes to. False only means "look
+    """True when ``data`` (JSON text) surely nests no deeper than :data:`MAX_DEPTH`: it holds at most that
+    many brackets (a C-level count, cheaper than walking what it decodes to). False only means "look
     closer"."""
     if isinstance(data, str):
-        return data.count("{") + data.count("[") <= MAX_DEPTH and _LONG_INTEGER.search(data) is None
-    return data.count(b"{") + data.count(b"[") <= MAX_DEPTH and _LONG_INTEGER_BYTES.search(data) is None
+        return data.count("{") + data.count("[") <= MAX_DEPTH
+    return data.count(b"{") + data.count(b"[") <= MAX_DEPTH
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether decoded JSON nests containers deeper than :data:`MAX_DEPTH`: one level at a time, each a
+    list comprehension over the containers only (what ``orjson`` decoded needs no other check)."""
+    level, depth = [value], 1
+    while level:
+        if depth > MAX_DEPTH:
+            return True
+        below: list[Any] = []
+        for item in level:
+            below += [child for child in (item.values() if type(item) is dict else item)
+                      if type(child) is dict or type(child) is list]
+        level, depth = below, depth + 1
+    return False
 
 
 def loads(data: bytes | str, where: str = "") -> Any:
-    """Decode a JSON document under the policy: ``orjson`` where it accepts a plainly shallow document
-    (:func:`plainly_shallow`; ``orjson`` already refuses NaN, infinities and unpaired surrogates),
-    else the standard library (its values, exact integers, and its messages), then :func:`check`.
+    """Decode a JSON document under the policy: ``orjson`` where it accepts (it already refuses NaN,
+    infinities and unpaired surrogates; only the nesting is left to check), else the standard library
+    (for its messages, and what it accepts beyond ``orjson``) followed by :func:`check`. As before the
+    policy, ``orjson`` reads an integer beyond 64 bits as the nearest float.
 
     :raises BadRequestError: ``<where>: not valid JSON: <msg> at line L column C``, not UTF-8, or a value
         the policy refuses (named by its path).
     """
-    if plainly_shallow(data):
-        try:
-            return orjson.loads(data)
-        except orjson.JSONDecodeError:
-            pass
+    try:
+        value = orjson.loads(data)
+    except orjson.JSONDecodeError:
+        pass
+    else:
+        kind = type(value)
+        if (kind is dict or kind is list) and _too_deep(value):
+            check(value, where)  # names the path
+        return value
     try:
         value = json.loads(data)
     except UnicodeDecodeError:

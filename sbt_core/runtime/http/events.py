@@ -185,9 +185,11 @@ def _parse_batch(entries: list[Any], ids: list[str], received: datetime) -> list
                 return None
         if set(map(type, raw)) != {str}:
             return None
-        if not all(map(input_policy.plainly_shallow, raw)):
+        brackets = map(operator.add, map(str.count, raw, repeat("{")), map(str.count, raw, repeat("[")))
+        if max(brackets) > input_policy.MAX_DEPTH:  # as input_policy.plainly_shallow, in C-level passes
             return None  # the entry-by-entry path decodes (and names the depth) under the input policy
-        details = list(map(orjson.loads, raw))  # refuses NaN, infinities and unpaired surrogates
+        # orjson refuses NaN, infinities and unpaired surrogates, as the input policy does
+        details = list(map(orjson.loads, raw))
         times = _batch_times(entries, received) if "Time" in fields else [received] * len(entries)
         resources = _batch_resources(entries) if "Resources" in fields else None
     except (KeyError, TypeError, ValueError):  # a missing or unhashable field, a malformed Detail, Time or Resources
