@@ -34,8 +34,8 @@ import orjson
 
 from .errors import BadRequestError
 
-__all__ = ["MAX_DEPTH", "REPLACED_KEY", "answerable", "check", "check_name", "first_problem", "loads",
-           "name_problem", "plainly_shallow", "report_unanswerable"]
+__all__ = ["DETAIL_ID_KEYS", "MAX_DEPTH", "REPLACED_KEY", "answerable", "check", "check_name", "detail_problem",
+           "first_problem", "loads", "name_problem", "plainly_shallow", "report_unanswerable"]
 
 log = logging.getLogger("sbt.input")
 
@@ -45,6 +45,10 @@ MAX_DEPTH = 32
 #: Key added to a record in an answer whose stored values had to be replaced to be answered: the JSON
 #: paths replaced (e.g. ``["tenantName"]``).
 REPLACED_KEY = "sbt_replaced"
+
+#: Top-level keys of an event detail that hold a name or id (SBT's tenant and registration ids, a usage
+#: event's meter event name and idempotency key): under the rule for names when they are strings.
+DETAIL_ID_KEYS = ("tenantId", "tenantRegistrationId", "eventName", "identifier")
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _SURROGATE = re.compile(r"[\ud800-\udfff]")
@@ -168,6 +172,17 @@ def loads(data: bytes | str, where: str = "") -> Any:
     except ValueError as exc:  # e.g. an integer of more digits than Python converts (sys.int_info)
         raise BadRequestError(f"{where or 'body'}: not valid JSON: {exc}") from None
     return check(value, where)
+
+
+def detail_problem(detail: Any, where: str = "detail") -> str | None:
+    """``"<where>.<path>: <why>"`` when the policy refuses an event detail: a value no answer can carry,
+    or a name or id (:data:`DETAIL_ID_KEYS`) holding a control character; else None."""
+    if type(detail) is dict:
+        for key in DETAIL_ID_KEYS:
+            value = detail.get(key)
+            if type(value) is str and not value.isprintable() and (problem := name_problem(value)) is not None:
+                return f"{where}.{key}: {problem}"
+    return first_problem(detail, where)
 
 
 def name_problem(value: str) -> str | None:

@@ -64,7 +64,10 @@ CORPUS: list[tuple[str, str, bytes | None, str]] = [
     ("POST", "/users", json.dumps({"userName": "bob\x00", "userRole": "r", "email": "b@example.com"}).encode(),
      "400"),
     ("POST", "/events", json.dumps([{"source": "a\x00", "detail-type": "x", "detail": {}}]).encode(), "2xx"),
-    ("POST", "/events", ingest(usage(tenant="t\x00")), "2xx"),
+    ("POST", "/events", ingest(usage(tenant="t\x00")), "2xx"),  # a failed entry: tenantId is an id
+    ("POST", "/events", json.dumps({"Entries": [{"Source": "s", "DetailType": "ingestUsage",
+                                                 "Detail": json.dumps(usage(tenant=t))}
+                                                for t in (["a"], {"b": 1}, "ok", "c\x1b[31m")]}).encode(), "2xx"),
     ("GET", "/meters/a%00b", None, "400"),
     ("GET", "/usage/{meterId}?tenantId=t%00", None, "400"),
     ("POST", "/tenant-registrations", json.dumps({"tenantData": {"note": "line\nbreak\x00nul"}}).encode(), "2xx"),

@@ -77,6 +77,11 @@ def test_the_bus_refuses_per_entry_what_the_policy_refuses_before_logging_it(tmp
     assert [r.error_code for r in results[1:]] == ["InvalidArgument"] * 3
     assert results[1].error_message is not None and results[1].error_message.startswith("detail.a: ")
     assert [r.event.id for r in bus.recent()] == [good.id]
+    ids = bus.put_events([Event.create("ingestUsage", {"tenantId": "t\x00", "eventName": "calls"}),
+                          Event.create("ingestUsage", {"tenantId": "t1", "eventName": "calls\n"})])
+    assert [r.error_message for r in ids] == [
+        "detail.tenantId: control characters (such as NUL or a line break) are not allowed in a name or id",
+        "detail.eventName: control characters (such as NUL or a line break) are not allowed in a name or id"]
     with pytest.raises(BadRequestError, match="detail.a"):
         bus.publish(Event.create("custom", {"a": float("inf")}))
     bus.stop(0)

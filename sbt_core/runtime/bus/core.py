@@ -81,7 +81,7 @@ def policy_problem(event: Event) -> str | None:
         problem = input_policy.name_problem(name)
         if problem is not None:
             return f"{field}: {problem}"
-    return input_policy.first_problem(event.detail, "detail")
+    return input_policy.detail_problem(event.detail)
 
 
 def _refused(problem: str) -> PutEventsEntryResult:

@@ -89,6 +89,9 @@ def _put_events_entry(entry: dict[str, Any], event_id: str, received: datetime) 
             raise EntryError(MALFORMED_DETAIL, exc.message) from None
     if not isinstance(detail, dict):
         raise EntryError(MALFORMED_DETAIL, "Detail must be a JSON object")
+    problem = input_policy.detail_problem(detail, "Detail")
+    if problem is not None:
+        raise EntryError(MALFORMED_DETAIL, problem)
     resources = entry.get("Resources")
     if resources is None:
         resources = []
@@ -121,6 +124,9 @@ def parse_entry(entry: Any, *, event_id: str | None = None, received: datetime |
         problem = input_policy.name_problem(value) if isinstance(value, str) else None
         if problem is not None:
             raise EntryError(INVALID_ARGUMENT, f"{key}: {problem}")
+    problem = input_policy.detail_problem(entry.get("detail"))
+    if problem is not None:
+        raise EntryError(MALFORMED_DETAIL, problem)
     try:
         return from_json(Event, entry)
     except BadRequestError as exc:
@@ -195,6 +201,14 @@ def _parse_batch(entries: list[Any], ids: list[str], received: datetime) -> list
     except (KeyError, TypeError, ValueError):  # a missing or unhashable field, a malformed Detail, Time or Resources
         return None
     if set(map(type, details)) != {dict}:
+        return None
+    try:
+        for key in input_policy.DETAIL_ID_KEYS:  # each distinct name once; one not printable: entry by entry
+            names = set(map(dict.get, details, repeat(key)))
+            names.discard(None)
+            if not all(type(name) is str and name.isprintable() for name in names):
+                return None
+    except TypeError:  # an unhashable value (a list or object where a name belongs)
         return None
     return Event.trusted_many(detail_types, sources, details, ids, times, resources)
 
