@@ -214,3 +214,15 @@ def test_sbt_serve_runs_and_stops_cleanly_on_sigterm(tmp_path: Path) -> None:
     assert proc.returncode == 0, err
     assert any("TOKEN=$(sbt token)" in line for line in banner)  # the admin token hint (config from SBT_CONFIG)
     assert out.strip() == "sbt control plane stopped"
+
+
+@pytest.mark.parametrize(("detail", "field"), [('{"value": NaN}', "--detail.value"),
+                                               ('{"v": [1e999]}', "--detail.v[0]"),
+                                               ('{"s": "\\ud800"}', "--detail.s"),
+                                               ('{"tenantId": "t\\u0000"}', "detail.tenantId")])
+def test_events_put_refuses_what_the_input_policy_refuses_in_one_line(
+        plane: Harness, sbt: Callable[..., tuple[int, str, str]], detail: str, field: str) -> None:
+    before = len(plane.bus.recent(1000))
+    code, _, err = sbt("events", "put", "ingestUsage", "--detail", detail)
+    assert code == 1 and field in err and err.count("\n") == 1, err
+    assert len(plane.bus.recent(1000)) == before
