@@ -12,6 +12,7 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 import attrs
 import typer
 
+from .. import input_policy
 from ..config import Config, find_config_path, load_config, read_raw_config
 from ..errors import BadRequestError, ConfigError, SbtError
 from ..plugins import PluginCatalog, discover
@@ -107,10 +108,7 @@ def json_object(text: str | None, option: str) -> dict[str, Any]:
 def parse_object(text: str, where: str, expected: str = "a JSON object") -> dict[str, Any]:
     """``text`` parsed as a JSON object; BadRequestError prefixed with ``where`` (an option, ``file:line``)
     when it is not JSON or not ``expected``."""
-    try:
-        value = json.loads(text)
-    except ValueError as exc:
-        raise BadRequestError(f"{where}: not valid JSON ({exc})") from None
+    value = input_policy.loads(text, where)
     if not isinstance(value, dict):
         raise BadRequestError(f"{where}: expected {expected}")
     return value

@@ -8,13 +8,13 @@ why not the database directly), found as every client command finds it (:mod:`sb
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.text import Text
 
+from .. import input_policy
 from ..errors import BadRequestError
 from ..models import scopes
 from ..tenants.client import TenantClient
@@ -39,8 +39,8 @@ def _pairs(items: list[str] | None) -> dict[str, Any]:
         if not sep or not key:
             raise BadRequestError(f"--set {item!r}: expected KEY=VALUE")
         try:
-            out[key] = json.loads(raw)
-        except ValueError:
+            out[key] = input_policy.loads(raw, f"--set {key}")
+        except BadRequestError:
             out[key] = raw  # a bare word is a string
     return out
 

@@ -59,18 +59,24 @@ def parse_timestamp(value: Any) -> datetime:
             raise ValueError(f"timestamp {value!r} is not RFC 3339 (e.g. 2026-01-31T12:00:00Z)") from None
         if parsed.tzinfo is None:
             raise ValueError(f"timestamp {value!r} has no UTC offset; RFC 3339 needs one (add Z)")
-        return parsed.astimezone(UTC)
+        try:
+            return parsed.astimezone(UTC)
+        except OverflowError:  # e.g. 0001-01-01T00:00:00+01:00 is in year 0 in UTC
+            raise ValueError(f"timestamp {value!r} is out of range (years 1 to 9999 in UTC)") from None
     raise ValueError(f"timestamp must be RFC 3339 text or epoch seconds/milliseconds, got {type(value).__name__}")
 
 
 def format_timestamp(value: datetime) -> str:
-    """Aware datetime -> RFC 3339 in UTC with a ``Z`` (milliseconds kept when present)."""
+    """Aware datetime -> RFC 3339 in UTC with a ``Z`` (milliseconds kept when present), the year always
+    four digits (``0848-09-01T00:00:00Z``; ``strftime("%Y")`` writes ``848`` on glibc)."""
     value = value.astimezone(UTC)
     micro = value.microsecond
+    text = (f"{value.year:04d}-{value.month:02d}-{value.day:02d}"
+            f"T{value.hour:02d}:{value.minute:02d}:{value.second:02d}")
     if not micro:
-        return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+        return text + "Z"
     fraction = f"{micro // 1000:03d}" if micro % 1000 == 0 else f"{micro:06d}"
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + fraction + "Z"
+    return f"{text}.{fraction}Z"
 
 
 def _make_converter() -> cattrs.Converter:

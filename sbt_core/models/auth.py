@@ -12,6 +12,7 @@ from typing import Any
 
 import attrs
 
+from ..input_policy import name_problem
 from . import scopes
 from ._convert import camel
 from .common import Secret
@@ -20,13 +21,15 @@ _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
 
 
 def _email(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None and not _EMAIL.match(value):
+    if value is not None and (not _EMAIL.match(value) or name_problem(value) is not None):
         raise ValueError(f"{camel(attribute.name)} {value!r} is not an email address")
 
 
 def _name(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
     if value is not None and (not value.strip() or len(value) > 128):
         raise ValueError(f"{camel(attribute.name)} must be 1 to 128 characters")
+    if value is not None and (problem := name_problem(value)) is not None:
+        raise ValueError(f"{camel(attribute.name)}: {problem}")
 
 
 @attrs.frozen

@@ -19,6 +19,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 
 from ..errors import BadRequestError
+from ..input_policy import name_problem
 from ._convert import WIRE_KEY, camel, parse_timestamp
 from .common import MAX_PAGE_LIMIT, utcnow
 from .events import Event
@@ -67,10 +68,14 @@ def _group_by(instance: object, attribute: attrs.Attribute[Any], value: tuple[st
         raise ValueError("groupBy names must be distinct")
 
 
-def _text(max_len: int) -> Any:
+def _text(max_len: int, *, name: bool = True) -> Any:
+    """Validator of a text field of 1 to ``max_len`` characters, not blank; a ``name`` (or id) also
+    under the input policy's rule for names (no control characters)."""
     def check(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
         if value is not None and (not value.strip() or len(value) > max_len):
             raise ValueError(f"{camel(attribute.name)} must be 1 to {max_len} characters")
+        if name and value is not None and (problem := name_problem(value)) is not None:
+            raise ValueError(f"{camel(attribute.name)}: {problem}")
     return check
 
 
@@ -103,7 +108,7 @@ class MeterCreate:
     aggregation: Aggregation = attrs.field(default=Aggregation.SUM, converter=Aggregation)
     value_property: str | None = attrs.field(default=None, validator=_property_name)
     group_by: tuple[str, ...] = attrs.field(default=(), converter=_tuple, validator=_group_by)
-    description: str | None = attrs.field(default=None, validator=_text(1000))
+    description: str | None = attrs.field(default=None, validator=_text(1000, name=False))
 
     def __attrs_post_init__(self) -> None:
         if self.aggregation is Aggregation.COUNT:
@@ -149,7 +154,7 @@ class MeterUpdate:
     """Body of ``PUT /meters/{meterId}``: only ``name``, ``description`` and ``status`` may change."""
 
     name: str | None = attrs.field(default=None, validator=_text(250))
-    description: str | None = attrs.field(default=None, validator=_text(1000))
+    description: str | None = attrs.field(default=None, validator=_text(1000, name=False))
     status: MeterStatus | None = attrs.field(default=None, converter=attrs.converters.optional(MeterStatus))
 
     @classmethod
@@ -285,9 +290,11 @@ def _canonical_fast(cls: type[UsageEvent], detail: dict[str, Any], identifier: s
     tenant_id, event_name = detail.get("tenantId"), detail.get("eventName")
     ident = detail.get("identifier") or identifier
     properties = detail.get("properties", _NO_PROPERTIES)
-    if not (type(tenant_id) is str and 0 < len(tenant_id) <= 256 and not tenant_id.isspace()
-            and type(event_name) is str and 0 < len(event_name) <= 100 and not event_name.isspace()
-            and type(ident) is str and 0 < len(ident) <= 256 and not ident.isspace()
+    if not (type(tenant_id) is str and 0 < len(tenant_id) <= 256 and tenant_id.isprintable()
+            and not tenant_id.isspace()
+            and type(event_name) is str and 0 < len(event_name) <= 100 and event_name.isprintable()
+            and not event_name.isspace()
+            and type(ident) is str and 0 < len(ident) <= 256 and ident.isprintable() and not ident.isspace()
             and type(properties) is dict):
         return None
     if properties is _NO_PROPERTIES:
@@ -308,8 +315,9 @@ _DETAIL, _ID, _TIME = attrgetter("detail"), attrgetter("id"), attrgetter("time")
 
 
 def _is_text(value: object, max_len: int) -> bool:
-    """What UsageEvent's ``_text`` validator accepts (non-None): a string of 1 to ``max_len`` characters, not blank."""
-    return type(value) is str and 0 < len(value) <= max_len and not value.isspace()
+    """Whether UsageEvent's ``_text`` validator surely accepts ``value``: a string of 1 to ``max_len``
+    printable characters, not blank."""
+    return type(value) is str and 0 < len(value) <= max_len and value.isprintable() and not value.isspace()
 
 
 def _canonical_many(cls: type[UsageEvent], events: Sequence[Event]) -> list[UsageEvent] | None:
@@ -340,7 +348,8 @@ def _canonical_many(cls: type[UsageEvent], events: Sequence[Event]) -> list[Usag
         return None
     if set(map(type, identifiers)) != {str} or set(map(type, properties)) != {dict} \
             or not 0 < min(map(len, identifiers)) <= max(map(len, identifiers)) <= 256 \
-            or any(map(str.isspace, identifiers)) or any(map(is_, properties, repeat(_NO_PROPERTIES, n))):
+            or any(map(str.isspace, identifiers)) or not all(map(str.isprintable, identifiers)) \
+            or any(map(is_, properties, repeat(_NO_PROPERTIES, n))):
         return None
     usage = list(map(object.__new__, repeat(cls, n)))
     for setter, column in zip(_USAGE_SLOTS, (tenant_ids, event_names, identifiers, map(_TIME, events), properties),

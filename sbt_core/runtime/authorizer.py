@@ -19,6 +19,7 @@ message says what was wrong but never echoes the token; a missing scope is a
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import OrderedDict
@@ -142,6 +143,25 @@ class RemoteJwks:
             return key
 
 
+#: RFC 7519 section 4.1: registered claims whose value is a NumericDate (seconds since the epoch).
+NUMERIC_DATE_CLAIMS = ("exp", "nbf", "iat")
+
+
+def _check_numeric_dates(claims: Mapping[str, Any]) -> None:
+    """Refuse a registered date claim that is not a finite JSON number (a string, a bool, NaN...).
+
+    :raises UnauthorizedError: ``invalid token: the exp claim must be a number (RFC 7519 NumericDate)``.
+    """
+    for name in NUMERIC_DATE_CLAIMS:
+        if name not in claims:
+            if name == "exp":
+                raise UnauthorizedError("invalid token: the exp claim is missing")
+            continue
+        value = claims[name]
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise UnauthorizedError(f"invalid token: the {name} claim must be a number (RFC 7519 NumericDate)")
+
+
 def bearer_token(authorization: str | None) -> str:
     """The token of an ``Authorization: Bearer <token>`` header; raises UnauthorizedError (401)."""
     if not authorization:
@@ -220,10 +240,13 @@ class Authorizer:
         return dict(claims)
 
     def _check_times(self, claims: Mapping[str, Any], now: float) -> None:
-        exp, nbf = claims.get("exp"), claims.get("nbf")
-        if isinstance(exp, (int, float)) and now > exp + self.leeway_seconds:
+        """``exp`` (required) and ``nbf`` against ``now``; run on every verification and every cache hit,
+        so a cached answer never outlives the token's ``exp``."""
+        _check_numeric_dates(claims)
+        exp, nbf = claims["exp"], claims.get("nbf")
+        if now > exp + self.leeway_seconds:
             raise UnauthorizedError("invalid token: expired")
-        if isinstance(nbf, (int, float)) and now < nbf - self.leeway_seconds:
+        if nbf is not None and now < nbf - self.leeway_seconds:
             raise UnauthorizedError("invalid token: not yet valid (nbf/iat in the future)")
 
     def _verify(self, token: str) -> dict[str, Any]:
@@ -259,6 +282,10 @@ class Authorizer:
             raise UnauthorizedError("invalid token: bad signature") from None
         except jwt.PyJWTError as exc:
             raise UnauthorizedError(f"invalid token: {type(exc).__name__}") from None
+        except (ValueError, TypeError, OverflowError):  # PyJWT's int() of an exp/nbf/iat of NaN, Infinity...
+            raise UnauthorizedError("invalid token: a date claim is not a number (RFC 7519 NumericDate)") from None
+        # PyJWT converts a numeric string ("exp": "1700000000") with int(); RFC 7519 says NumericDate.
+        _check_numeric_dates(claims)
         self._check_audience(claims)
         if self.settings.token_use is not None and claims.get("token_use") != self.settings.token_use:
             # E.g. a Cognito id token presented to an access-token route; providers whose tokens carry

@@ -29,16 +29,17 @@ same body gets the first answer (plus ``Idempotent-Replayed: true``), a differen
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from .. import input_policy
 from ..bindings import CORE_ROUTES
 from ..errors import BadRequestError
 from ..models import PageRequest, from_json
+from ..runtime.http._json import JSONAnswer
 from ..runtime.http.hooks import page_body
 from ..runtime.seams import RouteGroup
 from ..triggers import RouteTrigger
@@ -49,9 +50,6 @@ from .service import TenantService
 __all__ = ["IDEMPOTENCY_HEADER", "tenant_routes"]
 
 IDEMPOTENCY_HEADER = "Idempotency-Key"
-#: Deepest nesting of objects/arrays a body may have, the body itself being level 1 (DynamoDB, where
-#: sbt-aws keeps these items, allows 32 levels of nested attributes).
-MAX_DEPTH = 32
 REPLAYED_HEADER = "Idempotent-Replayed"
 
 
@@ -64,39 +62,7 @@ async def _body(request: Request) -> Any:
     raw = await request.body()
     if not raw.strip():
         raise BadRequestError("request body is empty; expected a JSON object")
-    try:
-        value = json.loads(raw, parse_constant=_refuse_constant)
-    except BadRequestError:
-        raise
-    except RecursionError:
-        raise BadRequestError(f"request body nests deeper than {MAX_DEPTH} levels") from None
-    except (UnicodeDecodeError, ValueError):
-        raise BadRequestError("request body is not valid JSON") from None
-    if _too_deep(value):
-        raise BadRequestError(f"request body nests deeper than {MAX_DEPTH} levels")
-    try:
-        # "\ud800" parses to a lone surrogate, which no answer (UTF-8) and no PostgreSQL json can carry.
-        json.dumps(value, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        raise BadRequestError("request body is not valid JSON: it holds an unpaired UTF-16 surrogate escape") from None
-    return value
-
-
-def _too_deep(value: Any) -> bool:
-    """Whether objects/arrays nest deeper than :data:`MAX_DEPTH` (checked without recursion)."""
-    stack: list[tuple[Any, int]] = [(value, 1)]
-    while stack:
-        item, depth = stack.pop()
-        if isinstance(item, dict | list):
-            if depth > MAX_DEPTH:
-                return True
-            stack.extend((child, depth + 1) for child in (item.values() if isinstance(item, dict) else item))
-    return False
-
-
-def _refuse_constant(name: str) -> Any:
-    # Python's json accepts NaN and Infinity; JSON (RFC 8259) does not, nor can we store or answer them.
-    raise BadRequestError(f"request body is not valid JSON: {name} is not a JSON number")
+    return input_policy.loads(raw)
 
 
 async def _object(request: Request) -> dict[str, Any]:
@@ -118,9 +84,9 @@ def _principal(request: Request) -> str:
     return str(claims.get("sub") or claims.get("client_id") or "")
 
 
-def _created(data: dict[str, Any], replayed: bool) -> JSONResponse:
+def _created(data: dict[str, Any], replayed: bool) -> JSONAnswer:
     headers = {REPLAYED_HEADER: "true"} if replayed else None
-    return JSONResponse({"data": data}, status_code=201, headers=headers)
+    return JSONAnswer({"data": data}, status_code=201, headers=headers)
 
 
 def tenant_routes(service: TenantService) -> RouteGroup:
@@ -137,26 +103,26 @@ def tenant_routes(service: TenantService) -> RouteGroup:
     async def list_registrations(request: Request) -> Response:
         """List tenant registrations (limit, default 10, and next_token)."""
         page = await run_in_threadpool(service.list_registrations, _page(request))
-        return JSONResponse(page_body([r.to_json() for r in page.items], page.next_token))
+        return JSONAnswer(page_body([r.to_json() for r in page.items], page.next_token))
 
     async def get_registration(request: Request) -> Response:
         """Get one tenant registration."""
         reg = await run_in_threadpool(service.get_registration, request.path_params["tenantRegistrationId"])
-        return JSONResponse({"data": reg.to_json()})
+        return JSONAnswer({"data": reg.to_json()})
 
     async def update_registration(request: Request) -> Response:
         """Merge tenantRegistrationData and tenantData into a registration and its tenant."""
         update = from_json(RegistrationUpdate, await _body(request))
         reg, tenant = await run_in_threadpool(service.update_registration,
                                               request.path_params["tenantRegistrationId"], update)
-        return JSONResponse({"data": {"tenantRegistration": reg.to_json(),
+        return JSONAnswer({"data": {"tenantRegistration": reg.to_json(),
                                       "tenant": tenant.to_json() if tenant is not None else None,
                                       "message": "Tenant registration updated successfully"}})
 
     async def delete_registration(request: Request) -> Response:
         """Soft-delete a registration and its tenant, emit offboardingRequest."""
         await run_in_threadpool(service.delete_registration, request.path_params["tenantRegistrationId"])
-        return JSONResponse({"data": {"message": "Tenant registration deletion initiated"}})
+        return JSONAnswer({"data": {"message": "Tenant registration deletion initiated"}})
 
     async def create_tenant(request: Request) -> Response:
         """Create a tenant directly (machine clients; emits nothing) (201)."""
@@ -169,23 +135,23 @@ def tenant_routes(service: TenantService) -> RouteGroup:
     async def list_tenants(request: Request) -> Response:
         """List tenants (limit, default 10, and next_token)."""
         page = await run_in_threadpool(service.list_tenants, _page(request))
-        return JSONResponse(page_body([t.to_json() for t in page.items], page.next_token))
+        return JSONAnswer(page_body([t.to_json() for t in page.items], page.next_token))
 
     async def get_tenant(request: Request) -> Response:
         """Get one tenant."""
         tenant = await run_in_threadpool(service.get_tenant, request.path_params["tenantId"])
-        return JSONResponse({"data": tenant.to_json()})
+        return JSONAnswer({"data": tenant.to_json()})
 
     async def update_tenant(request: Request) -> Response:
         """Merge keys into a tenant (machine clients)."""
         data = await _object(request)
         tenant = await run_in_threadpool(service.update_tenant, request.path_params["tenantId"], data)
-        return JSONResponse({"data": tenant.to_json()})
+        return JSONAnswer({"data": tenant.to_json()})
 
     async def delete_tenant(request: Request) -> Response:
         """Soft-delete a tenant (machine clients; emits nothing)."""
         tenant = await run_in_threadpool(service.delete_tenant, request.path_params["tenantId"])
-        return JSONResponse({"data": tenant.to_json()})
+        return JSONAnswer({"data": tenant.to_json()})
 
     for endpoint in (create_registration, list_registrations, get_registration, update_registration,
                      delete_registration):

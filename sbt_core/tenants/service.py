@@ -32,8 +32,9 @@ import attrs
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import IntegrityError, OperationalError
 
+from .. import input_policy
 from ..errors import BadRequestError, ConflictError, NotFoundError, StartupError
-from ..models import Event, Page, PageRequest, to_json
+from ..models import MAX_PAGE_LIMIT, Event, Page, PageRequest, to_json
 from ..runtime.seams import Publisher
 from ._events import offboarding_event, onboarding_event, parse_job_result
 from ._records import (
@@ -125,7 +126,26 @@ class TenantService:
             pruned += self.store.prune_outbox(conn, self.idempotency_ttl)
         if pruned:
             log.debug("forgot %d expired idempotency answers and published events", pruned)
+        self.check_stored()
         self.flush_outbox()
+
+    def check_stored(self) -> list[str]:
+        """The start-up check: ids of registrations and tenants holding values an answer cannot carry
+        (stored before the input policy refused them), each logged by
+        :func:`~sbt_core.input_policy.report_unanswerable`."""
+        found: list[str] = []
+        for what, lister, key in (("tenant registrations", self.list_registrations, "tenant_registration_id"),
+                                  ("tenants", self.list_tenants, "tenant_id")):
+            rows: list[tuple[str, Any]] = []
+            page = PageRequest(limit=MAX_PAGE_LIMIT)
+            while True:
+                result: Page[Any] = lister(page)
+                rows += [(getattr(row, key), row.data) for row in result.items]
+                if result.next_token is None:
+                    break
+                page = PageRequest(limit=MAX_PAGE_LIMIT, next_token=result.next_token)
+            found += input_policy.report_unanswerable(what, rows)
+        return found
 
     def close(self) -> None:
         """Release the database connections."""

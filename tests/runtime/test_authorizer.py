@@ -270,3 +270,33 @@ def test_verified_tokens_are_cached_but_still_expire() -> None:
     early = token(nbf=int(now[0]) + 3600, exp=int(now[0]) + 7200)
     with pytest.raises(UnauthorizedError, match="not yet valid"):
         auth.verify(early)
+
+
+@pytest.mark.parametrize("claim", ["exp", "nbf", "iat"])
+@pytest.mark.parametrize("value", ["numeric-string", True, [1], {"n": 1}])
+def test_registered_date_claims_must_be_numbers(claim: str, value: Any) -> None:
+    # RFC 7519 section 4.1: exp, nbf and iat are NumericDates; PyJWT alone takes int("1700000000").
+    given = str(int(time.time()) + 600) if value == "numeric-string" else value
+    with pytest.raises(UnauthorizedError, match="invalid token"):
+        authorizer().verify(token(**{claim: given}))
+
+
+@pytest.mark.parametrize("raw", [b"NaN", b"Infinity", b"1e999"])
+def test_a_non_finite_exp_is_401_not_a_crash(raw: bytes) -> None:
+    # A payload JSON cannot carry but Python's json reads, signed with the trusted key.
+    header = _b64(json.dumps({"alg": "RS256", "kid": "rsa-1", "typ": "JWT"}).encode())
+    body = json.dumps(claims(exp=None)).encode()[:-1] + b', "exp": ' + raw + b"}"
+    signing_input = f"{header}.{_b64(body)}".encode()
+    signature = jwt.get_algorithm_by_name("RS256").sign(signing_input, RSA_KEY)
+    with pytest.raises(UnauthorizedError, match="invalid token"):
+        authorizer().verify(f"{header}.{_b64(body)}.{_b64(signature)}")
+
+
+def test_the_cache_never_outlives_exp_even_when_its_ttl_is_longer() -> None:
+    now = [time.time()]
+    auth = Authorizer(settings(), StaticJwks(JWKS), clock=lambda: now[0], cache_seconds=300, leeway_seconds=0)
+    short = token(exp=int(now[0]) + 10)
+    assert auth.verify(short)["sub"] == "u-1"
+    now[0] += 11
+    with pytest.raises(UnauthorizedError, match="expired"):
+        auth.verify(short)

@@ -233,3 +233,15 @@ def test_sbt_serve_on_a_port_in_use_is_one_line_naming_the_port(tmp_path: Path) 
     assert done.stderr == (f"error: port {port} on 127.0.0.1 is already in use; choose another with --port "
                            f"(e.g. sbt serve --port {port + 1})\n")
     assert not (tmp_path / ".sbt").exists()  # refused before anything started
+
+
+@pytest.mark.parametrize(("detail", "field"), [('{"value": NaN}', "--detail.value"),
+                                               ('{"v": [1e999]}', "--detail.v[0]"),
+                                               ('{"s": "\\ud800"}', "--detail.s"),
+                                               ('{"tenantId": "t\\u0000"}', "detail.tenantId")])
+def test_events_put_refuses_what_the_input_policy_refuses_in_one_line(
+        plane: Harness, sbt: Callable[..., tuple[int, str, str]], detail: str, field: str) -> None:
+    before = len(plane.bus.recent(1000))
+    code, _, err = sbt("events", "put", "ingestUsage", "--detail", detail)
+    assert code == 1 and field in err and err.count("\n") == 1, err
+    assert len(plane.bus.recent(1000)) == before

@@ -359,12 +359,12 @@ async def test_malformed_json_is_400_and_nothing_is_stored(cp: FakeControlPlane,
     h = {**bearer(cp), "content-type": "application/json"}
     response = await client.post("/users", content=b'{"userName": "x", ', headers=h)
     assert response.status_code == 400
-    assert response.json()["message"].startswith("malformed JSON body")
+    assert response.json()["message"].startswith("body: not valid JSON")
     assert (await client.get("/users", headers=h)).json() == {"data": []}
 
     events = await client.post("/events", content=b'{"Entries": [', headers=h)
     assert events.status_code == 400
-    assert "malformed JSON" in events.json()["message"]
+    assert "not valid JSON" in events.json()["message"]
     empty = await client.post("/events", content=b"", headers=h)
     assert empty.status_code == 400
     assert cp.bus.recent() == []

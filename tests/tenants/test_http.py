@@ -145,7 +145,7 @@ BAD_BODIES: list[tuple[Any, str]] = [
     ({"tenantData": {"tenantId": "chosen-by-client"}}, "tenantData.tenantId: set by the control plane"),
     ([{"tenantData": {}}], "expected a JSON object"),
     ("not json", "not valid JSON"),
-    ('{"tenantData": {"price": NaN}}', "NaN is not a JSON number"),
+    ('{"tenantData": {"price": NaN}}', "tenantData.price: not a finite JSON number"),
     ('{"tenantData": {"name": "\\ud800"}}', "unpaired UTF-16 surrogate"),
     ('{"tenantData": ' + "[" * 40 + "]" * 40 + "}", "nests deeper than 32 levels"),
     ("[" * 100_000 + "]" * 100_000, "nests deeper than 32 levels"),

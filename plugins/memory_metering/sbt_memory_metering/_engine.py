@@ -45,6 +45,10 @@ from .settings import MemoryMeteringSettings
 __all__ = ["ColumnsResult", "Engine", "IngestResult"]
 
 _DAY_MS = 86_400_000
+#: Largest sum of value magnitudes a meter accepts: every SUM and AVG of a subset stays below it, so no
+#: aggregate leaves the float range (max ~1.8e308), with room for rounding. A value that would pass it is
+#: refused at ingest (400 / a rejected result), never stored to answer infinity later.
+MAX_MAGNITUDE = 1e308
 _BULK = 100_000  # rows of a bulk load after which freed heap is handed back (see _memory.py)
 
 
@@ -288,6 +292,12 @@ class Engine:
                     value = float(store.text_code(as_text(raw))) if store.unique else as_number(raw)
                 except ValueError as exc:
                     raise _Rejected(f"usage event {event.identifier!r}: {prop} {exc}") from None
+            if not store.unique:
+                magnitude = store.magnitude + abs(value)
+                if magnitude > MAX_MAGNITUDE:
+                    raise _Rejected(f"usage event {event.identifier!r}: {prop} {value!r} would take meter "
+                                    f"{meter.meter_id!r}'s aggregates beyond ±{MAX_MAGNITUDE:g}, which an answer "
+                                    "cannot carry")
         ms = floor_ms(event.timestamp)
         if ms < now_ms - self._past_ms or ms > now_ms + self._future_ms:
             raise _Rejected(f"usage event {event.identifier!r}: timestamp {event.timestamp.isoformat()} is outside "
@@ -307,6 +317,8 @@ class Engine:
         if sid is None:
             dims = () if not names else tuple(key[1:])
             sid = store.series_by_key[key] = store.series_id(self.tenant_code(tenant), dims)
+        if prop is not None and not store.unique:
+            store.magnitude += abs(value)  # checked above; counted once the event is accepted
         return store, ms, value, sid
 
     def ingest(self, event: UsageEvent) -> None:
@@ -453,6 +465,10 @@ class Engine:
                             bad.append(f"row {i} ({identifiers[i]}): {meter.value_property} {exc}")
                 for i in np.flatnonzero(~np.isfinite(val))[:5].tolist():
                     bad.append(f"row {i} ({identifiers[i]}): {meter.value_property} must be finite")
+                magnitude = store.magnitude + float(np.abs(val).sum())
+                if not bad and not magnitude <= MAX_MAGNITUDE:
+                    bad.append(f"{meter.value_property}: these values would take meter {meter.meter_id!r}'s "
+                               f"aggregates beyond ±{MAX_MAGNITUDE:g}, which an answer cannot carry")
             outside = np.flatnonzero((ts < now - self._past_ms) | (ts > now + self._future_ms))
             bad += [f"row {i} ({identifiers[i]}): timestamp outside the accepted horizon" for i in outside[:5].tolist()]
             tenant_list = tenant_ids.tolist() if isinstance(tenant_ids, np.ndarray) else tenant_ids
@@ -472,6 +488,8 @@ class Engine:
             tenant = np.fromiter(map(self.tenant_codes.__getitem__, tenant_list), dtype=np.int64, count=n)
             ser = self._series_of_columns(store, tenant, dimensions or {}, n)
             store.flush()
+            if meter.value_property is not None and not store.unique:
+                store.magnitude = magnitude
             hashes = id_hashes(identifiers)
             keep = store.append(ts, val, ser, hashes, now)
             self.recorder.ingested(store, ts, val, ser, hashes, now)

@@ -167,6 +167,8 @@ class _Replay:
             store = self.store(seq)
             if series >= len(store.series_tenant):
                 raise ReplayError(f"series {series} of meter #{seq} was never defined")
+            if store.meter.value_property is not None and not store.unique:
+                store.magnitude += abs(value)  # as Engine counted it when the event was accepted
             store.p_ts.append(ms)
             store.p_val.append(value)
             store.p_ser.append(series)
@@ -188,6 +190,8 @@ class _Replay:
             if count and int(ser.max()) >= len(store.series_tenant):
                 raise ReplayError(f"a batch of meter #{seq} uses a series that was never defined")
             store.flush()
+            if store.meter.value_property is not None and not store.unique:
+                store.magnitude += float(np.abs(val).sum())
             store.append(ts, val, ser, hashes, recv)
         elif kind == b"J":
             self.apply_json(json.loads(payload[1:].tobytes()))

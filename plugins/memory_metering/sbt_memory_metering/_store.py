@@ -70,6 +70,9 @@ class MeterStore:
         self.ser = np.empty(0, dtype=np.int32)
         self.flags = np.empty(0, dtype=np.uint8)
         self.cancelled = 0
+        #: Sum of the magnitudes of every value accepted (cancelled ones too): it bounds every SUM or AVG a
+        #: query can compute, so keeping it under MAX_MAGNITUDE keeps every aggregate finite.
+        self.magnitude = 0.0
         # Series: (tenant code, dimension codes) -> series id.
         self.series: dict[tuple[int, tuple[int, ...]], int] = {}
         self.series_tenant: list[int] = []
@@ -432,6 +435,7 @@ class MeterStore:
         self.ser, self.flags = state["ser"].astype(np.int32), state["flags"].astype(np.uint8)
         self.n = len(self.ts)
         self.cancelled = int(((self.flags & CANCELLED) != 0).sum())
+        self.magnitude = 0.0 if self.unique else float(np.abs(self.val).sum())
         self.dim_values = [list(v) for v in state["dim_values"]]
         self.dim_codes = [{t: i for i, t in enumerate(v)} for v in self.dim_values]
         self.series_tenant = [int(t) for t in state["series_tenant"]]

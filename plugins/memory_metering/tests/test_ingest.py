@@ -255,3 +255,31 @@ def test_bulk_redelivery_and_repeats(new_provider: Callable[..., MemoryMetering]
                                      ["late", "late", "late"])
     assert (result.accepted, result.duplicates) == (2, 1)
     assert total(provider, meter.meter_id) == {"t1": float(n), "t2": float(sum(range(100))), "t3": 3.0}
+
+
+def test_a_value_that_would_take_a_sum_out_of_the_float_range_is_refused_at_ingest(
+        provider: MemoryMetering, meter_id: str) -> None:
+    # Each 1e308 is finite; two of them sum to infinity, which no answer can carry.
+    provider.metering_ingest_usage_event(event("big-1", 1e308))
+    with pytest.raises(BadRequestError, match="'big-2'.*beyond"):
+        provider.metering_ingest_usage_event(event("big-2", 1e308))
+    with pytest.raises(BadRequestError, match="'big-3'.*beyond"):
+        provider.metering_ingest_usage_event(event("big-3", -1e308, tenant="t2"))  # magnitudes, any tenant
+    [result] = provider.ingest_batch([event("big-4", 1e308)])
+    assert result.status == "rejected" and "beyond" in (result.error or "")
+    with pytest.raises(BadRequestError, match="beyond"):
+        provider.ingest_columns("calls", ["t1"], [int(NOW.timestamp() * 1000) - 1000], [1e308], ["big-5"])
+    assert total(provider, meter_id) == {"t1": 1e308}
+    provider.metering_ingest_usage_event(event("small", 1.0))  # room is left for ordinary values
+
+
+def test_the_magnitude_bound_survives_a_snapshot(new_provider: Callable[..., MemoryMetering]) -> None:
+    first = new_provider(snapshot=True)
+    meter_id = first.metering_create_meter(MeterCreate(name="calls", event_name="calls")).meter_id
+    first.metering_ingest_usage_event(event("big-1", 1e308))
+    first.sbt_shutdown()
+    second = new_provider(snapshot=True)
+    second.sbt_startup()
+    with pytest.raises(BadRequestError, match="beyond"):
+        second.metering_ingest_usage_event(event("big-2", 1e308))
+    assert total(second, meter_id) == {"t1": 1e308}

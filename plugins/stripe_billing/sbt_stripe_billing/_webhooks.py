@@ -23,8 +23,8 @@ tenant is still billed, e.g. a plan change done as cancel + new subscription).
 
 from __future__ import annotations
 
-import json
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -32,6 +32,7 @@ from typing import Any
 import attrs
 import stripe
 
+from sbt_core import input_policy
 from sbt_core.errors import BadRequestError, NotFoundError
 from sbt_core.models import DetailType, WebhookRequest, WebhookResponse
 
@@ -63,28 +64,55 @@ class Emission:
         return str(uuid.uuid5(WEBHOOK_NAMESPACE, self.key))
 
 
-def verify(request: WebhookRequest, settings: StripeBillingSettings) -> dict[str, Any]:
+#: How far in the future a ``Stripe-Signature`` timestamp may be, in seconds: the clocks of Stripe and of
+#: this host differ a little. Stripe's SDK checks only the past (``webhook_tolerance_seconds``), so a
+#: signature dated later than this is refused: it was not made by Stripe now.
+MAX_FUTURE_SKEW_SECONDS = 60
+
+
+def _signature_time(header: str) -> int:
+    """The ``t=`` timestamp of a ``Stripe-Signature`` header (``t=<unix>,v1=<hex>[,...]``).
+
+    :raises BadRequestError: none, several, or one that is not an integer.
+    """
+    stamps = [part[2:] for part in header.split(",") if part.strip().startswith("t=")]
+    if len(stamps) != 1 or not stamps[0].strip().isdigit():
+        raise BadRequestError("invalid Stripe-Signature: expected one t=<unix time>")
+    return int(stamps[0])
+
+
+def verify(request: WebhookRequest, settings: StripeBillingSettings, *, now: float | None = None) -> dict[str, Any]:
     """The verified Stripe event as a plain dict.
 
     :raises BadRequestError: no signing secret configured, no ``Stripe-Signature`` header, a signature
-        that does not match the raw body (or is older than the tolerance), or a body that is not JSON.
+        that does not match the raw body (or is older than the tolerance, or dated more than
+        :data:`MAX_FUTURE_SKEW_SECONDS` ahead), or a body that is not a Stripe event (an object with
+        string ``id`` and ``type`` and a ``data.object`` object) under sbt's input policy.
     """
     if settings.webhook_secret is None:
         raise BadRequestError("webhook signing secret is not configured ([providers.billing] webhook_secret)")
     signature = request.header("stripe-signature")
     if not signature:
         raise BadRequestError("missing Stripe-Signature header")
+    if _signature_time(signature) > (time.time() if now is None else now) + MAX_FUTURE_SKEW_SECONDS:
+        raise BadRequestError(f"invalid Stripe-Signature: dated more than {MAX_FUTURE_SKEW_SECONDS} s in the future")
     try:
-        stripe.Webhook.construct_event(request.body, signature, settings.webhook_secret.get_secret_value(),
-                                       tolerance=settings.webhook_tolerance_seconds)
-    except stripe.SignatureVerificationError:
+        # The signature alone (the SDK's construct_event also builds a StripeObject, which fails on
+        # bodies that are not objects): the shape is checked below.
+        stripe.WebhookSignature.verify_header(request.body, signature,
+                                              settings.webhook_secret.get_secret_value(),
+                                              tolerance=settings.webhook_tolerance_seconds)
+    except (stripe.SignatureVerificationError, ValueError):  # ValueError: a body that is not UTF-8
         raise BadRequestError("invalid Stripe-Signature") from None
-    except ValueError:
-        raise BadRequestError("webhook body is not a JSON Stripe event") from None
-    # The SDK's StripeObject is not a mapping (SDK 16); the verified raw body is the plain form.
-    event = json.loads(request.body)
-    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str):
-        raise BadRequestError("webhook body is not a Stripe event")
+    event = input_policy.loads(request.body)
+    data = event.get("data") if isinstance(event, dict) else None
+    if not isinstance(event, dict) or not isinstance(event.get("id"), str) or not isinstance(event.get("type"), str) \
+            or event.get("object", "event") != "event" or not isinstance(data, dict) \
+            or not isinstance(data.get("object"), dict):
+        raise BadRequestError("webhook body is not a Stripe event ({id, type, data: {object: {...}}})")
+    for key in ("metadata", "cancellation_details"):
+        if data["object"].get(key) is not None and not isinstance(data["object"][key], dict):
+            raise BadRequestError(f"webhook body is not a Stripe event: data.object.{key} must be an object")
     return event
 
 
@@ -130,6 +158,9 @@ def handle_webhook(request: WebhookRequest, settings: StripeBillingSettings, sto
 
     :raises NotFoundError: ``{path}`` is not this provider's ``webhook_path``.
     :raises BadRequestError: see :func:`verify`; nothing is published.
+
+    The answer is ``{"received": true}`` plus ``"emitted": <detail type>`` only when this call published
+    an event, ``"duplicate": true`` for a redelivered Stripe event, or ``"ignored": <why>``.
     """
     if request.path.strip("/") != settings.webhook_path:
         raise NotFoundError(f"no billing webhook at /billing/{request.path}")
@@ -142,10 +173,14 @@ def handle_webhook(request: WebhookRequest, settings: StripeBillingSettings, sto
         log.info("stripe webhook %s ignored: %s", event["id"], outcome)
         store.mark("webhook", event["id"])
         return WebhookResponse(body={"received": True, "ignored": outcome})
-    if not store.seen("emitted", outcome.key):
-        # Publish before marking: if marking fails Stripe redelivers, and the deterministic event id
-        # lets the bus drop the second copy.
-        publish(outcome)
-        store.mark("emitted", outcome.key)
+    if store.seen("emitted", outcome.key):
+        # E.g. invoice.paid after invoice.payment_succeeded for the same invoice: published once already.
+        store.mark("webhook", event["id"])
+        return WebhookResponse(body={"received": True, "ignored": f"{event['type']}: {outcome.detail_type} "
+                                                                  f"was already emitted for {outcome.key}"})
+    # Publish before marking: if marking fails Stripe redelivers, and the deterministic event id lets
+    # the bus drop the second copy.
+    publish(outcome)
+    store.mark("emitted", outcome.key)
     store.mark("webhook", event["id"])
     return WebhookResponse(body={"received": True, "emitted": outcome.detail_type})

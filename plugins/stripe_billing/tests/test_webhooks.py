@@ -175,3 +175,49 @@ def test_deleting_one_of_two_subscriptions_does_not_deactivate(localstripe_billi
 
     stripe_api.v1.subscriptions.cancel(second.id)
     wait(lambda: localstripe_billing.of("deactivateRequest", "t-w7"), "deactivateRequest after the last one")
+
+
+def signed_raw(body: bytes, secret: str = WEBHOOK_SECRET, at: int | None = None) -> WebhookRequest:
+    ts = int(time.time()) if at is None else at
+    signature = stripe.WebhookSignature._compute_signature(f"{ts}.{body.decode()}", secret)
+    return WebhookRequest(path="stripe", body=body, headers={"stripe-signature": f"t={ts},v1={signature}"})
+
+
+def test_a_signature_dated_in_the_future_beyond_the_skew_is_refused(localstripe_billing, onboarding_event):
+    from sbt_stripe_billing._webhooks import MAX_FUTURE_SKEW_SECONDS
+
+    customer = localstripe_billing.facade.create_customer(onboarding_event("t-w9", prices=[]))
+    body = json.dumps({"id": "evt_future", "type": "invoice.paid", "data": {"object": {
+        "id": "in_9", "customer": customer.customer_id, "amount_paid": 1, "currency": "usd"}}}).encode()
+    with pytest.raises(BadRequestError, match="in the future"):
+        localstripe_billing.facade.webhook(signed_raw(body, at=int(time.time()) + 3600))
+    assert localstripe_billing.events == []
+    near = localstripe_billing.facade.webhook(signed_raw(body, at=int(time.time()) + MAX_FUTURE_SKEW_SECONDS // 2))
+    assert near.body["emitted"] == "billingSuccess"
+
+
+@pytest.mark.parametrize("body", [b"[]", b"null", b'"evt"', b"{}", b'{"id": "evt_x", "type": "invoice.paid"}',
+                                  b'{"id": "evt_x", "type": "invoice.paid", "data": []}',
+                                  b'{"id": "evt_x", "type": "invoice.paid", "data": {"object": "in_1"}}',
+                                  b'{"id": "evt_x", "type": 5, "data": {"object": {}}}',
+                                  b'{"id": "evt_x", "object": "charge", "type": "x", "data": {"object": {}}}',
+                                  b'{"id": "evt_x", "type": "customer.subscription.deleted", '
+                                  b'"data": {"object": {"metadata": "t1"}}}',
+                                  b'{"id": "evt_x", "type": "invoice.paid", "data": {"object": {"amount_paid": NaN}}}',
+                                  b'{"id": "evt_x", "type": "invoice.paid", "data": {"object": {"id": "\\ud800"}}}'])
+def test_a_validly_signed_body_that_is_not_a_stripe_event_is_400_and_emits_nothing(localstripe_billing, body):
+    with pytest.raises(BadRequestError):
+        localstripe_billing.facade.webhook(signed_raw(body))
+    assert localstripe_billing.events == []
+
+
+def test_emitted_is_answered_only_when_an_event_was_published(localstripe_billing, onboarding_event):
+    customer = localstripe_billing.facade.create_customer(onboarding_event("t-w10", prices=[]))
+    invoice = {"id": "in_10", "customer": customer.customer_id, "amount_paid": 5, "currency": "usd"}
+    first = localstripe_billing.facade.webhook(signed({"id": "evt_p", "type": "invoice.paid",
+                                                       "data": {"object": invoice}}))
+    second = localstripe_billing.facade.webhook(signed({"id": "evt_q", "type": "invoice.payment_succeeded",
+                                                        "data": {"object": invoice}}))
+    assert first.body["emitted"] == "billingSuccess"
+    assert "emitted" not in second.body and "already emitted" in second.body["ignored"]
+    assert len(localstripe_billing.of("billingSuccess")) == 1

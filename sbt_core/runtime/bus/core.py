@@ -44,9 +44,10 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import attrs
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
+from ... import input_policy
 from ...config import EventsConfig
-from ...errors import NotFoundError, ProviderError, SbtError
-from ...models import Event, canonical_detail_type, output_detail_type, utcnow
+from ...errors import BadRequestError, NotFoundError, ProviderError, SbtError
+from ...models import Event, canonical_detail_type, output_detail_type, to_json, utcnow
 from ...triggers import EventTrigger
 from ..logs import delivery_fields
 from ..seams import DeliveryState, EventRecord, PutEventsEntryResult
@@ -105,6 +106,19 @@ class _Unobserved:
 
     def dead_lettered(self, binding: str, reason: DeadLetterReason, count: int = 1) -> None:
         pass
+
+
+def policy_problem(event: Event) -> str | None:
+    """``"<field>: <why>"`` when the input policy refuses ``event``'s names or detail, else None."""
+    for field, name in (("source", event.source), ("detail-type", event.detail_type), ("id", event.id)):
+        problem = input_policy.name_problem(name)
+        if problem is not None:
+            return f"{field}: {problem}"
+    return input_policy.detail_problem(event.detail)
+
+
+def _refused(problem: str) -> PutEventsEntryResult:
+    return PutEventsEntryResult(error_code="InvalidArgument", error_message=problem)
 
 
 @attrs.frozen
@@ -237,16 +251,22 @@ class Bus:
         """Accept a batch (PutEvents-like), one result per entry in order. Never blocks on handlers.
 
         An event matching no target is accepted and logged with no deliveries (EventBridge does the
-        same). Each entry fails alone with ``errorCode`` ``BusClosed`` once the bus has stopped.
+        same). Each entry fails alone with ``errorCode`` ``BusClosed`` once the bus has stopped, and with
+        ``InvalidArgument`` when the input policy (:mod:`sbt_core.input_policy`) refuses its names or
+        detail — before it is logged or queued.
         """
-        if not self.accept_batch(events):
-            return [_BUS_CLOSED] * len(events)
-        return [PutEventsEntryResult(event_id=event.id) for event in events]
+        refused = {i: problem for i, event in enumerate(events) if (problem := policy_problem(event)) is not None}
+        accepted = [event for i, event in enumerate(events) if i not in refused] if refused else events
+        if accepted and not self.accept_batch(accepted):
+            return [_BUS_CLOSED if i not in refused else _refused(refused[i]) for i in range(len(events))]
+        return [_refused(refused[i]) if i in refused else PutEventsEntryResult(event_id=event.id)
+                for i, event in enumerate(events)]
 
     def accept_batch(self, events: Sequence[Event]) -> bool:
         """:meth:`put_events` without the per-entry result records: True when every event was accepted
         (each under its own ``id``), False when none was because the bus has stopped. ``POST /events``
-        uses it to answer a hundred entries without building a hundred records first."""
+        uses it to answer a hundred entries without building a hundred records first, having put each
+        entry through the input policy as it parsed it (so this does not again)."""
         return self._accept(events)
 
     def _accept(self, events: Sequence[Event], only: _Target | None = None) -> bool:
@@ -259,6 +279,9 @@ class Bus:
         ids = list(map(_EVENT_ID, events))
         with self._lock:
             self._apply_outcomes()
+            # What a failed send must restore: the log entries of re-put ids (usually none).
+            log_ = self._log
+            prior = None if log_.keys().isdisjoint(ids) else {i: log_[i] for i in ids if i in log_}
             targets = self._uniform_targets(events, ids, only)
             if targets is None:
                 messages = self._accept_each(events, only, received, now, wall)
@@ -266,11 +289,38 @@ class Bus:
                 messages = self._accept_uniform(events, ids, targets, received, now, wall)
             self._trim_log()
         if messages:
-            self.transport.send(messages)
+            try:
+                self.transport.send(messages)
+            except BaseException:
+                self._unaccept(ids, prior, messages, now)
+                raise
             for message in messages:
                 self.observer.accepted(message.target, len(message.events))
         self._notify(events)
         return True
+
+    def _unaccept(self, ids: list[str], prior: dict[str, LogEntry] | None, messages: list[Message],
+                  now: float) -> None:
+        """Undo an accept whose messages the transport refused: the batch leaves no log row and no
+        remembered id, so a write that failed leaves no trace (and a retry is not taken for a duplicate)."""
+        with self._lock:
+            for event_id in ids:
+                entry = prior.get(event_id) if prior is not None else None
+                if entry is None:
+                    self._log.pop(event_id, None)
+                else:
+                    self._log[event_id] = entry
+            for message in messages:
+                target = self._targets.get(message.target)
+                if target is None:
+                    continue
+                added = {event.id for event in message.events}
+                target.accepted -= len(message.events)
+                seen = target.seen
+                if seen.enabled:
+                    seen.ids.difference_update(added)
+                    group = seen.group(now)
+                    group[:] = [event_id for event_id in group if event_id not in added]
 
     def _uniform_targets(self, events: Sequence[Event], ids: list[str], only: _Target | None) -> list[_Target] | None:
         """(Lock held.) The targets of a batch whose events all go to the same targets and need no per-event
@@ -382,8 +432,12 @@ class Bus:
         ``[events] naming`` (``sbt_aws`` prefixes the standard names); returns the event as put.
 
         This is the sink attached to every provider's :class:`~sbt_core.provider.ProviderContext`.
+        :raises BadRequestError: the input policy refuses its names or detail.
         :raises SbtError: the bus refused it (stopped).
         """
+        problem = policy_problem(event)
+        if problem is not None:
+            raise BadRequestError(f"event {event.detail_type!r} {event.id}: {problem}")
         named = output_detail_type(event.detail_type, self.config.naming)
         if named != event.detail_type:
             event = attrs.evolve(event, detail_type=named)
@@ -729,6 +783,7 @@ class Bus:
         with self._lock:
             self._apply_outcomes()
             number = next(self._batches)
+            before = {letter.event.id: self._log.get(letter.event.id) for letter in claimed}
             for letter in claimed:
                 found = self._targets[letter.target]
                 self._put_slot(letter.event, letter.target,
@@ -738,9 +793,19 @@ class Bus:
         if messages:
             try:
                 self.transport.send(messages)
-            except RuntimeError:  # the bus stopped meanwhile: the claimed letters go back, not lost
+            except BaseException as exc:  # e.g. the bus stopped meanwhile: the letters go back as they were
+                with self._lock:
+                    for letter in claimed:
+                        self._targets[letter.target].accepted -= 1
+                        entry = before[letter.event.id]
+                        if entry is None:
+                            self._log.pop(letter.event.id, None)
+                        else:
+                            self._log[letter.event.id] = entry
                 self.dead_letter_store.add(claimed)
-                raise SbtError("the event bus has stopped") from None
+                if isinstance(exc, RuntimeError):
+                    raise SbtError("the event bus has stopped") from None
+                raise
             for message in messages:
                 self.observer.accepted(message.target, len(message.events))
         return claimed
@@ -748,12 +813,15 @@ class Bus:
     # --- lifecycle ------------------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start one worker thread per target; idempotent."""
+        """Start one worker thread per target (after the start-up check of the dead letters: those holding
+        values an answer cannot carry are logged with their ids); idempotent."""
         with self._lock:
             if self._started:
                 return
             self._started = True
             targets = list(self._targets.values())
+        input_policy.report_unanswerable("dead letters", (
+            (f"{letter.event.id} ({letter.target})", to_json(letter)) for letter in self.dead_letter_store.select()))
         for target in targets:
             self._spawn(target)
 

@@ -12,16 +12,17 @@ in memory or in ``<state_dir>/events.sqlite3``, see ``dead_letters.py``).
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from ... import input_policy
 from ...errors import BadRequestError
 from ...models import to_json
 from ...triggers import RouteTrigger
+from ..http._json import JSONAnswer
 from ..seams import QueryParam, RouteDoc, RouteGroup, document_route
 from .core import Bus
 from .dead_letters import DeadLetter
@@ -58,17 +59,14 @@ def dead_letter_routes(bus: Bus) -> RouteGroup:
         """Dead-lettered events with the target that failed them, oldest first."""
         filters = read_filters(dict(request.query_params) or None)
         letters = await run_in_threadpool(lambda: bus.dead_letters(**filters))  # the store may be a database
-        return JSONResponse({"data": to_json(letters)})
+        return JSONAnswer({"data": to_json(letters)})
 
     async def replay_dead_letters(request: Request) -> Response:
         """Re-deliver dead letters, each to the target that failed it only."""
         body = await request.body()
-        try:
-            data = json.loads(body) if body.strip() else None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise BadRequestError(f"malformed JSON body: {exc}") from None
+        data = input_policy.loads(body) if body.strip() else None
         replayed = await run_in_threadpool(lambda: bus.replay(**read_filters(data)))
-        return JSONResponse({"data": to_json(replayed)})
+        return JSONAnswer({"data": to_json(replayed)})
 
     def letters_schema(reg: Any) -> dict[str, Any]:
         return {"type": "object", "properties": {"data": {"type": "array", "items": reg.ref(DeadLetter)}},

@@ -1,37 +1,58 @@
-"""JSON for the HTTP hot paths: ``orjson`` where it gives exactly the standard library's answer.
+"""JSON answers: every route answers through :class:`JSONAnswer`, which never fails on what is stored.
 
-``orjson`` parses a PutEvents body and its ``Detail`` strings about 5-8 times faster than ``json``. It is
-stricter in a few corners (``NaN``/``Infinity``, integers beyond 64 bits, lone surrogates, UTF-16/32
-bytes), so :func:`loads` falls back to ``json.loads`` whenever ``orjson`` refuses: whatever the standard
-library accepts is still accepted with the same value, and a malformed document fails with the standard
-library's message (line and column), exactly as before. Only documents that are refused pay twice.
+Decoding requests is :func:`sbt_core.input_policy.loads` (``orjson`` where it accepts, the standard
+library's messages where it refuses, the input policy on top).
 """
 
 from __future__ import annotations
 
-import json
+import logging
 from typing import Any
 
 import orjson
 from starlette.responses import JSONResponse
 
-__all__ = ["FastJSONResponse", "loads"]
+from ...input_policy import REPLACED_KEY, answerable
+
+__all__ = ["FastJSONResponse", "JSONAnswer"]
+
+log = logging.getLogger("sbt.http")
 
 
-def loads(data: bytes | str) -> Any:
-    """``json.loads(data)``, computed by ``orjson`` when it can.
+class JSONAnswer(JSONResponse):
+    """Starlette's :class:`JSONResponse` (the same bytes), except that content holding a value JSON cannot
+    carry — a non-finite number, an unpaired surrogate, nesting too deep, stored before the input policy
+    refused them — is answered with those values replaced (:func:`~sbt_core.input_policy.answerable`) and
+    each record so changed flagged with ``"sbt_replaced": [paths]``. A record is each item of ``data``
+    when it is a list, else ``data``, else the whole body."""
 
-    :raises json.JSONDecodeError: ``data`` is not JSON (the standard library's error).
-    :raises UnicodeDecodeError: bytes that are not text in any encoding ``json`` detects.
-    """
-    try:
-        return orjson.loads(data)
-    except orjson.JSONDecodeError:
-        return json.loads(data)
+    def render(self, content: Any) -> bytes:
+        try:
+            return super().render(content)
+        except (ValueError, UnicodeEncodeError, RecursionError):
+            pass
+        fixed = _answerable_body(content)
+        log.warning("answered stored values JSON cannot carry with replacements (flagged %r)", REPLACED_KEY)
+        return super().render(fixed)
 
 
-class FastJSONResponse(JSONResponse):
-    """A :class:`JSONResponse` rendered by ``orjson``: the same compact UTF-8 bytes as Starlette's for
+def _flagged(record: Any) -> Any:
+    fixed, replaced = answerable(record)
+    if replaced and isinstance(fixed, dict):
+        fixed = {**fixed, REPLACED_KEY: replaced}
+    return fixed
+
+
+def _answerable_body(content: Any) -> Any:
+    if isinstance(content, dict) and "data" in content:
+        data = content["data"]
+        data = [_flagged(item) for item in data] if isinstance(data, list) else _flagged(data)
+        return answerable({**content, "data": data})[0]
+    return _flagged(content)
+
+
+class FastJSONResponse(JSONAnswer):
+    """A :class:`JSONAnswer` rendered by ``orjson``: the same compact UTF-8 bytes as Starlette's for
     content made of strings, ints, bools, None, lists and dicts — what the PutEvents answer holds.
 
     Not for content with floats: ``orjson`` writes NaN as ``null`` where Starlette refuses it. Anything

@@ -21,11 +21,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.middleware import Middleware
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ... import input_policy
 from ...bindings import CORE_ROUTES, BindingTable, find_route_clashes
 from ...errors import BadRequestError, PayloadTooLargeError, SbtError, StartupError, UnauthorizedError
 from ...hookspecs import CONTRACT
@@ -35,7 +36,7 @@ from ...triggers import RouteTrigger
 from ..authorizer import Authorizer, JwksSource, StaticJwks, bearer_token
 from ..seams import EventBus, QueryParam, RouteGroup, Schema, route_doc
 from . import events as ev
-from ._json import FastJSONResponse
+from ._json import FastJSONResponse, JSONAnswer
 from .hooks import HOOK_ROUTES, HookRoute, json_body
 
 if TYPE_CHECKING:
@@ -84,24 +85,24 @@ class Operation:
 
 # --- errors ------------------------------------------------------------------------------------------------
 
-def error_response(exc: SbtError) -> JSONResponse:
+def error_response(exc: SbtError) -> JSONAnswer:
     """``{"message": ...}`` with the error's status; 401/403 carry ``WWW-Authenticate`` (RFC 6750)."""
     headers = {}
     if exc.status == 401:
         headers["www-authenticate"] = 'Bearer error="invalid_token"'
     elif exc.status == 403:
         headers["www-authenticate"] = 'Bearer error="insufficient_scope"'
-    return JSONResponse({"message": exc.message}, exc.status, headers=headers)
+    return JSONAnswer({"message": exc.message}, exc.status, headers=headers)
 
 
-def _internal_error() -> JSONResponse:
-    return JSONResponse({"message": "Internal server error"}, 500)
+def _internal_error() -> JSONAnswer:
+    return JSONAnswer({"message": "Internal server error"}, 500)
 
 
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     # Starlette's own 404 (no route) and 405 (wrong method) in our envelope.
-    return JSONResponse({"message": exc.detail}, exc.status_code, headers=dict(exc.headers or {}))
+    return JSONAnswer({"message": exc.detail}, exc.status_code, headers=dict(exc.headers or {}))
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
@@ -186,6 +187,7 @@ def _guard(op: Operation, authorizer: Authorizer | None) -> Endpoint:
     async def endpoint(request: Request) -> Response:
         try:
             request.state.claims = None
+            _check_names(request)
             if needs_jwt:
                 if authorizer is None:
                     raise UnauthorizedError("no auth provider is configured, so routes that need a token are closed")
@@ -206,6 +208,16 @@ def _guard(op: Operation, authorizer: Authorizer | None) -> Endpoint:
             return _internal_error()
 
     return endpoint
+
+
+def _check_names(request: Request) -> None:
+    """The input policy for path parameters (ids) and query parameters: no control characters."""
+    for where, params in (("path", request.path_params), ("query", request.query_params)):
+        for key, value in params.items():
+            if isinstance(value, str):
+                problem = input_policy.name_problem(value)
+                if problem is not None:
+                    raise BadRequestError(f"{key} ({where}): {problem}")
 
 
 # --- operations ------------------------------------------------------------------------------------------------
@@ -279,10 +291,10 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
     bus = cp.bus
 
     async def health(request: Request) -> Response:
-        return JSONResponse({"status": "ok"})
+        return JSONAnswer({"status": "ok"})
 
     async def openapi_json(request: Request) -> Response:
-        return JSONResponse(openapi())
+        return JSONAnswer(openapi())
 
     async def put_events(request: Request) -> Response:
         parsed = ev.parse_entries(json_body(await request.body()))
@@ -294,11 +306,11 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
         if not raw.isdigit() or not 1 <= int(raw) <= MAX_EVENTS_PAGE:
             raise BadRequestError(f"limit: must be an integer between 1 and {MAX_EVENTS_PAGE}")
         records = await run_in_threadpool(bus.recent, int(raw))
-        return JSONResponse({"data": [to_json(r) for r in records], "total": bus.logged()})
+        return JSONAnswer({"data": [to_json(r) for r in records], "total": bus.logged()})
 
     async def get_event(request: Request) -> Response:
         record = ev.get_record(bus, request.path_params["eventId"])
-        return JSONResponse({"data": to_json(record)})
+        return JSONAnswer({"data": to_json(record)})
 
     def status_schema(reg: Any) -> dict[str, Any]:
         return {"type": "object", "properties": {"status": {"type": "string", "enum": ["ok"]}}, "required": ["status"]}

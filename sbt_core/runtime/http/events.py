@@ -10,7 +10,6 @@ rejects the others, exactly as PutEvents reports per-entry failures.
 
 from __future__ import annotations
 
-import json
 import operator
 import uuid
 from collections.abc import Iterator
@@ -20,10 +19,10 @@ from typing import Any, cast
 
 import orjson
 
+from ... import input_policy
 from ...errors import BadRequestError, NotFoundError
 from ...models import Event, from_json, parse_timestamp, to_json, utcnow
 from ..seams import EventBus, EventRecord, PutEventsEntryResult
-from . import _json as fast_json
 
 __all__ = ["event_record_json", "parse_entries", "parse_entry", "put_events_response"]
 
@@ -79,13 +78,20 @@ def _put_events_entry(entry: dict[str, Any], event_id: str, received: datetime) 
     if not isinstance(source, str) or not isinstance(detail_type, str) or not source.strip() \
             or not detail_type.strip():
         raise EntryError(INVALID_ARGUMENT, "Source and DetailType must be non-empty strings")
+    for key, name in (("Source", source), ("DetailType", detail_type)):
+        problem = input_policy.name_problem(name)
+        if problem is not None:
+            raise EntryError(INVALID_ARGUMENT, f"{key}: {problem}")
     if isinstance(detail, str):
         try:
-            detail = fast_json.loads(detail)
-        except json.JSONDecodeError as exc:
-            raise EntryError(MALFORMED_DETAIL, f"Detail is not valid JSON: {exc.msg}") from None
+            detail = input_policy.loads(detail, "Detail")
+        except BadRequestError as exc:
+            raise EntryError(MALFORMED_DETAIL, exc.message) from None
     if not isinstance(detail, dict):
         raise EntryError(MALFORMED_DETAIL, "Detail must be a JSON object")
+    problem = input_policy.detail_problem(detail, "Detail")
+    if problem is not None:
+        raise EntryError(MALFORMED_DETAIL, problem)
     resources = entry.get("Resources")
     if resources is None:
         resources = []
@@ -113,6 +119,14 @@ def parse_entry(entry: Any, *, event_id: str | None = None, received: datetime |
         raise EntryError(INVALID_ARGUMENT, "an entry must be a JSON object")
     if "DetailType" in entry or "Source" in entry or "Detail" in entry:
         return _put_events_entry(entry, event_id or new_event_ids(1)[0], received or utcnow())
+    for key in ("source", "detail-type", "id"):
+        value = entry.get(key)
+        problem = input_policy.name_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            raise EntryError(INVALID_ARGUMENT, f"{key}: {problem}")
+    problem = input_policy.detail_problem(entry.get("detail"))
+    if problem is not None:
+        raise EntryError(MALFORMED_DETAIL, problem)
     try:
         return from_json(Event, entry)
     except BadRequestError as exc:
@@ -173,16 +187,28 @@ def _parse_batch(entries: list[Any], ids: list[str], received: datetime) -> list
         sources, detail_types, raw = zip(*map(_PLAIN_FIELDS, entries), strict=True)  # KeyError: an entry lacks one
         for source, detail_type in set(zip(sources, detail_types, strict=True)):
             if type(source) is not str or type(detail_type) is not str or not source.strip() \
-                    or not detail_type.strip():
+                    or not detail_type.strip() or not source.isprintable() or not detail_type.isprintable():
                 return None
         if set(map(type, raw)) != {str}:
             return None
+        brackets = map(operator.add, map(str.count, raw, repeat("{")), map(str.count, raw, repeat("[")))
+        if max(brackets) > input_policy.MAX_DEPTH:  # as input_policy.plainly_shallow, in C-level passes
+            return None  # the entry-by-entry path decodes (and names the depth) under the input policy
+        # orjson refuses NaN, infinities and unpaired surrogates, as the input policy does
         details = list(map(orjson.loads, raw))
         times = _batch_times(entries, received) if "Time" in fields else [received] * len(entries)
         resources = _batch_resources(entries) if "Resources" in fields else None
     except (KeyError, TypeError, ValueError):  # a missing or unhashable field, a malformed Detail, Time or Resources
         return None
     if set(map(type, details)) != {dict}:
+        return None
+    try:
+        for key in input_policy.DETAIL_ID_KEYS:  # each distinct name once; one not printable: entry by entry
+            names = set(map(dict.get, details, repeat(key)))
+            names.discard(None)
+            if not all(type(name) is str and name.isprintable() for name in names):
+                return None
+    except TypeError:  # an unhashable value (a list or object where a name belongs)
         return None
     return Event.trusted_many(detail_types, sources, details, ids, times, resources)
 

@@ -11,14 +11,14 @@ cannot drift.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable
 from typing import Any
 
 import attrs
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import Response
 
+from ... import input_policy
 from ...errors import BadRequestError
 from ...models import (
     CancelResult,
@@ -39,7 +39,7 @@ from ...models import (
     to_json,
 )
 from ..seams import QueryParam
-from . import _json as fast_json
+from ._json import JSONAnswer
 
 __all__ = ["HOOK_ROUTES", "HookRoute", "json_body", "json_response", "page_request"]
 
@@ -63,25 +63,21 @@ class HookRoute:
     response: Callable[[Any], dict[str, Any]] = lambda reg: {"type": "object"}
 
 
-def json_response(data: Any, status: int = 200) -> JSONResponse:
-    """A JSON response of already JSON-ready ``data``."""
-    return JSONResponse(data, status)
+def json_response(data: Any, status: int = 200) -> JSONAnswer:
+    """A JSON response of already JSON-ready ``data`` (stored values JSON cannot carry answered replaced)."""
+    return JSONAnswer(data, status)
 
 
 def json_body(body: bytes, model: type | None = None) -> Any:
     """Parse a JSON request body, then (``model`` given) structure it with :func:`from_json`.
 
-    :raises BadRequestError: an empty or malformed body (the message says where), or invalid fields.
+    :raises BadRequestError: an empty or malformed body (the message says where), a value the input policy
+        refuses (:mod:`sbt_core.input_policy`), or invalid fields.
     """
     if not body.strip():
         what = f" ({model.__name__})" if model else ""
         raise BadRequestError(f"the request body must be a JSON object{what}")
-    try:
-        data = fast_json.loads(body)  # orjson, with the standard library's answer and errors
-    except UnicodeDecodeError:
-        raise BadRequestError("malformed JSON body: not UTF-8") from None
-    except json.JSONDecodeError as exc:
-        raise BadRequestError(f"malformed JSON body: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
+    data = input_policy.loads(body)
     return data if model is None else from_json(model, data)
 
 

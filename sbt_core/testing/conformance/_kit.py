@@ -166,10 +166,7 @@ def at_once(calls: int, call: Callable[[], Any]) -> list[Any]:
 
 #: Checks a provider is known to fail today, each with its issue: marked ``xfail(strict=True)`` for that
 #: provider only, so the fix (which makes it pass) must also delete the entry.
-KNOWN_FAILURES: dict[tuple[str, str], str] = {
-    ("memory", "test_a_sum_beyond_float_range_is_refused_or_exact"):
-        "issue 26: memory answers inf for a SUM beyond float range (being fixed)",
-}
+KNOWN_FAILURES: dict[tuple[str, str], str] = {}
 
 
 class Planes:
