@@ -10,7 +10,9 @@ import subprocess
 from collections import defaultdict
 from pathlib import Path
 
+import httpx
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from sbt_core.auth_local import mint_token
 from sbt_core.config import Config, load_config
@@ -22,6 +24,11 @@ from sbt_core.testing.waiting import wait_for
 from ._serve import clean_environ, sbt_serve
 
 ROOT = Path(__file__).resolve().parents[2]
+#: The metric families of docs/operating.md.
+METRIC_FAMILIES = ("sbt_http_requests", "sbt_http_request_duration_seconds", "sbt_events_accepted",
+                   "sbt_events_delivered", "sbt_events_retried", "sbt_events_dead_lettered", "sbt_bus_queue_depth",
+                   "sbt_bus_oldest_message_age_seconds", "sbt_schedule_firings", "sbt_metering_ingested_events",
+                   "sbt_metering_refused_events", "sbt_provider_hook_duration_seconds")
 README = (ROOT / "README.md").read_text()
 
 
@@ -77,6 +84,15 @@ def test_the_walkthrough_works_verbatim(tmp_path: Path) -> None:
             tenant = tenants.get_tenant(registered["data"]["tenantId"])
         assert tenant["TENANT_DB"] == "db_" + registered["data"]["tenantId"].replace("-", "_")
         assert "sbt job runs" in result.stdout
+        # What an operator scrapes after the walkthrough (the server answers loopback clients without a token).
+        scraped = list(text_string_to_metric_families(httpx.get(f"{url}/metrics").text))
+    assert {family.name for family in scraped} >= set(METRIC_FAMILIES)
+    moved = {family.name for family in scraped if any(sample.value > 0 for sample in family.samples)}
+    # Nothing failed and no schedule ran in the walkthrough: the retry, dead-letter and schedule families are
+    # there at zero (tests/runtime/test_metrics.py moves each of them).
+    assert moved >= set(METRIC_FAMILIES) - {"sbt_events_retried", "sbt_events_dead_lettered",
+                                             "sbt_metering_refused_events", "sbt_schedule_firings"}
+    assert "sbt_metering_ingested_events_total" in result.stdout
     usage = json.loads(next(line for line in result.stdout.splitlines() if '"windowStart"' in line))["data"]
 
     expected: dict[tuple[str, str], float] = defaultdict(float)
