@@ -21,9 +21,9 @@ RAW = {"__NAN__": "NaN", "__INF__": "Infinity", "__NINF__": "-Infinity", "__BIG_
 
 
 def plane_config(backend: str, database_url: str | None) -> dict[str, Any]:
-    """``sbt.toml`` (as data): the embedded default (local auth, memory metering with its snapshot, SQLite
+    """``sbt.toml`` (as data): the embedded default (local auth, memory metering with its log, SQLite
     tenant registry and dead letters) or the same with the tenant registry on PostgreSQL."""
-    config: dict[str, Any] = {"providers": {"metering": {"type": "memory", "snapshot": True}}}
+    config: dict[str, Any] = {"providers": {"metering": {"type": "memory"}}}  # durable by default
     if backend == "postgresql":
         assert database_url is not None
         config["tenants"] = {"database_url": database_url}

@@ -1,7 +1,7 @@
 """The provider conformance kit: the contract of IMetering, IBilling and IAuth as a pytest suite.
 
 As SQLAlchemy's dialect compliance suite does for dialects, it lets any provider prove it keeps sbt's
-contract (DESIGN.md sections 2, 4 and 12), two ways:
+contract (docs/design.md sections 2 and 4), two ways:
 
 - against an installed provider by type name: ``pytest --sbt-conformance metering=memory`` (also
   ``billing=``, ``auth=``; several at once), built with default settings;

@@ -28,7 +28,7 @@ def _name() -> str:
 
 
 class TestAuthConformance:
-    """IAuth as DESIGN.md section 2 promises it. Needs the fixture ``sbt_conformance_auth`` (a
+    """IAuth as docs/design.md section 2 promises it. Needs the fixture ``sbt_conformance_auth`` (a
     :class:`~._kit.ConformanceTarget`); ``pytest --sbt-conformance auth=<type>`` provides it."""
 
     sbt_interface = "auth"

@@ -31,7 +31,7 @@ def _run() -> ScheduleRun:
 
 
 class TestBillingConformance:
-    """IBilling as DESIGN.md section 2 promises it. Needs the fixture ``sbt_conformance_billing``
+    """IBilling as docs/design.md section 2 promises it. Needs the fixture ``sbt_conformance_billing``
     (a :class:`~._kit.ConformanceTarget`); ``pytest --sbt-conformance billing=<type>`` provides it."""
 
     sbt_interface = "billing"

@@ -10,7 +10,7 @@ the conformance suite's property test and by providers' own property tests::
     # {(tenant, window label, (group values...)): value}
 
 Events are dicts: ``tenant``, ``ts`` (epoch ms), ``value``, ``id`` (the identifier), plus one key per
-dimension (a missing or None dimension groups as ``""``). Semantics are DESIGN.md section 4's: LATEST is
+dimension (a missing or None dimension groups as ``""``). Semantics are docs/design.md section 4's: LATEST is
 the value with the latest event time (ties: the later ingested), UNIQUE_COUNT compares values as text
 (``1``, ``1.0`` and ``"1"`` are one value), a repeated identifier within the dedup window is ignored,
 cancelled events count nowhere and cancelling twice cancels once.
