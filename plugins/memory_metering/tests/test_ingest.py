@@ -275,6 +275,7 @@ def test_a_value_that_would_take_a_sum_out_of_the_float_range_is_refused_at_inge
 
 def test_the_magnitude_bound_survives_a_restart(new_provider: Callable[..., MemoryMetering]) -> None:
     first = new_provider()
+    first.sbt_startup()
     meter_id = first.metering_create_meter(MeterCreate(name="calls", event_name="calls")).meter_id
     first.metering_ingest_usage_event(event("big-1", 1e308))
     first.sbt_shutdown()
