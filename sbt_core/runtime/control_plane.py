@@ -35,7 +35,7 @@ from ..errors import StartupError
 from ..models import AuthSettings, Event, User, utcnow
 from ..plugins import PluginCatalog, Providers, build_providers
 from ..triggers import EventTrigger
-from .bus import Bus, DeadLetterStore, SqlDeadLetters, Transport, dead_letter_routes
+from .bus import Bus, DeadLetterStore, SqlDeadLetters, SqliteTransport, Transport, dead_letter_routes
 from .scheduler import Scheduler, schedule_routes
 from .seams import EventBus, RouteGroup
 
@@ -81,6 +81,16 @@ class Component(Protocol):
 
     def close(self) -> None:
         """Release resources; called at stop, after the bus drained."""
+
+
+def _transport(config: Config) -> Transport | None:
+    """The transport ``[events] transport`` names (None: the bus's in-process default).
+
+    :raises StartupError: the queue file cannot be opened, or another process holds it.
+    """
+    if config.events.transport != "sqlite":
+        return None
+    return SqliteTransport.in_state_dir(config.state_dir)
 
 
 def _dead_letter_store(config: Config) -> DeadLetterStore | None:
@@ -129,7 +139,7 @@ class ControlPlane:
         binding to the bus and every schedule binding to the scheduler, attach the bus to the providers
         (their ``context.publish``) and, with ``tenants``, open the tenant registry.
 
-        :param transport: the bus transport (default: in-process).
+        :param transport: the bus transport (default: the one ``[events] transport`` names).
         :param clock: the scheduler's clock (aware UTC), injectable for tests.
         :raises StartupError: a provider misses a required hook or fails to construct, or routes clash.
         :raises ConfigError: a core section (``[tenants]``) is invalid.
@@ -137,7 +147,8 @@ class ControlPlane:
         providers = build_providers(catalog, config)
         try:
             bindings = build_binding_table(catalog, config)
-            bus = Bus(config.events, transport=transport, dead_letters=_dead_letter_store(config))
+            bus = Bus(config.events, transport=transport or _transport(config),
+                      dead_letters=_dead_letter_store(config))
             bus.bind(bindings, providers)
             providers.attach(bus.sink)
             scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock)

@@ -45,7 +45,7 @@ import attrs
 from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from ...config import EventsConfig
-from ...errors import NotFoundError, ProviderError, SbtError
+from ...errors import NotFoundError, ProviderError, SbtError, UnavailableError
 from ...models import Event, canonical_detail_type, output_detail_type, utcnow
 from ...triggers import EventTrigger
 from ..seams import DeliveryState, EventRecord, PutEventsEntryResult
@@ -170,8 +170,35 @@ class Bus:
                 key = (canonical_detail_type(str(trigger.detail_type)), trigger.source)
                 self._routes.setdefault(key, []).append(target)
             self.transport.open(name)
+            self._recover(target, self.transport.backlog(name))
             if self._started:
                 self._spawn(target)
+
+    def _recover(self, target: _Target, messages: list[Message]) -> None:
+        """(Lock held.) Count and log the messages an earlier process left un-acked for ``target``, which a
+        durable transport hands out again: pending (or retrying) rows, their ids remembered for dedup (a
+        client resending what was accepted before the crash is not delivered twice)."""
+        if not messages:
+            return
+        name, seen, now, wall = target.info.name, target.seen, self._clock(), time.time()
+        if seen.enabled:
+            seen.forget(now)
+        top = 0
+        for message in messages:
+            ids = [event.id for event in message.events]
+            if seen.enabled:
+                seen.ids.update(ids)
+                seen.group(now).extend(ids)
+            slot = Slot("pending" if message.attempt == 1 else "retrying", message.attempt - 1, None, wall, None,
+                        message.batch)
+            for event in message.events:
+                self._put_slot(event, name, slot)  # one slot per message, as when it was accepted
+            target.accepted += len(message.events)
+            top = max(top, message.batch)
+        # New batches are numbered past the recovered ones, whose rows _mark_delivered finds by number.
+        self._batches = itertools.count(max(top + 1, next(self._batches)))
+        log.info("%d event(s) in %d message(s) to %s left undelivered by the last run: delivering them again",
+                 sum(len(m.events) for m in messages), len(messages), name)
 
     def subscribe(self, name: str, trigger: EventTrigger, handler: Callable[[Event], Any]) -> None:
         """A core subscriber (e.g. the tenant registry on ``provisionSuccess``), delivered with the same
@@ -230,9 +257,40 @@ class Bus:
                 messages = self._accept_uniform(events, ids, targets, received, now, wall)
             self._trim_log()
         if messages:
-            self.transport.send(messages)
+            try:
+                self.transport.send(messages)
+            except UnavailableError:
+                with self._lock:
+                    self._unaccept(messages, received)
+                raise
         self._notify(events)
         return True
+
+    def _unaccept(self, messages: list[Message], received: datetime | None) -> None:
+        """(Lock held.) Undo the acceptance of ``messages``, which the transport could not store, so that
+        the caller, told so, can send them again: their targets' counts, dedup ids and log rows (the
+        entries first logged at ``received``, a re-put event's row of that target)."""
+        log_ = self._log
+        for message in messages:
+            target = self._targets[message.target]
+            target.accepted -= len(message.events)
+            ids = [event.id for event in message.events]
+            target.seen.ids.difference_update(ids)
+            for event_id in ids:
+                entry = log_.get(event_id)
+                if entry is None:
+                    continue
+                if entry.received is received:
+                    del log_[event_id]
+                else:
+                    slot = entry.slots.get(message.target)
+                    if slot is not None and slot.batch == message.batch:
+                        log_[event_id] = entry._replace(slots={t: s for t, s in entry.slots.items()
+                                                               if t != message.target})
+        if received is not None:  # the batch's entries that matched no target
+            for event_id in [k for k, entry in log_.items() if entry.received is received]:
+                del log_[event_id]
+        self._idle.notify_all()
 
     def _uniform_targets(self, events: Sequence[Event], ids: list[str], only: _Target | None) -> list[_Target] | None:
         """(Lock held.) The targets of a batch whose events all go to the same targets and need no per-event
@@ -659,8 +717,12 @@ class Bus:
         if messages:
             try:
                 self.transport.send(messages)
-            except RuntimeError:  # the bus stopped meanwhile: the claimed letters go back, not lost
+            except (RuntimeError, UnavailableError) as exc:  # stopped meanwhile, or not stored: they go back
+                with self._lock:
+                    self._unaccept(messages, None)
                 self.dead_letter_store.add(claimed)
+                if isinstance(exc, UnavailableError):
+                    raise
                 raise SbtError("the event bus has stopped") from None
         return claimed
 
@@ -673,8 +735,25 @@ class Bus:
                 return
             self._started = True
             targets = list(self._targets.values())
+        self._dead_letter_stranded()
         for target in targets:
             self._spawn(target)
+
+    def _dead_letter_stranded(self) -> None:
+        """Dead-letter what a durable transport still holds for targets no longer registered (a binding
+        removed from the config since its events were queued), then ack it: kept where ``sbt events dlq``
+        shows it, rather than queued for good where no worker reads."""
+        stranded = self.transport.take_stranded(set(self._targets))
+        if not stranded:
+            return
+        when = utcnow()
+        self._dead_letter([DeadLetter(event, message.target, message.attempt - 1,
+                                      f"its target {message.target} is no longer configured", when)
+                           for message in stranded for event in message.events], time.time())
+        for message in stranded:
+            self.transport.ack(message)
+        log.warning("%d event(s) queued by the last run for target(s) no longer configured (%s) dead-lettered",
+                    sum(len(m.events) for m in stranded), ", ".join(sorted({m.target for m in stranded})))
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every event accepted so far is finished (delivered, dead-lettered or skipped), retries
@@ -744,4 +823,10 @@ class Bus:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def durable(self) -> bool:
+        """Whether accepted events outlive this process (the transport's ``durable``): then accepting
+        waits until they are stored, and an event loop calls :meth:`accept_batch` from a thread."""
+        return self.transport.durable
 

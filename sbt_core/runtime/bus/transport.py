@@ -22,7 +22,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import attrs
@@ -86,7 +86,17 @@ if tuple(a.name for a in attrs.fields(Message)) != ("target", "events", "attempt
 
 
 class Transport(ABC):
-    """Per-target message queues. Every method may be called from any thread."""
+    """Per-target message queues. Every method may be called from any thread.
+
+    A *durable* transport (``durable`` True: :class:`~sbt_core.runtime.bus.sqlite_transport.SqliteTransport`,
+    a broker) keeps every message until it is acked, across a crash: :meth:`send` returns once the
+    messages are stored (so it may block on a disk or the network: callers on an event loop run it in a
+    thread), and a new transport on the same store hands the un-acked messages out again
+    (:meth:`backlog`, :meth:`take_stranded`).
+    """
+
+    #: Whether a sent message outlives this process until acked (see the class docstring).
+    durable: bool = False
 
     @abstractmethod
     def open(self, target: str) -> None:
@@ -95,7 +105,11 @@ class Transport(ABC):
     @abstractmethod
     def send(self, messages: Iterable[Message], *, delay: float = 0.0) -> None:
         """Enqueue ``messages`` (each to its ``target``'s queue), visible after ``delay`` seconds. Never
-        blocks on consumers. :raises RuntimeError: the transport is closed."""
+        blocks on consumers (a durable transport waits until they are stored).
+
+        :raises RuntimeError: the transport is closed.
+        :raises UnavailableError: a durable transport could not store them (none of them was sent).
+        """
 
     @abstractmethod
     def receive(self, target: str) -> Message | None:
@@ -108,7 +122,19 @@ class Transport(ABC):
         return [] if message is None else [message]
 
     def ack(self, message: Message) -> None:  # noqa: B027 - optional: in-process has nothing to delete
-        """The bus is done with ``message`` (delivered, dead-lettered or skipped); a broker deletes it."""
+        """The bus is done with ``message`` (one this transport handed out: the same object), delivered,
+        dead-lettered or skipped; a broker deletes it."""
+
+    def backlog(self, target: str) -> list[Message]:
+        """After :meth:`open`: the messages of ``target`` an earlier process left un-acked (a crash, or a
+        stop that did not drain), which :meth:`receive` hands out again, so the bus can count and log
+        them. Each target's are reported once. None for a transport that keeps nothing (default)."""
+        return []
+
+    def take_stranded(self, targets: Collection[str]) -> list[Message]:
+        """Messages an earlier process left for a target not in ``targets`` (its binding since removed from
+        the config), which no worker will receive: the bus dead-letters them, then acks them. Default: none."""
+        return []
 
     @abstractmethod
     def close(self) -> None:
