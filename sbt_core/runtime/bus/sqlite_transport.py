@@ -187,11 +187,11 @@ class SqliteTransport(Transport):
                 from group.error
 
     def receive(self, target: str) -> Message | None:
-        self._flush_acks()
+        self._flush_acks(target)
         return self._memory.receive(target)
 
     def receive_many(self, target: str, limit: int) -> list[Message]:
-        self._flush_acks()  # the acks of the burst just handled, in one commit before waiting for more
+        self._flush_acks(target)
         return self._memory.receive_many(target, limit)
 
     def ack(self, message: Message) -> None:
@@ -218,7 +218,12 @@ class SqliteTransport(Transport):
 
     # --- group commit ----------------------------------------------------------------------------------------
 
-    def _flush_acks(self) -> None:
+    def _flush_acks(self, target: str | None = None) -> None:
+        """Delete the acked rows now, unless the worker of ``target`` has more messages ready: under load,
+        acks wait for the next send's commit and cost no commit of their own; a worker about to wait for
+        work commits them first, so an idle bus leaves no acked row behind."""
+        if target is not None and self._memory.ready(target):
+            return
         with self._lock:
             if self._acked and not self._leading and self._writable:
                 self._lead()
