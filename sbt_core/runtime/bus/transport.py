@@ -5,10 +5,12 @@ routing, the event log, dedup, retries with backoff, the dead-letter store. A :c
 moves :class:`Message` s: one logical queue per target (a hook binding, a core subscriber, a schedule),
 with delayed sends for retries and an ``ack`` once the bus is done with a message.
 
-:class:`InProcessTransport` is the embedded default: per-target deques in this process's memory, so
-queued events would be lost when the process exits; the bus dead-letters what a stop leaves queued
-(:meth:`Transport.take_pending`). An external broker (Redis streams, SQS, NATS JetStream…)
-is a later transport with the same methods: ``send`` = enqueue (``delay`` = the broker's delayed
+:class:`InProcessTransport` keeps per-target deques in this process's memory (a bare ``Bus()``'s and the
+test harness's choice, ``[events] transport = "inprocess"``), so queued events would be lost when the
+process exits; the bus dead-letters what a stop leaves queued (:meth:`Transport.take_pending`).
+:class:`~sbt_core.runtime.bus.sqlite_transport.SqliteTransport`, what ``sbt serve`` uses, journals the
+same queues in SQLite so that they survive a crash. An external broker (Redis streams, SQS, NATS
+JetStream…) is a later transport with the same methods: ``send`` = enqueue (``delay`` = the broker's delayed
 delivery), ``receive`` = a blocking consume on the target's queue/consumer group, ``ack`` = delete/ack, so
 an un-acked message is redelivered after a crash — the at-least-once half the broker provides — and
 messages cross the wire as ``Message.to_json()``.
