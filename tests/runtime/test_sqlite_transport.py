@@ -268,3 +268,31 @@ def test_events_the_transport_could_not_store_are_refused_and_not_remembered(tmp
     assert bus.join(JOIN)
     assert got == [e.id for e in batch], "and they are delivered: dedup did not remember the refused ids"
     bus.stop(JOIN)
+
+
+def test_a_stop_that_cannot_drain_leaves_the_rest_queued_for_the_next_start(tmp_path: Path) -> None:
+    path = tmp_path / "bus.sqlite3"
+    running, release = threading.Event(), threading.Event()
+
+    def stuck(e: Event) -> None:
+        running.set()
+        release.wait(JOIN)
+
+    before = Bus(FAST, transport=SqliteTransport(path))
+    before.add_target("a", ONBOARDING, stuck)
+    before.start()
+    accepted = [event(i) for i in range(3)]
+    for one in accepted:  # one message each: the first runs, the others wait behind it
+        before.put_events([one])
+    assert running.wait(JOIN)
+    assert before.stop(timeout=0) is False
+    assert before.dead_letters() == [], "nothing is dead-lettered: it stays queued"
+    release.set()  # the hook returns after the stop: its ack is not written, so it runs again too
+
+    got: list[str] = []
+    after = Bus(FAST, transport=SqliteTransport(path))
+    after.add_target("a", ONBOARDING, lambda e: got.append(e.id))
+    after.start()
+    assert after.join(JOIN)
+    assert got == [e.id for e in accepted]
+    after.stop(JOIN)
