@@ -14,7 +14,16 @@ meter with one dimension (``region``, 4 values). Measures:
   glibc ``malloc_trim(0)`` so that the benchmark's own freed input lists do not count (the raw figure
   is printed too), and the engine's own accounting of its arrays. DuckDB's is measured the same way.
 
-Run: ``python benchmarks/metering.py [--events N] [--single N] [--repeat R]``.
+Durability (issue 18), log on (``durable``, ``fsync = "batch"``) against log off, in the same run:
+
+- batch ingest: ``ingest_columns`` in chunks of 1M rows, and the bus's shape, ``metering_ingest_usage_events``
+  with 100-event batches (one fsync per batch), each as a ratio to the same ingest with the log off;
+- one-at-a-time ingest through the hook (one fsync per call), and the same under ``fsync = "interval"``;
+- recovery: ``sbt_startup`` after a crash with N events (``--recovery-events``, default ``--events``), half in
+  the snapshot and half in the log, in seconds and events/s.
+
+Run: ``python benchmarks/metering.py [--events N] [--single N] [--repeat R]``; only the durability part:
+``python benchmarks/metering.py --durability-only --events 2000000``.
 """
 
 from __future__ import annotations
@@ -206,6 +215,131 @@ def bench_single(data: Data, args: argparse.Namespace, state: Path) -> dict[str,
     return out
 
 
+def started(state: Path, **settings: object) -> MemoryMetering:
+    provider = MemoryMetering(MemoryMeteringSettings(**settings), ProviderContext("memory", "metering", state))  # type: ignore[arg-type]
+    provider.sbt_startup()
+    provider.metering_create_meter(MeterCreate(name="API calls", event_name="api_calls", group_by=("region",)))
+    return provider
+
+
+def bench_log(data: Data, args: argparse.Namespace, state: Path) -> dict[str, float]:
+    """Ingest with the write-ahead log on against off, interleaved chunk by chunk so both see the same load."""
+    out: dict[str, float] = {}
+    off = started(state / "off", durable=False)
+    on = started(state / "on")
+    spent = {"off": 0.0, "on": 0.0}
+    n = min(args.log_events, data.events)
+    done = 0
+    for i in range(data.parts):
+        if done >= n:
+            break
+        part = data.part(i)
+        for name, provider in (("off", off), ("on", on)) if i % 2 == 0 else (("on", on), ("off", off)):
+            t = time.perf_counter()
+            provider.ingest_columns("api_calls", part["tenant"], part["ts"], part["value"], part["id"],
+                                    {"region": part["region"]})
+            spent[name] += time.perf_counter() - t
+        done += len(part["id"])
+    out["log_columns_off"], out["log_columns_on"] = done / spent["off"], done / spent["on"]
+    off.sbt_shutdown()
+    on.sbt_shutdown()
+
+    # The bus's shape: 100-event batches through the batch hook; and one event per call.
+    part = data.part(0)
+    events = [UsageEvent(tenant_id=part["tenant"][j], event_name="api_calls", identifier=part["id"][j],
+                         timestamp=datetime.fromtimestamp(int(part["ts"][j]) / 1000, UTC),
+                         properties={"value": float(part["value"][j]), "region": part["region"][j]})
+              for j in range(min(args.log_batched, len(part["id"])))]
+
+    # Interleaved call by call (the order rotating), so the providers share whatever else the machine does.
+    modes = {"off": {"durable": False}, "on": {}, "interval": {"fsync": "interval"}}
+    for shape, size, count in (("batched", 100, len(events)), ("single", 1, args.log_single)):
+        providers = {key: started(state / f"{shape}-{key}", **settings) for key, settings in modes.items()}
+        spent = dict.fromkeys(modes, 0.0)
+        for turn, lo in enumerate(range(0, count, size)):
+            keys = list(modes)[turn % 3:] + list(modes)[:turn % 3]
+            for key in keys:
+                provider = providers[key]
+                t = time.perf_counter()
+                if size == 1:
+                    provider.metering_ingest_usage_event(events[lo])
+                else:
+                    provider.metering_ingest_usage_events(events[lo:lo + size])
+                spent[key] += time.perf_counter() - t
+        for key, provider in providers.items():
+            t = time.perf_counter()
+            provider.flush()  # one-at-a-time events are folded in later: that work counts too
+            spent[key] += time.perf_counter() - t
+            out[f"log_{shape}_{key}"] = count / spent[key]
+            provider.sbt_shutdown()
+    return out
+
+
+def bench_recovery(args: argparse.Namespace, now_ms: int, state: Path) -> dict[str, float]:
+    """Start-up after a crash with N events: the first half compacted into the snapshot, the rest in the log."""
+    n = args.recovery_events or args.events
+    data = Data(n, args.tenants, args.days, now_ms, args.chunk)
+    provider = started(state, compact_log_bytes=0)  # compaction by hand: half in the snapshot, half in the log
+    for i in range(data.parts):
+        if i == data.parts // 2:
+            provider.save_snapshot()
+        part = data.part(i)
+        provider.ingest_columns("api_calls", part["tenant"], part["ts"], part["value"], part["id"],
+                                {"region": part["region"]})
+        del part
+    assert provider.durable is not None
+    provider.durable.close(compact=False)  # what kill -9 leaves: no last snapshot
+    sizes = {p.name: p.stat().st_size for p in (state / "memory").iterdir()}
+    del provider
+    gc.collect()
+    t = time.perf_counter()
+    recovered = MemoryMetering(MemoryMeteringSettings(), ProviderContext("memory", "metering", state))
+    recovered.sbt_startup()
+    seconds = time.perf_counter() - t
+    assert recovered.stats()["events"] == n, recovered.stats()
+    snapshot_bytes = sum(v for k, v in sizes.items() if k.endswith(".npz"))
+    return {"recovery_events": n, "recovery_s": seconds, "recovery_rate": n / seconds,
+            "snapshot_mb": snapshot_bytes / 2**20, "log_mb": (sum(sizes.values()) - snapshot_bytes) / 2**20}
+
+
+def durability_report(out: dict[str, float], args: argparse.Namespace) -> None:
+    print()
+    print(f"{'durability (write-ahead log)':<52}{'log on':>14}{'log off':>14}  {'unit':<9}{'ratio':>8}  target")
+
+    def row(label: str, on: float, off: float | None, unit: str, target: str = "") -> None:
+        other = f"{off:>14,.0f}" if off is not None else f"{'-':>14}"
+        ratio = f"{on / off:8.2f}" if off else f"{'':>8}"
+        print(f"{label:<52}{on:>14,.0f}{other}  {unit:<9}{ratio}  {target}")
+
+    columns = out["log_columns_on"] / out["log_columns_off"]
+    row(f"batch ingest, ingest_columns 1M-row chunks ({min(args.log_events, args.events):,})",
+        out["log_columns_on"], out["log_columns_off"], "events/s", ">= 0.8 " + ("MET" if columns >= 0.8 else "NOT MET"))
+    row(f"batch hook, 100-event batches ({args.log_batched:,})", out["log_batched_on"], out["log_batched_off"],
+        "events/s")
+    row("  same, fsync = interval", out["log_batched_interval"], out["log_batched_off"], "events/s")
+    row(f"one-at-a-time hook, fsync per call ({args.log_single:,})", out["log_single_on"], out["log_single_off"],
+        "events/s")
+    row("  same, fsync = interval", out["log_single_interval"], out["log_single_off"], "events/s")
+    print(f"recovery after a crash, {out['recovery_events']:,.0f} events (snapshot {out['snapshot_mb']:,.0f} MB + "
+          f"log {out['log_mb']:,.0f} MB): {out['recovery_s']:.2f} s, {out['recovery_rate']:,.0f} events/s")
+    try:
+        sys.path.insert(0, str(Path(__file__).resolve().parent))
+        from _report import Figure, report
+    except ImportError:
+        return
+    report([
+        Figure("metering", "batch ingest with the write-ahead log (fsync per batch)", out["log_columns_on"],
+               "events/s", columns, "same ingest, log off", ">= 0.8", columns >= 0.8),
+        Figure("metering", "100-event batch hook with the write-ahead log", out["log_batched_on"], "events/s",
+               out["log_batched_on"] / out["log_batched_off"], "same ingest, log off"),
+        Figure("metering", "one-at-a-time hook with the write-ahead log (fsync per call)", out["log_single_on"],
+               "events/s", out["log_single_on"] / out["log_single_off"], "same ingest, log off"),
+        Figure("metering", f"recovery after a crash, {out['recovery_events']:,.0f} events in snapshot + log",
+               out["recovery_s"], "s"),
+        Figure("metering", "recovery rate", out["recovery_rate"], "events/s"),
+    ])
+
+
 def bench_duckdb(data: Data, args: argparse.Namespace) -> dict[str, float]:
     import duckdb
 
@@ -257,6 +391,13 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50, help="runs per query for the median")
     parser.add_argument("--chunk", type=int, default=1_000_000)
     parser.add_argument("--no-duckdb", action="store_true")
+    parser.add_argument("--log-events", type=int, default=2_000_000, help="batch ingest with the log on and off")
+    parser.add_argument("--log-batched", type=int, default=20_000, help="events through the 100-event batch hook")
+    parser.add_argument("--log-single", type=int, default=5_000, help="one-at-a-time events, log on and off")
+    parser.add_argument("--recovery-events", type=int, default=0, help="events to recover (default: --events)")
+    parser.add_argument("--durability-only", action="store_true", help="only the write-ahead log figures")
+    parser.add_argument("--state-dir", default=None, help="where the log benchmarks write (default: the temp dir)")
+    parser.add_argument("--no-durability", action="store_true", help="skip the write-ahead log figures")
     args = parser.parse_args()
     now_ms = time.time_ns() // 1_000_000
     data = Data(args.events, args.tenants, args.days, now_ms, args.chunk)
@@ -264,6 +405,17 @@ def main() -> None:
           f"Python {platform.python_version()}, NumPy {np.__version__}")
     print(f"workload: {args.events:,} events, {args.tenants} tenants, {args.days} days, one SUM meter, "
           f"1 dimension x {len(REGIONS)} values")
+    durability: dict[str, float] = {}
+    if not args.no_durability:
+        with tempfile.TemporaryDirectory(dir=args.state_dir) as state:
+            durability.update(bench_log(data, args, Path(state)))
+        gc.collect()
+        with tempfile.TemporaryDirectory(dir=args.state_dir) as state:
+            durability.update(bench_recovery(args, now_ms, Path(state)))
+        gc.collect()
+    if args.durability_only:
+        durability_report(durability, args)
+        return
     with tempfile.TemporaryDirectory() as state:
         ours = bench_engine(data, args, Path(state))
     duck = None if args.no_duckdb else bench_duckdb(data, args)
@@ -307,6 +459,8 @@ def main() -> None:
     if not ours["grid_ok"]:
         print("note: the pre-aggregation grid was off (over budget); queries ran on raw events")
     _machine_report(ours, duck)
+    if durability:
+        durability_report(durability, args)
 
 
 def _machine_report(ours: dict[str, float], duck: dict[str, float] | None) -> None:

@@ -36,6 +36,7 @@ from sbt_core.models import (
 from ._ids import id_hashes
 from ._memory import release_free_heap
 from ._query import UsageResult, run_query
+from ._recorder import Recorder
 from ._store import MeterStore
 from ._values import as_number, as_text, dimension_text
 from ._windows import ceil_ms, floor_ms
@@ -135,6 +136,9 @@ class Engine:
         self._reject_tenants = settings.unknown_tenant == "reject"
         self._drop_unknown = settings.unknown_event == "drop"
         self._flush_at = settings.pending_flush_events
+        #: Told every accepted change under the lock, then asked to commit before a method returns:
+        #: the write-ahead log (:class:`._journal.Journal`) when durable, else a no-op.
+        self.recorder = Recorder()
 
     # -- meters --------------------------------------------------------------------------------------
 
@@ -153,7 +157,9 @@ class Engine:
                                     "one meter per event name")
             meter = Meter.new(meter_id or str(uuid.uuid4()), spec)
             self._add_store(meter)
-            return meter
+            self.recorder.meter_created(meter)
+        self.recorder.commit()
+        return meter
 
     def _add_store(self, meter: Meter) -> MeterStore:
         store = MeterStore(meter, dedup_window_ms=self._dedup_ms,
@@ -193,15 +199,19 @@ class Engine:
         """Apply name/description/status; :raises NotFoundError: no such meter."""
         with self.lock:
             store = self._store(meter_id)
-            store.meter = update.apply(store.meter)
-            return store.meter
+            meter = store.meter = update.apply(store.meter)
+            self.recorder.meter_updated(meter)
+        self.recorder.commit()
+        return meter
 
     def delete_meter(self, meter_id: str) -> Meter:
         """Remove a meter and all its events; :raises NotFoundError: no such meter."""
         with self.lock:
             store = self._store(meter_id)
             del self.meters[meter_id], self.by_event[store.meter.event_name], self.seq[meter_id]
-            return store.meter
+            self.recorder.meter_deleted(meter_id)
+        self.recorder.commit()
+        return store.meter
 
     # -- tenants -------------------------------------------------------------------------------------
 
@@ -218,11 +228,15 @@ class Engine:
         with self.lock:
             self.customers[tenant_id] = True
             self.tenant_code(tenant_id)
+            self.recorder.customer(tenant_id, True)
+        self.recorder.commit()
 
     def delete_customer(self, tenant_id: str) -> None:
         """Offboard a tenant: its usage stays queryable; under ``unknown_tenant = "reject"`` new events are refused."""
         with self.lock:
             self.customers[tenant_id] = False
+            self.recorder.customer(tenant_id, False)
+        self.recorder.commit()
 
     def purge_tenant(self, tenant_id: str) -> int:
         """Erase a tenant's events from every meter (dedup memory included) and forget it as a customer;
@@ -230,12 +244,12 @@ class Engine:
         with self.lock:
             self.customers.pop(tenant_id, None)
             code = self.tenant_codes.get(tenant_id)
-            if code is None:
-                return 0
             removed = 0
-            for store in self.meters.values():
+            for store in self.meters.values() if code is not None else ():
                 store.flush()
                 removed += store.purge_series([s for s, t in enumerate(store.series_tenant) if t == code])
+            self.recorder.purged(tenant_id)
+        self.recorder.commit()
         if removed and self.settings.release_memory:
             release_free_heap()
         return removed
@@ -308,17 +322,20 @@ class Engine:
                 raise BadRequestError(exc.message) from None
             if checked is None:
                 self.dropped += 1
-                return
-            store, ms, value, sid = checked
-            # MeterStore.add_pending, inlined: this is the per-event hot path.
-            store.p_ts.append(ms)
-            store.p_val.append(value)
-            store.p_ser.append(sid)
-            store.p_recv.append(now)
-            ids = store.p_ids
-            ids.append(event.identifier)
-            if len(ids) >= self._flush_at:
-                store.flush()
+                self.recorder.dropped(1)
+            else:
+                store, ms, value, sid = checked
+                # MeterStore.add_pending, inlined: this is the per-event hot path.
+                store.p_ts.append(ms)
+                store.p_val.append(value)
+                store.p_ser.append(sid)
+                store.p_recv.append(now)
+                ids = store.p_ids
+                ids.append(event.identifier)
+                self.recorder.ingested_one(store, ms, value, sid, now, event.identifier)
+                if len(ids) >= self._flush_at:
+                    store.flush()
+        self.recorder.commit()
 
     def ingest_batch(self, events: Iterable[UsageEvent | dict[str, Any]]) -> list[IngestResult]:
         """Record many events, each validated on its own; one result per event, in order.
@@ -328,6 +345,7 @@ class Engine:
         """
         results: list[IngestResult | None] = []
         batches: dict[str, tuple[MeterStore, list[int], list[int], list[float], list[int], list[str]]] = {}
+        dropped = 0
         with self.lock:
             now = self.clock()
             for i, item in enumerate(events):
@@ -343,7 +361,7 @@ class Engine:
                     results.append(IngestResult(i, ident, "rejected", exc.message))
                     continue
                 if checked is None:
-                    self.dropped += 1
+                    dropped += 1
                     results.append(IngestResult(i, ident, "dropped", f"no meter counts eventName {event.event_name!r}"))
                     continue
                 store, ms, value, sid = checked
@@ -354,13 +372,19 @@ class Engine:
                 entry[4].append(sid)
                 entry[5].append(event.identifier)
                 results.append(None)
+            if dropped:
+                self.dropped += dropped
+                self.recorder.dropped(dropped)
             for store, idx, ts, val, ser, ids in batches.values():
                 store.flush()  # earlier one-at-a-time events come first
-                keep = store.append(np.array(ts, dtype=np.int64), np.array(val, dtype=np.float64),
-                                    np.array(ser, dtype=np.int32), id_hashes(ids), now)
+                columns = (np.array(ts, dtype=np.int64), np.array(val, dtype=np.float64),
+                           np.array(ser, dtype=np.int32), id_hashes(ids))
+                keep = store.append(*columns, now)
+                self.recorder.ingested(store, *columns, now)
                 for j, ident, ok in zip(idx, ids, keep.tolist(), strict=True):
                     results[j] = IngestResult(j, ident, "accepted" if ok else "duplicate")
-            return [r for r in results if r is not None]
+        self.recorder.commit()
+        return [r for r in results if r is not None]
 
     def ingest_columns(self, event_name: str, tenant_ids: Sequence[str] | np.ndarray,
                        timestamps: Sequence[int] | np.ndarray, values: Sequence[Any] | np.ndarray | None,
@@ -448,8 +472,11 @@ class Engine:
             tenant = np.fromiter(map(self.tenant_codes.__getitem__, tenant_list), dtype=np.int64, count=n)
             ser = self._series_of_columns(store, tenant, dimensions or {}, n)
             store.flush()
-            keep = store.append(ts, val, ser, id_hashes(identifiers), now)
+            hashes = id_hashes(identifiers)
+            keep = store.append(ts, val, ser, hashes, now)
+            self.recorder.ingested(store, ts, val, ser, hashes, now)
             accepted = int(keep.sum())
+        self.recorder.commit()
         if n >= _BULK and self.settings.release_memory:
             release_free_heap()
         return ColumnsResult(accepted, n - accepted)
@@ -519,24 +546,41 @@ class Engine:
 
     def cancel(self, request: CancelUsageRequest) -> CancelResult:
         """Cancel events by identifiers (in every meter) or by meter + tenant + event-time range."""
+        if request.identifiers:
+            return CancelResult(self.cancel_identifiers(list(request.identifiers)))
+        assert request.meter_id is not None and request.from_ is not None and request.to is not None
+        return CancelResult(self.cancel_range(request.meter_id, ceil_ms(request.from_), ceil_ms(request.to),
+                                              request.tenant_id))
+
+    def cancel_identifiers(self, identifiers: list[str]) -> int:
+        """Cancel the events with these identifiers in every meter; returns how many were newly cancelled."""
         with self.lock:
-            if request.identifiers:
-                hashes = id_hashes(list(request.identifiers))
-                total = 0
-                for store in self.meters.values():
-                    store.flush()
-                    total += store.cancel_rows(store.rows_of_hashes(hashes))
-                return CancelResult(total)
-            assert request.meter_id is not None and request.from_ is not None and request.to is not None
-            store = self._store(request.meter_id)
+            hashes = id_hashes(identifiers)
+            total = 0
+            for store in self.meters.values():
+                store.flush()
+                total += store.cancel_rows(store.rows_of_hashes(hashes))
+            if total:
+                self.recorder.cancelled_ids(identifiers)
+        self.recorder.commit()
+        return total
+
+    def cancel_range(self, meter_id: str, from_ms: int, to_ms: int, tenant_id: str | None) -> int:
+        """Cancel a meter's events with event time in ``[from_ms, to_ms)`` (of one tenant, when given);
+        returns how many were newly cancelled. :raises NotFoundError: no such meter."""
+        with self.lock:
+            store = self._store(meter_id)
             store.flush()
             tenant = None
-            if request.tenant_id is not None:
-                tenant = self.tenant_codes.get(request.tenant_id)
+            if tenant_id is not None:
+                tenant = self.tenant_codes.get(tenant_id)
                 if tenant is None:
-                    return CancelResult(0)
-            rows = store.rows_in_range(ceil_ms(request.from_), ceil_ms(request.to), tenant)
-            return CancelResult(store.cancel_rows(rows))
+                    return 0
+            cancelled = store.cancel_rows(store.rows_in_range(from_ms, to_ms, tenant))
+            if cancelled:
+                self.recorder.cancelled_range(meter_id, from_ms, to_ms, tenant_id)
+        self.recorder.commit()
+        return cancelled
 
     # -- reporting -----------------------------------------------------------------------------------
 

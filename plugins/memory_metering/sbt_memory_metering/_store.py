@@ -410,17 +410,18 @@ class MeterStore:
         return self.n * per_row + index + (self.rollup.nbytes if self.rollup is not None else 0)
 
     def state(self) -> dict[str, Any]:
-        """Arrays and tables of a snapshot (see :mod:`._snapshot`)."""
+        """Arrays and tables of a snapshot (see :mod:`._snapshot`), taken quickly under the engine's lock
+        and safe to write out after releasing it: rows below ``n`` of the columns and the dedup runs are
+        never changed in place (appends go beyond ``n``, merges and purges build new arrays), so views
+        of them stay as they are now; the flags (cancellations) and the tables are copied."""
         self.flush()
-        hashes = np.concatenate([h for h, _ in self.runs]) if self.runs else np.zeros(0, dtype=np.uint64)
-        rows = np.concatenate([r for _, r in self.runs]) if self.runs else np.zeros(0, dtype=np.uint32)
         return {
             "ts": self.ts[:self.n], "val": self.val[:self.n], "ser": self.ser[:self.n],
-            "flags": self.flags[:self.n], "hashes": hashes, "rows": rows,
+            "flags": self.flags[:self.n].copy(), "runs": list(self.runs),
             "series_tenant": np.array(self.series_tenant, dtype=np.int64),
             "series_dims": np.array(self.series_dims, dtype=np.int64).reshape(len(self.series_dims),
                                                                               len(self.meter.group_by)),
-            "dim_values": self.dim_values, "texts": list(self.texts),
+            "dim_values": [list(v) for v in self.dim_values], "texts": list(self.texts),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -439,9 +440,12 @@ class MeterStore:
         self.texts = {t: i for i, t in enumerate(state["texts"])}
         self._series_np = None
         self.groupings.clear()
-        hashes, rows = state["hashes"].astype(np.uint64), state["rows"].astype(np.uint32)
-        order = np.argsort(hashes, kind="stable")
-        self.runs = [(hashes[order], rows[order])] if len(hashes) else []
+        if "runs" in state:  # each run is sorted already
+            self.runs = [(h.astype(np.uint64), r.astype(np.uint32)) for h, r in state["runs"] if len(h)]
+        else:
+            hashes, rows = state["hashes"].astype(np.uint64), state["rows"].astype(np.uint32)
+            order = np.argsort(hashes, kind="stable")
+            self.runs = [(hashes[order], rows[order])] if len(hashes) else []
         if self.n:
             self.min_ts, self.max_ts = int(self.ts.min()), int(self.ts.max())
         self._rebuild_zone_maps()

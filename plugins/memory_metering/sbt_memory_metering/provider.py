@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from sbt_core import BadRequestError, Provider, ProviderContext, hookimpl
+from sbt_core import BadRequestError, Provider, ProviderContext, StartupError, hookimpl
 from sbt_core.models import (
     CancelResult,
     CancelUsageRequest,
@@ -28,7 +28,10 @@ from sbt_core.models import (
 )
 
 from . import _snapshot
+from ._durable import Durable
 from ._engine import ColumnsResult, Engine, IngestResult
+from ._snapshot import SnapshotError
+from ._wal import LogCorruptError
 from .settings import MemoryMeteringSettings
 
 __all__ = ["MemoryMetering"]
@@ -52,37 +55,68 @@ class MemoryMetering(Provider):
     def __init__(self, settings: MemoryMeteringSettings | None, context: ProviderContext) -> None:
         super().__init__(settings if settings is not None else MemoryMeteringSettings(), context)
         self.engine = Engine(self.settings)
+        #: The snapshot and write-ahead log, once :meth:`sbt_startup` opened them (``durable = true``).
+        self.durable: Durable | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------------
 
     @property
     def snapshot_path(self) -> Path:
-        """Where the snapshot lives: ``snapshot_path`` or ``<state_dir>/<type name>/metering.npz``."""
+        """Where the snapshot lives: ``snapshot_path`` or ``<state_dir>/<type name>/metering.npz``; the
+        write-ahead log's segments sit beside it."""
         if self.settings.snapshot_path is not None:
             return Path(self.settings.snapshot_path)
         return self.context.data_dir / "metering.npz"
 
     @hookimpl
     def sbt_startup(self) -> None:
-        """Load the snapshot when ``snapshot = true`` (no file: start empty)."""
-        if self.settings.snapshot:
-            events = _snapshot.load(self.engine, self.snapshot_path)
-            self.context.logger.info("metering snapshot: loaded %d events from %s", events, self.snapshot_path)
+        """With ``durable`` (the default): load the snapshot, replay the write-ahead log and start logging
+        every change. Idempotent.
+
+        :raises StartupError: the snapshot or a log segment is damaged (the message names the file);
+            nothing is overwritten, so the files can be inspected or restored from a backup.
+        """
+        if not self.settings.durable or self.durable is not None:
+            return
+        durable = Durable(self.engine, self.settings, self.snapshot_path, self.context.logger)
+        try:
+            recovery = durable.open()
+        except SnapshotError as exc:
+            raise StartupError(f"memory metering: the snapshot {exc.path} cannot be read ({exc}); "
+                               "move it away to start without it, or restore it from a backup") from exc
+        except LogCorruptError as exc:
+            raise StartupError(f"memory metering: the write-ahead log {exc.path} cannot be replayed "
+                               f"({exc.why} at byte {exc.offset})") from exc
+        self.durable = durable
+        self.context.logger.info(
+            "memory metering: recovered %d events from %s and %d log records in %.2f s%s",
+            recovery.snapshot_events, self.snapshot_path, recovery.records, recovery.seconds,
+            f" (a torn last record of {recovery.torn_bytes} bytes was dropped)" if recovery.torn_bytes else "")
 
     @hookimpl
     def sbt_shutdown(self) -> None:
-        """Save the snapshot when ``snapshot = true``."""
-        if self.settings.snapshot:
-            events = _snapshot.save(self.engine, self.snapshot_path)
-            self.context.logger.info("metering snapshot: saved %d events to %s", events, self.snapshot_path)
+        """Compact the log into the snapshot (a fast next start-up) and close it."""
+        if self.durable is not None:
+            durable, self.durable = self.durable, None
+            durable.close()
 
     def save_snapshot(self, path: Path | None = None) -> int:
-        """Write a snapshot now (to ``path`` or :attr:`snapshot_path`); returns the number of events."""
+        """Write a snapshot now; returns the number of events. Without ``path`` on a started durable
+        provider this is a compaction (the log it holds is dropped); with ``path``, an export that
+        leaves the log alone."""
+        if path is None and self.durable is not None:
+            return self.durable.compact()
         return _snapshot.save(self.engine, path or self.snapshot_path)
 
     def load_snapshot(self, path: Path | None = None) -> int:
-        """Replace everything with a snapshot; returns the number of events loaded."""
-        return _snapshot.load(self.engine, path or self.snapshot_path)
+        """Replace everything with a snapshot; returns the number of events loaded. On a started
+        durable provider the replacement is made durable before this returns.
+
+        :raises ValueError: the file is damaged or not a snapshot (``SnapshotError``).
+        """
+        if self.durable is not None:
+            return self.durable.replace(path or self.snapshot_path)
+        return _snapshot.load(self.engine, path or self.snapshot_path)[0]
 
     # -- meters --------------------------------------------------------------------------------------
 

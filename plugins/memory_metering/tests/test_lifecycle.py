@@ -60,7 +60,8 @@ def test_selected_through_config_and_facade(tmp_path: Path) -> None:
     ({"unknown_tenant": "maybe"}, "unknown_tenant must be one of accept, reject"),
     ({"dedup_window_days": 0}, "dedup_window_days must be greater than 0"),
     ({"horizon_future_seconds": -1}, "horizon_future_seconds must be 0 or more"),
-    ({"snapshots": True}, "snapshots"),
+    ({"snapshot": True}, "snapshot"),
+    ({"fsync": "always"}, "fsync must be one of batch, interval, off"),
 ])
 def test_settings_are_validated(table: dict[str, Any], problem: str) -> None:
     catalog = discover(entry_points=False, builtins=False, extra={"memory": MemoryMetering})
@@ -88,13 +89,14 @@ def _fill(provider: MemoryMetering) -> tuple[str, str]:
 
 
 def test_snapshot_round_trip(tmp_path: Path, new_provider: Any) -> None:
-    first = new_provider(snapshot=True)
+    first = new_provider()
+    first.sbt_startup()
     sums, uniq = _fill(first)
     before = [usage(first, sums, window_size=WindowSize.HOUR, group_by=("region", "plan")), usage(first, uniq)]
     first.sbt_shutdown()
     assert (tmp_path / "memory" / "metering.npz").exists()
 
-    second = new_provider(snapshot=True, unknown_tenant="reject")
+    second = new_provider(unknown_tenant="reject")
     second.sbt_startup()
     assert [usage(second, sums, window_size=WindowSize.HOUR, group_by=("region", "plan")),
             usage(second, uniq)] == before
@@ -112,24 +114,29 @@ def test_snapshot_round_trip(tmp_path: Path, new_provider: Any) -> None:
     # New meters after a load do not collide with loaded ones in fetch-all order.
     late = second.metering_create_meter(MeterCreate(name="late", event_name="late"))
     assert [m.meter_id for m in second.metering_fetch_all_meters(10, None).items][-1] == late.meter_id
+    second.sbt_shutdown()
 
 
-def test_snapshot_is_off_by_default(tmp_path: Path, new_provider: Any) -> None:
-    provider = new_provider()
+def test_in_memory_mode_reads_and_writes_nothing(tmp_path: Path, new_provider: Any) -> None:
+    provider = new_provider(durable=False)
+    provider.sbt_startup()
     _fill(provider)
     provider.sbt_shutdown()
-    assert not (tmp_path / "memory" / "metering.npz").exists()
-    fresh = new_provider(snapshot=True)
-    fresh.sbt_startup()  # no file yet: starts empty
+    assert not (tmp_path / "memory").exists() or not any((tmp_path / "memory").iterdir())
+    fresh = new_provider()
+    fresh.sbt_startup()  # no files: starts empty
     assert fresh.stats()["events"] == 0
+    fresh.sbt_shutdown()
 
 
 def test_snapshot_path_setting(tmp_path: Path, new_provider: Any) -> None:
     target = tmp_path / "elsewhere" / "usage.npz"
-    provider = new_provider(snapshot=True, snapshot_path=target)
+    provider = new_provider(snapshot_path=target)
+    provider.sbt_startup()
     _fill(provider)
     provider.sbt_shutdown()
     assert target.exists()
+    assert sorted(p.name for p in target.parent.iterdir()) == ["usage.00000002.wal", "usage.npz"]
     with pytest.raises(ValueError, match="not a memory-metering snapshot"):
         bad = tmp_path / "bad.npz"
         np.savez(bad, header=np.frombuffer(b'{"format": 99}', dtype=np.uint8))
@@ -183,5 +190,6 @@ def test_concurrent_ingest_and_queries_are_exact(new_provider: Any) -> None:
 def test_settings_defaults_mirror_stripe_and_openmeter() -> None:
     s = MemoryMeteringSettings()
     assert (s.horizon_past_days, s.horizon_future_seconds, s.dedup_window_days) == (35, 300, 32)
-    assert (s.unknown_event, s.unknown_tenant, s.snapshot) == ("reject", "accept", False)
+    assert (s.unknown_event, s.unknown_tenant) == ("reject", "accept")
+    assert (s.durable, s.fsync) == (True, "batch")
     assert MeterStatus.INACTIVE.value == "inactive"
