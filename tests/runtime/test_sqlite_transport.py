@@ -298,6 +298,17 @@ def test_a_stop_that_cannot_drain_leaves_the_rest_queued_for_the_next_start(tmp_
     after.stop(JOIN)
 
 
+def test_an_event_whose_detail_cannot_be_stored_is_refused_and_not_counted(tmp_path: Path) -> None:
+    bus = Bus(FAST, transport=SqliteTransport(tmp_path / "bus.sqlite3"))
+    bus.add_target("a", ONBOARDING, lambda e: None)
+    bus.start()
+    odd = Event.create("onboardingRequest", {"tenantId": "t1", "handle": object()})
+    with pytest.raises(TypeError):
+        bus.accept_batch([odd])
+    assert not bus.busy("a") and bus.get(odd.id) is None
+    bus.stop(JOIN)
+
+
 # --- sbt serve's control plane --------------------------------------------------------------------------------
 
 def test_sbt_serve_keeps_the_queues_in_sqlite_and_the_harness_in_memory(tmp_path: Path) -> None:

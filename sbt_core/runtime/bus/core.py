@@ -261,7 +261,7 @@ class Bus:
         if messages:
             try:
                 self.transport.send(messages)
-            except UnavailableError:
+            except Exception:  # not stored (a full disk, a detail JSON cannot hold): the caller is told
                 with self._lock:
                     self._unaccept(messages, received)
                 raise
