@@ -27,6 +27,7 @@ from .errors import (
     SbtError,
     StartupError,
     UnauthorizedError,
+    UnavailableError,
 )
 from .job_kind import JobKind, JobRequest, JobResult
 from .provider import NoSettings, Provider, ProviderContext
@@ -40,5 +41,6 @@ __all__ = [
     "BadRequestError", "ConfigError", "ConflictError", "ForbiddenError", "JobKind", "JobRequest", "JobResult",
     "NoSettings", "NotFoundError",
     "NotImplementedHookError", "PayloadTooLargeError", "PluginError", "Provider", "ProviderContext",
-    "ProviderError", "SbtError", "StartupError", "UnauthorizedError", "__version__", "hookimpl",
+    "ProviderError", "SbtError", "StartupError", "UnauthorizedError", "UnavailableError", "__version__",
+    "hookimpl",
 ]

@@ -81,8 +81,12 @@ class EventsConfig:
     log_size: int = attrs.field(default=1000, validator=attrs.validators.ge(1))
     #: How long shutdown waits for in-flight events (queued, running and retrying) before giving up.
     drain_timeout_seconds: float = attrs.field(default=30.0, validator=attrs.validators.ge(0))
-    #: The bus transport: ``inprocess`` (the embedded default; events live in this process's memory).
-    transport: str = attrs.field(default="inprocess", validator=attrs.validators.in_(("inprocess",)))
+    #: The bus transport: ``sqlite`` (the default of ``sbt serve``: the queues are journaled in
+    #: ``<state_dir>/bus.sqlite3``, so ``POST /events`` answers once its events are on disk and an event
+    #: accepted before a crash or ``kill -9`` is delivered after the restart) or ``inprocess`` (the queues
+    #: live in this process's memory: faster, but what is queued at a crash is lost and what a stop could
+    #: not drain is dead-lettered; the test harness's choice). A bare ``Bus()`` is in-process.
+    transport: str = attrs.field(default="sqlite", validator=attrs.validators.in_(("sqlite", "inprocess")))
     #: Where ``sbt serve`` keeps dead letters: ``sqlite`` (``<state_dir>/events.sqlite3``, kept across
     #: restarts) or ``memory`` (lost when the process ends).
     dead_letters: str = attrs.field(default="sqlite", validator=attrs.validators.in_(("sqlite", "memory")))

@@ -23,6 +23,7 @@ __all__ = [
     "SbtError",
     "StartupError",
     "UnauthorizedError",
+    "UnavailableError",
 ]
 
 
@@ -83,6 +84,14 @@ class ProviderError(SbtError):
     """502: the provider's backend failed (network, 5xx, throttling after retries). Retried by the bus."""
 
     status = 502
+    retryable = True
+
+
+class UnavailableError(SbtError):
+    """503: the control plane cannot store the request right now (its disk failed or is full); nothing of
+    it was accepted, so the caller may send it again."""
+
+    status = 503
     retryable = True
 
 

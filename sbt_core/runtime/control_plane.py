@@ -35,7 +35,7 @@ from ..errors import StartupError
 from ..models import AuthSettings, Event, User, utcnow
 from ..plugins import PluginCatalog, Providers, build_providers
 from ..triggers import EventTrigger
-from .bus import Bus, DeadLetterStore, SqlDeadLetters, Transport, dead_letter_routes
+from .bus import Bus, DeadLetterStore, SqlDeadLetters, SqliteTransport, Transport, dead_letter_routes
 from .metrics import Metrics, metrics_routes
 from .scheduler import Scheduler, schedule_routes
 from .seams import EventBus, RouteGroup
@@ -82,6 +82,16 @@ class Component(Protocol):
 
     def close(self) -> None:
         """Release resources; called at stop, after the bus drained."""
+
+
+def _transport(config: Config) -> Transport | None:
+    """The transport ``[events] transport`` names (None: the bus's in-process default).
+
+    :raises StartupError: the queue file cannot be opened, or another process holds it.
+    """
+    if config.events.transport != "sqlite":
+        return None
+    return SqliteTransport.in_state_dir(config.state_dir)
 
 
 def _dead_letter_store(config: Config) -> DeadLetterStore | None:
@@ -136,7 +146,7 @@ class ControlPlane:
         (their ``context.publish``), with ``tenants`` open the tenant registry and, with ``jobs``, the
         application plane of the config's ``[[jobs]]`` (none declared: none).
 
-        :param transport: the bus transport (default: in-process).
+        :param transport: the bus transport (default: the one ``[events] transport`` names).
         :param tenants, jobs: run the tenant registry / the application plane (tests turn them off).
         :param clock: the scheduler's clock (aware UTC), injectable for tests.
         :raises StartupError: a provider misses a required hook or fails to construct, or routes clash.
@@ -147,7 +157,8 @@ class ControlPlane:
             bindings = build_binding_table(catalog, config, providers.routes)
             metrics = Metrics()
             providers.time_calls(metrics.hook_called)
-            bus = Bus(config.events, transport=transport, dead_letters=_dead_letter_store(config), observer=metrics)
+            bus = Bus(config.events, transport=transport or _transport(config),
+                      dead_letters=_dead_letter_store(config), observer=metrics)
             bus.bind(bindings, providers)
             providers.attach(bus.sink)
             scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock, on_fire=metrics.fired)

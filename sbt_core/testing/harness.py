@@ -44,9 +44,10 @@ if TYPE_CHECKING:
 
 __all__ = ["TEST_EVENTS_CONFIG", "EventRecorder", "Harness", "deep_merge", "start_control_plane"]
 
-#: Delivery rules for tests: no waiting between attempts, three attempts. Override under ``[events]``.
+#: Delivery rules for tests: no waiting between attempts, three attempts, the in-process transport (nothing
+#: queued outlives the test; ``transport = "sqlite"`` tests the durable one). Override under ``[events]``.
 TEST_EVENTS_CONFIG: dict[str, Any] = {"max_attempts": 3, "backoff_base_seconds": 0, "backoff_max_seconds": 0,
-                                      "drain_timeout_seconds": 10}
+                                      "drain_timeout_seconds": 10, "transport": "inprocess"}
 #: How long :meth:`Harness.settle` waits at most: a hang guard, never a timing assertion.
 SETTLE_TIMEOUT = 10.0
 

@@ -23,7 +23,9 @@ The CLI reads both from the running server over HTTP (``GET /events``, ``GET /de
 
 Beside this module: ``handlers.py`` turns a binding's hook into what a target runs and says which
 failures are retried; ``_log.py`` holds the log's rows, ``_dedup.py`` the ids each target has seen;
-``transport.py`` is the seam messages cross between a publisher and a target's worker, ``dead_letters.py``
+``transport.py`` is the seam messages cross between a publisher and a target's worker (``sqlite_transport.py``
+its durable implementation, whose un-acked messages a restart delivers again: :meth:`Bus.add_target` counts
+and logs them, :meth:`Bus.start` dead-letters those of targets no longer registered), ``dead_letters.py``
 the one dead letters are kept behind.
 """
 
@@ -46,7 +48,7 @@ from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from ... import input_policy
 from ...config import EventsConfig
-from ...errors import BadRequestError, NotFoundError, ProviderError, SbtError
+from ...errors import BadRequestError, NotFoundError, ProviderError, SbtError, UnavailableError
 from ...models import Event, canonical_detail_type, output_detail_type, to_json, utcnow
 from ...triggers import EventTrigger
 from ..logs import delivery_fields
@@ -220,8 +222,35 @@ class Bus:
                 key = (canonical_detail_type(str(trigger.detail_type)), trigger.source)
                 self._routes.setdefault(key, []).append(target)
             self.transport.open(name)
+            self._recover(target, self.transport.backlog(name))
             if self._started:
                 self._spawn(target)
+
+    def _recover(self, target: _Target, messages: list[Message]) -> None:
+        """(Lock held.) Count and log the messages an earlier process left un-acked for ``target``, which a
+        durable transport hands out again: pending (or retrying) rows, their ids remembered for dedup (a
+        client resending what was accepted before the crash is not delivered twice)."""
+        if not messages:
+            return
+        name, seen, now, wall = target.info.name, target.seen, self._clock(), time.time()
+        if seen.enabled:
+            seen.forget(now)
+        top = 0
+        for message in messages:
+            ids = [event.id for event in message.events]
+            if seen.enabled:
+                seen.ids.update(ids)
+                seen.group(now).extend(ids)
+            slot = Slot("pending" if message.attempt == 1 else "retrying", message.attempt - 1, None, wall, None,
+                        message.batch)
+            for event in message.events:
+                self._put_slot(event, name, slot)  # one slot per message, as when it was accepted
+            target.accepted += len(message.events)
+            top = max(top, message.batch)
+        # New batches are numbered past the recovered ones, whose rows _mark_delivered finds by number.
+        self._batches = itertools.count(max(top + 1, next(self._batches)))
+        log.info("%d event(s) in %d message(s) to %s left undelivered by the last run: delivering them again",
+                 sum(len(m.events) for m in messages), len(messages), name)
 
     def subscribe(self, name: str, trigger: EventTrigger, handler: Callable[[Event], Any]) -> None:
         """A core subscriber (e.g. the tenant registry on ``provisionSuccess``), delivered with the same
@@ -321,6 +350,7 @@ class Bus:
                     seen.ids.difference_update(added)
                     group = seen.group(now)
                     group[:] = [event_id for event_id in group if event_id not in added]
+            self._idle.notify_all()  # a join() waiting on these counts
 
     def _uniform_targets(self, events: Sequence[Event], ids: list[str], only: _Target | None) -> list[_Target] | None:
         """(Lock held.) The targets of a batch whose events all go to the same targets and need no per-event
@@ -822,8 +852,25 @@ class Bus:
             targets = list(self._targets.values())
         input_policy.report_unanswerable("dead letters", (
             (f"{letter.event.id} ({letter.target})", to_json(letter)) for letter in self.dead_letter_store.select()))
+        self._dead_letter_stranded()
         for target in targets:
             self._spawn(target)
+
+    def _dead_letter_stranded(self) -> None:
+        """Dead-letter what a durable transport still holds for targets no longer registered (a binding
+        removed from the config since its events were queued), then ack it: kept where ``sbt events dlq``
+        shows it, rather than queued for good where no worker reads."""
+        stranded = self.transport.take_stranded(set(self._targets))
+        if not stranded:
+            return
+        when = utcnow()
+        self._dead_letter([DeadLetter(event, message.target, message.attempt - 1,
+                                      f"its target {message.target} is no longer configured", when)
+                           for message in stranded for event in message.events], time.time())
+        for message in stranded:
+            self.transport.ack(message)
+        log.warning("%d event(s) queued by the last run for target(s) no longer configured (%s) dead-lettered",
+                    sum(len(m.events) for m in stranded), ", ".join(sorted({m.target for m in stranded})))
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every event accepted so far is finished (delivered, dead-lettered or skipped), retries
@@ -894,4 +941,10 @@ class Bus:
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def durable(self) -> bool:
+        """Whether accepted events outlive this process (the transport's ``durable``): then accepting
+        waits until they are stored, and an event loop calls :meth:`accept_batch` from a thread."""
+        return self.transport.durable
 

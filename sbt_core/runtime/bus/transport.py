@@ -5,10 +5,12 @@ routing, the event log, dedup, retries with backoff, the dead-letter store. A :c
 moves :class:`Message` s: one logical queue per target (a hook binding, a core subscriber, a schedule),
 with delayed sends for retries and an ``ack`` once the bus is done with a message.
 
-:class:`InProcessTransport` is the embedded default: per-target deques in this process's memory, so
-queued events would be lost when the process exits; the bus dead-letters what a stop leaves queued
-(:meth:`Transport.take_pending`). An external broker (Redis streams, SQS, NATS JetStream…)
-is a later transport with the same methods: ``send`` = enqueue (``delay`` = the broker's delayed
+:class:`InProcessTransport` keeps per-target deques in this process's memory (a bare ``Bus()``'s and the
+test harness's choice, ``[events] transport = "inprocess"``), so queued events would be lost when the
+process exits; the bus dead-letters what a stop leaves queued (:meth:`Transport.take_pending`).
+:class:`~sbt_core.runtime.bus.sqlite_transport.SqliteTransport`, what ``sbt serve`` uses, journals the
+same queues in SQLite so that they survive a crash. An external broker (Redis streams, SQS, NATS
+JetStream…) is a later transport with the same methods: ``send`` = enqueue (``delay`` = the broker's delayed
 delivery), ``receive`` = a blocking consume on the target's queue/consumer group, ``ack`` = delete/ack, so
 an un-acked message is redelivered after a crash — the at-least-once half the broker provides — and
 messages cross the wire as ``Message.to_json()``.
@@ -22,7 +24,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any
 
 import attrs
@@ -86,7 +88,17 @@ if tuple(a.name for a in attrs.fields(Message)) != ("target", "events", "attempt
 
 
 class Transport(ABC):
-    """Per-target message queues. Every method may be called from any thread."""
+    """Per-target message queues. Every method may be called from any thread.
+
+    A *durable* transport (``durable`` True: :class:`~sbt_core.runtime.bus.sqlite_transport.SqliteTransport`,
+    a broker) keeps every message until it is acked, across a crash: :meth:`send` returns once the
+    messages are stored (so it may block on a disk or the network: callers on an event loop run it in a
+    thread), and a new transport on the same store hands the un-acked messages out again
+    (:meth:`backlog`, :meth:`take_stranded`).
+    """
+
+    #: Whether a sent message outlives this process until acked (see the class docstring).
+    durable: bool = False
 
     @abstractmethod
     def open(self, target: str) -> None:
@@ -95,7 +107,11 @@ class Transport(ABC):
     @abstractmethod
     def send(self, messages: Iterable[Message], *, delay: float = 0.0) -> None:
         """Enqueue ``messages`` (each to its ``target``'s queue), visible after ``delay`` seconds. Never
-        blocks on consumers. :raises RuntimeError: the transport is closed."""
+        blocks on consumers (a durable transport waits until they are stored).
+
+        :raises RuntimeError: the transport is closed.
+        :raises UnavailableError: a durable transport could not store them (none of them was sent).
+        """
 
     @abstractmethod
     def receive(self, target: str) -> Message | None:
@@ -108,7 +124,19 @@ class Transport(ABC):
         return [] if message is None else [message]
 
     def ack(self, message: Message) -> None:  # noqa: B027 - optional: in-process has nothing to delete
-        """The bus is done with ``message`` (delivered, dead-lettered or skipped); a broker deletes it."""
+        """The bus is done with ``message`` (one this transport handed out: the same object), delivered,
+        dead-lettered or skipped; a broker deletes it."""
+
+    def backlog(self, target: str) -> list[Message]:
+        """After :meth:`open`: the messages of ``target`` an earlier process left un-acked (a crash, or a
+        stop that did not drain), which :meth:`receive` hands out again, so the bus can count and log
+        them. Each target's are reported once. None for a transport that keeps nothing (default)."""
+        return []
+
+    def take_stranded(self, targets: Collection[str]) -> list[Message]:
+        """Messages an earlier process left for a target not in ``targets`` (its binding since removed from
+        the config), which no worker will receive: the bus dead-letters them, then acks them. Default: none."""
+        return []
 
     @abstractmethod
     def close(self) -> None:
@@ -186,6 +214,10 @@ class InProcessTransport(Transport):
             while len(out) < limit and queue.ready:
                 out.append(queue.ready.popleft())
         return out
+
+    def ready(self, target: str) -> bool:
+        """Whether ``target`` has a message ready now (due delayed ones aside): a hint, read without the lock."""
+        return bool(self._queues[target].ready)
 
     def close(self) -> None:
         self._closed = True

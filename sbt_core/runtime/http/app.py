@@ -296,10 +296,16 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
     async def openapi_json(request: Request) -> Response:
         return JSONAnswer(openapi())
 
+    durable = bool(getattr(bus, "durable", False))
+
     async def put_events(request: Request) -> Response:
         parsed = ev.parse_entries(json_body(await request.body()))
+        # A durable bus answers once the events are on disk: its accept waits for a commit, in a thread,
+        # so the loop serves other requests meanwhile (and their events share that commit).
+        answer = await run_in_threadpool(ev.put_events_response, parsed, bus) if durable \
+            else ev.put_events_response(parsed, bus)
         # Only strings and ints: orjson renders the same bytes as JSONResponse, several times faster.
-        return FastJSONResponse(ev.put_events_response(parsed, bus))
+        return FastJSONResponse(answer)
 
     async def list_events(request: Request) -> Response:
         raw = request.query_params.get("limit", "50")
