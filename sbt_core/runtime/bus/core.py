@@ -48,7 +48,7 @@ from tenacity import RetryCallState, Retrying, wait_random_exponential
 
 from ... import input_policy
 from ...config import EventsConfig
-from ...errors import BadRequestError, NotFoundError, ProviderError, SbtError, UnavailableError
+from ...errors import BadRequestError, NotFoundError, ProviderError, SbtError
 from ...models import Event, canonical_detail_type, output_detail_type, to_json, utcnow
 from ...triggers import EventTrigger
 from ..logs import delivery_fields
