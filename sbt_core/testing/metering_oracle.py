@@ -196,7 +196,7 @@ def check_against_oracle(provider: Any, case: dict[str, Any]) -> None:
     for kind, arg in case["ops"]:
         if kind == "one":
             for e in arg:
-                provider.metering_ingestusage_event(usage_event(e))
+                provider.metering_ingest_usage_event(usage_event(e))
                 oracle.ingest(e)
         elif kind == "batch":
             results = provider.ingest_batch([usage_event(e) for e in arg])
