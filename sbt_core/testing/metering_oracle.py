@@ -251,9 +251,9 @@ def check_against_oracle(provider: Any, case: dict[str, Any]) -> None:
                 assert _label(start_ms - 1, q["size"], zone) != key[1]
             else:
                 assert (r.window_start, r.window_end) == (query.from_, query.to)
-        expected = oracle.query(lo, hi, q["size"], zone, q["tenant"], q["group_by"])
-        assert got.keys() == expected.keys()
-        for key, value in expected.items():
+        want = oracle.query(lo, hi, q["size"], zone, q["tenant"], q["group_by"])
+        assert got.keys() == want.keys()
+        for key, value in want.items():
             assert math.isclose(got[key], value, rel_tol=1e-9, abs_tol=1e-6), (key, got[key], value)
         order = [(r.tenant_id, r.window_start, tuple(r.groups[g] for g in q["group_by"])) for r in rows]
         assert order == sorted(order)

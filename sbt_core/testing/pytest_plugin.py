@@ -7,16 +7,21 @@
   ``.settle()``, ``.tick()``…). Every control plane it started is stopped after the test.
 - ``sbt_events``: the builders of SBT events (:mod:`sbt_core.testing.events`), e.g.
   ``sbt_events.ingest_usage("t1", "api_calls", 3)``.
+- ``pg_database``: the URL of a throwaway PostgreSQL database ``sbt_test_<random>`` on 127.0.0.1:5432
+  for the test session (dropped at its end); skips when PostgreSQL is not running.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import psycopg
 import pytest
+from psycopg import sql
 
 from . import events as _events
 from .harness import Harness, start_control_plane
@@ -43,3 +48,29 @@ def sbt_control_plane(tmp_path: Path) -> Iterator[Callable[..., Harness]]:
 def sbt_events() -> ModuleType:
     """The SBT event builders (:mod:`sbt_core.testing.events`)."""
     return _events
+
+
+PG_ADMIN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres connect_timeout=5"
+
+
+def _pg_available() -> bool:
+    try:
+        with psycopg.connect(PG_ADMIN):
+            return True
+    except psycopg.Error:
+        return False
+
+
+@pytest.fixture(scope="session")
+def pg_database() -> Iterator[str]:
+    """A PostgreSQL database ``sbt_test_<random>`` for this test run (URL), dropped at the end."""
+    if not _pg_available():
+        pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
+    name = f"sbt_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))

@@ -1,0 +1,213 @@
+"""``metering_fetch_usage`` on the database: windows from rollup cells where whole buckets fit, events at
+the edges, then ``memory``'s grouping, order and pages.
+
+Each window ``[a, b)`` (cut to the query's ``[from, to)``) splits into whole UTC days, whole quarters
+around them and the raw pieces the 15-minute grid cannot cover (a ``from``/``to`` off the grid); each
+part is read in one statement per width, joined to a small list of (window, first, last) ranges and
+grouped by series and window, so a 30-day DAY query reads one cell per series and day. LATEST takes the
+cell with the latest (event time, event id); UNIQUE_COUNT and MINUTE windows read events only.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from collections import defaultdict
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sbt_core.errors import BadRequestError
+from sbt_core.metering import ceil_ms, decode_usage_token, encode_usage_token, ms_to_datetime, window_edges
+from sbt_core.models import Aggregation, Page, UsageQuery, UsageRow, WindowSize
+
+from ._schema import DAY, QUARTER
+from ._store import MeterRow, Store
+
+__all__ = ["fetch_usage"]
+
+_MAX_PIECES = 64  # beyond this many raw pieces one pass over the range's events is cheaper
+_RANGES_PER_READ = 400
+
+# Partials of one (series or group, window): [count, sum, min, max, latest_ts, latest_id, latest_value].
+_Cell = list[Any]
+
+
+_Ranges = list[tuple[int, int, int]]
+
+
+def _split(edges: list[int], from_ms: int, to_ms: int) -> tuple[_Ranges, dict[int, _Ranges]]:
+    """Raw pieces (window, lo ms, hi ms) and, per width, bucket ranges (window, first, end)."""
+    raw: list[tuple[int, int, int]] = []
+    cells: dict[int, list[tuple[int, int, int]]] = {QUARTER: [], DAY: []}
+    for w in range(len(edges) - 1):
+        a, b = max(edges[w], from_ms), min(edges[w + 1], to_ms)
+        if a >= b:
+            continue
+        qa, qb = -(-a // QUARTER) * QUARTER, b // QUARTER * QUARTER
+        if qa >= qb:
+            raw.append((w, a, b))
+            continue
+        if a < qa:
+            raw.append((w, a, qa))
+        if qb < b:
+            raw.append((w, qb, b))
+        da, db = -(-qa // DAY) * DAY, qb // DAY * DAY
+        if da < db:
+            cells[DAY].append((w, da // DAY, db // DAY))
+            if qa < da:
+                cells[QUARTER].append((w, qa // QUARTER, da // QUARTER))
+            if db < qb:
+                cells[QUARTER].append((w, db // QUARTER, qb // QUARTER))
+        else:
+            cells[QUARTER].append((w, qa // QUARTER, qb // QUARTER))
+    return raw, cells
+
+
+def _ranges(ranges: list[tuple[int, int, int]]) -> Any:
+    """The ranges as a derived table ``(w, lo, hi)`` (UNION ALL of literal rows: portable, and small)."""
+    parts = [sa.select(sa.literal(w).label("w"), sa.literal(lo).label("lo"), sa.literal(hi).label("hi"))
+             for w, lo, hi in ranges]
+    return (sa.union_all(*parts) if len(parts) > 1 else parts[0]).subquery("win")
+
+
+def _series_filter(tenant: str | None) -> str:
+    return ("" if tenant is None else
+            "AND series_id IN (SELECT series_id FROM sbt_metering_series WHERE meter_seq = :meter "
+            "AND tenant_id = :tenant)")
+
+
+def _rollup_cells(conn: Connection, meter_seq: int, width: int, ranges: list[tuple[int, int, int]],
+                  tenant: str | None, latest: bool, out: dict[tuple[int, int], _Cell]) -> None:
+    # SQLite allows 500 terms in a compound SELECT; windows are disjoint, so chunks merge exactly.
+    for i in range(0, len(ranges), _RANGES_PER_READ):
+        _rollup_chunk(conn, meter_seq, width, ranges[i:i + _RANGES_PER_READ], tenant, latest, out)
+
+
+def _rollup_chunk(conn: Connection, meter_seq: int, width: int, ranges: list[tuple[int, int, int]],
+                  tenant: str | None, latest: bool, out: dict[tuple[int, int], _Cell]) -> None:
+    win = _ranges(ranges)
+    lo = min(r[1] for r in ranges)
+    hi = max(r[2] for r in ranges)
+    r = sa.table("sbt_metering_rollups", *[sa.column(c) for c in (
+        "meter_seq", "width", "bucket", "series_id", "count", "sum", "min", "max", "latest_ts", "latest_id",
+        "latest_value")])
+    where = [r.c.meter_seq == meter_seq, r.c.width == width, r.c.bucket >= lo, r.c.bucket < hi]
+    if tenant is not None:
+        where.append(r.c.series_id.in_(sa.select(sa.column("series_id")).select_from(
+            sa.table("sbt_metering_series", sa.column("series_id"), sa.column("meter_seq"), sa.column("tenant_id")))
+            .where(sa.column("meter_seq") == meter_seq, sa.column("tenant_id") == tenant)))
+    join = sa.and_(r.c.bucket >= win.c.lo, r.c.bucket < win.c.hi)
+    if not latest:
+        q = (sa.select(r.c.series_id, win.c.w, sa.func.sum(r.c.count), sa.func.sum(r.c.sum), sa.func.min(r.c.min),
+                       sa.func.max(r.c.max))
+             .select_from(r.join(win, join)).where(*where).group_by(r.c.series_id, win.c.w))
+        for sid, w, cnt, total, low, high in conn.execute(q):
+            _merge(out, (sid, w), [int(cnt), float(total), float(low), float(high), None, None, None])
+        return
+    # LATEST: per (series, window) the cell with the latest (time, id), and the count.
+    rn = sa.func.row_number().over(partition_by=(r.c.series_id, win.c.w),
+                                   order_by=(r.c.latest_ts.desc(), r.c.latest_id.desc())).label("rn")
+    cnt = sa.func.sum(r.c.count).over(partition_by=(r.c.series_id, win.c.w)).label("cnt")
+    inner = (sa.select(r.c.series_id, win.c.w, r.c.latest_ts, r.c.latest_id, r.c.latest_value, rn, cnt)
+             .select_from(r.join(win, join)).where(*where).subquery())
+    for sid, w, lts, lid, lval, _, total_cnt in conn.execute(sa.select(inner).where(inner.c.rn == 1)):
+        _merge(out, (sid, w), [int(total_cnt), 0.0, 0.0, 0.0, lts, lid, lval])
+
+
+def _merge(out: dict[Any, _Cell], key: Any, cell: _Cell) -> None:
+    have = out.get(key)
+    if have is None:
+        out[key] = cell
+        return
+    have[0] += cell[0]
+    have[1] += cell[1]
+    have[2] = min(have[2], cell[2])
+    have[3] = max(have[3], cell[3])
+    if cell[4] is not None and (have[4] is None or (cell[4], cell[5]) > (have[4], have[5])):
+        have[4], have[5], have[6] = cell[4], cell[5], cell[6]
+
+
+def _raw_events(conn: Connection, meter_seq: int, pieces: list[tuple[int, int]], tenant: str | None) -> Any:
+    ors = " OR ".join(f"(ts >= :a{i} AND ts < :b{i})" for i in range(len(pieces)))
+    params: dict[str, Any] = {"meter": meter_seq, "tenant": tenant}
+    for i, (a, b) in enumerate(pieces):
+        params[f"a{i}"], params[f"b{i}"] = a, b
+    lo, hi = min(p[0] for p in pieces), max(p[1] for p in pieces)
+    params["lo"], params["hi"] = lo, hi
+    return conn.execute(sa.text(
+        "SELECT series_id, ts, value, text, event_id FROM sbt_metering_events "
+        f"WHERE meter_seq = :meter AND ts >= :lo AND ts < :hi AND NOT cancelled AND ({ors}) "
+        + _series_filter(tenant)), params)
+
+
+def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQuery,
+                series_cache: dict[int, dict[int, tuple[str, tuple[str, ...]]]]) -> Page[UsageRow]:
+    """One page of ``query`` on ``meter`` (see the module docstring).
+
+    :raises BadRequestError: a groupBy the meter does not declare, a bad token, too many windows.
+    """
+    m = meter.meter
+    unknown = [name for name in query.group_by if name not in m.group_by]
+    if unknown:
+        declared = ", ".join(m.group_by) or "none"
+        raise BadRequestError(f"groupBy {', '.join(unknown)} is not a dimension of meter {m.meter_id} "
+                              f"(declared: {declared})")
+    offset = decode_usage_token(m.meter_id, query)
+    from_ms, to_ms = ceil_ms(query.from_), ceil_ms(query.to)
+    edges = window_edges(from_ms, to_ms, query.window_size, query.zone)
+    agg = m.aggregation
+    tenant = query.tenant_id
+    cells: dict[tuple[int, int], _Cell] = {}
+    distinct: dict[tuple[int, int], set[str]] = defaultdict(set)
+    use_rollups = agg is not Aggregation.UNIQUE_COUNT and query.window_size is not WindowSize.MINUTE
+    raw, ranges = _split(edges, from_ms, to_ms) if use_rollups else ([], {})
+    if use_rollups and len(raw) > _MAX_PIECES:
+        use_rollups, raw = False, []
+    if use_rollups:
+        for width, rs in ranges.items():
+            if rs:
+                _rollup_cells(conn, meter.seq, width, rs, tenant, agg is Aggregation.LATEST, cells)
+        pieces = [(a, b) for _, a, b in raw]
+    else:
+        pieces = [(from_ms, to_ms)] if from_ms < to_ms else []
+    if pieces:
+        for sid, ts, value, text, event_id in _raw_events(conn, meter.seq, pieces, tenant):
+            w = bisect_right(edges, ts) - 1
+            if agg is Aggregation.UNIQUE_COUNT:
+                distinct[(sid, w)].add(text)
+                _merge(cells, (sid, w), [1, 0.0, 0.0, 0.0, None, None, None])
+            else:
+                _merge(cells, (sid, w), [1, value, value, value, ts, event_id, value])
+    # Fold series into the query's groups (tenant, chosen dimension values).
+    series = series_cache.get(meter.seq)
+    if series is None or any(sid not in series for sid, _ in cells):
+        series = series_cache[meter.seq] = store.series_of_meter(conn, meter.seq)
+    positions = [m.group_by.index(name) for name in query.group_by]
+    groups: dict[tuple[str, tuple[str, ...], int], _Cell] = {}
+    texts: dict[tuple[str, tuple[str, ...], int], set[str]] = defaultdict(set)
+    for (sid, w), cell in cells.items():
+        t, dims = series[sid]
+        key = (t, tuple(dims[p] for p in positions), w)
+        _merge(groups, key, list(cell))
+        if agg is Aggregation.UNIQUE_COUNT:
+            texts[key] |= distinct[(sid, w)]
+    # Order: tenant id, window start, group values.
+    keys = sorted(groups, key=lambda k: (k[0], k[2], k[1]))
+    page = keys[offset:offset + query.limit]
+    zone = query.zone
+    items = []
+    for key in page:
+        cnt, total, low, high, _, _, lval = groups[key]
+        value = {Aggregation.COUNT: float(cnt), Aggregation.SUM: total, Aggregation.AVG: total / cnt if cnt else 0.0,
+                 Aggregation.MIN: low, Aggregation.MAX: high, Aggregation.LATEST: lval,
+                 Aggregation.UNIQUE_COUNT: float(len(texts[key]))}[agg]
+        w = key[2]
+        if query.window_size is None:
+            start, end = query.from_, query.to
+        else:
+            start, end = ms_to_datetime(edges[w], zone), ms_to_datetime(edges[w + 1], zone)
+        items.append(UsageRow(key[0], start, end, float(value), dict(zip(query.group_by, key[1], strict=True))))
+    stop = offset + len(page)
+    token = encode_usage_token(stop, m.meter_id, query) if stop < len(keys) else None
+    return Page(items=items, next_token=token)
