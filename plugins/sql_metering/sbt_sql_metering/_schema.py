@@ -144,8 +144,8 @@ def migrate(conn: Connection) -> list[int]:
     schema_versions.create(conn, checkfirst=True)
     current = conn.execute(sa.select(sa.func.max(schema_versions.c.version))).scalar() or 0
     if current > SCHEMA_VERSION:
-        raise ConfigError(f"the metering database has schema version {current}, newer than this "
-                          f"sbt-sql-metering knows ({SCHEMA_VERSION}); upgrade sbt-sql-metering")
+        raise ConfigError([f"the metering database has schema version {current}, newer than this "
+                           f"sbt-sql-metering knows ({SCHEMA_VERSION}); upgrade sbt-sql-metering"])
     applied = []
     for version, description, apply in MIGRATIONS:
         if version > current:
