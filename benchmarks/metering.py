@@ -1,4 +1,4 @@
-"""Benchmark of the ``memory`` metering provider against DuckDB (in memory), same data, same run.
+"""Benchmark of the ``memory`` and ``sql`` (PostgreSQL) metering providers against DuckDB, same data, same run.
 
 Not a test. Workload (issue 5): N events (default 10 million) from 100 tenants over 30 days, one SUM
 meter with one dimension (``region``, 4 values). Measures:
@@ -14,7 +14,12 @@ meter with one dimension (``region``, 4 values). Measures:
   glibc ``malloc_trim(0)`` so that the benchmark's own freed input lists do not count (the raw figure
   is printed too), and the engine's own accounting of its arrays. DuckDB's is measured the same way.
 
-Run: ``python benchmarks/metering.py [--events N] [--single N] [--repeat R]``.
+``sql`` (issue 19) on PostgreSQL (``--sql-url``, default a throwaway database on 127.0.0.1:5432, dropped
+after): batch ingest through ``SqlMetering.ingest_columns`` (COPY, dedup upsert, rollups; one transaction
+per chunk), ``fetch_usage`` of every page of the same 30-day DAY query (median), and bytes on disk per
+stored event (tables, indexes, rollups, dedup: ``pg_total_relation_size``). ``--no-sql`` skips it.
+
+Run: ``python benchmarks/metering.py [--events N] [--single N] [--repeat R] [--sql-chunk N]``.
 """
 
 from __future__ import annotations
@@ -29,7 +34,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -206,6 +211,75 @@ def bench_single(data: Data, args: argparse.Namespace, state: Path) -> dict[str,
     return out
 
 
+@contextlib.contextmanager
+def _throwaway_database() -> Iterator[str]:
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    name = f"sbt_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def bench_sql(data: Data, args: argparse.Namespace, state: Path) -> dict[str, float]:
+    """``sql`` on PostgreSQL: batch ingest, every page of the 30-day DAY query, bytes on disk per event."""
+    from sbt_sql_metering import SqlMetering, SqlMeteringSettings
+
+    from sbt_core.models import Secret
+
+    out: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        url = args.sql_url or stack.enter_context(_throwaway_database())
+        provider = SqlMetering(SqlMeteringSettings(database_url=Secret(url)), ProviderContext("sql", "metering", state))
+        provider.sbt_startup()
+        stack.callback(provider.sbt_shutdown)
+        meter = provider.metering_create_meter(MeterCreate(name="API calls", event_name="api_calls",
+                                                           group_by=("region",)))
+        spent = 0.0
+        for i in range(data.parts):
+            part = data.part(i)
+            for lo in range(0, len(part["id"]), args.sql_chunk):
+                hi = lo + args.sql_chunk
+                t = time.perf_counter()
+                provider.ingest_columns("api_calls", part["tenant"][lo:hi], part["ts"][lo:hi],
+                                        part["value"][lo:hi], part["id"][lo:hi], {"region": part["region"][lo:hi]})
+                spent += time.perf_counter() - t
+            del part
+        out["batch_rate"] = data.events / spent
+        with provider.store.write() as conn:  # settle the visibility map, as autovacuum would
+            conn.exec_driver_sql("COMMIT")
+            conn.exec_driver_sql("VACUUM ANALYZE")
+        stats = provider.stats()
+        assert stats["events"] == data.events, stats
+        out["disk_bytes_per_event"] = sum(stats["bytes"].values()) / data.events
+        out["rollup_cells"] = stats["rollupCells"]
+        start = datetime.fromtimestamp(data.start_ms / 1000, UTC)
+        end = start + timedelta(days=31)
+
+        def all_pages(**extra: object) -> int:
+            rows, token = 0, None
+            while True:
+                page = provider.metering_fetch_usage(meter.meter_id, UsageQuery(
+                    from_=start, to=end, window_size=WindowSize.DAY, limit=1000, next_token=token, **extra))
+                rows += len(page.items)
+                token = page.next_token
+                if token is None:
+                    return rows
+
+        out["rows"] = all_pages()
+        out["query_all_ms"] = median_ms(all_pages, args.repeat)
+        out["query_paris_ms"] = median_ms(lambda: all_pages(window_time_zone="Europe/Paris"), max(3, args.repeat // 10))
+    return out
+
+
 def bench_duckdb(data: Data, args: argparse.Namespace) -> dict[str, float]:
     import duckdb
 
@@ -257,6 +331,10 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=50, help="runs per query for the median")
     parser.add_argument("--chunk", type=int, default=1_000_000)
     parser.add_argument("--no-duckdb", action="store_true")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory provider")
+    parser.add_argument("--no-sql", action="store_true", help="skip the sql provider (PostgreSQL)")
+    parser.add_argument("--sql-url", default=None, help="PostgreSQL URL (default: a throwaway database)")
+    parser.add_argument("--sql-chunk", type=int, default=100_000, help="events per sql ingest_columns call")
     args = parser.parse_args()
     now_ms = time.time_ns() // 1_000_000
     data = Data(args.events, args.tenants, args.days, now_ms, args.chunk)
@@ -265,8 +343,13 @@ def main() -> None:
     print(f"workload: {args.events:,} events, {args.tenants} tenants, {args.days} days, one SUM meter, "
           f"1 dimension x {len(REGIONS)} values")
     with tempfile.TemporaryDirectory() as state:
-        ours = bench_engine(data, args, Path(state))
+        ours = None if args.no_memory else bench_engine(data, args, Path(state))
+        sql = None if args.no_sql else bench_sql(data, args, Path(state))
     duck = None if args.no_duckdb else bench_duckdb(data, args)
+    if sql is not None:
+        _sql_report(sql, duck)
+    if ours is None:
+        return
 
     def row(label: str, mine: float, theirs: float | None, unit: str, target: str, better: str = "higher") -> None:
         other = f"{theirs:>14,.3f}" if theirs is not None else f"{'-':>14}"
@@ -307,6 +390,24 @@ def main() -> None:
     if not ours["grid_ok"]:
         print("note: the pre-aggregation grid was off (over budget); queries ran on raw events")
     _machine_report(ours, duck)
+
+
+def _sql_report(sql: dict[str, float], duck: dict[str, float] | None) -> None:
+    print(f"\n{'sql (PostgreSQL)':<44}{'sql':>14}{'duckdb':>14}  {'unit':<9}{'ratio':>10}  target")
+    rate = sql["batch_rate"]
+    print(f"{'batch ingest (ingest_columns)':<44}{rate:>14,.0f}{duck['batch_rate'] if duck else 0:>14,.0f}  "
+          f"{'events/s':<9}{'':>10}  >= 100,000/s {'MET' if rate >= 1e5 else 'NOT MET'}")
+    q = sql["query_all_ms"]
+    dq = duck["query_all_ms"] if duck else None
+    ok = q <= 50 and (dq is None or q <= 0.5 * dq)
+    ratio = f"{q / dq:8.3f}x" if dq else ""
+    label = f"fetch_usage all {sql['rows']:,.0f} rows, median"
+    print(f"{label:<44}{q:>14,.3f}{dq or 0:>14,.3f}  {'ms':<9}"
+          f"{ratio:>10}  <= 50 ms and <= 0.5x DuckDB {'MET' if ok else 'NOT MET'}")
+    print(f"{'same, DAY windows in Europe/Paris':<44}{sql['query_paris_ms']:>14,.3f}{'':>14}  {'ms':<9}")
+    print(f"{'bytes on disk per stored event':<44}{sql['disk_bytes_per_event']:>14,.1f}{'':>14}  {'bytes':<9}"
+          f"{'':>10}  (tables + indexes + rollups + dedup)")
+    print(f"{'rollup cells':<44}{sql['rollup_cells']:>14,.0f}")
 
 
 def _machine_report(ours: dict[str, float], duck: dict[str, float] | None) -> None:

@@ -14,10 +14,10 @@ from typing import Any
 
 import numpy as np
 import sqlalchemy as sa
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection
 
 from ._schema import WIDTHS, meters, rollups
+from ._upsert import upsert
 
 __all__ = ["CELL_COLUMNS", "add_cells", "batch_cells", "differences", "keeps_rollups", "recompute"]
 
@@ -27,9 +27,9 @@ _CHUNK = 2500  # rows per multi-row statement (11 parameters each: below SQLite'
 
 
 def batch_cells(meter_seq: int, series_ids: np.ndarray, ts: np.ndarray, values: np.ndarray,
-                event_ids: np.ndarray) -> list[dict[str, Any]]:
-    """The rollup cells of one meter's new events, every width: one dict per cell, in key order."""
-    cells: list[dict[str, Any]] = []
+                event_ids: np.ndarray) -> list[tuple[Any, ...]]:
+    """The rollup cells of one meter's new events, every width: one tuple per cell, in key order."""
+    cells: list[tuple[Any, ...]] = []
     if not len(ts):
         return cells
     for width in WIDTHS:
@@ -45,33 +45,30 @@ def batch_cells(meter_seq: int, series_ids: np.ndarray, ts: np.ndarray, values: 
         low = np.minimum.reduceat(v, starts)
         high = np.maximum.reduceat(v, starts)
         last = order[ends]
-        for row in zip(b[starts].tolist(), s[starts].tolist(), count.tolist(), total.tolist(), low.tolist(),
-                       high.tolist(), ts[last].tolist(), event_ids[last].tolist(), values[last].tolist(), strict=True):
-            cells.append({"meter_seq": meter_seq, "width": width, "bucket": row[0], "series_id": row[1],
-                          "count": row[2], "sum": row[3], "min": row[4], "max": row[5], "latest_ts": row[6],
-                          "latest_id": row[7], "latest_value": row[8]})
+        cells += [(meter_seq, width, *row) for row in zip(
+            b[starts].tolist(), s[starts].tolist(), count.tolist(), total.tolist(), low.tolist(), high.tolist(),
+            ts[last].tolist(), event_ids[last].tolist(), values[last].tolist(), strict=True)]
     return cells
 
 
-def _insert(conn: Connection) -> Any:
-    return postgresql.insert(rollups) if conn.dialect.name == "postgresql" else sqlite.insert(rollups)
+_COLUMNS = [("meter_seq", "integer"), ("width", "integer"), ("bucket", "bigint"), ("series_id", "integer"),
+            ("count", "bigint"), ("sum", "float8"), ("min", "float8"), ("max", "float8"), ("latest_ts", "bigint"),
+            ("latest_id", "bigint"), ("latest_value", "float8")]
+_T = "sbt_metering_rollups"
+_LATER = (f"(excluded.latest_ts > {_T}.latest_ts OR (excluded.latest_ts = {_T}.latest_ts "
+          f"AND excluded.latest_id > {_T}.latest_id))")
+_ADD = ", ".join([
+    f"count = {_T}.count + excluded.count", f"sum = {_T}.sum + excluded.sum",
+    f"min = CASE WHEN excluded.min < {_T}.min THEN excluded.min ELSE {_T}.min END",
+    f"max = CASE WHEN excluded.max > {_T}.max THEN excluded.max ELSE {_T}.max END",
+    *[f"{c} = CASE WHEN {_LATER} THEN excluded.{c} ELSE {_T}.{c} END"
+      for c in ("latest_value", "latest_id", "latest_ts")]])  # every SET expression reads the old row
 
 
-def add_cells(conn: Connection, cells: Sequence[dict[str, Any]]) -> None:
-    """Fold new cells into the stored ones (one upsert per chunk; cells in key order, so two processes
-    adding to the same cells lock them in the same order)."""
-    r = rollups.c
-    for i in range(0, len(cells), _CHUNK):
-        stmt = _insert(conn).values(list(cells[i:i + _CHUNK]))
-        new = stmt.excluded
-        later = (new.latest_ts > r.latest_ts) | ((new.latest_ts == r.latest_ts) & (new.latest_id > r.latest_id))
-        conn.execute(stmt.on_conflict_do_update(index_elements=list(_KEY), set_={
-            "count": r.count + new.count, "sum": r.sum + new.sum,
-            "min": sa.case((new.min < r.min, new.min), else_=r.min),
-            "max": sa.case((new.max > r.max, new.max), else_=r.max),
-            "latest_ts": sa.case((later, new.latest_ts), else_=r.latest_ts),
-            "latest_id": sa.case((later, new.latest_id), else_=r.latest_id),
-            "latest_value": sa.case((later, new.latest_value), else_=r.latest_value)}))
+def add_cells(conn: Connection, cells: Sequence[tuple[Any, ...]]) -> None:
+    """Fold new cells (tuples in :data:`_COLUMNS` order, sorted by key, so two processes adding to the
+    same cells lock them in the same order) into the stored ones."""
+    upsert(conn, _T, _COLUMNS, cells, list(_KEY), _ADD)
 
 
 def _from_events(width: int) -> str:

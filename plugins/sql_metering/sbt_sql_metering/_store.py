@@ -24,6 +24,7 @@ from sbt_core._sql import create_engine, read_only
 from sbt_core.models import Meter
 
 from . import _schema as s
+from ._upsert import upsert
 
 __all__ = ["MeterRow", "Store"]
 
@@ -153,19 +154,13 @@ class Store:
         """Record ``identifier -> latest event time`` for a batch and return the identifiers it may store:
         those with no stored event time after ``cutoff_ms`` (now - dedup window). One upsert decides, so
         the same identifier put to two processes at once is stored once."""
-        d = s.dedup.c
-        won: set[str] = set()
         items = sorted(latest.items())  # one lock order for every process
-        insert = postgresql.insert if self.postgres else sqlite.insert
-        for i in range(0, len(items), _CHUNK):
-            stmt = insert(s.dedup).values([{"meter_seq": meter_seq, "identifier": k, "ts": v}
-                                           for k, v in items[i:i + _CHUNK]])
-            stmt = stmt.on_conflict_do_update(
-                index_elements=["meter_seq", "identifier"],
-                set_={"ts": sa.case((stmt.excluded.ts > d.ts, stmt.excluded.ts), else_=d.ts)},
-                where=d.ts <= cutoff_ms)
-            won.update(conn.execute(stmt.returning(d.identifier)).scalars())
-        return won
+        return set(upsert(conn, "sbt_metering_dedup", [("meter_seq", "integer"), ("identifier", "text"),
+                                                       ("ts", "bigint")],
+                          [(meter_seq, k, v) for k, v in items], ["meter_seq", "identifier"],
+                          "ts = CASE WHEN excluded.ts > sbt_metering_dedup.ts THEN excluded.ts "
+                          "ELSE sbt_metering_dedup.ts END",
+                          where=f"sbt_metering_dedup.ts <= {int(cutoff_ms)}", returning="identifier"))
 
     def allocate_event_ids(self, conn: Connection, n: int) -> np.ndarray:
         """``n`` increasing event ids (ingestion order: LATEST breaks ties on event time with them)."""

@@ -332,8 +332,17 @@ class SqlMetering(Provider):
             if not dim_lists:
                 dims = ["[]"] * n
             else:
-                dims = [dims_key([dimension_text(col[i]) if col is not None else "" for col in dim_lists])
-                        for i in range(n)]
+                # One key per distinct combination of raw values (a handful), not per row; typed, since
+                # 1, 1.0 and True are equal as dict keys but not as dimension texts.
+                keys: dict[tuple[Any, ...], str] = {}
+                combos = zip(*[col if col is not None else [None] * n for col in dim_lists], strict=True)
+                dims = []
+                for c in combos:
+                    typed = (*c, *map(type, c))
+                    key = keys.get(typed)
+                    if key is None:
+                        key = keys[typed] = dims_key([dimension_text(v) for v in c])
+                    dims.append(key)
             batch = Batch(meter, list(range(n)), tenants, dims, ts, vals, texts, ids)
             kept = store_batch(store, conn, batch, now, self.policy.dedup_ms)
         accepted = sum(kept)
