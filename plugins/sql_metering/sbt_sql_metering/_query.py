@@ -10,8 +10,10 @@ cell with the latest (event time, event id); UNIQUE_COUNT and MINUTE windows rea
 
 from __future__ import annotations
 
+import json
 from bisect import bisect_right
 from collections import defaultdict
+from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
@@ -34,6 +36,7 @@ _Cell = list[Any]
 
 
 _Ranges = list[tuple[int, int, int]]
+_Project = Callable[[str], tuple[str, ...]]  # stored dims JSON -> the query's group values
 
 
 def _split(edges: list[int], from_ms: int, to_ms: int) -> tuple[_Ranges, dict[int, _Ranges]]:
@@ -64,55 +67,48 @@ def _split(edges: list[int], from_ms: int, to_ms: int) -> tuple[_Ranges, dict[in
     return raw, cells
 
 
-def _ranges(ranges: list[tuple[int, int, int]]) -> Any:
-    """The ranges as a derived table ``(w, lo, hi)`` (UNION ALL of literal rows: portable, and small)."""
-    parts = [sa.select(sa.literal(w).label("w"), sa.literal(lo).label("lo"), sa.literal(hi).label("hi"))
-             for w, lo, hi in ranges]
-    return (sa.union_all(*parts) if len(parts) > 1 else parts[0]).subquery("win")
-
-
 def _series_filter(tenant: str | None) -> str:
     return ("" if tenant is None else
             "AND series_id IN (SELECT series_id FROM sbt_metering_series WHERE meter_seq = :meter "
             "AND tenant_id = :tenant)")
 
 
-def _rollup_cells(conn: Connection, meter_seq: int, width: int, ranges: list[tuple[int, int, int]],
-                  tenant: str | None, latest: bool, out: dict[tuple[int, int], _Cell]) -> None:
-    # SQLite allows 500 terms in a compound SELECT; windows are disjoint, so chunks merge exactly.
+def _rollup_cells(conn: Connection, meter_seq: int, width: int, ranges: _Ranges, tenant: str | None,
+                  by_dims: bool, latest: bool, out: dict[Any, _Cell], project: _Project) -> None:
+    # Windows are disjoint, so chunks of ranges merge exactly (and keep each CASE small).
     for i in range(0, len(ranges), _RANGES_PER_READ):
-        _rollup_chunk(conn, meter_seq, width, ranges[i:i + _RANGES_PER_READ], tenant, latest, out)
+        _rollup_chunk(conn, meter_seq, width, ranges[i:i + _RANGES_PER_READ], tenant, by_dims, latest, out, project)
 
 
-def _rollup_chunk(conn: Connection, meter_seq: int, width: int, ranges: list[tuple[int, int, int]],
-                  tenant: str | None, latest: bool, out: dict[tuple[int, int], _Cell]) -> None:
-    win = _ranges(ranges)
-    lo = min(r[1] for r in ranges)
-    hi = max(r[2] for r in ranges)
-    r = sa.table("sbt_metering_rollups", *[sa.column(c) for c in (
-        "meter_seq", "width", "bucket", "series_id", "count", "sum", "min", "max", "latest_ts", "latest_id",
-        "latest_value")])
-    where = [r.c.meter_seq == meter_seq, r.c.width == width, r.c.bucket >= lo, r.c.bucket < hi]
-    if tenant is not None:
-        where.append(r.c.series_id.in_(sa.select(sa.column("series_id")).select_from(
-            sa.table("sbt_metering_series", sa.column("series_id"), sa.column("meter_seq"), sa.column("tenant_id")))
-            .where(sa.column("meter_seq") == meter_seq, sa.column("tenant_id") == tenant)))
-    join = sa.and_(r.c.bucket >= win.c.lo, r.c.bucket < win.c.hi)
+def _rollup_chunk(conn: Connection, meter_seq: int, width: int, ranges: _Ranges, tenant: str | None,
+                  by_dims: bool, latest: bool, out: dict[Any, _Cell], project: _Project) -> None:
+    # The window of a cell: a CASE over the ranges (integers computed here, so inlined), grouped with the
+    # series' tenant (and dimensions when the query groups by any) in the database: one row per answer cell.
+    case = "CASE " + " ".join(f"WHEN bucket >= {int(lo)} AND bucket < {int(hi)} THEN {int(w)}"
+                              for w, lo, hi in ranges) + " END"
+    params = {"meter": meter_seq, "width": width, "lo": min(r[1] for r in ranges), "hi": max(r[2] for r in ranges),
+              "tenant": tenant}
+    cells = (f"SELECT series_id, count, sum, min, max, latest_ts, latest_id, latest_value, {case} AS w "
+             "FROM sbt_metering_rollups WHERE meter_seq = :meter AND width = :width AND bucket >= :lo "
+             f"AND bucket < :hi {_series_filter(tenant)}")
+    dims = "s.dims" if by_dims else "'[]'"
+    group = "s.tenant_id, s.dims, x.w" if by_dims else "s.tenant_id, x.w"
+    joined = f"FROM ({cells}) AS x JOIN sbt_metering_series AS s ON s.series_id = x.series_id WHERE x.w IS NOT NULL"
     if not latest:
-        q = (sa.select(r.c.series_id, win.c.w, sa.func.sum(r.c.count), sa.func.sum(r.c.sum), sa.func.min(r.c.min),
-                       sa.func.max(r.c.max))
-             .select_from(r.join(win, join)).where(*where).group_by(r.c.series_id, win.c.w))
-        for sid, w, cnt, total, low, high in conn.execute(q):
-            _merge(out, (sid, w), [int(cnt), float(total), float(low), float(high), None, None, None])
+        rows = conn.execute(sa.text(
+            f"SELECT s.tenant_id, {dims}, x.w, sum(x.count), sum(x.sum), min(x.min), max(x.max) {joined} "
+            f"GROUP BY {group}"), params).all()
+        for t, d, w, cnt, total, low, high in rows:
+            _merge(out, (t, project(d), w), [int(cnt), float(total), float(low), float(high), None, None, None])
         return
-    # LATEST: per (series, window) the cell with the latest (time, id), and the count.
-    rn = sa.func.row_number().over(partition_by=(r.c.series_id, win.c.w),
-                                   order_by=(r.c.latest_ts.desc(), r.c.latest_id.desc())).label("rn")
-    cnt = sa.func.sum(r.c.count).over(partition_by=(r.c.series_id, win.c.w)).label("cnt")
-    inner = (sa.select(r.c.series_id, win.c.w, r.c.latest_ts, r.c.latest_id, r.c.latest_value, rn, cnt)
-             .select_from(r.join(win, join)).where(*where).subquery())
-    for sid, w, lts, lid, lval, _, total_cnt in conn.execute(sa.select(inner).where(inner.c.rn == 1)):
-        _merge(out, (sid, w), [int(total_cnt), 0.0, 0.0, 0.0, lts, lid, lval])
+    # LATEST: per answer cell the rollup cell with the latest (time, id), and the count.
+    rows = conn.execute(sa.text(
+        f"SELECT tenant_id, d, w, latest_ts, latest_id, latest_value, cnt FROM ("
+        f"SELECT s.tenant_id, {dims} AS d, x.w, x.latest_ts, x.latest_id, x.latest_value, "
+        f"row_number() OVER (PARTITION BY {group} ORDER BY x.latest_ts DESC, x.latest_id DESC) AS rn, "
+        f"sum(x.count) OVER (PARTITION BY {group}) AS cnt {joined}) AS y WHERE rn = 1"), params).all()
+    for t, d, w, lts, lid, lval, cnt in rows:
+        _merge(out, (t, project(d), w), [int(cnt), 0.0, 0.0, 0.0, lts, lid, lval])
 
 
 def _merge(out: dict[Any, _Cell], key: Any, cell: _Cell) -> None:
@@ -158,8 +154,19 @@ def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQue
     edges = window_edges(from_ms, to_ms, query.window_size, query.zone)
     agg = m.aggregation
     tenant = query.tenant_id
-    cells: dict[tuple[int, int], _Cell] = {}
-    distinct: dict[tuple[int, int], set[str]] = defaultdict(set)
+    positions = [m.group_by.index(name) for name in query.group_by]
+    parsed: dict[str, tuple[str, ...]] = {}
+
+    def project(dims: str) -> tuple[str, ...]:
+        got = parsed.get(dims)
+        if got is None:
+            values = json.loads(dims)
+            got = parsed[dims] = tuple(values[p] for p in positions) if positions else ()
+        return got
+
+    # Answer cells keyed by (tenant id, group values, window).
+    groups: dict[tuple[str, tuple[str, ...], int], _Cell] = {}
+    texts: dict[tuple[str, tuple[str, ...], int], set[str]] = defaultdict(set)
     use_rollups = agg is not Aggregation.UNIQUE_COUNT and query.window_size is not WindowSize.MINUTE
     raw, ranges = _split(edges, from_ms, to_ms) if use_rollups else ([], {})
     if use_rollups and len(raw) > _MAX_PIECES:
@@ -167,31 +174,24 @@ def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQue
     if use_rollups:
         for width, rs in ranges.items():
             if rs:
-                _rollup_cells(conn, meter.seq, width, rs, tenant, agg is Aggregation.LATEST, cells)
+                _rollup_cells(conn, meter.seq, width, rs, tenant, bool(positions), agg is Aggregation.LATEST,
+                              groups, project)
         pieces = [(a, b) for _, a, b in raw]
     else:
         pieces = [(from_ms, to_ms)] if from_ms < to_ms else []
     if pieces:
-        for sid, ts, value, text, event_id in _raw_events(conn, meter.seq, pieces, tenant):
-            w = bisect_right(edges, ts) - 1
+        rows = _raw_events(conn, meter.seq, pieces, tenant).all()
+        series = series_cache.get(meter.seq)
+        if series is None or any(r[0] not in series for r in rows):
+            series = series_cache[meter.seq] = store.series_of_meter(conn, meter.seq)
+        for sid, ts, value, text, event_id in rows:
+            t, dims = series[sid]
+            key = (t, tuple(dims[p] for p in positions), bisect_right(edges, ts) - 1)
             if agg is Aggregation.UNIQUE_COUNT:
-                distinct[(sid, w)].add(text)
-                _merge(cells, (sid, w), [1, 0.0, 0.0, 0.0, None, None, None])
+                texts[key].add(text)
+                _merge(groups, key, [1, 0.0, 0.0, 0.0, None, None, None])
             else:
-                _merge(cells, (sid, w), [1, value, value, value, ts, event_id, value])
-    # Fold series into the query's groups (tenant, chosen dimension values).
-    series = series_cache.get(meter.seq)
-    if series is None or any(sid not in series for sid, _ in cells):
-        series = series_cache[meter.seq] = store.series_of_meter(conn, meter.seq)
-    positions = [m.group_by.index(name) for name in query.group_by]
-    groups: dict[tuple[str, tuple[str, ...], int], _Cell] = {}
-    texts: dict[tuple[str, tuple[str, ...], int], set[str]] = defaultdict(set)
-    for (sid, w), cell in cells.items():
-        t, dims = series[sid]
-        key = (t, tuple(dims[p] for p in positions), w)
-        _merge(groups, key, list(cell))
-        if agg is Aggregation.UNIQUE_COUNT:
-            texts[key] |= distinct[(sid, w)]
+                _merge(groups, key, [1, value, value, value, ts, event_id, value])
     # Order: tenant id, window start, group values.
     keys = sorted(groups, key=lambda k: (k[0], k[2], k[1]))
     page = keys[offset:offset + query.limit]
