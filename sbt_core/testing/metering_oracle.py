@@ -1,16 +1,16 @@
-"""Brute-force oracle of IMetering's usage semantics, for property tests of any metering provider.
+"""Property-test scenarios of IMetering's usage semantics, checked against the conformance kit's oracle.
 
 ``memory``'s property tests and ``sql``'s run the same hypothesis scenarios (:func:`scenarios`) through
-:func:`check_against_oracle`: every aggregation, window size, time zone (DST, half- and quarter-hour
-offsets, midnight DST jumps), group-by, tenant filter, dedup (within a batch, across batches, outside
-the window), cancellation (by identifiers and by range) and pagination, against an oracle that
-recomputes each answer from the raw events. Needs ``hypothesis`` (the ``test`` extra).
+:func:`check_against_oracle`, which compares a provider with :class:`~.conformance.oracle.UsageOracle`
+(the brute-force oracle the conformance suite uses too): every aggregation, window size, time zone
+(DST, half- and quarter-hour offsets, midnight DST jumps), group-by, tenant filter, dedup (within a
+batch, across batches, outside the window), cancellation (by identifiers and by range) and pagination.
+Needs ``hypothesis`` (the ``test`` extra).
 """
 
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from datetime import UTC, datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -18,8 +18,9 @@ from zoneinfo import ZoneInfo
 from hypothesis import strategies as st
 
 from ..models import Aggregation, CancelUsageRequest, MeterCreate, UsageEvent, UsageQuery, WindowSize
+from .conformance.oracle import UsageOracle, window_label
 
-__all__ = ["NOW", "NOW_MS", "Oracle", "check_against_oracle", "scenarios", "usage_event"]
+__all__ = ["NOW", "NOW_MS", "check_against_oracle", "scenarios", "usage_event"]
 
 #: The scenarios' "now": a few days after the Paris spring DST change, so the 35-day horizon spans it.
 #: A provider under test must read this as its clock.
@@ -97,80 +98,8 @@ def scenarios(draw: st.DrawFn) -> dict[str, Any]:
             "grid": draw(st.booleans()), "block": draw(st.sampled_from([3, 1 << 16]))}
 
 
-# -- oracle --------------------------------------------------------------------------------------------
-
-def _text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return repr(value) if isinstance(value, float) else str(value)
-
-
-def _label(ms: int, size: WindowSize | None, zone: ZoneInfo) -> Any:
-    """The window an instant falls in, named independently of the engine's boundary arithmetic."""
-    if size is None:
-        return None
-    local = datetime.fromtimestamp(ms / 1000, UTC).astimezone(zone)
-    if size is WindowSize.MONTH:
-        return (local.year, local.month)
-    if size is WindowSize.DAY:
-        return local.date()
-    if size is WindowSize.HOUR:
-        return (local.date(), local.hour, local.utcoffset())
-    return (local.date(), local.hour, local.minute, local.utcoffset())
-
-
-class Oracle:
-    def __init__(self, aggregation: Aggregation, group_by: tuple[str, ...]) -> None:
-        self.aggregation, self.group_by = aggregation, group_by
-        self.stored: list[dict[str, Any]] = []
-
-    def ingest(self, e: dict[str, Any]) -> bool:
-        if any(s["id"] == e["id"] and s["ts"] > NOW_MS - DEDUP_MS for s in self.stored):
-            return False
-        self.stored.append({**e, "order": len(self.stored), "cancelled": False})
-        return True
-
-    def cancel_ids(self, ids: list[str]) -> int:
-        hit = [s for s in self.stored if s["id"] in ids and not s["cancelled"]]
-        for s in hit:
-            s["cancelled"] = True
-        return len(hit)
-
-    def cancel_range(self, lo: int, hi: int, tenant: str | None) -> int:
-        hit = [s for s in self.stored if lo <= s["ts"] < hi and tenant in (None, s["tenant"]) and not s["cancelled"]]
-        for s in hit:
-            s["cancelled"] = True
-        return len(hit)
-
-    def query(self, lo: int, hi: int, size: WindowSize | None, zone: ZoneInfo, tenant: str | None,
-              group_by: tuple[str, ...]) -> dict[Any, float]:
-        cells: dict[Any, list[dict[str, Any]]] = defaultdict(list)
-        for s in self.stored:
-            if s["cancelled"] or not lo <= s["ts"] < hi or tenant not in (None, s["tenant"]):
-                continue
-            groups = tuple(s[g] or "" for g in group_by)
-            cells[(s["tenant"], _label(s["ts"], size, zone), groups)].append(s)
-        out = {}
-        agg = self.aggregation
-        for key, events in cells.items():
-            values = [float(e["value"]) for e in events] if agg is not Aggregation.UNIQUE_COUNT else []
-            if agg is Aggregation.SUM:
-                out[key] = math.fsum(values)
-            elif agg is Aggregation.COUNT:
-                out[key] = float(len(events))
-            elif agg is Aggregation.AVG:
-                out[key] = math.fsum(values) / len(values)
-            elif agg is Aggregation.MIN:
-                out[key] = min(values)
-            elif agg is Aggregation.MAX:
-                out[key] = max(values)
-            elif agg is Aggregation.LATEST:
-                out[key] = float(max(events, key=lambda e: (e["ts"], e["order"]))["value"])
-            else:
-                out[key] = float(len({_text(e["value"]) for e in events}))
-        return out
+def _oracle(aggregation: Aggregation, group_by: tuple[str, ...]) -> UsageOracle:
+    return UsageOracle(aggregation, group_by, dedup_window_ms=DEDUP_MS, now_ms=lambda: NOW_MS)
 
 
 def usage_event(e: dict[str, Any]) -> UsageEvent:
@@ -192,7 +121,7 @@ def check_against_oracle(provider: Any, case: dict[str, Any]) -> None:
     meter = provider.metering_create_meter(MeterCreate(
         name="calls", event_name="calls", aggregation=agg,
         value_property=None if agg is Aggregation.COUNT else "value", group_by=group_by))
-    oracle = Oracle(agg, group_by)
+    oracle = _oracle(agg, group_by)
     for kind, arg in case["ops"]:
         if kind == "one":
             for e in arg:
@@ -241,14 +170,14 @@ def check_against_oracle(provider: Any, case: dict[str, Any]) -> None:
         got = {}
         for r in rows:
             start_ms = _ms(r.window_start)
-            key = (r.tenant_id, _label(start_ms, q["size"], zone), tuple(r.groups[g] for g in q["group_by"]))
+            key = (r.tenant_id, window_label(start_ms, q["size"], zone), tuple(r.groups[g] for g in q["group_by"]))
             assert key not in got, f"two rows for {key}"
             got[key] = r.value
             if q["size"] is not None:
                 assert start_ms < hi and _ms(r.window_end) > lo
                 # The window is exactly the instants of its label.
-                assert _label(_ms(r.window_end) - 1, q["size"], zone) == key[1]
-                assert _label(start_ms - 1, q["size"], zone) != key[1]
+                assert window_label(_ms(r.window_end) - 1, q["size"], zone) == key[1]
+                assert window_label(start_ms - 1, q["size"], zone) != key[1]
             else:
                 assert (r.window_start, r.window_end) == (query.from_, query.to)
         want = oracle.query(lo, hi, q["size"], zone, q["tenant"], q["group_by"])

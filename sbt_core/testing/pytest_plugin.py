@@ -7,6 +7,8 @@
   ``.settle()``, ``.tick()``…). Every control plane it started is stopped after the test.
 - ``sbt_events``: the builders of SBT events (:mod:`sbt_core.testing.events`), e.g.
   ``sbt_events.ingest_usage("t1", "api_calls", 3)``.
+- The conformance kit (:mod:`sbt_core.testing.conformance`): the option ``--sbt-conformance INTERFACE=TYPE``,
+  the fixtures ``sbt_conformance_metering`` / ``_billing`` / ``_auth`` and the summary of the checks.
 - ``pg_database``: the URL of a throwaway PostgreSQL database ``sbt_test_<random>`` on 127.0.0.1:5432
   for the test session (dropped at its end); skips when PostgreSQL is not running.
 """
@@ -24,6 +26,17 @@ import pytest
 from psycopg import sql
 
 from . import events as _events
+from .conformance._pytest import (  # noqa: F401 - pytest finds hooks and fixtures by name in this module
+    pytest_addoption,
+    pytest_collection_modifyitems,
+    pytest_configure,
+    pytest_runtest_makereport,
+    pytest_terminal_summary,
+    sbt_conformance_auth,
+    sbt_conformance_billing,
+    sbt_conformance_metering,
+    sbt_conformance_planes,
+)
 from .harness import Harness, start_control_plane
 
 

@@ -13,15 +13,23 @@ from typing import Any
 
 import attrs
 import numpy as np
+from psycopg.errors import NumericValueOutOfRange
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DataError
 
 from sbt_core.metering import as_number, as_text, dimension_text, floor_ms
 from sbt_core.models import Aggregation, MeterStatus, UsageEvent
 
 from ._rollups import add_cells, batch_cells
+from ._schema import DAY
 from ._store import MeterRow, Store
 
-__all__ = ["Batch", "Rejected", "check_event", "store_batch"]
+__all__ = ["Batch", "Overflow", "Rejected", "check_event", "store_batch"]
+
+
+class Overflow(Exception):
+    """A batch would take a rollup's sum beyond the float range (raised inside the transaction, which
+    then rolls back; the provider refuses the events that cause it, one by one)."""
 
 
 class Rejected(Exception):
@@ -141,5 +149,10 @@ def store_batch(store: Store, conn: Connection, batch: Batch, now_ms: int, dedup
     store.insert_events(conn, seq, ids, series, ts, values, pick(batch.texts) if batch.texts is not None else None,
                         pick(batch.identifiers))
     if batch.meter.meter.aggregation is not Aggregation.UNIQUE_COUNT:
-        add_cells(conn, batch_cells(seq, series, ts, values, ids))
+        try:
+            add_cells(conn, batch_cells(seq, series, ts, values, ids))
+        except (DataError, NumericValueOutOfRange):  # PostgreSQL: "value out of range: overflow"
+            raise Overflow("a rollup sum is beyond the float range") from None
+        if not store.postgres and store.sum_overflows(conn, seq, int(ts.min()) // DAY, int(ts.max()) // DAY):
+            raise Overflow("a rollup sum is beyond the float range")  # SQLite sums to inf instead
     return keep

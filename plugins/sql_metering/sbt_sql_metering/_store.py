@@ -162,6 +162,13 @@ class Store:
                           "ELSE sbt_metering_dedup.ts END",
                           where=f"sbt_metering_dedup.ts <= {int(cutoff_ms)}", returning="identifier"))
 
+    def sum_overflows(self, conn: Connection, meter_seq: int, first_day: int, last_day: int) -> bool:
+        """Whether a day cell of the meter in ``[first_day, last_day]`` holds a sum beyond the float range."""
+        r = s.rollups.c
+        return conn.execute(sa.select(sa.func.count()).where(
+            r.meter_seq == meter_seq, r.width == s.DAY, r.bucket >= first_day, r.bucket <= last_day,
+            sa.func.abs(r.sum) > 1.7976931348623157e308)).scalar() != 0
+
     def allocate_event_ids(self, conn: Connection, n: int) -> np.ndarray:
         """``n`` increasing event ids (ingestion order: LATEST breaks ties on event time with them)."""
         if self.postgres:

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+import attrs
 import numpy as np
 import sqlalchemy as sa
 import typer
@@ -40,7 +41,7 @@ from sbt_core.models import (
 )
 
 from . import _schema as s
-from ._ingest import Batch, Policy, Rejected, check_event, dims_key, store_batch
+from ._ingest import Batch, Overflow, Policy, Rejected, check_event, dims_key, store_batch
 from ._query import fetch_usage
 from ._rollups import recompute
 from ._store import MeterRow, Store, meter_values
@@ -216,6 +217,21 @@ class SqlMetering(Provider):
         good = [(i, p) for i, p in enumerate(parsed) if isinstance(p, UsageEvent)]
         if not good:
             return [r for r in results if r is not None]
+        try:
+            return self._ingest(store, good, results)
+        except Overflow:
+            if len(good) == 1:
+                i, event = good[0]
+                results[i] = IngestResult(i, event.identifier, "rejected", f"usage event {event.identifier!r}: "
+                                          "the meter's sum would exceed the float range (about 1.8e308)")
+                return [r for r in results if r is not None]
+        # One event at a time, so that only the events that overflow are refused.
+        for i, event in good:
+            results[i] = attrs.evolve(self.ingest_batch([event])[0], index=i)
+        return [r for r in results if r is not None]
+
+    def _ingest(self, store: Store, good: list[tuple[int, UsageEvent]],
+                results: list[IngestResult | None]) -> list[IngestResult]:
         with store.write() as conn:
             now = self.clock()
             meters = store.meters_by_event(conn, [e.event_name for _, e in good])
@@ -344,7 +360,11 @@ class SqlMetering(Provider):
                         key = keys[typed] = dims_key([dimension_text(v) for v in c])
                     dims.append(key)
             batch = Batch(meter, list(range(n)), tenants, dims, ts, vals, texts, ids)
-            kept = store_batch(store, conn, batch, now, self.policy.dedup_ms)
+            try:
+                kept = store_batch(store, conn, batch, now, self.policy.dedup_ms)
+            except Overflow:
+                raise BadRequestError("nothing stored: the meter's sum would exceed the float range "
+                                      "(about 1.8e308)") from None
         accepted = sum(kept)
         return ColumnsResult(accepted, n - accepted)
 

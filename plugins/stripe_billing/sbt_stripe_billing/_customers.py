@@ -7,6 +7,8 @@ subscription to the tenant's prices; offboarding cancels every subscription) on 
 from __future__ import annotations
 
 import logging
+import threading
+from collections import defaultdict
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,6 +57,11 @@ class CustomerBook:
         self._client = client
         self._store = store
         self._settings = settings
+        # One find-or-create at a time per tenant: concurrent deliveries of one onboardingRequest in this
+        # process would each miss the customer and create one (localstripe ignores idempotency keys, and
+        # Stripe answers a key in use by a concurrent request with an error rather than the customer).
+        self._tenant_locks: defaultdict[str, threading.Lock] = defaultdict(threading.Lock)
+        self._locks_guard = threading.Lock()
 
     # --- lookups ----------------------------------------------------------------------------------------
 
@@ -125,6 +132,12 @@ class CustomerBook:
         with the first customer; the lookup before creating covers what the key cannot (keys expire after
         24 h; localstripe ignores them).
         """
+        with self._locks_guard:
+            lock = self._tenant_locks[tenant_id]
+        with lock:
+            return self._ensure_customer(tenant_id, detail, event_id)
+
+    def _ensure_customer(self, tenant_id: str, detail: dict[str, Any], event_id: str) -> tuple[str, bool]:
         self._store.set_offboarded(tenant_id, False)
         existing = self.find(tenant_id)
         if existing is not None:
