@@ -16,7 +16,7 @@ from sbt_sql_metering._schema import meters
 from sbt_core.testing.metering_oracle import check_against_oracle, scenarios
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                   HealthCheck.too_slow])
 @given(scenarios())
 def test_provider_matches_oracle_and_rollups_match_events(emptied: Callable[[], SqlMetering],
