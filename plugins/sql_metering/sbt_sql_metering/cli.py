@@ -89,6 +89,8 @@ def register(cli: typer.Typer) -> None:
         if as_json:
             print_json({"meters": len(report), "differences": report, "repaired": repair and bad > 0})
         else:
+            if not report:
+                typer.echo("no meters")
             for meter_id, lines in report.items():
                 typer.echo(f"{meter_id}: {'ok' if not lines else f'{len(lines)} cell(s) differ'}")
                 for line in lines:
