@@ -11,8 +11,9 @@ cell with the latest (event time, event id); UNIQUE_COUNT and MINUTE windows rea
 from __future__ import annotations
 
 import json
+import threading
 from bisect import bisect_right
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable
 from typing import Any
 
@@ -26,7 +27,7 @@ from sbt_core.models import Aggregation, Page, UsageQuery, UsageRow, WindowSize
 from ._schema import DAY, QUARTER
 from ._store import MeterRow, Store
 
-__all__ = ["fetch_usage"]
+__all__ = ["Answers", "fetch_usage"]
 
 _MAX_PIECES = 64  # beyond this many raw pieces one pass over the range's events is cheaper
 _RANGES_PER_READ = 400
@@ -137,8 +138,35 @@ def _raw_events(conn: Connection, meter_seq: int, pieces: list[tuple[int, int]],
         + _series_filter(tenant)), params)
 
 
+class Answers:
+    """The last answers of usage queries on PostgreSQL, each kept with the database snapshot it was read
+    under (``pg_current_snapshot()``): equal snapshots mean no transaction committed in between, so the
+    answer is still exact. The pages of one query (``limit`` rows each) are then cut from one computation
+    instead of one each, as long as nothing is written meanwhile. SQLite answers are not kept."""
+
+    def __init__(self, size: int = 32) -> None:
+        self._size = size
+        self._lock = threading.Lock()
+        self._kept: OrderedDict[tuple[Any, ...], tuple[list[Any], dict[Any, _Cell], dict[Any, set[str]]]] = (
+            OrderedDict())
+
+    def get(self, key: tuple[Any, ...]) -> tuple[list[Any], dict[Any, _Cell], dict[Any, set[str]]] | None:
+        with self._lock:
+            found = self._kept.get(key)
+            if found is not None:
+                self._kept.move_to_end(key)
+            return found
+
+    def put(self, key: tuple[Any, ...], answer: tuple[list[Any], dict[Any, _Cell], dict[Any, set[str]]]) -> None:
+        with self._lock:
+            self._kept[key] = answer
+            while len(self._kept) > self._size:
+                self._kept.popitem(last=False)
+
+
 def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQuery,
-                series_cache: dict[int, dict[int, tuple[str, tuple[str, ...]]]]) -> Page[UsageRow]:
+                series_cache: dict[int, dict[int, tuple[str, tuple[str, ...]]]],
+                answers: Answers | None = None) -> Page[UsageRow]:
     """One page of ``query`` on ``meter`` (see the module docstring).
 
     :raises BadRequestError: a groupBy the meter does not declare, a bad token, too many windows.
@@ -152,6 +180,42 @@ def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQue
     offset = decode_usage_token(m.meter_id, query)
     from_ms, to_ms = ceil_ms(query.from_), ceil_ms(query.to)
     edges = window_edges(from_ms, to_ms, query.window_size, query.zone)
+    key = None
+    if answers is not None and store.postgres:
+        snapshot = conn.execute(sa.text("SELECT pg_current_snapshot()::text")).scalar()
+        key = (meter.seq, m.aggregation, from_ms, to_ms, query.window_size, query.window_time_zone,
+               query.tenant_id, query.group_by, snapshot)
+    answer = answers.get(key) if answers is not None and key is not None else None
+    if answer is None:
+        answer = _answer(store, conn, meter, query, edges, from_ms, to_ms, series_cache)
+        if answers is not None and key is not None:
+            answers.put(key, answer)
+    keys, groups, texts = answer
+    agg = m.aggregation
+    page = keys[offset:offset + query.limit]
+    zone = query.zone
+    items = []
+    for key_ in page:
+        cnt, total, low, high, _, _, lval = groups[key_]
+        value = {Aggregation.COUNT: float(cnt), Aggregation.SUM: total, Aggregation.AVG: total / cnt if cnt else 0.0,
+                 Aggregation.MIN: low, Aggregation.MAX: high, Aggregation.LATEST: lval,
+                 Aggregation.UNIQUE_COUNT: float(len(texts.get(key_, ())))}[agg]
+        w = key_[2]
+        if query.window_size is None:
+            start, end = query.from_, query.to
+        else:
+            start, end = ms_to_datetime(edges[w], zone), ms_to_datetime(edges[w + 1], zone)
+        items.append(UsageRow(key_[0], start, end, float(value), dict(zip(query.group_by, key_[1], strict=True))))
+    stop = offset + len(page)
+    token = encode_usage_token(stop, m.meter_id, query) if stop < len(keys) else None
+    return Page(items=items, next_token=token)
+
+
+def _answer(store: Store, conn: Connection, meter: MeterRow, query: UsageQuery, edges: list[int], from_ms: int,
+            to_ms: int, series_cache: dict[int, dict[int, tuple[str, tuple[str, ...]]]],
+            ) -> tuple[list[Any], dict[Any, _Cell], dict[Any, set[str]]]:
+    """Every answer cell of ``query``, ordered: (sorted keys, cells by key, UNIQUE_COUNT texts by key)."""
+    m = meter.meter
     agg = m.aggregation
     tenant = query.tenant_id
     positions = [m.group_by.index(name) for name in query.group_by]
@@ -194,20 +258,4 @@ def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQue
                 _merge(groups, key, [1, value, value, value, ts, event_id, value])
     # Order: tenant id, window start, group values.
     keys = sorted(groups, key=lambda k: (k[0], k[2], k[1]))
-    page = keys[offset:offset + query.limit]
-    zone = query.zone
-    items = []
-    for key in page:
-        cnt, total, low, high, _, _, lval = groups[key]
-        value = {Aggregation.COUNT: float(cnt), Aggregation.SUM: total, Aggregation.AVG: total / cnt if cnt else 0.0,
-                 Aggregation.MIN: low, Aggregation.MAX: high, Aggregation.LATEST: lval,
-                 Aggregation.UNIQUE_COUNT: float(len(texts[key]))}[agg]
-        w = key[2]
-        if query.window_size is None:
-            start, end = query.from_, query.to
-        else:
-            start, end = ms_to_datetime(edges[w], zone), ms_to_datetime(edges[w + 1], zone)
-        items.append(UsageRow(key[0], start, end, float(value), dict(zip(query.group_by, key[1], strict=True))))
-    stop = offset + len(page)
-    token = encode_usage_token(stop, m.meter_id, query) if stop < len(keys) else None
-    return Page(items=items, next_token=token)
+    return keys, groups, dict(texts)

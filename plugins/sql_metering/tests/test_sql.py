@@ -128,9 +128,12 @@ def test_the_same_identifiers_put_to_two_processes_at_once_count_once(
     assert sum(s == "accepted" for s in outcomes[0] + outcomes[1]) == 400
     day = (NOW - timedelta(hours=1)).date().isoformat()
     assert usage(a, meter_id) == usage(b, meter_id) == {("t1", day): 400.0}
-    # A cancellation in one process is seen by the other's next query.
+    # A cancellation in one process is seen by the other's next query, and so is an event (the answer
+    # each process keeps for the pages of a query is dropped once anything is committed).
     assert a.metering_cancel_usage_events(CancelUsageRequest(identifiers=("1", "2"))).cancelled == 2
     assert usage(b, meter_id) == {("t1", day): 398.0}
+    assert [r.status for r in a.ingest_batch([event("new")])] == ["accepted"]
+    assert usage(b, meter_id) == usage(a, meter_id) == {("t1", day): 399.0}
 
 
 def test_schema_versions_are_recorded_and_a_newer_schema_is_refused(provider: SqlMetering) -> None:
