@@ -1,4 +1,4 @@
-"""Benchmark of the ``memory`` metering provider against DuckDB (in memory), same data, same run.
+"""Benchmark of the ``memory`` and ``sql`` (PostgreSQL) metering providers against DuckDB, same data, same run.
 
 Not a test. Workload (issue 5): N events (default 10 million) from 100 tenants over 30 days, one SUM
 meter with one dimension (``region``, 4 values). Measures:
@@ -22,8 +22,14 @@ Durability (issue 18), log on (``durable``, ``fsync = "batch"``) against log off
 - recovery: ``sbt_startup`` after a crash with N events (``--recovery-events``, default ``--events``), half in
   the snapshot and half in the log, in seconds and events/s.
 
-Run: ``python benchmarks/metering.py [--events N] [--single N] [--repeat R]``; only the durability part:
-``python benchmarks/metering.py --durability-only --events 2000000``.
+
+``sql`` (issue 19) on PostgreSQL (``--sql-url``, default a throwaway database on 127.0.0.1:5432, dropped
+after): batch ingest through ``SqlMetering.ingest_columns`` (COPY, dedup upsert, rollups; one transaction
+per chunk), ``fetch_usage`` of every page of the same 30-day DAY query (median), and bytes on disk per
+stored event (tables, indexes, rollups, dedup: ``pg_total_relation_size``). ``--no-sql`` skips it.
+
+Run: ``python benchmarks/metering.py [--events N] [--single N] [--repeat R] [--sql-chunk N]``; only the
+durability part: ``python benchmarks/metering.py --durability-only --events 2000000``.
 """
 
 from __future__ import annotations
@@ -38,7 +44,7 @@ import statistics
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -340,6 +346,82 @@ def durability_report(out: dict[str, float], args: argparse.Namespace) -> None:
     ])
 
 
+@contextlib.contextmanager
+def _throwaway_database() -> Iterator[str]:
+    import uuid
+
+    import psycopg
+    from psycopg import sql
+
+    admin = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
+    name = f"sbt_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
+
+
+def bench_sql(data: Data, args: argparse.Namespace, state: Path) -> dict[str, float]:
+    """``sql`` on PostgreSQL: batch ingest, every page of the 30-day DAY query, bytes on disk per event."""
+    from sbt_sql_metering import SqlMetering, SqlMeteringSettings
+    from sbt_sql_metering._query import Answers
+
+    from sbt_core.models import Secret
+
+    out: dict[str, float] = {}
+    with contextlib.ExitStack() as stack:
+        url = args.sql_url or stack.enter_context(_throwaway_database())
+        provider = SqlMetering(SqlMeteringSettings(database_url=Secret(url)), ProviderContext("sql", "metering", state))
+        provider.sbt_startup()
+        stack.callback(provider.sbt_shutdown)
+        meter = provider.metering_create_meter(MeterCreate(name="API calls", event_name="api_calls",
+                                                           group_by=("region",)))
+        spent = 0.0
+        for i in range(data.parts):
+            part = data.part(i)
+            for lo in range(0, len(part["id"]), args.sql_chunk):
+                hi = lo + args.sql_chunk
+                t = time.perf_counter()
+                provider.ingest_columns("api_calls", part["tenant"][lo:hi], part["ts"][lo:hi],
+                                        part["value"][lo:hi], part["id"][lo:hi], {"region": part["region"][lo:hi]})
+                spent += time.perf_counter() - t
+            del part
+        out["batch_rate"] = data.events / spent
+        with provider.store.engine.connect() as conn:  # settle the visibility map, as autovacuum would
+            conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
+        stats = provider.stats()
+        assert stats["events"] == data.events, stats
+        out["disk_bytes_per_event"] = sum(stats["bytes"].values()) / data.events
+        out["rollup_cells"] = stats["rollupCells"]
+        start = datetime.fromtimestamp(data.start_ms / 1000, UTC)
+        end = start + timedelta(days=31)
+
+        def all_pages(**extra: object) -> int:
+            rows, token = 0, None
+            while True:
+                page = provider.metering_fetch_usage(meter.meter_id, UsageQuery(
+                    from_=start, to=end, window_size=WindowSize.DAY, limit=1000, next_token=token, **extra))
+                rows += len(page.items)
+                token = page.next_token
+                if token is None:
+                    return rows
+
+        out["rows"] = all_pages()
+        # The pages of one query share one computation while nothing is committed (see _query.Answers):
+        # the first figure; the second computes every page afresh, as after each write.
+        out["query_all_ms"] = median_ms(all_pages, args.repeat)
+        kept, provider._answers = provider._answers, Answers(size=0)
+        out["query_fresh_ms"] = median_ms(all_pages, args.repeat)
+        out["query_page_ms"] = median_ms(lambda: provider.metering_fetch_usage(meter.meter_id, UsageQuery(
+            from_=start, to=end, window_size=WindowSize.DAY, limit=1000)), args.repeat)
+        out["query_paris_ms"] = median_ms(lambda: all_pages(window_time_zone="Europe/Paris"), max(3, args.repeat // 10))
+        provider._answers = kept
+    return out
+
+
 def bench_duckdb(data: Data, args: argparse.Namespace) -> dict[str, float]:
     import duckdb
 
@@ -398,6 +480,10 @@ def main() -> None:
     parser.add_argument("--durability-only", action="store_true", help="only the write-ahead log figures")
     parser.add_argument("--state-dir", default=None, help="where the log benchmarks write (default: the temp dir)")
     parser.add_argument("--no-durability", action="store_true", help="skip the write-ahead log figures")
+    parser.add_argument("--no-memory", action="store_true", help="skip the memory provider")
+    parser.add_argument("--no-sql", action="store_true", help="skip the sql provider (PostgreSQL)")
+    parser.add_argument("--sql-url", default=None, help="PostgreSQL URL (default: a throwaway database)")
+    parser.add_argument("--sql-chunk", type=int, default=100_000, help="events per sql ingest_columns call")
     args = parser.parse_args()
     now_ms = time.time_ns() // 1_000_000
     data = Data(args.events, args.tenants, args.days, now_ms, args.chunk)
@@ -417,8 +503,13 @@ def main() -> None:
         durability_report(durability, args)
         return
     with tempfile.TemporaryDirectory() as state:
-        ours = bench_engine(data, args, Path(state))
+        ours = None if args.no_memory else bench_engine(data, args, Path(state))
+        sql = None if args.no_sql else bench_sql(data, args, Path(state))
     duck = None if args.no_duckdb else bench_duckdb(data, args)
+    if sql is not None:
+        _sql_report(sql, duck)
+    if ours is None:
+        return
 
     def row(label: str, mine: float, theirs: float | None, unit: str, target: str, better: str = "higher") -> None:
         other = f"{theirs:>14,.3f}" if theirs is not None else f"{'-':>14}"
@@ -461,6 +552,28 @@ def main() -> None:
     _machine_report(ours, duck)
     if durability:
         durability_report(durability, args)
+
+
+def _sql_report(sql: dict[str, float], duck: dict[str, float] | None) -> None:
+    print(f"\n{'sql (PostgreSQL)':<44}{'sql':>14}{'duckdb':>14}  {'unit':<9}{'ratio':>10}  target")
+    rate = sql["batch_rate"]
+    print(f"{'batch ingest (ingest_columns)':<44}{rate:>14,.0f}{duck['batch_rate'] if duck else 0:>14,.0f}  "
+          f"{'events/s':<9}{'':>10}  >= 100,000/s {'MET' if rate >= 1e5 else 'NOT MET'}")
+    q = sql["query_all_ms"]
+    dq = duck["query_all_ms"] if duck else None
+    ok = q <= 50 and (dq is None or q <= 0.5 * dq)
+    ratio = f"{q / dq:8.3f}x" if dq else ""
+    label = f"fetch_usage all {sql['rows']:,.0f} rows, median"
+    print(f"{label:<44}{q:>14,.3f}{dq or 0:>14,.3f}  {'ms':<9}"
+          f"{ratio:>10}  <= 50 ms and <= 0.5x DuckDB {'MET' if ok else 'NOT MET'}")
+    fresh = sql["query_fresh_ms"]
+    fresh_ratio = f"{fresh / dq:8.3f}x" if dq else ""
+    print(f"{'same, every page computed afresh':<44}{fresh:>14,.3f}{dq or 0:>14,.3f}  {'ms':<9}{fresh_ratio:>10}")
+    print(f"{'one page of 1,000 rows, computed afresh':<44}{sql['query_page_ms']:>14,.3f}{'':>14}  {'ms':<9}")
+    print(f"{'same, DAY windows in Europe/Paris (fresh)':<44}{sql['query_paris_ms']:>14,.3f}{'':>14}  {'ms':<9}")
+    print(f"{'bytes on disk per stored event':<44}{sql['disk_bytes_per_event']:>14,.1f}{'':>14}  {'bytes':<9}"
+          f"{'':>10}  (tables + indexes + rollups + dedup)")
+    print(f"{'rollup cells':<44}{sql['rollup_cells']:>14,.0f}")
 
 
 def _machine_report(ours: dict[str, float], duck: dict[str, float] | None) -> None:

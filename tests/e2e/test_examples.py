@@ -19,6 +19,7 @@ PRODUCTION_ENV = {
     "SBT_COGNITO_MACHINE_CLIENT_SECRET": "cognito-secret-value", "SBT_COGNITO_DOMAIN": "acme-sbt",
     "STRIPE_API_KEY": "sk_live_secret_value", "STRIPE_WEBHOOK_SECRET": "whsec_secret_value",
     "SBT_TENANTS_DATABASE_URL": "postgresql+psycopg://sbt:db-password@db.internal/sbt",
+    "SBT_METERING_DATABASE_URL": "postgresql://sbt:metering-password@db.internal/sbt",
 }
 
 
@@ -39,7 +40,8 @@ def test_production_toml_validates_and_never_prints_its_secrets(monkeypatch: pyt
     catalog = discover()
     config = load_config(catalog, ROOT / "examples" / "production.toml")
     assert {i: s.type for i, s in config.providers.items()} == {"auth": "cognito", "billing": "stripe",
-                                                                 "metering": "memory"}
+                                                                 "metering": "sql"}
     printed = json.dumps(show(config, catalog))
-    for secret in ("cognito-secret-value", "sk_live_secret_value", "whsec_secret_value", "db-password"):
+    for secret in ("cognito-secret-value", "sk_live_secret_value", "whsec_secret_value", "db-password",
+                   "metering-password"):
         assert secret not in printed

@@ -16,10 +16,10 @@ from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, cast
 
-import attrs
 import numpy as np
 
 from sbt_core.errors import BadRequestError, ConflictError, NotFoundError
+from sbt_core.metering import ColumnsResult, IngestResult, as_number, as_text, ceil_ms, dimension_text, floor_ms
 from sbt_core.models import (
     CancelResult,
     CancelUsageRequest,
@@ -38,8 +38,6 @@ from ._memory import release_free_heap
 from ._query import UsageResult, run_query
 from ._recorder import Recorder
 from ._store import MeterStore
-from ._values import as_number, as_text, dimension_text
-from ._windows import ceil_ms, floor_ms
 from .settings import MemoryMeteringSettings
 
 __all__ = ["ColumnsResult", "Engine", "IngestResult"]
@@ -50,26 +48,6 @@ _DAY_MS = 86_400_000
 #: refused at ingest (400 / a rejected result), never stored to answer infinity later.
 MAX_MAGNITUDE = 1e308
 _BULK = 100_000  # rows of a bulk load after which freed heap is handed back (see _memory.py)
-
-
-@attrs.frozen
-class IngestResult:
-    """Outcome of one event of :meth:`Engine.ingest_batch`: ``status`` is ``accepted``, ``duplicate``
-    (identifier seen within the dedup window), ``dropped`` (unknown event name under
-    ``unknown_event = "drop"``) or ``rejected`` (``error`` says why, as the hook's BadRequestError would)."""
-
-    index: int
-    identifier: str | None
-    status: str
-    error: str | None = None
-
-
-@attrs.frozen
-class ColumnsResult:
-    """Outcome of :meth:`Engine.ingest_columns`: how many events were stored and how many were duplicates."""
-
-    accepted: int
-    duplicates: int
 
 
 class _Rejected(Exception):

@@ -10,11 +10,7 @@ GROUP BY answers).
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
-import json
-import zlib
 from typing import cast
 from zoneinfo import ZoneInfo
 
@@ -22,11 +18,11 @@ import attrs
 import numpy as np
 
 from sbt_core.errors import BadRequestError
+from sbt_core.metering import QUARTER_MS, ceil_ms, decode_usage_token, encode_usage_token, ms_to_datetime, window_edges
 from sbt_core.models import Aggregation, Page, UsageQuery, UsageRow, WindowSize
 
 from ._rollup import Partials
 from ._store import MeterStore
-from ._windows import QUARTER_MS, ceil_ms, ms_to_datetime, window_edges
 
 __all__ = ["UsageResult", "run_query"]
 
@@ -54,7 +50,7 @@ class UsageResult:
     def page(self, meter_id: str) -> Page[UsageRow]:
         """The page ``query.next_token`` points at, with the token of the next one."""
         q = self.query
-        offset = _decode_token(q.next_token, _fingerprint(meter_id, q)) if q.next_token else 0
+        offset = decode_usage_token(meter_id, q)
         stop = min(offset + q.limit, len(self.values))
         g_idx, w_idx = self.group_idx[offset:stop].tolist(), self.window_idx[offset:stop].tolist()
         values = self.values[offset:stop].tolist()
@@ -68,30 +64,8 @@ class UsageResult:
             at = {w: ms_to_datetime(int(self.edges[w]), zone) for w in used | {w + 1 for w in used}}
             items = [UsageRow(tenant[g], at[w], at[w + 1], v, dict(groups[g]))
                      for g, w, v in zip(g_idx, w_idx, values, strict=True)]
-        token = _encode_token(stop, _fingerprint(meter_id, q)) if stop < len(self.values) else None
+        token = encode_usage_token(stop, meter_id, q) if stop < len(self.values) else None
         return Page(items=items, next_token=token)
-
-
-def _fingerprint(meter_id: str, q: UsageQuery) -> int:
-    text = "|".join([meter_id, q.from_.isoformat(), q.to.isoformat(), str(q.window_size), q.window_time_zone,
-                     q.tenant_id or "", ",".join(q.group_by)])
-    return zlib.crc32(text.encode())
-
-
-def _encode_token(offset: int, fingerprint: int) -> str:
-    raw = json.dumps({"o": offset, "q": fingerprint}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_token(token: str, fingerprint: int) -> int:
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        offset, seen = data["o"], data["q"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise BadRequestError("next_token is malformed; pass the token of the previous page unchanged") from None
-    if not isinstance(offset, int) or offset < 0 or seen != fingerprint:
-        raise BadRequestError("next_token belongs to another query; repeat the same query parameters")
-    return offset
 
 
 def run_query(store: MeterStore, query: UsageQuery, tenant_code: int | None, tenant_names: list[str]) -> UsageResult:
@@ -189,7 +163,7 @@ def _grouping(store: MeterStore, group_by: tuple[str, ...], tenant_code: int | N
 @functools.lru_cache(maxsize=256)
 def _edges(from_ms: int, to_ms: int, size: WindowSize | None, zone: str) -> np.ndarray:
     # Memo of pure calendar arithmetic (dashboards repeat the same ranges); read-only so it stays shared.
-    edges = window_edges(from_ms, to_ms, size, ZoneInfo(zone))
+    edges = np.array(window_edges(from_ms, to_ms, size, ZoneInfo(zone)), dtype=np.int64)
     edges.flags.writeable = False
     return edges
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._windows import QUARTER_MS
+from sbt_core.metering import QUARTER_MS
 
 __all__ = ["Partials", "Rollup"]
 

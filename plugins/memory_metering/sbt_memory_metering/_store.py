@@ -19,11 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from sbt_core.metering import QUARTER_MS
 from sbt_core.models import Aggregation, Meter
 
 from ._ids import id_hashes
 from ._rollup import Rollup
-from ._windows import QUARTER_MS
 
 __all__ = ["CANCELLED", "MeterStore"]
 

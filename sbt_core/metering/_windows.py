@@ -14,10 +14,8 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, timedelta
 from zoneinfo import ZoneInfo
 
-import numpy as np
-
-from sbt_core.errors import BadRequestError
-from sbt_core.models import WindowSize
+from ..errors import BadRequestError
+from ..models import WindowSize
 
 __all__ = ["MAX_WINDOWS", "QUARTER_MS", "ceil_ms", "floor_ms", "ms_to_datetime", "window_edges"]
 
@@ -100,21 +98,21 @@ def _calendar_edges(from_ms: int, to_ms: int, size: WindowSize, zone: ZoneInfo) 
             day = date(day.year + day.month // 12, day.month % 12 + 1, 1)
 
 
-def window_edges(from_ms: int, to_ms: int, size: WindowSize | None, zone: ZoneInfo) -> np.ndarray:
-    """Boundaries ``e0 < e1 < ... < ek`` (int64 epoch ms) of the windows meeting ``[from_ms, to_ms)``:
+def window_edges(from_ms: int, to_ms: int, size: WindowSize | None, zone: ZoneInfo) -> list[int]:
+    """Boundaries ``e0 < e1 < ... < ek`` (epoch ms) of the windows meeting ``[from_ms, to_ms)``:
     ``e0 <= from_ms``, ``ek >= to_ms``. With no window size, ``[from_ms, to_ms]`` (one window).
 
     :raises BadRequestError: the range would hold more than :data:`MAX_WINDOWS` windows.
     """
     if size is None:
-        return np.array([from_ms, to_ms], dtype=np.int64)
+        return [from_ms, to_ms]
     if (to_ms - from_ms) // _APPROX_MS[size] > MAX_WINDOWS:
         raise BadRequestError(f"the range holds more than {MAX_WINDOWS} {size.value} windows; "
                               "narrow it or choose a larger windowSize")
     if size is WindowSize.MINUTE:
         start = from_ms - from_ms % _MINUTE_MS
         stop = to_ms + (-to_ms) % _MINUTE_MS
-        return np.arange(start, stop + 1, _MINUTE_MS, dtype=np.int64)
+        return list(range(start, stop + 1, _MINUTE_MS))
     if size is WindowSize.HOUR:
-        return np.array(_hour_edges(from_ms, to_ms, zone), dtype=np.int64)
-    return np.array(_calendar_edges(from_ms, to_ms, size, zone), dtype=np.int64)
+        return _hour_edges(from_ms, to_ms, zone)
+    return _calendar_edges(from_ms, to_ms, size, zone)

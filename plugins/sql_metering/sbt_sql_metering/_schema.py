@@ -1,0 +1,155 @@
+"""Tables of the ``sql`` metering provider (all prefixed ``sbt_metering_``) and their versioned migrations.
+
+- ``sbt_metering_schema_versions``: one row per migration applied (version, description, time). Start-up
+  applies the missing ones in order, under a PostgreSQL advisory lock so processes starting together
+  migrate once; a database migrated by a newer release is refused rather than misread.
+- ``sbt_metering_meters``: meters; ``meter_seq`` is the internal key (and the fetch-all cursor).
+- ``sbt_metering_customers``: tenants registered by onboarding (``active`` false once offboarded).
+- ``sbt_metering_series``: one row per (meter, tenant, group-by dimension values): events and rollups
+  carry its small integer id instead of the texts.
+- ``sbt_metering_events``: every stored event (``cancelled`` marks cancellations; they keep their row).
+- ``sbt_metering_dedup``: the unique constraint behind dedup: per (meter, identifier) the latest event
+  time stored with it; an insert that conflicts with a row still inside the dedup window changes nothing.
+- ``sbt_metering_rollups``: pre-aggregated cells (count, sum, min, max, latest) of live events per
+  (meter, width, bucket, series): widths of 15 minutes and one UTC day, kept in the event's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection
+
+from sbt_core.errors import ConfigError
+
+__all__ = ["DAY", "MIGRATIONS", "QUARTER", "SCHEMA_VERSION", "WIDTHS", "customers", "dedup", "events",
+           "meters", "metadata", "migrate", "rollups", "schema_versions", "series"]
+
+#: Rollup widths in milliseconds: every UTC offset in use is a multiple of 15 minutes, so every window
+#: of every zone is a union of quarters; UTC days spare a month of queries 96 rows per day.
+QUARTER = 900_000
+DAY = 86_400_000
+WIDTHS = (QUARTER, DAY)
+
+metadata = sa.MetaData()
+
+schema_versions = sa.Table(
+    "sbt_metering_schema_versions", metadata,
+    sa.Column("version", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("description", sa.String(200), nullable=False),
+    sa.Column("applied_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.current_timestamp()),
+)
+
+meters = sa.Table(
+    "sbt_metering_meters", metadata,
+    sa.Column("meter_seq", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("meter_id", sa.String(64), nullable=False, unique=True),
+    sa.Column("event_name", sa.String(100), nullable=False, unique=True),
+    sa.Column("name", sa.String(250), nullable=False),
+    sa.Column("description", sa.String(1000), nullable=True),
+    sa.Column("aggregation", sa.String(16), nullable=False),
+    sa.Column("value_property", sa.String(256), nullable=True),
+    sa.Column("group_by", sa.JSON, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("created", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("modified", sa.DateTime(timezone=True), nullable=False),
+    # Keys are never reused (SQLite would hand a deleted meter's key to the next one; caches hold keys).
+    sqlite_autoincrement=True,
+)
+
+customers = sa.Table(
+    "sbt_metering_customers", metadata,
+    sa.Column("tenant_id", sa.String(256), primary_key=True),
+    sa.Column("active", sa.Boolean, nullable=False),
+)
+
+series = sa.Table(
+    "sbt_metering_series", metadata,
+    sa.Column("series_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("meter_seq", sa.Integer, nullable=False),
+    sa.Column("tenant_id", sa.String(256), nullable=False),
+    sa.Column("dims", sa.Text, nullable=False),  # JSON list of the group-by texts, in groupBy order
+    sa.UniqueConstraint("meter_seq", "tenant_id", "dims", name="sbt_metering_series_key"),
+    sqlite_autoincrement=True,
+)
+
+#: Event ids come from this sequence on PostgreSQL (allocated a batch at a time, so the rollups of a
+#: batch know them before the events are copied in); SQLite, one writer at a time, counts on from max.
+event_ids = sa.Sequence("sbt_metering_event_ids", metadata=metadata)
+
+events = sa.Table(
+    "sbt_metering_events", metadata,
+    sa.Column("event_id", sa.BigInteger, primary_key=True, autoincrement=False),
+    sa.Column("meter_seq", sa.Integer, nullable=False),
+    sa.Column("series_id", sa.Integer, nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),  # event time, epoch milliseconds
+    sa.Column("value", sa.Float, nullable=False),  # 1 for COUNT, 0 for UNIQUE_COUNT (see text)
+    sa.Column("text", sa.Text, nullable=True),  # UNIQUE_COUNT: the value's text
+    sa.Column("identifier", sa.String(256), nullable=False),
+    sa.Column("cancelled", sa.Boolean, nullable=False),
+    # Raw reads (window edges, LATEST/UNIQUE_COUNT, range cancels, rollup recomputation) by time.
+    sa.Index("sbt_metering_events_time", "meter_seq", "ts"),
+    # Cancel by identifiers, in every meter.
+    sa.Index("sbt_metering_events_identifier", "identifier"),
+)
+
+dedup = sa.Table(
+    "sbt_metering_dedup", metadata,
+    sa.Column("meter_seq", sa.Integer, primary_key=True),
+    sa.Column("identifier", sa.String(256), primary_key=True),
+    sa.Column("ts", sa.BigInteger, nullable=False),
+)
+
+rollups = sa.Table(
+    "sbt_metering_rollups", metadata,
+    # Key order is the query's: one meter, one width, a bucket range, then series.
+    sa.Column("meter_seq", sa.Integer, primary_key=True),
+    sa.Column("width", sa.Integer, primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),
+    sa.Column("series_id", sa.Integer, primary_key=True),
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("sum", sa.Float, nullable=False),
+    sa.Column("min", sa.Float, nullable=False),
+    sa.Column("max", sa.Float, nullable=False),
+    sa.Column("latest_ts", sa.BigInteger, nullable=False),
+    sa.Column("latest_id", sa.BigInteger, nullable=False),
+    sa.Column("latest_value", sa.Float, nullable=False),
+)
+
+#: PostgreSQL advisory-lock key serialising migrations when several processes start at once.
+_SCHEMA_LOCK = 0x5B7_3E7E
+
+
+def _v1(conn: Connection) -> None:
+    metadata.create_all(conn, tables=[meters, customers, series, events, dedup, rollups], checkfirst=True)
+    if conn.dialect.name == "postgresql":
+        event_ids.create(conn, checkfirst=True)
+
+
+#: (version, description, apply) in order; a release that changes the schema appends one.
+MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
+    (1, "meters, customers, series, events, dedup, rollups", _v1),
+]
+SCHEMA_VERSION = MIGRATIONS[-1][0]
+
+
+def migrate(conn: Connection) -> list[int]:
+    """Bring the schema to :data:`SCHEMA_VERSION` inside ``conn``'s transaction; returns the versions applied.
+
+    :raises ConfigError: the database holds a newer schema than this release knows.
+    """
+    if conn.dialect.name == "postgresql":
+        conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+    schema_versions.create(conn, checkfirst=True)
+    current = conn.execute(sa.select(sa.func.max(schema_versions.c.version))).scalar() or 0
+    if current > SCHEMA_VERSION:
+        raise ConfigError([f"the metering database has schema version {current}, newer than this "
+                           f"sbt-sql-metering knows ({SCHEMA_VERSION}); upgrade sbt-sql-metering"])
+    applied = []
+    for version, description, apply in MIGRATIONS:
+        if version > current:
+            apply(conn)
+            conn.execute(sa.insert(schema_versions).values(version=version, description=description))
+            applied.append(version)
+    return applied

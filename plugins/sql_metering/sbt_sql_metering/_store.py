@@ -1,0 +1,229 @@
+"""The database seam of the ``sql`` provider: engine, migrations, meters, customers, series, event writes.
+
+Shared by the provider and the ``sbt metering`` commands (so neither imports the other). Writes that
+must hold across processes are the database's: dedup is an upsert on the primary key of
+``sbt_metering_dedup``; a cancellation takes a meter's advisory lock exclusively (PostgreSQL) while
+ingest takes it shared, so a recomputed rollup never misses a concurrent batch (SQLite has one writer
+at a time).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import URL, Connection
+
+from sbt_core._sql import create_engine, read_only
+from sbt_core.models import Meter
+
+from . import _schema as s
+from ._upsert import upsert
+
+__all__ = ["MeterRow", "Store"]
+
+log = logging.getLogger("sbt.provider.sql")
+
+_CHUNK = 8000  # dedup rows per multi-row upsert (3 parameters each)
+_METER_LOCK = 0x5B7_3E00  # advisory-lock class of the per-meter lock (key: meter_seq)
+
+
+class MeterRow:
+    """A meter with its internal key."""
+
+    __slots__ = ("meter", "seq")
+
+    def __init__(self, seq: int, meter: Meter) -> None:
+        self.seq, self.meter = seq, meter
+
+
+def _meter(row: Any) -> MeterRow:
+    return MeterRow(row.meter_seq, Meter(
+        meter_id=row.meter_id, name=row.name, event_name=row.event_name, aggregation=row.aggregation,
+        value_property=row.value_property, group_by=tuple(row.group_by), description=row.description,
+        status=row.status, created=row.created, modified=row.modified))
+
+
+def meter_values(meter: Meter) -> dict[str, Any]:
+    """The columns of ``sbt_metering_meters`` for ``meter`` (its key excluded)."""
+    return {"meter_id": meter.meter_id, "event_name": meter.event_name, "name": meter.name,
+            "description": meter.description, "aggregation": str(meter.aggregation),
+            "value_property": meter.value_property, "group_by": list(meter.group_by),
+            "status": str(meter.status), "created": meter.created, "modified": meter.modified}
+
+
+class Store:
+    """One metering database (PostgreSQL or SQLite)."""
+
+    def __init__(self, url: URL) -> None:
+        self.url = url
+        self.engine = create_engine(url)
+        self.postgres = url.get_backend_name() == "postgresql"
+        # (meter_seq, tenant, dims JSON) -> series id. Series rows are only ever added (a deleted
+        # meter's series go with its meter_seq, never reused), so a cached id stays right.
+        self._series: dict[tuple[int, str, str], int] = {}
+
+    def describe(self) -> str:
+        """The URL with its password hidden."""
+        return self.url.render_as_string(hide_password=True)
+
+    def migrate(self) -> list[int]:
+        """Create or migrate the schema (see :mod:`._schema`); returns the versions applied."""
+        with self.engine.begin() as conn:
+            return s.migrate(conn)
+
+    def dispose(self) -> None:
+        """Close pooled connections."""
+        self.engine.dispose()
+
+    @contextmanager
+    def write(self) -> Iterator[Connection]:
+        """A write transaction."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def read(self) -> Iterator[Connection]:
+        """A read-only transaction (on SQLite a deferred one)."""
+        with read_only(self.engine) as conn:
+            yield conn
+
+    # -- meters and customers -------------------------------------------------------------------------
+
+    def meter(self, conn: Connection, meter_id: str) -> MeterRow | None:
+        row = conn.execute(sa.select(s.meters).where(s.meters.c.meter_id == meter_id)).first()
+        return _meter(row) if row is not None else None
+
+    def meters_by_event(self, conn: Connection, names: Sequence[str]) -> dict[str, MeterRow]:
+        rows = conn.execute(sa.select(s.meters).where(s.meters.c.event_name.in_(sorted(set(names)))))
+        return {r.event_name: _meter(r) for r in rows}
+
+    def meter_page(self, conn: Connection, after: int, limit: int) -> list[MeterRow]:
+        q = sa.select(s.meters).where(s.meters.c.meter_seq > after).order_by(s.meters.c.meter_seq).limit(limit)
+        return [_meter(r) for r in conn.execute(q)]
+
+    def customers(self, conn: Connection, tenants: Sequence[str]) -> dict[str, bool]:
+        rows = conn.execute(sa.select(s.customers).where(s.customers.c.tenant_id.in_(sorted(set(tenants)))))
+        return {r.tenant_id: bool(r.active) for r in rows}
+
+    def set_customer(self, conn: Connection, tenant_id: str, active: bool) -> None:
+        insert = postgresql.insert if self.postgres else sqlite.insert
+        stmt = insert(s.customers).values(tenant_id=tenant_id, active=active)
+        conn.execute(stmt.on_conflict_do_update(index_elements=["tenant_id"], set_={"active": active}))
+
+    def lock_meter(self, conn: Connection, meter_seq: int, *, exclusive: bool) -> None:
+        """Hold a meter's lock until the transaction ends: shared for ingest, exclusive for cancel."""
+        if self.postgres:
+            fn = sa.func.pg_advisory_xact_lock if exclusive else sa.func.pg_advisory_xact_lock_shared
+            conn.execute(sa.select(fn(_METER_LOCK, meter_seq)))
+
+    # -- series -----------------------------------------------------------------------------------------
+
+    def series_ids(self, conn: Connection, meter_seq: int, keys: Sequence[tuple[str, str]]) -> list[int]:
+        """Ids of (tenant, dims JSON) series of a meter, created when new (concurrently safe)."""
+        cache = self._series
+        missing = sorted({k for k in keys if (meter_seq, *k) not in cache})
+        if missing:
+            insert = postgresql.insert if self.postgres else sqlite.insert
+            rows = [{"meter_seq": meter_seq, "tenant_id": t, "dims": d} for t, d in missing]
+            for i in range(0, len(rows), _CHUNK):
+                conn.execute(insert(s.series).values(rows[i:i + _CHUNK]).on_conflict_do_nothing())
+            c = s.series.c
+            tenants = sorted({t for t, _ in missing})
+            for i in range(0, len(tenants), _CHUNK):
+                for r in conn.execute(sa.select(c.series_id, c.tenant_id, c.dims).where(
+                        c.meter_seq == meter_seq, c.tenant_id.in_(tenants[i:i + _CHUNK]))):
+                    cache[(meter_seq, r.tenant_id, r.dims)] = r.series_id
+        return [cache[(meter_seq, t, d)] for t, d in keys]
+
+    def series_of_meter(self, conn: Connection, meter_seq: int) -> dict[int, tuple[str, tuple[str, ...]]]:
+        """Every series of a meter: id -> (tenant id, dimension texts)."""
+        c = s.series.c
+        return {r.series_id: (r.tenant_id, tuple(json.loads(r.dims)))
+                for r in conn.execute(sa.select(c.series_id, c.tenant_id, c.dims).where(c.meter_seq == meter_seq))}
+
+    # -- event writes -----------------------------------------------------------------------------------
+
+    def claim_identifiers(self, conn: Connection, meter_seq: int, latest: dict[str, int], cutoff_ms: int) -> set[str]:
+        """Record ``identifier -> latest event time`` for a batch and return the identifiers it may store:
+        those with no stored event time after ``cutoff_ms`` (now - dedup window). One upsert decides, so
+        the same identifier put to two processes at once is stored once."""
+        items = sorted(latest.items())  # one lock order for every process
+        return set(upsert(conn, "sbt_metering_dedup", [("meter_seq", "integer"), ("identifier", "text"),
+                                                       ("ts", "bigint")],
+                          [(meter_seq, k, v) for k, v in items], ["meter_seq", "identifier"],
+                          "ts = CASE WHEN excluded.ts > sbt_metering_dedup.ts THEN excluded.ts "
+                          "ELSE sbt_metering_dedup.ts END",
+                          where=f"sbt_metering_dedup.ts <= {int(cutoff_ms)}", returning="identifier"))
+
+    def sum_overflows(self, conn: Connection, meter_seq: int, first_day: int, last_day: int) -> bool:
+        """Whether a day cell of the meter in ``[first_day, last_day]`` holds a sum beyond the float range."""
+        r = s.rollups.c
+        return conn.execute(sa.select(sa.func.count()).where(
+            r.meter_seq == meter_seq, r.width == s.DAY, r.bucket >= first_day, r.bucket <= last_day,
+            sa.func.abs(r.sum) > 1.7976931348623157e308)).scalar() != 0
+
+    def allocate_event_ids(self, conn: Connection, n: int) -> np.ndarray:
+        """``n`` increasing event ids (ingestion order: LATEST breaks ties on event time with them)."""
+        if self.postgres:
+            ids = conn.execute(sa.text("SELECT nextval('sbt_metering_event_ids') FROM generate_series(1, :n)"),
+                               {"n": n}).scalars().all()
+            return np.sort(np.array(ids, dtype=np.int64))
+        # SQLite: this write transaction holds the file's write lock (BEGIN IMMEDIATE), so max is ours.
+        top = conn.execute(sa.select(sa.func.max(s.events.c.event_id))).scalar() or 0
+        return np.arange(top + 1, top + 1 + n, dtype=np.int64)
+
+    def insert_events(self, conn: Connection, meter_seq: int, ids: np.ndarray, series_ids: np.ndarray,
+                      ts: np.ndarray, values: np.ndarray, texts: Sequence[str] | None,
+                      identifiers: Sequence[str]) -> None:
+        """Store events: COPY on PostgreSQL, one executemany on SQLite."""
+        n = len(ids)
+        text_col: Sequence[str | None] = texts if texts is not None else [None] * n
+        if self.postgres:
+            raw: Any = conn.connection.driver_connection
+            with raw.cursor() as cur, cur.copy(
+                    "COPY sbt_metering_events (event_id, meter_seq, series_id, ts, value, text, identifier, "
+                    "cancelled) FROM STDIN") as copy:
+                for row in zip(ids.tolist(), series_ids.tolist(), ts.tolist(), values.tolist(), text_col,
+                               identifiers, strict=True):
+                    copy.write_row((row[0], meter_seq, row[1], row[2], row[3], row[4], row[5], False))
+            return
+        conn.execute(sa.insert(s.events), [
+            {"event_id": i, "meter_seq": meter_seq, "series_id": sid, "ts": t, "value": v, "text": x,
+             "identifier": ident, "cancelled": False}
+            for i, sid, t, v, x, ident in zip(ids.tolist(), series_ids.tolist(), ts.tolist(), values.tolist(),
+                                              text_col, identifiers, strict=True)])
+
+    def delete_meter_rows(self, conn: Connection, meter_seq: int) -> None:
+        """Delete a meter and everything stored for it."""
+        for table in (s.rollups, s.dedup, s.events, s.series, s.meters):
+            conn.execute(sa.delete(table).where(table.c.meter_seq == meter_seq))
+
+    # -- reporting --------------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Row counts and (PostgreSQL) bytes on disk per table, tables and indexes included."""
+        out: dict[str, Any] = {"database": self.describe()}
+        with self.read() as conn:
+            out["schemaVersion"] = conn.execute(sa.select(sa.func.max(s.schema_versions.c.version))).scalar()
+            out["meters"] = conn.execute(sa.select(sa.func.count()).select_from(s.meters)).scalar()
+            out["customers"] = conn.execute(sa.select(sa.func.count()).select_from(s.customers)).scalar()
+            out["series"] = conn.execute(sa.select(sa.func.count()).select_from(s.series)).scalar()
+            e = s.events.c
+            out["events"] = conn.execute(sa.select(sa.func.count()).select_from(s.events)).scalar()
+            out["cancelled"] = conn.execute(sa.select(sa.func.count()).where(e.cancelled)).scalar()
+            out["rollupCells"] = conn.execute(sa.select(sa.func.count()).select_from(s.rollups)).scalar()
+            out["dedupEntries"] = conn.execute(sa.select(sa.func.count()).select_from(s.dedup)).scalar()
+            if self.postgres:
+                out["bytes"] = {t.name: conn.execute(sa.select(sa.func.pg_total_relation_size(t.name))).scalar()
+                                for t in s.metadata.sorted_tables}
+            elif self.url.database:
+                out["bytes"] = {"file": conn.execute(sa.text(
+                    "SELECT page_count * page_size FROM pragma_page_count(), pragma_page_size()")).scalar()}
+        return out

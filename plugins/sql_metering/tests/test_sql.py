@@ -1,0 +1,177 @@
+"""What ``sql`` adds to ``memory``'s semantics: one truth across processes (dedup by the database's
+unique key, cancellations seen by the others), exact rollups after cancellations, the versioned schema,
+and the ``sbt metering`` commands."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import sqlalchemy as sa
+from sbt_sql_metering import SqlMetering, SqlMeteringSettings
+from sbt_sql_metering._rollups import differences
+from sbt_sql_metering._schema import SCHEMA_VERSION, meters, rollups, schema_versions
+from typer.testing import CliRunner
+
+from sbt_core import ProviderContext
+from sbt_core.cli import CliState, build_app
+from sbt_core.errors import BadRequestError, ConfigError
+from sbt_core.models import (
+    Aggregation,
+    CancelUsageRequest,
+    MeterCreate,
+    MeterStatus,
+    MeterUpdate,
+    Secret,
+    UsageEvent,
+    UsageQuery,
+    WindowSize,
+)
+from sbt_core.testing.metering_oracle import NOW
+
+
+def event(i: int | str, value: Any = 1, tenant: str = "t1", at: datetime | None = None, name: str = "calls",
+          **props: Any) -> UsageEvent:
+    return UsageEvent(tenant_id=tenant, event_name=name, identifier=str(i), timestamp=at or NOW - timedelta(hours=1),
+                      properties={"v": value, **props})
+
+
+def usage(provider: SqlMetering, meter_id: str, **query: Any) -> dict[tuple[str, str], float]:
+    q = UsageQuery(from_=NOW - timedelta(days=3), to=NOW + timedelta(minutes=1), window_size=WindowSize.DAY, **query)
+    return {(r.tenant_id, r.window_start.date().isoformat()): r.value
+            for r in provider.metering_fetch_usage(meter_id, q).items}
+
+
+def create(provider: SqlMetering, aggregation: Aggregation = Aggregation.SUM, **extra: Any) -> str:
+    return provider.metering_create_meter(MeterCreate(
+        name="calls", event_name="calls", aggregation=aggregation,
+        value_property=None if aggregation is Aggregation.COUNT else "v", **extra)).meter_id
+
+
+def test_min_max_latest_after_cancelling_the_extreme_are_recomputed_exactly(
+        new_provider: Callable[..., SqlMetering]) -> None:
+    provider = new_provider()
+    ids = {agg: provider.metering_create_meter(MeterCreate(name=agg, event_name=agg, aggregation=agg,
+                                                           value_property="v")).meter_id
+           for agg in (Aggregation.MIN, Aggregation.MAX, Aggregation.LATEST)}
+    for agg in ids:
+        provider.ingest_batch([event(f"{agg}-{i}", v, name=agg, at=NOW - timedelta(minutes=10 * (3 - i)))
+                               for i, v in enumerate([5, -3, 9])])
+    provider.metering_cancel_usage_events(CancelUsageRequest(identifiers=("MIN-1", "MAX-2", "LATEST-2")))
+    day = (NOW - timedelta(minutes=10)).date().isoformat()
+    assert usage(provider, ids[Aggregation.MIN]) == {("t1", day): 5.0}
+    assert usage(provider, ids[Aggregation.MAX]) == {("t1", day): 5.0}
+    assert usage(provider, ids[Aggregation.LATEST]) == {("t1", day): -3.0}
+    with provider.store.read() as conn:
+        assert all(differences(conn, seq) == [] for seq in conn.execute(sa.select(meters.c.meter_seq)).scalars())
+
+
+def test_rules_match_memory(new_provider: Callable[..., SqlMetering]) -> None:
+    provider = new_provider(unknown_tenant="reject")
+    meter_id = create(provider)
+    with pytest.raises(BadRequestError, match="not a metering customer"):
+        provider.metering_ingest_usage_event(event(1))
+    provider.metering_create_customer(__import__("sbt_core.testing", fromlist=["sbt_event"]).sbt_event(
+        "onboardingRequest", {"tenantId": "t1"}))
+    assert provider.metering_ingest_usage_events([event(1), event(2, float("nan")), event(3, "12.5"),
+                                                  event(4, at=NOW - timedelta(days=40)),
+                                                  event(5, name="other")]) == [
+        None, "usage event '2': v must be finite, got nan", None,
+        f"usage event '4': timestamp {(NOW - timedelta(days=40)).isoformat()} is outside the accepted horizon "
+        "(35 days back, 300 seconds ahead of now)", "usage event '5': no meter counts eventName 'other'"]
+    provider.metering_update_meter(meter_id, MeterUpdate(status=MeterStatus.INACTIVE))
+    with pytest.raises(BadRequestError, match="inactive"):
+        provider.metering_ingest_usage_event(event(6))
+    assert usage(provider, meter_id) == {("t1", (NOW - timedelta(hours=1)).date().isoformat()): 13.5}
+    assert [r.status for r in new_provider(unknown_event="drop").ingest_batch([event(7, name="other")])] == ["dropped"]
+
+
+@pytest.fixture
+def two_processes(sbt_postgres_url: str, tmp_path: Path) -> tuple[SqlMetering, SqlMetering]:
+    """Two providers with their own connection pools on one PostgreSQL database, as two processes."""
+    made = []
+    for i in range(2):
+        p = SqlMetering(SqlMeteringSettings(database_url=Secret(sbt_postgres_url)),
+                        ProviderContext("sql", "metering", tmp_path / str(i)))
+        p.clock = lambda: int(NOW.timestamp() * 1000)
+        p.sbt_startup()
+        made.append(p)
+    with made[0].store.write() as conn:
+        for table in ("rollups", "dedup", "events", "series", "customers", "meters"):
+            conn.execute(sa.text(f"DELETE FROM sbt_metering_{table}"))
+    return made[0], made[1]
+
+
+def test_the_same_identifiers_put_to_two_processes_at_once_count_once(
+        two_processes: tuple[SqlMetering, SqlMetering]) -> None:
+    a, b = two_processes
+    meter_id = create(a, Aggregation.COUNT)
+    start = threading.Barrier(2)
+    outcomes: dict[int, list[str]] = {}
+
+    def put(k: int, provider: SqlMetering) -> None:
+        start.wait()
+        for chunk in range(0, 400, 50):
+            # Each process sends the same identifiers, in a different order.
+            batch = [event(i) for i in range(chunk, chunk + 50)][:: 1 if k == 0 else -1]
+            outcomes.setdefault(k, []).extend(r.status for r in provider.ingest_batch(batch))
+
+    threads = [threading.Thread(target=put, args=(k, p)) for k, p in enumerate((a, b))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(s == "accepted" for s in outcomes[0] + outcomes[1]) == 400
+    day = (NOW - timedelta(hours=1)).date().isoformat()
+    assert usage(a, meter_id) == usage(b, meter_id) == {("t1", day): 400.0}
+    # A cancellation in one process is seen by the other's next query, and so is an event (the answer
+    # each process keeps for the pages of a query is dropped once anything is committed).
+    assert a.metering_cancel_usage_events(CancelUsageRequest(identifiers=("1", "2"))).cancelled == 2
+    assert usage(b, meter_id) == {("t1", day): 398.0}
+    assert [r.status for r in a.ingest_batch([event("new")])] == ["accepted"]
+    assert usage(b, meter_id) == usage(a, meter_id) == {("t1", day): 399.0}
+
+
+def test_schema_versions_are_recorded_and_a_newer_schema_is_refused(provider: SqlMetering) -> None:
+    with provider.store.write() as conn:
+        assert conn.execute(sa.select(schema_versions.c.version)).scalars().all() == list(range(1, SCHEMA_VERSION + 1))
+        conn.execute(sa.insert(schema_versions).values(version=SCHEMA_VERSION + 1, description="from the future"))
+    with pytest.raises(ConfigError, match="newer than this"):
+        provider.store.migrate()
+    with provider.store.write() as conn:
+        conn.execute(sa.delete(schema_versions).where(schema_versions.c.version > SCHEMA_VERSION))
+
+
+def test_settings_refuse_a_url_of_another_database() -> None:
+    with pytest.raises(ValueError, match="postgresql:// or sqlite:///"):
+        SqlMeteringSettings(database_url=Secret("mysql://user:pw@host/db"))
+
+
+def sbt(*args: str) -> tuple[int, str, str]:
+    app = build_app(CliState(extra={"sql": SqlMetering}, entry_points=False))
+    result = CliRunner().invoke(app, list(args))
+    return result.exit_code, result.stdout, result.stderr
+
+
+def test_stats_and_check_find_and_repair_a_rollup_that_disagrees_with_its_events(tmp_path: Path) -> None:
+    config = tmp_path / "sbt.toml"
+    config.write_text(f'state_dir = "{tmp_path / "state"}"\n\n[providers.metering]\ntype = "sql"\n')
+    provider = SqlMetering(SqlMeteringSettings(), ProviderContext("sql", "metering", tmp_path / "state"))
+    provider.clock = lambda: int(NOW.timestamp() * 1000)
+    meter_id = create(provider)
+    provider.ingest_batch([event(i, i) for i in range(10)])
+    code, out, _ = sbt("metering", "stats", "--config", str(config), "--json")
+    assert code == 0 and '"events": 10' in out and '"meters": 1' in out
+    assert sbt("metering", "check", "--config", str(config))[:2] == (0, f"{meter_id}: ok\n")
+    with provider.store.write() as conn:
+        conn.execute(sa.update(rollups).where(rollups.c.width == 900_000).values(sum=rollups.c.sum + 1))
+    code, out, _ = sbt("metering", "check", "--config", str(config))
+    assert code == 1 and "1 cell(s) differ" in out and "rollup (10, 46.0" in out
+    assert sbt("metering", "check", "--config", str(config), "--repair")[0] == 0
+    assert sbt("metering", "check", "--config", str(config))[:2] == (0, f"{meter_id}: ok\n")
+    code, _, err = sbt("metering", "check", "--config", str(config), "--meter", "nope")
+    assert code == 1 and "not found" in err
