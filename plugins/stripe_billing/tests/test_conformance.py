@@ -41,13 +41,20 @@ class MeterEvents:
             self.outage_left = None
 
 
+@pytest.fixture(scope="session")
+def shared_store(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """One store for every process of the suite's deployment (its second process included)."""
+    return f"sqlite:///{tmp_path_factory.mktemp('stripe-store') / 'billing.sqlite3'}"
+
+
 @pytest.fixture
-def sbt_conformance_billing(localstripe_server: str) -> Iterator[ConformanceTarget]:
+def sbt_conformance_billing(localstripe_server: str, shared_store: str) -> Iterator[ConformanceTarget]:
     meter_events = MeterEvents()
     with responses.RequestsMock(assert_all_requests_are_fired=False) as stub:
         stub.add_callback(responses.POST, f"{localstripe_server}/v1/billing/meter_events", callback=meter_events.answer)
         stub.add_passthru(localstripe_server)
         yield ConformanceTarget("billing", "stripe", StripeBilling, {
             "api_key": API_KEY, "webhook_secret": WEBHOOK_SECRET, "api_base": localstripe_server,
-            "item_kind": "plan", "customer_lookup": "list", "retry_base_seconds": 0, "retry_max_seconds": 0},
+            "item_kind": "plan", "customer_lookup": "list", "retry_base_seconds": 0, "retry_max_seconds": 0,
+            "database_url": shared_store},
             pushed=lambda: meter_events.accepted, outage=meter_events.outage)

@@ -33,6 +33,8 @@ DIFFERENCES: dict[str, str] = {
                                  "bad-signature check is skipped",
     "billing.no_usage_push": "billing_put_usage pushes nothing the suite can feed (no billing_ingest or "
                              "ingestUsage input): the push-once checks are skipped",
+    "billing.single_process": "keeps its state in one process (no store several processes share): the check "
+                              "of two processes pushing at once is skipped",
 }
 
 #: The name of the class attribute a provider declares its differences in.
@@ -178,9 +180,11 @@ class Planes:
         self.root = root
         self._started: dict[str, Harness] = {}
 
-    def get(self, target: ConformanceTarget) -> Harness:
+    def get(self, target: ConformanceTarget, *, process: int = 1) -> Harness:
+        """The started plane of ``target``; ``process=2`` a second one built with the same settings in its
+        own state directory, as a second ``sbt serve`` of one deployment would be."""
         key = repr((target.interface, target.type_name, target.provider_class, target.settings, target.config,
-                    target.pushed, target.outage, target.token))
+                    target.pushed, target.outage, target.token, process))
         if key not in self._started:
             self._started[key] = target.start(self.root / f"plane-{len(self._started)}")
         return self._started[key]

@@ -150,6 +150,46 @@ class TestBillingConformance:
         assert pushed == first.pushed, (f"two runs at once pushed {pushed} records for usage one run pushes as "
                                         f"{first.pushed} (runs raised: {failures})")
 
+    @promise("billing_ingest", "billing_put_usage", unless="billing.single_process")
+    def test_two_processes_on_one_store_push_each_record_once(self, hooks: BillingFacade,
+                                                              sbt_conformance_billing: ConformanceTarget,
+                                                              sbt_conformance_planes: Planes) -> None:
+        """Two processes of one deployment (two instances built with the same settings), each receiving part
+        of the usage and redeliveries of the other's, running billing_put_usage at once, push each record once."""
+        target = sbt_conformance_billing
+        if "billing.no_usage_push" in target.differences:
+            pytest.skip(f"declared difference billing.no_usage_push: {target.differences['billing.no_usage_push']}")
+        other = sbt_conformance_planes.get(target, process=2).providers.billing
+        assert other is not None
+        hooks.put_usage(_run())  # nothing left from earlier checks
+        other.put_usage(_run())
+        self._usage(hooks, 2)
+        before = self._pushed(target)
+        first = hooks.put_usage(_run())
+        assert isinstance(first, PutUsageResult) and first.pushed > 0, f"nothing was pushed: {first!r}"
+        expected = self._pushed(target) - before if target.pushed is not None else first.pushed
+        for i in range(2):  # the same shape of usage, spread over the two processes
+            tenant = f"t-{uuid.uuid4().hex[:8]}"
+            (hooks if i % 2 else other).create_customer(sbt_events.onboarding_request(tenant,
+                                                                                      email=f"{tenant}@example.com"))
+            for value in (3, 4):
+                event = sbt_events.ingest_usage(tenant, "conformance_calls", value)
+                (hooks if value % 2 else other).ingest(event)
+                (other if value % 2 else hooks).ingest(event)  # a redelivery reaches the other process
+        before = self._pushed(target)
+        calls = iter([hooks, other])
+        runs = at_once(2, lambda: next(calls).put_usage(_run()))
+        failures = [r for r in runs if isinstance(r, Exception)]
+        reported = sum(r.pushed for r in runs if isinstance(r, PutUsageResult))
+        after = [hooks.put_usage(_run()), other.put_usage(_run())]  # each process again, once both are done
+        reported += sum(r.pushed for r in after if isinstance(r, PutUsageResult))
+        left = [r.remaining for r in after if isinstance(r, PutUsageResult)]
+        pushed = self._pushed(target) - before if target.pushed is not None else reported
+        assert pushed == expected and not any(left), (
+            f"two processes pushing at once pushed {pushed} records for usage one process pushes as {expected}, "
+            f"leaving {left} waiting (runs raised: {failures}); a provider that keeps its state per process "
+            "declares billing.single_process")
+
     @promise("billing_ingest", "billing_put_usage", unless="billing.no_usage_push")
     def test_an_interrupted_push_rerun_pushes_the_rest_once(self, hooks: BillingFacade,
                                                             sbt_conformance_billing: ConformanceTarget) -> None:
