@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from sbt_core import BadRequestError, Provider, ProviderContext, StartupError, hookimpl
+from sbt_core.input_policy import report_unanswerable
 from sbt_core.models import (
     CancelResult,
     CancelUsageRequest,
@@ -25,6 +26,7 @@ from sbt_core.models import (
     UsageEvent,
     UsageQuery,
     UsageRow,
+    to_json,
 )
 
 from . import _snapshot
@@ -96,6 +98,21 @@ class MemoryMetering(Provider):
             "memory metering: recovered %d events from %s and %d log records in %.2f s%s",
             recovery.snapshot_events, self.snapshot_path, recovery.records, recovery.seconds,
             f" (a torn last record of {recovery.torn_bytes} bytes was dropped)" if recovery.torn_bytes else "")
+        self._check_stored()
+
+    def _check_stored(self) -> list[str]:
+        """The start-up check of what older versions may have stored: meters whose fields an answer cannot
+        carry, and meters holding a non-finite value (their aggregates are answered replaced and flagged),
+        logged as one warning line each naming the meter ids. Returns those ids."""
+        stores = list(self.engine.meters.values())
+        found = report_unanswerable("meters", ((s.meter.meter_id, to_json(s.meter)) for s in stores))
+        non_finite = [s.meter.meter_id for s in stores if not np.isfinite(s.val[:s.n]).all()
+                      or not all(np.isfinite(s.p_val))]
+        if non_finite:
+            self.context.logger.warning("memory metering: %d meter(s) hold non-finite values an answer cannot "
+                                        "carry (answered replaced and flagged): %s", len(non_finite),
+                                        ", ".join(non_finite))
+        return [*found, *non_finite]
 
     @hookimpl
     def sbt_shutdown(self) -> None:

@@ -4,6 +4,8 @@ killed with SIGKILL keeps everything it acknowledged."""
 
 from __future__ import annotations
 
+import logging
+import math
 import os
 import random
 import signal
@@ -383,3 +385,18 @@ def test_sigkill_mid_ingest_keeps_everything_acknowledged(tmp_path: Path, restar
         tenant_id="t0", event_name="calls", identifier=x, timestamp=datetime.now(UTC) - timedelta(minutes=1),
         properties={"value": 1}) for x in sorted(acked)])
     assert again == [None] * len(acked) and provider.stats()["events"] == stored
+
+
+def test_start_up_reports_stored_values_an_answer_cannot_carry(restart: Restart,
+                                                                caplog: pytest.LogCaptureFixture) -> None:
+    first = restart()
+    meter_id = first.metering_create_meter(MeterCreate(name="calls", event_name="calls")).meter_id
+    first.metering_ingest_usage_event(ev("big-1", value=5.0))
+    store = first.engine.meters[meter_id]
+    store.flush()
+    store.val[0] = math.inf  # what an older version could store (before values were bounded)
+    first.sbt_shutdown()  # the snapshot keeps it
+    with caplog.at_level(logging.WARNING):
+        second = restart()
+    assert second._check_stored() == [meter_id]
+    assert f"non-finite values an answer cannot carry (answered replaced and flagged): {meter_id}" in caplog.text
