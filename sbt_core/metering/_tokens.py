@@ -1,7 +1,10 @@
-"""The opaque ``next_token`` of ``metering_fetch_usage`` pages: an offset bound to the query's parameters.
+"""The opaque ``next_token`` of a provider's pages.
 
-A page is computed afresh from the current data; the token only says where the next page starts and
-refuses to be reused with other parameters (a BadRequestError, as OpenMeter refuses a foreign cursor).
+- ``metering_fetch_usage``: an offset bound to the query's parameters. A page is computed afresh from the
+  current data; the token only says where the next page starts and refuses to be reused with other
+  parameters (a BadRequestError, as OpenMeter refuses a foreign cursor).
+- ``metering_fetch_all_meters``: the creation sequence of the last meter of the page (meters are listed
+  oldest first, so a meter created meanwhile is never skipped nor repeated).
 """
 
 from __future__ import annotations
@@ -14,7 +17,44 @@ import zlib
 from ..errors import BadRequestError
 from ..models import UsageQuery
 
-__all__ = ["decode_usage_token", "encode_usage_token"]
+__all__ = ["decode_meters_token", "decode_usage_token", "encode_meters_token", "encode_usage_token"]
+
+_MALFORMED = "next_token is malformed; pass the token of the previous page unchanged"
+
+
+def _encode(data: dict[str, int]) -> str:
+    return base64.urlsafe_b64encode(json.dumps(data, separators=(",", ":")).encode()).decode().rstrip("=")
+
+
+def _decode(token: str) -> dict[str, object]:
+    """:raises BadRequestError: not a token this module wrote."""
+    try:
+        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
+    except (ValueError, TypeError, binascii.Error):
+        raise BadRequestError(_MALFORMED) from None
+    if not isinstance(data, dict):
+        raise BadRequestError(_MALFORMED)
+    return data
+
+
+def encode_meters_token(after: int) -> str:
+    """The token of the page of meters created after creation sequence ``after``."""
+    return _encode({"after": after})
+
+
+def decode_meters_token(limit: int, next_token: str | None) -> int:
+    """The creation sequence a page of meters starts after (-1 without a token), ``limit`` checked.
+
+    :raises BadRequestError: ``limit`` outside 1-1000, or a malformed token.
+    """
+    if not 1 <= limit <= 1000:
+        raise BadRequestError("limit must be between 1 and 1000")
+    if not next_token:
+        return -1
+    after = _decode(next_token).get("after")
+    if not isinstance(after, int) or isinstance(after, bool):
+        raise BadRequestError(_MALFORMED)
+    return after
 
 
 def _fingerprint(meter_id: str, q: UsageQuery) -> int:
@@ -25,8 +65,7 @@ def _fingerprint(meter_id: str, q: UsageQuery) -> int:
 
 def encode_usage_token(offset: int, meter_id: str, query: UsageQuery) -> str:
     """The token of the page starting at row ``offset`` of ``query`` on ``meter_id``."""
-    raw = json.dumps({"o": offset, "q": _fingerprint(meter_id, query)}, separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return _encode({"o": offset, "q": _fingerprint(meter_id, query)})
 
 
 def decode_usage_token(meter_id: str, query: UsageQuery) -> int:
@@ -37,11 +76,10 @@ def decode_usage_token(meter_id: str, query: UsageQuery) -> int:
     token = query.next_token
     if not token:
         return 0
-    try:
-        data = json.loads(base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)))
-        offset, seen = data["o"], data["q"]
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise BadRequestError("next_token is malformed; pass the token of the previous page unchanged") from None
+    data = _decode(token)
+    if "o" not in data or "q" not in data:
+        raise BadRequestError(_MALFORMED)
+    offset, seen = data["o"], data["q"]
     if not isinstance(offset, int) or offset < 0 or seen != _fingerprint(meter_id, query):
         raise BadRequestError("next_token belongs to another query; repeat the same query parameters")
     return offset

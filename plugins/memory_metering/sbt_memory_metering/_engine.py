@@ -6,9 +6,6 @@ the GIL a finer lock would buy nothing for this CPU-bound work.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import threading
 import time
 import uuid
@@ -19,7 +16,17 @@ from typing import Any, cast
 import numpy as np
 
 from sbt_core.errors import BadRequestError, ConflictError, NotFoundError
-from sbt_core.metering import ColumnsResult, IngestResult, as_number, as_text, ceil_ms, dimension_text, floor_ms
+from sbt_core.metering import (
+    ColumnsResult,
+    IngestResult,
+    as_number,
+    as_text,
+    ceil_ms,
+    decode_meters_token,
+    dimension_text,
+    encode_meters_token,
+    floor_ms,
+)
 from sbt_core.models import (
     CancelResult,
     CancelUsageRequest,
@@ -159,22 +166,14 @@ class Engine:
 
     def fetch_all_meters(self, limit: int, next_token: str | None) -> Page[Meter]:
         """Meters oldest first; the token is the creation sequence of the last one returned."""
-        if not 1 <= limit <= 1000:
-            raise BadRequestError("limit must be between 1 and 1000")
-        after = -1
-        if next_token:
-            try:
-                after = int(json.loads(base64.urlsafe_b64decode(next_token + "=" * (-len(next_token) % 4)))["after"])
-            except (ValueError, KeyError, TypeError, binascii.Error):
-                raise BadRequestError("next_token is malformed; pass the token of the previous page "
-                                      "unchanged") from None
+        after = decode_meters_token(limit, next_token)
         with self.lock:
             stores = [s for s in self.meters.values() if self.seq[s.meter.meter_id] > after]
             page = stores[:limit]
             token = None
             if len(stores) > limit:
                 last = self.seq[page[-1].meter.meter_id]
-                token = base64.urlsafe_b64encode(json.dumps({"after": last}).encode()).decode().rstrip("=")
+                token = encode_meters_token(last)
             return Page(items=[s.meter for s in page], next_token=token)
 
     def update_meter(self, meter_id: str, update: MeterUpdate) -> Meter:

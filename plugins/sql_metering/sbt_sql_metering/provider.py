@@ -7,9 +7,6 @@ PostgreSQL database see each other's meters, events and cancellations at their n
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 import time
 import uuid
 from collections.abc import Callable, Iterable, Sequence
@@ -24,7 +21,17 @@ from sqlalchemy.exc import IntegrityError
 
 from sbt_core import BadRequestError, Provider, ProviderContext, hookimpl
 from sbt_core.errors import ConflictError, NotFoundError
-from sbt_core.metering import ColumnsResult, IngestResult, as_number, as_text, ceil_ms, dimension_text, floor_ms
+from sbt_core.metering import (
+    ColumnsResult,
+    IngestResult,
+    as_number,
+    as_text,
+    ceil_ms,
+    decode_meters_token,
+    dimension_text,
+    encode_meters_token,
+    floor_ms,
+)
 from sbt_core.models import (
     Aggregation,
     CancelResult,
@@ -148,20 +155,12 @@ class SqlMetering(Provider):
     @hookimpl
     def metering_fetch_all_meters(self, limit: int, next_token: str | None) -> Page[Meter]:
         """A page of meters, oldest first. :raises BadRequestError: a malformed token or limit."""
-        if not 1 <= limit <= 1000:
-            raise BadRequestError("limit must be between 1 and 1000")
-        after = -1
-        if next_token:
-            try:
-                after = int(json.loads(base64.urlsafe_b64decode(next_token + "=" * (-len(next_token) % 4)))["after"])
-            except (ValueError, KeyError, TypeError, binascii.Error):
-                raise BadRequestError("next_token is malformed; pass the token of the previous page "
-                                      "unchanged") from None
+        after = decode_meters_token(limit, next_token)
         with self._ready().read() as conn:
             rows = self.store.meter_page(conn, after, limit + 1)
         page, token = rows[:limit], None
         if len(rows) > limit:
-            token = base64.urlsafe_b64encode(json.dumps({"after": page[-1].seq}).encode()).decode().rstrip("=")
+            token = encode_meters_token(page[-1].seq)
         return Page(items=[r.meter for r in page], next_token=token)
 
     @hookimpl
