@@ -88,6 +88,10 @@ def _transport(config: Config) -> Transport | None:
 
     :raises StartupError: the queue file cannot be opened, or another process holds it.
     """
+    if config.events.transport == "nats":
+        from .bus.nats_transport import NatsTransport  # nats-py only where it is used
+
+        return NatsTransport.from_config(config.events)
     if config.events.transport != "sqlite":
         return None
     return SqliteTransport.in_state_dir(config.state_dir)
@@ -98,9 +102,12 @@ def _dead_letter_store(config: Config) -> DeadLetterStore | None:
 
     :raises StartupError: the SQLite file cannot be opened (an unwritable state directory, say).
     """
-    if config.events.dead_letters != "sqlite":
+    url = config.events.database_url
+    if url is None and config.events.dead_letters != "sqlite":
         return None
     try:
+        if url is not None:
+            return SqlDeadLetters(url.get_secret_value())
         return SqlDeadLetters.in_state_dir(config.state_dir)
     except (SQLAlchemyError, OSError) as exc:
         raise StartupError(f"cannot open the dead-letter store in {config.state_dir}: "

@@ -90,7 +90,8 @@ class _Target:
     handler: Handler
     seen: SeenIds
     batch: BatchHandler | None = None  # takes a burst of first attempts in one call (see batch_handler)
-    # Events accepted (written by publishers, under the bus lock) and finished (delivered or dead-lettered;
+    # Events accepted (written by publishers, under the bus lock; with a shared transport, by the target's
+    # worker on receipt, under the lock) and finished (delivered or dead-lettered;
     # written only by the target's own worker thread, without the lock): the difference is what is queued,
     # running or waiting to retry.
     accepted: int = 0
@@ -126,6 +127,9 @@ class Bus:
                  clock: Callable[[], float] = time.monotonic, dead_letters: DeadLetterStore | None = None) -> None:
         self.config = config or EventsConfig()
         self.transport = transport or InProcessTransport()
+        # With a shared transport (a broker), another process may deliver what this one sends, and this one
+        # what others send: a target counts events when its worker receives them (see _Target.accepted).
+        self._sent_counts = 0 if self.transport.shared else 1
         self.dead_letter_store: DeadLetterStore = dead_letters or MemoryDeadLetters()
         self._clock = clock
         self._wait = wait_random_exponential(multiplier=self.config.backoff_base_seconds,
@@ -169,7 +173,7 @@ class Bus:
             if trigger is not None:
                 key = (canonical_detail_type(str(trigger.detail_type)), trigger.source)
                 self._routes.setdefault(key, []).append(target)
-            self.transport.open(name)
+            self.transport.open(name, exclusive=kind == "schedule")
             self._recover(target, self.transport.backlog(name))
             if self._started:
                 self._spawn(target)
@@ -273,7 +277,7 @@ class Bus:
         log_ = self._log
         for message in messages:
             target = self._targets[message.target]
-            target.accepted -= len(message.events)
+            target.accepted -= len(message.events) * self._sent_counts
             ids = [event.id for event in message.events]
             target.seen.ids.difference_update(ids)
             for event_id in ids:
@@ -326,7 +330,7 @@ class Bus:
                 seen.ids.update(ids)
                 seen.group(now).extend(ids)
             shared[name] = Slot("pending", 0, None, wall, None, number)
-            target.accepted += len(accepted)
+            target.accepted += len(accepted) * self._sent_counts
             messages.append(Message.first(name, accepted, number))
         self._log.update(zip(ids, map(new_log_entry, zip(accepted, repeat(received), repeat(shared))), strict=True))
         return messages
@@ -380,7 +384,7 @@ class Bus:
         messages = []
         for name, (target, _, accepted, _) in batches.items():
             if accepted:
-                target.accepted += len(accepted)
+                target.accepted += len(accepted) * self._sent_counts
                 messages.append(Message.first(name, tuple(accepted), number))
         return messages
 
@@ -459,6 +463,9 @@ class Bus:
             messages = self.transport.receive_many(name, _BURST)
             if not messages:
                 return
+            if not self._sent_counts:
+                with self._lock:
+                    target.accepted += sum(len(m.events) for m in messages)
             if target.batch is not None:
                 firsts = [m for m in messages if m.attempt == 1]
                 if sum(len(m.events) for m in firsts) > 1:
@@ -602,8 +609,9 @@ class Bus:
             self._dead_letter(dead, now)
         if retry:
             self.transport.send([Message(name, [event for event, _ in retry], attempt + 1)], delay=delay)
-        # Settled from here: the retried events now belong to the retry message, which counts them.
-        self._finished(target, len(message.events) - len(retry))
+        # Settled from here: the retried events now belong to the retry message, which counts them (with a
+        # shared transport, whichever process receives it).
+        self._finished(target, len(message.events) - len(retry) * self._sent_counts)
         settled.add(id(message))
         if retry:
             log.warning("%d event(s) %s to %s failed (attempt %d of %d), retrying in %.2fs: %s", len(retry),
@@ -712,11 +720,11 @@ class Bus:
                 found = self._targets[letter.target]
                 self._put_slot(letter.event, letter.target,
                                Slot("pending", 0, letter.last_error, time.time(), None, number))
-                found.accepted += 1
+                found.accepted += self._sent_counts
                 messages.append(Message(letter.target, letter.event, batch=number))
         if messages:
             try:
-                self.transport.send(messages)
+                self.transport.send(messages, dedup=False)
             except (RuntimeError, UnavailableError) as exc:  # stopped meanwhile, or not stored: they go back
                 with self._lock:
                     self._unaccept(messages, None)
