@@ -133,3 +133,35 @@ def test_the_stream_is_checked_and_updated_to_the_config(nats_stream: dict[str, 
 
     with pytest.raises(StartupError, match="retention"):
         NatsTransport(**nats_stream, retention=retention)
+
+
+def test_a_schedule_slot_fired_by_two_processes_runs_once(nats_stream: dict[str, str]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sbt_core.bindings import Binding
+    from sbt_core.runtime.scheduler import Scheduler
+    from sbt_core.triggers import parse_schedule
+
+    runs: list[tuple[str, str]] = []
+    start = datetime(2026, 1, 1, 10, 0, 13, tzinfo=UTC)
+    binding = Binding(hook="billing_put_usage", interface="billing", provider="p",
+                      trigger=parse_schedule("rate(1 minute)"))
+    buses, schedulers = [], []
+    for who, skew in (("A", 0), ("B", 17)):  # started 17 s apart: the same slots all the same
+        bus = Bus(_FAST, transport=NatsTransport(**nats_stream))
+        clock = (lambda s: lambda: start + timedelta(seconds=s))(skew)
+        scheduler = Scheduler(bus, [binding], lambda hook, run, who=who: runs.append((who, run.scheduled_time)),
+                              clock=clock)
+        buses.append(bus)
+        schedulers.append(scheduler)
+        bus.start()
+    assert schedulers[0].next_wake() == schedulers[1].next_wake() == datetime(2026, 1, 1, 10, 1, tzinfo=UTC)
+    for minute in (1, 2, 3):
+        for scheduler in schedulers:
+            scheduler.tick(datetime(2026, 1, 1, 10, minute, 0, 500, tzinfo=UTC))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(runs) < 3:
+        time.sleep(0.05)
+    for bus in buses:
+        assert bus.stop(5)
+    assert sorted(slot for _, slot in runs) == [datetime(2026, 1, 1, 10, m, tzinfo=UTC) for m in (1, 2, 3)]

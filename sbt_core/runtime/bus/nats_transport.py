@@ -120,6 +120,7 @@ class NatsTransport(Transport):
                                     duplicate_window=duplicate_window_seconds)
         self._closed = False
         self._subs: dict[str, JetStreamContext.PullSubscription] = {}
+        self._batch: dict[str, int] = {}  # messages one fetch of a target asks for
         self._inflight: dict[int, Msg] = {}  # id(message) -> its JetStream message, until acked
         self._fetches: set[Future[Any]] = set()
         self._lock = threading.Lock()
@@ -170,6 +171,9 @@ class NatsTransport(Transport):
 
         try:
             self._subs[target] = self._run(attach(), _REQUEST_TIMEOUT * 2)
+            # An exclusive consumer hands out one message at a time: a fetch asking for more would wait
+            # for the rest until it expires.
+            self._batch[target] = 1 if exclusive else _FETCH
         except Exception as exc:
             raise StartupError(f"cannot open the JetStream consumer {name} of stream {self.stream} at "
                                f"{self.describe()}: {exc or type(exc).__name__}") from exc
@@ -211,7 +215,7 @@ class NatsTransport(Transport):
             with self._lock:  # so close() either sees this fetch to cancel it, or this sees it closed
                 if self._closed:
                     return []
-                future = asyncio.run_coroutine_threadsafe(sub.fetch(min(limit, _FETCH), timeout=_POLL_SECONDS),
+                future = asyncio.run_coroutine_threadsafe(self._fetch(sub, min(limit, self._batch[target])),
                                                           self._loop)
                 self._fetches.add(future)
             try:
@@ -300,6 +304,14 @@ class NatsTransport(Transport):
             self._inflight[id(message)] = msg
             out.append(message)
         return out
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+        try:
+            return await sub.fetch(batch, timeout=_POLL_SECONDS)
+        except nats.errors.ConnectionClosedError:
+            if self._closed:  # close() won the race with this fetch's cancellation
+                return []
+            raise
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self._loop.create_task(coro)
