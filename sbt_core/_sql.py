@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, Engine
 from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_exponential
 
-__all__ = ["create_engine", "read_only"]
+__all__ = ["create_engine", "read_only", "unreachable"]
 
 #: Execution option marking a read-only transaction (see :func:`read_only`).
 _READ_ONLY = "sbt_read_only"
@@ -70,3 +70,14 @@ def read_only(engine: Engine) -> Iterator[Connection]:
         conn = conn.execution_options(**{_READ_ONLY: True})
         with conn.begin():
             yield conn
+
+
+def unreachable(engine: Engine) -> str | None:
+    """None when the database answers ``SELECT 1``, else why not (for ``/health``; no password shown)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure makes the process unhealthy
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return f"{engine.url.render_as_string(hide_password=True)}: {reason[0] if reason else type(exc).__name__}"
+    return None

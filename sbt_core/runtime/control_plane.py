@@ -191,6 +191,18 @@ class ControlPlane:
         component.attach(self.bus)
         self.components.append(component)
 
+    def health_problems(self) -> list[str]:
+        """What this process cannot reach (``/health``): the bus's broker and database, and every component's
+        database (a component with a ``check()``); empty when healthy. Blocks on the network: call it from
+        a thread."""
+        problems = self.bus.health_problems()
+        for component in self.components:
+            check = getattr(component, "check", None)
+            problem = check() if check is not None else None
+            if problem is not None:
+                problems.append(problem)
+        return problems
+
     @property
     def route_groups(self) -> list[RouteGroup]:
         """Every core route group the HTTP app mounts (dead letters, schedules, components')."""

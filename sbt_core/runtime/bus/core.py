@@ -828,6 +828,12 @@ class Bus:
         log.warning("%d undelivered event(s) dead-lettered at stop: sbt events dlq replay delivers them",
                     sum(len(m.events) for m in pending))
 
+    def health_problems(self) -> list[str]:
+        """What keeps this bus from working, for ``/health``: its transport's broker and its dead-letter
+        database, when they have a ``check()`` (None when reachable); empty when all is well."""
+        checks = (getattr(self.transport, "check", None), getattr(self.dead_letter_store, "check", None))
+        return [problem for check in checks if check is not None and (problem := check()) is not None]
+
     @property
     def closed(self) -> bool:
         return self._closed

@@ -30,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..._sql import create_engine, read_only
+from ..._sql import create_engine, read_only, unreachable
 from ...models import Event, from_json, to_json
 
 __all__ = ["SQLITE_FILE", "DeadLetter", "DeadLetterStore", "MemoryDeadLetters", "SqlDeadLetters"]
@@ -186,6 +186,11 @@ class SqlDeadLetters:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def check(self) -> str | None:
+        """None when the database answers, else what is wrong (``/health``)."""
+        problem = unreachable(self.engine)
+        return None if problem is None else f"dead-letter store: {problem}"
 
     def _flush(self) -> None:
         """(Lock held.) Write the letters not yet written, in one transaction, oldest first. If that fails, one

@@ -279,7 +279,14 @@ def _put_events_response(reg: Any) -> dict[str, Any]:
 def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]) -> list[Operation]:
     bus = cp.bus
 
+    problems_of = getattr(cp, "health_problems", None)
+
     async def health(request: Request) -> Response:
+        # A load balancer takes a process out on 503: one whose broker or databases are unreachable.
+        problems = await run_in_threadpool(problems_of) if problems_of is not None else []
+        if problems:
+            return JSONResponse({"status": "unavailable", "message": "; ".join(problems), "problems": problems},
+                                status_code=503)
         return JSONResponse({"status": "ok"})
 
     async def openapi_json(request: Request) -> Response:
@@ -314,7 +321,9 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
         return {"type": "object", "properties": {"data": _record_schema(reg)}, "required": ["data"]}
 
     return [
-        Operation(_core_trigger("GET", "/health"), health, "health", "Liveness: 200 {\"status\": \"ok\"}.", "core",
+        Operation(_core_trigger("GET", "/health"), health, "health",
+                  "Health: 200 {\"status\": \"ok\"}; 503 with the problems when the event broker or a database "
+                  "cannot be reached.", "core",
                   response_schema=status_schema),
         Operation(_core_trigger("GET", "/openapi.json"), openapi_json, "openapi",
                   "This OpenAPI 3.1 document, generated from the binding table.", "core",
