@@ -373,7 +373,7 @@ def load_config(catalog: PluginCatalog, path: Path | None = None, *, raw: dict[s
     admin = _structure(resolved.get("admin", {}), AdminUser, "admin", problems) or AdminUser()
     plugins = _structure(resolved.get("plugins", {}), PluginsConfig, "plugins", problems) or PluginsConfig()
     events = _structure(resolved.get("events", {}), EventsConfig, "events", problems) or EventsConfig()
-    if events.transport == "nats" and events.url is None:
+    if events.transport == "nats" and events.url is None and not any(p.startswith("events.url") for p in problems):
         problems.add("events.url", 'transport = "nats" needs the NATS server url (e.g. "nats://127.0.0.1:4222")')
     state_dir = resolved.get("state_dir", ".sbt")
     if not isinstance(state_dir, str):
