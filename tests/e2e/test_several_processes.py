@@ -48,9 +48,11 @@ def _site(tmp_path: Path) -> Path:
     return dist.parent
 
 
-def _config(tmp_path: Path, pg: str, stream: dict[str, str]) -> Path:
-    path = tmp_path / "sbt.toml"
-    path.write_text(f"""state_dir = "{tmp_path / 'state'}"
+def _config(tmp_path: Path, i: int, pg: str, stream: dict[str, str]) -> Path:
+    """Process ``i``'s config: a state directory of its own (a state directory is one process's), the rest
+    shared."""
+    path = tmp_path / f"sbt-{i}.toml"
+    path.write_text(f"""state_dir = "{tmp_path / f'state-{i}'}"
 
 [providers.auth]
 type = "local"
@@ -102,16 +104,17 @@ def test_three_processes_share_the_bus_and_the_schedule(tmp_path: Path, pg_datab
     dsn = pg_database.replace("postgresql+psycopg://", "postgresql://")
     env = {**clean_environ(), "SBT_TEST_NATS_URL": nats_stream["url"], "SBT_PROBE_DSN": dsn,
            "PYTHONPATH": f"{_site(tmp_path)}:{E2E}"}
-    config = _config(tmp_path, pg_database, nats_stream)
+    configs = [_config(tmp_path, i, pg_database, nats_stream) for i in range(3)]
     acked: dict[str, str] = {}  # event id -> the hook its detail type is bound to
     with contextlib.ExitStack() as stack:
-        servers = [stack.enter_context(_serve(config, tmp_path / f"serve-{i}.log", env)) for i in range(3)]
+        servers = [stack.enter_context(_serve(configs[i], tmp_path / f"serve-{i}.log", env)) for i in range(3)]
         started = datetime.now(UTC)
-        # Minted from the signing key the servers share in the state directory (the probe plugin and the
+        # Each process signs with the key generated in its state directory (a shared key is a config of its
+        # own, not what this test is about): a token per process, from that key (the probe plugin and the
         # environment the servers have are not needed for that).
-        token = mint_token(list(ALL), config=load_config(discover(), raw={
-            "state_dir": str(tmp_path / "state"), "providers": {"auth": {"type": "local"}}}))
-        headers = {"authorization": f"Bearer {token}"}
+        headers = [{"authorization": "Bearer " + mint_token(list(ALL), config=load_config(discover(), raw={
+            "state_dir": str(tmp_path / f"state-{i}"), "providers": {"auth": {"type": "local"}}}))}
+            for i in range(3)]
         for _, url in servers:
             health = httpx.get(f"{url}/health")
             assert (health.status_code, health.json()) == (200, {"status": "ok"})
@@ -122,9 +125,9 @@ def test_three_processes_share_the_bus_and_the_schedule(tmp_path: Path, pg_datab
             """Put ``event`` on the next process; a refused or failed put is not acknowledged, and the client
             puts it on the one after."""
             for _ in range(3):
-                url = servers[next(turn)][1]
+                i = next(turn)
                 try:
-                    answer = httpx.post(f"{url}/events", json=[event], headers=headers, timeout=10)
+                    answer = httpx.post(f"{servers[i][1]}/events", json=[event], headers=headers[i], timeout=10)
                 except httpx.TransportError:
                     continue
                 if answer.status_code == 200 and answer.json()["FailedEntryCount"] == 0:
@@ -137,7 +140,7 @@ def test_three_processes_share_the_bus_and_the_schedule(tmp_path: Path, pg_datab
                 servers[1][0].wait()
                 killed = True
             if n == 2 * EVENTS // 3 and not restarted:
-                servers[1] = stack.enter_context(_serve(config, tmp_path / "serve-1b.log", env))
+                servers[1] = stack.enter_context(_serve(configs[1], tmp_path / "serve-1b.log", env))
                 restarted = True
             event = _envelope(rng, n)
             if put(event):
@@ -160,7 +163,7 @@ def test_three_processes_share_the_bus_and_the_schedule(tmp_path: Path, pg_datab
         # The work was shared: more than one process ran hooks.
         assert len({pid for hook, _, pid in calls() if hook != "billing_put_usage"}) > 1
         # Dead letters are one store: every process shows the same (none here).
-        lists = [httpx.get(f"{url}/dead-letters", headers=headers).json() for _, url in servers]
+        lists = [httpx.get(f"{url}/dead-letters", headers=headers[i]).json() for i, (_, url) in enumerate(servers)]
         assert lists[0] == lists[1] == lists[2]
         # The schedule: wait for the first slot after every process was up, then one run per slot.
         first_slot = started.replace(second=0, microsecond=0).timestamp() + 60
