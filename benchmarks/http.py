@@ -179,12 +179,14 @@ async def rate(app: ASGIApp, payload: bytes, headers: list[tuple[bytes, bytes]],
 
 
 def control_plane(state_dir: str, *, start: bool = True, metering: str = "noop", transport: str = "inprocess",
-                  settings: dict[str, Any] | None = None) -> ControlPlane:
+                  settings: dict[str, Any] | None = None, events: dict[str, Any] | None = None) -> ControlPlane:
     """The real control plane: local auth, the ``metering`` provider (``noop``, or an installed one such as
-    ``memory``, with ``settings``), the bus on ``transport`` (started unless ``start`` is False)."""
+    ``memory``, with ``settings``), the bus on ``transport`` (more ``[events]`` keys in ``events``; started
+    unless ``start`` is False)."""
     catalog = discover(entry_points=metering != "noop", builtins=True, extra={"noop": NoopMetering},
                        load_only=[metering] if metering != "noop" else None)
-    config = load_config(catalog, raw={"state_dir": state_dir, "events": {"log_size": 1000, "transport": transport},
+    config = load_config(catalog, raw={"state_dir": state_dir,
+                                       "events": {"log_size": 1000, "transport": transport, **(events or {})},
                                        "providers": {"auth": {"type": "local"},
                                                      "metering": {"type": metering, **(settings or {})}}})
     cp = ControlPlane.from_config(catalog, config, tenants=False)
@@ -315,6 +317,93 @@ async def durable(rounds: int, seconds: float, concurrency: int) -> Measured:
         print(f"  {what}: sqlite {sqlite:8.1f} req/s ({sqlite * BATCH:9.0f} events/s), in-process {memory:8.1f} "
               f"req/s ({memory * BATCH:9.0f} events/s): ratio {sqlite / memory:.2f} (target >= 0.7)")
         measured.append((f"durable ingestUsage, {what}", sqlite, memory, True))
+    return measured
+
+
+# --- the NATS JetStream transport against the in-process one ----------------------------------------------
+
+NATS_URL = os.environ.get("SBT_BENCH_NATS_URL", "nats://127.0.0.1:4222")
+INGEST_TARGET = "metering_ingest_usage_event"
+
+
+def nats_events(tag: str) -> dict[str, Any]:
+    """``[events]`` keys for a stream of the benchmark's own (deleted at the end)."""
+    return {"url": NATS_URL, "stream": f"SBT_BENCH_{tag}", "subject_prefix": f"sbt_bench.{tag}"}
+
+
+def drop_stream(tag: str) -> None:
+    from sbt_core.runtime.bus.nats_transport import NatsTransport
+
+    transport = NatsTransport(NATS_URL, **{k: v for k, v in nats_events(tag).items() if k != "url"})
+    try:
+        transport._run(transport._js._jsm.delete_stream(transport.stream), 10)
+    finally:
+        transport.close()
+
+
+def wait_nats_idle(transport: Any, target: str = INGEST_TARGET) -> None:
+    """Until JetStream holds no message of ``target`` that a process has not acked (all delivered)."""
+    for _ in range(120_000):
+        if transport.pending(target) == 0:
+            return
+        time.sleep(0.001)
+    raise SystemExit("JetStream still held undelivered events after 120 s")
+
+
+async def nats_one(rounds: int, seconds: float, concurrency: int) -> Measured:
+    """The real control plane with ``memory`` metering (no log) on the NATS transport and on the in-process
+    one, driven ``concurrency`` requests at a time through the ASGI driver; rounds alternate. A round ends
+    once every accepted event is delivered (NATS: JetStream holds none un-acked; in-process: bus.join)."""
+    import uuid
+
+    payload = body("ingestUsage")
+    tag = uuid.uuid4().hex[:10]
+    with tempfile.TemporaryDirectory() as tmp:
+        planes = {kind: control_plane(f"{tmp}/{kind}", metering="memory", transport=kind,
+                                      settings={"durable": False},
+                                      events=nats_events(tag) if kind == "nats" else None)
+                  for kind in ("inprocess", "nats")}
+        for cp in planes.values():
+            cp.providers.call("metering_create_meter", meter=MeterCreate(name="API calls", event_name="api_call",
+                                                                         group_by=("region",)))
+        tune_gc_for_serving()
+        try:
+            async def run(cp: ControlPlane, span: float) -> tuple[float, float]:
+                token = cp.providers.instances["auth"].mint_token(["event/event_write"])
+                headers = [(b"authorization", f"Bearer {token}".encode())]
+                count = 0
+                start = time.perf_counter()
+                while (elapsed := time.perf_counter() - start) < span:
+                    statuses = await asyncio.gather(*(post(cp.asgi_app, payload, headers) for _ in range(concurrency)))
+                    if set(statuses) != {200}:
+                        raise SystemExit(f"POST /events answered {statuses}")
+                    count += concurrency
+                answered = count / elapsed
+                if cp.bus.transport.shared:
+                    await asyncio.to_thread(wait_nats_idle, cp.bus.transport)
+                if not cp.bus.join(120):
+                    raise SystemExit("the bus did not deliver within 120 s")
+                return answered, count / (time.perf_counter() - start)
+
+            for cp in planes.values():
+                await run(cp, 0.2)  # warm up
+            best: dict[str, tuple[float, float]] = {kind: (0.0, 0.0) for kind in planes}
+            for _ in range(rounds):
+                for kind, cp in planes.items():
+                    answered, delivered = await run(cp, seconds)
+                    best[kind] = (max(best[kind][0], answered), max(best[kind][1], delivered))
+        finally:
+            for cp in planes.values():
+                cp.close(timeout=60)
+            drop_stream(tag)
+    print(f"in-process ASGI, {concurrency} concurrent requests of {BATCH} ingestUsage events, delivered to memory "
+          f"metering (no log); NATS JetStream transport vs in-process transport, one process")
+    measured: Measured = []
+    for i, what in enumerate(("answered", "delivered")):
+        nats_rate, memory = best["nats"][i], best["inprocess"][i]
+        print(f"  {what}: nats {nats_rate:8.1f} req/s ({nats_rate * BATCH:9.0f} events/s), in-process {memory:8.1f} "
+              f"req/s ({memory * BATCH:9.0f} events/s): ratio {nats_rate / memory:.2f} (target >= 0.5)")
+        measured.append((f"nats ingestUsage, {what}", nats_rate, memory, True))
     return measured
 
 
@@ -458,9 +547,15 @@ async def main(rounds: int, seconds: float, mode: str, concurrency: int) -> None
     kept: Measured = []
     if mode in ("all", "durable"):
         kept = await durable(rounds, seconds, concurrency)
+    on_nats: Measured = []
+    if mode in ("all", "nats"):
+        on_nats = await nats_one(rounds, seconds, concurrency)
     print(f"ratio sbt/bare: {', '.join(f'{name} {sbt / bare:.2f}' for name, sbt, bare, _ in measured)}")
     print(f"ratio sqlite/in-process transport: {', '.join(f'{name} {a / b:.2f}' for name, a, b, _ in kept)} "
           f"(target >= 0.7)")
+    if on_nats:
+        print(f"ratio nats/in-process transport: {', '.join(f'{name} {a / b:.2f}' for name, a, b, _ in on_nats)} "
+              f"(target >= 0.5)")
 
     # _report.py sits next to this file, whose directory is off sys.path (see the top): load it by path.
     import importlib.util
@@ -475,14 +570,17 @@ async def main(rounds: int, seconds: float, mode: str, concurrency: int) -> None
                    + [_report.Figure("http", name, sqlite * BATCH, "events/s", sqlite / memory,
                                      "in-process transport, metering without its log, same run", ">= 0.7",
                                      sqlite / memory >= 0.7)
-                      for name, sqlite, memory, _ in kept])
+                      for name, sqlite, memory, _ in kept]
+                   + [_report.Figure("http", name, rate * BATCH, "events/s", rate / memory,
+                                     "in-process transport, same run", ">= 0.5", rate / memory >= 0.5)
+                      for name, rate, memory, _ in on_nats])
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--mode", choices=("all", "asgi", "uvicorn", "durable"), default="all")
+    parser.add_argument("--mode", choices=("all", "asgi", "uvicorn", "durable", "nats"), default="all")
     parser.add_argument("--concurrency", type=int, default=4, help="requests at a time in the durable comparison")
     parser.add_argument("--serve", choices=("sbt", "bare"), help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)

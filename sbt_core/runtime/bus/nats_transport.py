@@ -278,6 +278,18 @@ class NatsTransport(Transport):
             return f"NATS JetStream at {self.describe()}: {exc or type(exc).__name__}"
         return None
 
+    def pending(self, target: str) -> int:
+        """Messages of ``target`` in the stream not yet acked by any process (waiting, handed out, or held
+        back for a retry): JetStream's consumer ``num_pending + num_ack_pending``.
+
+        :raises UnavailableError: JetStream did not answer.
+        """
+        try:
+            info = self._run(self._js._jsm.consumer_info(self.stream, token(target)), _REQUEST_TIMEOUT)
+        except Exception as exc:
+            raise UnavailableError(f"NATS JetStream at {self.describe()}: {exc or type(exc).__name__}") from exc
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
     # --- internals -------------------------------------------------------------------------------------
 
     def _take(self, target: str, msgs: list[Msg]) -> list[Message]:
