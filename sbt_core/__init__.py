@@ -23,6 +23,7 @@ from .errors import (
     SbtError,
     StartupError,
     UnauthorizedError,
+    UnavailableError,
 )
 from .provider import NoSettings, Provider, ProviderContext
 
@@ -34,5 +35,6 @@ except _metadata.PackageNotFoundError:  # running from a source tree that is not
 __all__ = [
     "BadRequestError", "ConfigError", "ConflictError", "ForbiddenError", "NoSettings", "NotFoundError",
     "NotImplementedHookError", "PayloadTooLargeError", "PluginError", "Provider", "ProviderContext",
-    "ProviderError", "SbtError", "StartupError", "UnauthorizedError", "__version__", "hookimpl",
+    "ProviderError", "SbtError", "StartupError", "UnauthorizedError", "UnavailableError", "__version__",
+    "hookimpl",
 ]

@@ -119,7 +119,8 @@ schedule = "rate(1 hour)"
 
 def test_out_of_range_and_unknown_choice_values_name_their_key_and_the_valid_choices(catalog: Any) -> None:
     raw = {"server": {"port": 70000}, "providers": {"auth": {"type": "fakeauth"}},
-           "events": {"naming": "sbt-aws", "max_attempts": 0, "dead_letters": "disk", "log_size": 10}}
+           "events": {"naming": "sbt-aws", "max_attempts": 0, "dead_letters": "disk", "log_size": 10,
+                      "transport": "memory"}}
     with pytest.raises(ConfigError) as info:
         load_config(catalog, None, raw=raw)
     assert set(info.value.problems) == {
@@ -127,6 +128,7 @@ def test_out_of_range_and_unknown_choice_values_name_their_key_and_the_valid_cho
         "events.naming: must be one of 'sbt', 'sbt_aws' (got 'sbt-aws')",
         "events.max_attempts: must be >= 1 (got 0)",
         "events.dead_letters: must be one of 'sqlite', 'memory' (got 'disk')",
+        "events.transport: must be one of 'sqlite', 'inprocess' (got 'memory')",
     }
 
 

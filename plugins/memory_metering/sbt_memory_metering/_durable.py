@@ -4,6 +4,7 @@ Files (beside the snapshot, ``<state_dir>/memory/`` by default):
 - ``metering.npz``: the snapshot (:mod:`._snapshot`); its header names the first log segment it does
   not hold (``logStart``).
 - ``metering.<n>.wal``: log segments (:mod:`._wal`), replayed in order from ``logStart``.
+- ``metering.lock``: held (``flock``) while a provider has the files open, so a second one refuses to.
 
 Compaction: under the engine's lock the log switches to a new segment and the engine's content is
 captured (milliseconds); then, without the lock, the snapshot is written, fsynced and renamed over the
@@ -13,6 +14,7 @@ snapshot with every segment after it, or the new one with the segments after it.
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
 import threading
@@ -28,7 +30,7 @@ from ._recorder import Recorder
 from ._wal import Log, LogCorruptError, fsync_dir, read_segment, segment_path, segments
 from .settings import MemoryMeteringSettings
 
-__all__ = ["Durable", "Recovery"]
+__all__ = ["Durable", "InUseError", "Recovery"]
 
 
 @attrs.frozen
@@ -55,6 +57,7 @@ class Durable:
         self._compacting = threading.Lock()
         self._stop = threading.Event()
         self._compactor: threading.Thread | None = None
+        self._lock_fd: int | None = None
 
     def open(self) -> Recovery:
         """Load the snapshot, replay the log after it, and start logging.
@@ -62,12 +65,21 @@ class Durable:
         A torn last record of the last segment (a crash mid-write) is cut off and reported; anything
         else that does not read back is an error naming the file, and nothing is started.
 
+        :raises InUseError: another process (or provider) has these files open.
         :raises _snapshot.SnapshotError: the snapshot is damaged.
         :raises LogCorruptError: a segment other than the last is damaged, one is missing, or a record
             does not apply.
         """
         started = time.perf_counter()
         self.snapshot.parent.mkdir(parents=True, exist_ok=True)
+        self._lock_fd = _lock(self.snapshot.with_name(self.snapshot.stem + ".lock"))
+        try:
+            return self._recover(started)
+        except BaseException:
+            self._unlock()
+            raise
+
+    def _recover(self, started: float) -> Recovery:
         self.snapshot.with_name(self.snapshot.name + ".tmp").unlink(missing_ok=True)
         events, log_start = _snapshot.load(self.engine, self.snapshot)
         first = max(log_start, 1)
@@ -154,6 +166,34 @@ class Durable:
                 self.compact()
         finally:
             self.engine.recorder = Recorder()
-            self.log.close()
-            self.log = None
+            try:
+                self.log.close()
+            finally:
+                self.log = None
+                self._unlock()
+
+    def _unlock(self) -> None:
+        if self._lock_fd is not None:
+            os.close(self._lock_fd)  # releases the flock
+            self._lock_fd = None
+
+
+class InUseError(Exception):
+    """Another process or provider has the log open: two writers would interleave their records."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(f"{path} is locked by another process using the same metering files")
+        self.path = path
+
+
+def _lock(path: Path) -> int:
+    """An exclusive ``flock`` on ``path``, held until its descriptor is closed (the kernel drops it when
+    the process dies, kill -9 included). :raises InUseError: someone holds it."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise InUseError(path) from None
+    return fd
 

@@ -82,9 +82,8 @@ class Journal(Recorder):
             record["series"] = [series_from, [
                 [store.series_tenant[s], [dims[j][c] for j, c in enumerate(store.series_dims[s])]]
                 for s in range(series_from, len(store.series_tenant))]]
-            texts = list(store.texts)
-            record["texts"] = [texts_from, texts[texts_from:]]
-            counts[1], counts[2] = len(store.series_tenant), len(texts)
+            record["texts"] = [texts_from, store.text_values[texts_from:]]
+            counts[1], counts[2] = len(store.series_tenant), len(store.text_values)
         self.log.append(b"J" + json.dumps(record, separators=(",", ":")).encode())
 
     def _counts(self, store: MeterStore) -> list[int]:

@@ -37,7 +37,7 @@ class SnapshotError(ValueError):
 
     def __init__(self, path: Path, why: str) -> None:
         super().__init__(f"{path}: {why}")
-        self.path = path
+        self.path, self.why = path, why
 
 
 @attrs.frozen
@@ -123,7 +123,8 @@ def load(engine: Engine, path: Path) -> tuple[int, int]:
     except SnapshotError:
         raise
     except Exception as exc:  # a damaged zip fails in many ways (BadZipFile, ValueError, KeyError, ...)
-        raise SnapshotError(path, f"damaged or not a memory-metering snapshot ({type(exc).__name__}: {exc})") from exc
+        why = f"it is damaged or not a memory-metering snapshot ({type(exc).__name__}: {exc})"
+        raise SnapshotError(path, why) from exc
     with engine.lock:
         engine.meters.clear()
         engine.by_event.clear()

@@ -80,6 +80,7 @@ class MeterStore:
         self.dim_codes: list[dict[str, int]] = [{} for _ in meter.group_by]
         self.dim_values: list[list[str]] = [[] for _ in meter.group_by]
         self.texts: dict[str, int] = {}  # UNIQUE_COUNT value text -> code
+        self.text_values: list[str] = []  # code -> text (the write-ahead log reads new ones by position)
         # Dedup index: sorted runs of (identifier hash, row), merged like an LSM tree.
         self.runs: list[tuple[np.ndarray, np.ndarray]] = []
         self.rollup: Rollup | None = None
@@ -127,6 +128,7 @@ class MeterStore:
         code = self.texts.get(text)
         if code is None:
             code = self.texts[text] = len(self.texts)
+            self.text_values.append(text)
         return code
 
     def series_arrays(self) -> tuple[np.ndarray, np.ndarray]:
@@ -421,7 +423,7 @@ class MeterStore:
             "series_tenant": np.array(self.series_tenant, dtype=np.int64),
             "series_dims": np.array(self.series_dims, dtype=np.int64).reshape(len(self.series_dims),
                                                                               len(self.meter.group_by)),
-            "dim_values": [list(v) for v in self.dim_values], "texts": list(self.texts),
+            "dim_values": [list(v) for v in self.dim_values], "texts": list(self.text_values),
         }
 
     def load_state(self, state: dict[str, Any]) -> None:
@@ -437,7 +439,8 @@ class MeterStore:
         self.series = {(t, d): i for i, (t, d) in enumerate(zip(self.series_tenant, self.series_dims, strict=True))}
         self._series_by_text = {(t, tuple(self.dim_values[j][c] for j, c in enumerate(d))): i
                                 for (t, d), i in self.series.items()}
-        self.texts = {t: i for i, t in enumerate(state["texts"])}
+        self.text_values = list(state["texts"])
+        self.texts = {t: i for i, t in enumerate(self.text_values)}
         self._series_np = None
         self.groupings.clear()
         if "runs" in state:  # each run is sorted already

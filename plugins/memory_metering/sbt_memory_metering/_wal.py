@@ -20,7 +20,10 @@ from pathlib import Path
 
 import attrs
 
-__all__ = ["FSYNC_POLICIES", "Buffer", "Log", "LogCorruptError", "Segment", "fsync_dir", "read_segment", "segments"]
+from sbt_core.errors import ProviderError
+
+__all__ = ["FSYNC_POLICIES", "Buffer", "Log", "LogCorruptError", "Segment", "fsync_dir", "read_segment", "segment_path",
+           "segments"]
 
 #: ``batch``: fsync before a hook returns (one fsync per delivered batch, shared by concurrent callers).
 #: ``interval``: write before a hook returns, fsync every ``fsync_interval_ms`` in the background.
@@ -164,8 +167,9 @@ class Log:
 
     def _check(self) -> None:
         if self.failure is not None:
-            raise OSError(f"the metering write-ahead log failed earlier ({self.failure}); "
-                          "no change is accepted until the control plane restarts") from self.failure
+            raise ProviderError(f"the metering write-ahead log failed ({type(self.failure).__name__}: "
+                                f"{self.failure}); no change is accepted until the control plane restarts") \
+                from self.failure
 
     def append(self, *parts: Buffer) -> None:
         """Buffer one record whose payload is ``parts`` joined (written by the next :meth:`commit`).
@@ -179,7 +183,8 @@ class Log:
     def commit(self) -> None:
         """Return once every record appended before the call is written (and fsynced under ``batch``).
 
-        :raises OSError: the write or fsync failed (now or earlier).
+        :raises ProviderError: the write or fsync failed, now or earlier (502 over HTTP; the bus retries,
+            then dead-letters, so an event that was not logged is never lost).
         """
         target = self.appended
         if (self.synced if self.policy == "batch" else self.written) >= target:
@@ -209,21 +214,29 @@ class Log:
                 self.synced = upto
         except BaseException as exc:
             self.failure = exc
+            self._check()  # raises ProviderError: the caller's change is not acknowledged
             raise
 
     def _sync_every(self, seconds: float) -> None:
         while not self._stop.wait(seconds):
-            if self.synced < self.written:
-                with self._io_lock:
-                    if self.failure is not None:
-                        return
-                    upto = self.written
-                    try:
-                        _sync(self._fd)
-                    except OSError as exc:
-                        self.failure = exc
-                        return
-                    self.synced = upto
+            if self.synced >= self.written:
+                continue
+            # fsync a duplicate of the descriptor outside the I/O lock, so writers never wait for the
+            # disk; it covers everything written before it starts. A rotation meanwhile fsyncs the old
+            # segment itself, and the duplicate keeps the file open until this fsync ends.
+            with self._io_lock:
+                if self.failure is not None:
+                    return
+                upto, fd = self.written, os.dup(self._fd)
+            try:
+                _sync(fd)
+            except OSError as exc:
+                self.failure = exc
+                return
+            finally:
+                os.close(fd)
+            with self._io_lock:
+                self.synced = max(self.synced, upto)
 
     def rotate(self) -> int:
         """Write, fsync and close the current segment and start the next; returns the new number.

@@ -28,7 +28,7 @@ from sbt_core.models import (
 )
 
 from . import _snapshot
-from ._durable import Durable
+from ._durable import Durable, InUseError
 from ._engine import ColumnsResult, Engine, IngestResult
 from ._snapshot import SnapshotError
 from ._wal import LogCorruptError
@@ -81,12 +81,16 @@ class MemoryMetering(Provider):
         durable = Durable(self.engine, self.settings, self.snapshot_path, self.context.logger)
         try:
             recovery = durable.open()
+        except InUseError as exc:
+            raise StartupError(f"memory metering: {exc}; one process owns a state folder (use the sql metering "
+                               "provider for several)") from exc
         except SnapshotError as exc:
-            raise StartupError(f"memory metering: the snapshot {exc.path} cannot be read ({exc}); "
-                               "move it away to start without it, or restore it from a backup") from exc
+            raise StartupError(f"memory metering: the snapshot {exc.path} cannot be read: {exc.why}; nothing was "
+                               "overwritten: restore it from a backup, or move it and the log segments beside it "
+                               "away to start empty") from exc
         except LogCorruptError as exc:
-            raise StartupError(f"memory metering: the write-ahead log {exc.path} cannot be replayed "
-                               f"({exc.why} at byte {exc.offset})") from exc
+            raise StartupError(f"memory metering: the write-ahead log {exc.path} cannot be replayed: {exc.why} "
+                               f"at byte {exc.offset}; nothing was overwritten") from exc
         self.durable = durable
         self.context.logger.info(
             "memory metering: recovered %d events from %s and %d log records in %.2f s%s",
@@ -103,9 +107,15 @@ class MemoryMetering(Provider):
     def save_snapshot(self, path: Path | None = None) -> int:
         """Write a snapshot now; returns the number of events. Without ``path`` on a started durable
         provider this is a compaction (the log it holds is dropped); with ``path``, an export that
-        leaves the log alone."""
+        leaves the log alone.
+
+        :raises RuntimeError: no ``path`` on a durable provider not started: its files were not loaded,
+            so writing over them would lose them.
+        """
         if path is None and self.durable is not None:
             return self.durable.compact()
+        if path is None and self.settings.durable:
+            raise RuntimeError("start the provider (sbt_startup) before compacting its snapshot, or pass a path")
         return _snapshot.save(self.engine, path or self.snapshot_path)
 
     def load_snapshot(self, path: Path | None = None) -> int:

@@ -10,15 +10,16 @@ import signal
 import subprocess
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from sbt_memory_metering import MemoryMetering
+from sbt_memory_metering import MemoryMetering, _wal
 
-from sbt_core import StartupError
+from sbt_core import ProviderError, StartupError
+from sbt_core.config import load_config
 from sbt_core.models import (
     Aggregation,
     CancelUsageRequest,
@@ -30,6 +31,8 @@ from sbt_core.models import (
     UsageQuery,
     WindowSize,
 )
+from sbt_core.plugins import build_providers, discover
+from sbt_core.testing.waiting import wait_for
 
 HERE = Path(__file__).resolve().parent
 NOW = datetime(2026, 4, 2, 9, 30, tzinfo=UTC)  # the clock of conftest.py
@@ -46,13 +49,20 @@ def crash(provider: MemoryMetering) -> None:
 
 
 @pytest.fixture
-def restart(new_provider: Callable[..., MemoryMetering]) -> Restart:
-    """``restart(**settings)``: a provider on the test's state directory, started (recovered)."""
+def restart(new_provider: Callable[..., MemoryMetering]) -> Iterator[Restart]:
+    """``restart(**settings)``: a provider on the test's state directory, started (recovered); those
+    still open at the end are shut down (their lock and threads released)."""
+    started: list[MemoryMetering] = []
+
     def start(**settings: Any) -> MemoryMetering:
         provider = new_provider(**settings)
         provider.sbt_startup()
+        started.append(provider)
         return provider
-    return start
+
+    yield start
+    for provider in started:
+        provider.sbt_shutdown()
 
 
 def ev(identifier: str, tenant: str = "t1", *, hours: float = 1, **props: Any) -> UsageEvent:
@@ -143,7 +153,8 @@ def test_snapshot_plus_log_gives_the_same_state(tmp_path: Path, restart: Restart
     second = restart()
     assert state(second) == before
     second.sbt_shutdown()  # compacts: the next start-up reads the snapshot only
-    assert sorted(p.name for p in (tmp_path / "memory").iterdir()) == ["metering.00000003.wal", "metering.npz"]
+    assert sorted(p.name for p in (tmp_path / "memory").iterdir()) == ["metering.00000003.wal", "metering.lock",
+                                                                        "metering.npz"]
     assert state(restart()) == before
 
 
@@ -245,6 +256,66 @@ def test_compaction_under_concurrent_ingest_loses_nothing(tmp_path: Path, restar
     assert state(after) == before
     assert [(r.tenant_id, r.value) for r in after.metering_fetch_usage(meter.meter_id, UsageQuery(
         from_=NOW - timedelta(days=1), to=NOW)).items] == [("t0", 3.0 * per_thread), ("t1", 3.0 * per_thread)]
+
+
+def test_a_failed_write_refuses_every_later_change_and_loses_nothing_acknowledged(
+        tmp_path: Path, restart: Restart, monkeypatch: pytest.MonkeyPatch) -> None:
+    first = restart()
+    fill(first)
+    before = state(first)
+
+    def disk_full(*_: object) -> int:
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("sbt_memory_metering._wal.os.writev", disk_full)
+    with pytest.raises(ProviderError, match="No space left on device"):
+        first.metering_ingest_usage_events([ev("lost", name="r0-calls", value=1, region="eu")])
+    monkeypatch.undo()  # the disk has room again, but the log stays failed until a restart
+    with pytest.raises(ProviderError, match="no change is accepted until the control plane restarts"):
+        first.metering_create_meter(MeterCreate(name="late", event_name="late"))
+    assert first.metering_fetch_all_meters(100, None).items  # reads go on
+    crash(first)
+    assert state(restart()) == before
+
+
+def test_fsync_batch_syncs_before_returning_and_interval_in_the_background(
+        restart: Restart, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced: list[int] = []
+    real = _wal._sync
+    monkeypatch.setattr(_wal, "_sync", lambda fd: (synced.append(fd), real(fd))[1])
+    batch = restart()
+    batch.metering_create_meter(MeterCreate(name="calls", event_name="calls"))
+    assert synced  # before the call returned
+    batch.sbt_shutdown()
+    synced.clear()
+    interval = restart(fsync="interval", fsync_interval_ms=10)
+    interval.metering_create_meter(MeterCreate(name="more", event_name="more"))
+    wait_for(lambda: synced, "the background fsync of fsync = interval")
+
+
+def test_the_embedded_default_is_durable(tmp_path: Path) -> None:
+    """What `sbt serve` builds with no config file: memory metering logs into <state_dir>/memory."""
+    catalog = discover(entry_points=False, builtins=False, extra={"memory": MemoryMetering})
+    config = load_config(catalog, raw={"state_dir": str(tmp_path), "providers": {"metering": {"type": "memory"}}})
+    providers = build_providers(catalog, config)
+    providers.startup()
+    facade = providers.metering
+    assert facade is not None
+    meter = facade.create_meter(MeterCreate(name="calls", event_name="calls"))
+    providers.shutdown()
+    assert (tmp_path / "memory" / "metering.npz").exists()
+    again = build_providers(catalog, config)
+    again.startup()
+    assert again.metering is not None and again.metering.fetch_all_meters().items == [meter]
+    again.shutdown()
+
+
+def test_a_second_provider_on_the_same_files_is_refused(tmp_path: Path, restart: Restart) -> None:
+    first = restart()
+    with pytest.raises(StartupError, match="metering.lock is locked by another process"):
+        restart()
+    first.sbt_shutdown()  # releases the lock (as the kernel does when a process dies)
+    restart().sbt_shutdown()
 
 
 def test_in_memory_mode_keeps_nothing(tmp_path: Path, restart: Restart) -> None:

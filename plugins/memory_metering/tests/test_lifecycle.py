@@ -136,7 +136,7 @@ def test_snapshot_path_setting(tmp_path: Path, new_provider: Any) -> None:
     _fill(provider)
     provider.sbt_shutdown()
     assert target.exists()
-    assert sorted(p.name for p in target.parent.iterdir()) == ["usage.00000002.wal", "usage.npz"]
+    assert sorted(p.name for p in target.parent.iterdir()) == ["usage.00000002.wal", "usage.lock", "usage.npz"]
     with pytest.raises(ValueError, match="not a memory-metering snapshot"):
         bad = tmp_path / "bad.npz"
         np.savez(bad, header=np.frombuffer(b'{"format": 99}', dtype=np.uint8))

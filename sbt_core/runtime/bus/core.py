@@ -23,7 +23,9 @@ The CLI reads both from the running server over HTTP (``GET /events``, ``GET /de
 
 Beside this module: ``handlers.py`` turns a binding's hook into what a target runs and says which
 failures are retried; ``_log.py`` holds the log's rows, ``_dedup.py`` the ids each target has seen;
-``transport.py`` is the seam messages cross between a publisher and a target's worker, ``dead_letters.py``
+``transport.py`` is the seam messages cross between a publisher and a target's worker (``sqlite_transport.py``
+its durable implementation, whose un-acked messages a restart delivers again: :meth:`Bus.add_target` counts
+and logs them, :meth:`Bus.start` dead-letters those of targets no longer registered), ``dead_letters.py``
 the one dead letters are kept behind.
 """
 
@@ -263,7 +265,7 @@ class Bus:
         if messages:
             try:
                 self.transport.send(messages)
-            except UnavailableError:
+            except Exception:  # not stored (a full disk, a detail JSON cannot hold): the caller is told
                 with self._lock:
                     self._unaccept(messages, received)
                 raise
