@@ -407,6 +407,72 @@ async def nats_one(rounds: int, seconds: float, concurrency: int) -> Measured:
     return measured
 
 
+async def nats_two(rounds: int, seconds: float, connections: int = 4) -> Measured:
+    """``sbt serve``-like servers (uvicorn child processes, noop metering) on the NATS transport: one
+    process on a stream of its own against two processes sharing another, each driven by ``connections``
+    keep-alive clients in all (spread over the processes); a round ends once JetStream holds no un-acked
+    event of its stream. On a 2-core machine two processes plus nats-server and the client share the
+    cores, which bounds the ratio."""
+    import socket
+    import subprocess
+    import uuid
+
+    from sbt_core.runtime.bus.nats_transport import NatsTransport
+
+    tags = {"one": uuid.uuid4().hex[:10], "two": uuid.uuid4().hex[:10]}
+    procs: list[subprocess.Popen[str]] = []
+    ports: dict[str, list[tuple[int, str]]] = {"one": [], "two": []}
+    watchers: dict[str, NatsTransport] = {}
+    payload = body("ingestUsage")
+
+    def request(token: str) -> bytes:
+        return (f"POST /events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(payload)}\r\nauthorization: Bearer {token}\r\n\r\n").encode() + payload
+
+    try:
+        for setup, count in (("one", 1), ("two", 2)):
+            for _ in range(count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", 0))
+                    port = sock.getsockname()[1]
+                proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve",
+                                         f"sbt-nats-{tags[setup]}", "--port", str(port)], stdout=subprocess.PIPE,
+                                        text=True)
+                procs.append(proc)
+                assert proc.stdout is not None
+                ports[setup].append((port, proc.stdout.readline().strip()))
+            stream = nats_events(tags[setup])
+            watchers[setup] = NatsTransport(NATS_URL, stream=stream["stream"], subject_prefix=stream["subject_prefix"])
+
+        async def run(setup: str, span: float) -> float:
+            per = max(1, connections // len(ports[setup]))
+            start = time.perf_counter()
+            counts = await asyncio.gather(*(hammer(port, request(token), span, per) for port, token in ports[setup]))
+            await asyncio.to_thread(wait_nats_idle, watchers[setup])
+            return sum(c for c, _ in counts) / (time.perf_counter() - start)
+
+        for setup in ports:
+            await run(setup, 0.3)  # warm up
+        best = {setup: 0.0 for setup in ports}
+        for _ in range(rounds):
+            for setup in ports:
+                best[setup] = max(best[setup], await run(setup, seconds))
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+        for watcher in watchers.values():
+            watcher.close()
+        for tag in tags.values():
+            drop_stream(tag)
+    print(f"uvicorn on 127.0.0.1, {connections} keep-alive connections in all, {BATCH} ingestUsage events per "
+          f"request, NATS transport: two processes vs one (delivered; {os.cpu_count()} cores shared with "
+          "nats-server and the client)")
+    print(f"  one process {best['one']:8.1f} req/s ({best['one'] * BATCH:9.0f} events/s), two processes "
+          f"{best['two']:8.1f} req/s ({best['two'] * BATCH:9.0f} events/s): ratio {best['two'] / best['one']:.2f}")
+    return [("nats ingestUsage, two processes vs one, delivered", best["two"], best["one"], False)]
+
+
 # --- over uvicorn on 127.0.0.1 -------------------------------------------------------------------------------
 
 def serve(kind: str, port: int) -> None:
@@ -416,8 +482,11 @@ def serve(kind: str, port: int) -> None:
     import uvicorn
 
     with tempfile.TemporaryDirectory() as tmp:
-        if kind == "sbt":
-            cp = control_plane(tmp, start=False)
+        if kind.startswith("sbt"):
+            # "sbt-nats-<tag>": on the NATS transport, stream of that tag (shared with the other processes of it)
+            tag = kind[len("sbt-nats-"):] if kind.startswith("sbt-nats-") else ""
+            cp = control_plane(tmp, start=False, transport="nats" if tag else "inprocess",
+                               events=nats_events(tag) if tag else None)
 
             def ready(url: str) -> None:
                 print(cp.providers.instances["auth"].mint_token(["event/event_write", "event/event_read"]), flush=True)
@@ -550,6 +619,9 @@ async def main(rounds: int, seconds: float, mode: str, concurrency: int) -> None
     on_nats: Measured = []
     if mode in ("all", "nats"):
         on_nats = await nats_one(rounds, seconds, concurrency)
+    scaling: Measured = []
+    if mode in ("all", "nats", "nats2"):
+        scaling = await nats_two(rounds, seconds)
     print(f"ratio sbt/bare: {', '.join(f'{name} {sbt / bare:.2f}' for name, sbt, bare, _ in measured)}")
     print(f"ratio sqlite/in-process transport: {', '.join(f'{name} {a / b:.2f}' for name, a, b, _ in kept)} "
           f"(target >= 0.7)")
@@ -573,16 +645,19 @@ async def main(rounds: int, seconds: float, mode: str, concurrency: int) -> None
                       for name, sqlite, memory, _ in kept]
                    + [_report.Figure("http", name, rate * BATCH, "events/s", rate / memory,
                                      "in-process transport, same run", ">= 0.5", rate / memory >= 0.5)
-                      for name, rate, memory, _ in on_nats])
+                      for name, rate, memory, _ in on_nats]
+                   + [_report.Figure("http", name, two * BATCH, "events/s", two / one,
+                                     "one process on NATS, same run (2 cores: bounded by the cores)")
+                      for name, two, one, _ in scaling])
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--mode", choices=("all", "asgi", "uvicorn", "durable", "nats"), default="all")
+    parser.add_argument("--mode", choices=("all", "asgi", "uvicorn", "durable", "nats", "nats2"), default="all")
     parser.add_argument("--concurrency", type=int, default=4, help="requests at a time in the durable comparison")
-    parser.add_argument("--serve", choices=("sbt", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:
