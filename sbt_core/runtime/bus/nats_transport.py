@@ -44,6 +44,7 @@ import hashlib
 import logging
 import threading
 import time
+from collections import deque
 from collections.abc import Coroutine, Iterable
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future
@@ -121,6 +122,8 @@ class NatsTransport(Transport):
         self._closed = False
         self._subs: dict[str, JetStreamContext.PullSubscription] = {}
         self._batch: dict[str, int] = {}  # messages one fetch of a target asks for
+        self._ready: dict[str, deque[Message]] = {}  # fetched, not yet handed out (receive asked for fewer)
+        self._prefetch: dict[str, Future[list[Msg]]] = {}  # each target's fetch under way (under the lock)
         self._inflight: dict[int, Msg] = {}  # id(message) -> its JetStream message, until acked
         self._fetches: set[Future[Any]] = set()
         self._lock = threading.Lock()
@@ -174,6 +177,7 @@ class NatsTransport(Transport):
             # An exclusive consumer hands out one message at a time: a fetch asking for more would wait
             # for the rest until it expires.
             self._batch[target] = 1 if exclusive else _FETCH
+            self._ready[target] = deque()
         except Exception as exc:
             raise StartupError(f"cannot open the JetStream consumer {name} of stream {self.stream} at "
                                f"{self.describe()}: {exc or type(exc).__name__}") from exc
@@ -210,14 +214,16 @@ class NatsTransport(Transport):
         return got[0] if got else None
 
     def receive_many(self, target: str, limit: int) -> list[Message]:
-        sub = self._subs[target]
+        """Handed out from the messages already fetched, else from the fetch started when the last one
+        returned (so the next batch travels while the worker runs this one), else a new fetch."""
+        ready = self._ready[target]
         while True:
+            if ready:
+                return [ready.popleft() for _ in range(min(limit, len(ready)))]
             with self._lock:  # so close() either sees this fetch to cancel it, or this sees it closed
                 if self._closed:
                     return []
-                future = asyncio.run_coroutine_threadsafe(self._fetch(sub, min(limit, self._batch[target])),
-                                                          self._loop)
-                self._fetches.add(future)
+                future = self._prefetch.pop(target, None) or self._start_fetch(target)
             try:
                 msgs = future.result()
             except (FutureCancelled, asyncio.CancelledError):
@@ -232,9 +238,17 @@ class NatsTransport(Transport):
             finally:
                 with self._lock:
                     self._fetches.discard(future)
-            out = self._take(target, msgs)
-            if out:
-                return out
+            # Not for an exclusive target: its next message must go to whichever process is free first.
+            with self._lock:
+                if not self._closed and self._batch[target] > 1:
+                    self._prefetch[target] = self._start_fetch(target)
+            ready.extend(self._take(target, msgs))
+
+    def _start_fetch(self, target: str) -> Future[list[Msg]]:
+        """(Lock held.) A fetch of ``target``'s next messages, running on the loop; close() cancels it."""
+        future = asyncio.run_coroutine_threadsafe(self._fetch(self._subs[target], self._batch[target]), self._loop)
+        self._fetches.add(future)
+        return future
 
     def ack(self, message: Message) -> None:
         msg = self._inflight.pop(id(message), None)
