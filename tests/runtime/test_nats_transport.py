@@ -165,3 +165,60 @@ def test_a_schedule_slot_fired_by_two_processes_runs_once(nats_stream: dict[str,
     for bus in buses:
         assert bus.stop(5)
     assert sorted(slot for _, slot in runs) == [datetime(2026, 1, 1, 10, m, tzinfo=UTC) for m in (1, 2, 3)]
+
+
+def test_dead_letters_in_postgresql_are_listed_and_replayed_from_any_process(nats_stream: dict[str, str],
+                                                                             pg_database: str) -> None:
+    from sbt_core.runtime.bus import SqlDeadLetters
+
+    fixed = threading.Event()
+    delivered: list[tuple[str, str]] = []
+
+    def handler(who: str) -> Any:
+        def handle(event: Event) -> None:
+            if not fixed.is_set():
+                raise RuntimeError("the provider is down")
+            delivered.append((who, event.id))
+        return handle
+
+    buses = []
+    for who in ("A", "B"):
+        bus = Bus(_FAST, transport=NatsTransport(**nats_stream), dead_letters=SqlDeadLetters(pg_database))
+        bus.add_target("hook", EventTrigger("thing", "sbt.control.plane"), handler(who))
+        bus.start()
+        buses.append(bus)
+    try:
+        event = Event.create("thing", {"n": 1})
+        buses[0].put_events([event])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not buses[1].dead_letters():
+            time.sleep(0.05)
+        assert [d.event.id for d in buses[0].dead_letters()] == [d.event.id for d in buses[1].dead_letters()] \
+            == [event.id]
+        fixed.set()
+        assert [d.event.id for d in buses[1].replay(event_id=event.id)] == [event.id]
+        assert buses[0].dead_letters() == [], "replayed from one process, gone for every process"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not delivered:
+            time.sleep(0.05)
+        assert [event_id for _, event_id in delivered] == [event.id], "a replay is not dropped as a duplicate"
+    finally:
+        for bus in buses:
+            bus.stop(5)
+
+
+def test_the_nats_transport_needs_a_url_and_keeps_it_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sbt_core.config import load_config, show
+    from sbt_core.errors import ConfigError
+    from sbt_core.plugins import discover
+
+    catalog = discover(entry_points=False, builtins=True)
+    with pytest.raises(ConfigError, match='events.url: transport = "nats" needs the NATS server url'):
+        load_config(catalog, raw={"events": {"transport": "nats"}})
+    monkeypatch.setenv("SBT_NATS_URL", "nats://sbt:s3cret@127.0.0.1:4222")
+    config = load_config(catalog, raw={"events": {"transport": "nats", "url": {"env": "SBT_NATS_URL"},
+                                                  "database_url": "postgresql://sbt:pw@db/sbt"}})
+    assert config.events.url is not None
+    assert config.events.url.get_secret_value() == "nats://sbt:s3cret@127.0.0.1:4222"
+    shown = show(config, catalog)["events"]
+    assert shown["url"] == {"env": "SBT_NATS_URL"} and "pw" not in str(shown["database_url"])
