@@ -36,6 +36,7 @@ from ..models import AuthSettings, Event, User, utcnow
 from ..plugins import PluginCatalog, Providers, build_providers
 from ..triggers import EventTrigger
 from .bus import Bus, DeadLetterStore, SqlDeadLetters, SqliteTransport, Transport, dead_letter_routes
+from .bus.shared_log import SqlEventLog
 from .scheduler import Scheduler, schedule_routes
 from .seams import EventBus, RouteGroup
 
@@ -114,6 +115,20 @@ def _dead_letter_store(config: Config) -> DeadLetterStore | None:
                            f"{getattr(exc, 'orig', None) or exc}") from exc
 
 
+def _shared_log(config: Config) -> SqlEventLog | None:
+    """The event log shared by every process, with ``[events] database_url`` (None: each bus its own).
+
+    :raises StartupError: the database cannot be reached or its tables created.
+    """
+    url = config.events.database_url
+    if url is None:
+        return None
+    try:
+        return SqlEventLog(url.get_secret_value(), config.events.log_size)
+    except (SQLAlchemyError, OSError) as exc:
+        raise StartupError(f"cannot open the shared event log: {getattr(exc, 'orig', None) or exc}") from exc
+
+
 class ControlPlane:
     """One running control plane: its providers, binding table, bus, scheduler and HTTP app.
 
@@ -155,7 +170,7 @@ class ControlPlane:
         try:
             bindings = build_binding_table(catalog, config)
             bus = Bus(config.events, transport=transport or _transport(config),
-                      dead_letters=_dead_letter_store(config))
+                      dead_letters=_dead_letter_store(config), event_log=_shared_log(config))
             bus.bind(bindings, providers)
             providers.attach(bus.sink)
             scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock)

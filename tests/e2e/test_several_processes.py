@@ -162,6 +162,14 @@ def test_three_processes_share_the_bus_and_the_schedule(tmp_path: Path, pg_datab
         assert delivered() == wanted, "nothing but the acknowledged events"
         # The work was shared: more than one process ran hooks.
         assert len({pid for hook, _, pid in calls() if hook != "billing_put_usage"}) > 1
+        # The event log is one log: every process shows each event delivered, whoever accepted and delivered it.
+        sample = rng.sample(sorted(acked), 5)
+        for i, (_, url) in enumerate(servers):
+            for event_id in sample:
+                answer = httpx.get(f"{url}/events/{event_id}", headers=headers[i])
+                assert answer.status_code == 200, answer.text
+                record = answer.json()["data"]
+                assert [(d["target"], d["state"]) for d in record["deliveries"]] == [(acked[event_id], "delivered")]
         # Dead letters are one store: every process shows the same (none here).
         lists = [httpx.get(f"{url}/dead-letters", headers=headers[i]).json() for i, (_, url) in enumerate(servers)]
         assert lists[0] == lists[1] == lists[2]

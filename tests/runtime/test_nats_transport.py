@@ -222,3 +222,45 @@ def test_the_nats_transport_needs_a_url_and_keeps_it_secret(monkeypatch: pytest.
     assert config.events.url.get_secret_value() == "nats://sbt:s3cret@127.0.0.1:4222"
     shown = show(config, catalog)["events"]
     assert shown["url"] == {"env": "SBT_NATS_URL"} and "pw" not in str(shown["database_url"])
+
+
+def test_the_event_log_in_postgresql_shows_the_same_from_every_process(nats_stream: dict[str, str],
+                                                                         pg_database: str) -> None:
+    from sbt_core.runtime.bus.shared_log import SqlEventLog
+
+    def handle(event: Event) -> str:
+        if event.detail["n"] < 0:
+            raise RuntimeError("refused")
+        return "ok"
+
+    buses = []
+    for _ in ("A", "B"):
+        bus = Bus(_FAST, transport=NatsTransport(**nats_stream), event_log=SqlEventLog(pg_database, 1000))
+        bus.add_target("hook", EventTrigger("thing", "sbt.control.plane"), handle)
+        bus.start()
+        buses.append(bus)
+    try:
+        good, bad = Event.create("thing", {"n": 1}), Event.create("thing", {"n": -1})
+        buses[0].put_events([good])
+        buses[1].put_events([bad])
+
+        def states(bus: Bus) -> dict[str, tuple[str, int]]:
+            out = {}
+            for event in (good, bad):
+                record = bus.get(event.id)
+                if record is not None and record.deliveries:
+                    out[event.id] = (record.deliveries[0].state, record.deliveries[0].attempts)
+            return out
+
+        want = {good.id: ("delivered", 1), bad.id: ("dead_lettered", 3)}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(states(b) == want for b in buses):
+            time.sleep(0.05)
+        assert [states(b) for b in buses] == [want, want], "each process shows every delivery, wherever it ran"
+        newest = [{r.event.id for r in bus.recent(10)} for bus in buses]
+        assert newest[0] == newest[1] and {good.id, bad.id} <= newest[0]
+        record = buses[0].get(bad.id)
+        assert record is not None and record.deliveries[0].last_error == "RuntimeError: refused"
+    finally:
+        for bus in buses:
+            bus.stop(5)

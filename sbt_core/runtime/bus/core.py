@@ -55,6 +55,7 @@ from ._dedup import SeenIds
 from ._log import LogEntry, Slot, new_log_entry
 from .dead_letters import DeadLetter, DeadLetterStore, MemoryDeadLetters
 from .handlers import BatchHandler, Handler, batch_handler, error_text, hook_handler, is_retryable, result_json
+from .shared_log import SqlEventLog
 from .transport import InProcessTransport, Message, Transport
 
 if TYPE_CHECKING:
@@ -126,13 +127,17 @@ class Bus:
     """
 
     def __init__(self, config: EventsConfig | None = None, *, transport: Transport | None = None,
-                 clock: Callable[[], float] = time.monotonic, dead_letters: DeadLetterStore | None = None) -> None:
+                 clock: Callable[[], float] = time.monotonic, dead_letters: DeadLetterStore | None = None,
+                 event_log: SqlEventLog | None = None) -> None:
         self.config = config or EventsConfig()
         self.transport = transport or InProcessTransport()
         # With a shared transport (a broker), another process may deliver what this one sends, and this one
         # what others send: a target counts events when its worker receives them (see _Target.accepted).
         self._sent_counts = 0 if self.transport.shared else 1
         self.dead_letter_store: DeadLetterStore = dead_letters or MemoryDeadLetters()
+        # The log shared by several processes (shared_log.py), written beside the in-memory one and read
+        # instead of it; the bus closes it when it stops.
+        self.shared_log = event_log
         self._clock = clock
         self._wait = wait_random_exponential(multiplier=self.config.backoff_base_seconds,
                                              max=self.config.backoff_max_seconds)
@@ -269,6 +274,8 @@ class Bus:
                 with self._lock:
                     self._unaccept(messages, received)
                 raise
+        if self.shared_log is not None:
+            self.shared_log.accepted(events, messages, received)
         self._notify(events)
         return True
 
@@ -493,6 +500,13 @@ class Bus:
         """Record an outcome (``record(*args)``, a method writing the log under the lock) without taking
         the lock: it is applied, in order, by :meth:`_apply_outcomes`."""
         self._outcomes.append(functools.partial(record, *args))
+        shared = self.shared_log
+        if shared is not None:
+            if record == self._set:
+                shared.outcome(*args)
+            elif record == self._mark_delivered:
+                target, events, _, now = args
+                shared.delivered(target, events, now)
 
     def _apply_outcomes(self) -> None:
         # Lock held. deque.popleft is atomic, so workers may keep appending meanwhile.
@@ -671,6 +685,8 @@ class Bus:
 
     def get(self, event_id: str) -> EventRecord | None:
         """The event log entry of ``event_id``, or None when unknown or fallen out of the log."""
+        if self.shared_log is not None:
+            return self.shared_log.get(event_id)
         with self._lock:
             self._apply_outcomes()
             entry = self._log.get(event_id)
@@ -678,6 +694,8 @@ class Bus:
 
     def recent(self, limit: int = 50) -> list[EventRecord]:
         """The most recent events, newest first (at most ``limit``)."""
+        if self.shared_log is not None:
+            return self.shared_log.recent(limit)
         out: list[EventRecord] = []
         with self._lock:
             self._apply_outcomes()
@@ -734,6 +752,11 @@ class Bus:
                 if isinstance(exc, UnavailableError):
                     raise
                 raise SbtError("the event bus has stopped") from None
+            if self.shared_log is not None:
+                now = time.time()
+                self.shared_log.accepted([d.event for d in claimed], [], utcnow())
+                for letter in claimed:
+                    self.shared_log.outcome(letter.event.id, letter.target, "pending", 0, letter.last_error, None, now)
         return claimed
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -802,6 +825,8 @@ class Bus:
                 target.thread.join(timeout=1.0)
         self._dead_letter_undelivered()
         self.dead_letter_store.close()
+        if self.shared_log is not None:
+            self.shared_log.close()
         return drained
 
     def _dead_letter_undelivered(self) -> None:

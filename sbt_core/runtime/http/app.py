@@ -311,7 +311,8 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
         return JSONResponse({"data": [to_json(r) for r in records]})
 
     async def get_event(request: Request) -> Response:
-        record = ev.get_record(bus, request.path_params["eventId"])
+        # In a thread: with [events] database_url the log is read from the database.
+        record = await run_in_threadpool(ev.get_record, bus, request.path_params["eventId"])
         return JSONResponse({"data": to_json(record)})
 
     def status_schema(reg: Any) -> dict[str, Any]:
