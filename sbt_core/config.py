@@ -103,8 +103,8 @@ class EventsConfig:
     #: How long a message handed to a process may stay un-acked before JetStream gives it to another (a
     #: crashed process's messages are redelivered after at most this); a running hook extends it.
     ack_wait_seconds: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
-    #: PostgreSQL (or any SQLAlchemy URL) for the dead-letter store shared by every process (a secret:
-    #: ``{ env = }`` works); overrides ``dead_letters``.
+    #: PostgreSQL (or any SQLAlchemy URL) for the dead-letter store and the event log shared by every process
+    #: (a secret: ``{ env = }`` works); overrides ``dead_letters``.
     database_url: Secret | None = None
     #: Where ``sbt serve`` keeps dead letters: ``sqlite`` (``<state_dir>/events.sqlite3``, kept across
     #: restarts) or ``memory`` (lost when the process ends).
