@@ -24,6 +24,14 @@ metering's write-ahead log (``durable = true``, ``fsync = "batch"``) — as a ra
 transport with metering in memory only (``durable = false``); the delivered rate is the one that counts
 (target: at least 0.7).
 
+**NATS** (``--mode nats``, and part of ``all``): the same durable-style comparison with the bus on NATS
+JetStream (``[events] transport = "nats"``, a stream of the run's own on ``SBT_BENCH_NATS_URL``, default
+``nats://127.0.0.1:4222``) against the in-process transport, memory metering without its log, one process
+(target: at least 0.5); a NATS round ends once JetStream holds no un-acked event. **Two processes**
+(``--mode nats2``, and part of ``nats`` and ``all``): two uvicorn servers sharing one stream against one
+server on a stream of its own, the clients spread over the servers; on a 2-core machine the processes,
+nats-server and the client share the cores, which bounds the ratio.
+
 Prints requests/s and events/s of each and ``ratio = sbt / bare`` (a figure to watch; its former target of
 0.5 is retired, durability first), measured
 interleaved in the same run (best of several rounds, so a noisy neighbour hurts both alike). Each sbt
@@ -35,7 +43,8 @@ garbage collector is tuned as ``sbt serve`` tunes its own (``tune_gc_for_serving
 server runs through ``ControlPlane.serve``, as ``sbt serve`` does, and the wait polls ``GET /events``. Each
 ratio is also printed as an ``SBT-BENCH`` line (``_report.py``).
 
-    python benchmarks/http.py [--rounds 5] [--seconds 1.0] [--mode all|asgi|uvicorn|durable] [--concurrency 4]
+    python benchmarks/http.py [--rounds 5] [--seconds 1.0] [--mode all|asgi|uvicorn|durable|nats|nats2]
+                              [--concurrency 4]
 """
 
 from __future__ import annotations
