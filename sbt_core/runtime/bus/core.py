@@ -639,6 +639,10 @@ class Bus:
                       _ids([letter.event for letter in dead]), name, attempt, dead[0].last_error,
                       f" (and {len(errors) - 1} other error(s); sbt events dlq list shows each)" if len(errors) > 1
                       else "")
+        if self.shared_log is not None:
+            # Before the ack: once acked, no process delivers the message again, so a crash after it must not
+            # lose the record of its delivery (a database write per message, only with a shared log).
+            self.shared_log.flush()
         self.transport.ack(message)
 
     def _dead_letter(self, letters: list[DeadLetter], now: float) -> None:
