@@ -8,12 +8,13 @@ Each process writes what it accepted and what it delivered; a delivery row only 
 (a row is replaced only by a newer one), so the process that accepted an event and the one that delivered
 it may write in either order.
 
-Writes leave the publishing and delivering threads at once: they are queued and written by a background
-thread every ``_INTERVAL`` seconds (one transaction each time), so the log never slows ``POST /events``
-down; a read first writes what this process queued, so a process sees its own writes at once and another
-process's within that interval. The log is a record, not the delivery mechanism: a write that fails is
-logged and retried with the next one, and what a killed process had queued but not written is missing
-from the log (never from delivery).
+Acceptances are queued and written by a background thread every ``_INTERVAL`` seconds (one transaction
+each time), so the log never slows ``POST /events`` down; a read first writes what this process queued, so
+a process sees its own writes at once and another process's within that interval. Delivery outcomes are
+written before the message is acked (the bus flushes the log in ``_settle``, a write per message): once
+acked nothing delivers it again, so its record must survive a crash right after. The process delivering
+an event also logs the event itself if missing (its delivery time as "received"), since the accepting
+process may have died before writing it. A write that fails is logged and retried with the next one.
 """
 
 from __future__ import annotations
