@@ -24,6 +24,14 @@ metering's write-ahead log (``durable = true``, ``fsync = "batch"``) — as a ra
 transport with metering in memory only (``durable = false``); the delivered rate is the one that counts
 (target: at least 0.7).
 
+**NATS** (``--mode nats``, and part of ``all``): the same durable-style comparison with the bus on NATS
+JetStream (``[events] transport = "nats"``, a stream of the run's own on ``SBT_BENCH_NATS_URL``, default
+``nats://127.0.0.1:4222``) against the in-process transport, memory metering without its log, one process
+(target: at least 0.5); a NATS round ends once JetStream holds no un-acked event. **Two processes**
+(``--mode nats2``, and part of ``nats`` and ``all``): two uvicorn servers sharing one stream against one
+server on a stream of its own, the clients spread over the servers; on a 2-core machine the processes,
+nats-server and the client share the cores, which bounds the ratio.
+
 Prints requests/s and events/s of each and ``ratio = sbt / bare`` (a figure to watch; its former target of
 0.5 is retired, durability first), measured
 interleaved in the same run (best of several rounds, so a noisy neighbour hurts both alike). Each sbt
@@ -35,7 +43,8 @@ garbage collector is tuned as ``sbt serve`` tunes its own (``tune_gc_for_serving
 server runs through ``ControlPlane.serve``, as ``sbt serve`` does, and the wait polls ``GET /events``. Each
 ratio is also printed as an ``SBT-BENCH`` line (``_report.py``).
 
-    python benchmarks/http.py [--rounds 5] [--seconds 1.0] [--mode all|asgi|uvicorn|durable] [--concurrency 4]
+    python benchmarks/http.py [--rounds 5] [--seconds 1.0] [--mode all|asgi|uvicorn|durable|nats|nats2]
+                              [--concurrency 4]
 """
 
 from __future__ import annotations
@@ -179,12 +188,14 @@ async def rate(app: ASGIApp, payload: bytes, headers: list[tuple[bytes, bytes]],
 
 
 def control_plane(state_dir: str, *, start: bool = True, metering: str = "noop", transport: str = "inprocess",
-                  settings: dict[str, Any] | None = None) -> ControlPlane:
+                  settings: dict[str, Any] | None = None, events: dict[str, Any] | None = None) -> ControlPlane:
     """The real control plane: local auth, the ``metering`` provider (``noop``, or an installed one such as
-    ``memory``, with ``settings``), the bus on ``transport`` (started unless ``start`` is False)."""
+    ``memory``, with ``settings``), the bus on ``transport`` (more ``[events]`` keys in ``events``; started
+    unless ``start`` is False)."""
     catalog = discover(entry_points=metering != "noop", builtins=True, extra={"noop": NoopMetering},
                        load_only=[metering] if metering != "noop" else None)
-    config = load_config(catalog, raw={"state_dir": state_dir, "events": {"log_size": 1000, "transport": transport},
+    config = load_config(catalog, raw={"state_dir": state_dir,
+                                       "events": {"log_size": 1000, "transport": transport, **(events or {})},
                                        "providers": {"auth": {"type": "local"},
                                                      "metering": {"type": metering, **(settings or {})}}})
     cp = ControlPlane.from_config(catalog, config, tenants=False)
@@ -318,6 +329,159 @@ async def durable(rounds: int, seconds: float, concurrency: int) -> Measured:
     return measured
 
 
+# --- the NATS JetStream transport against the in-process one ----------------------------------------------
+
+NATS_URL = os.environ.get("SBT_BENCH_NATS_URL", "nats://127.0.0.1:4222")
+INGEST_TARGET = "metering_ingest_usage_event"
+
+
+def nats_events(tag: str) -> dict[str, Any]:
+    """``[events]`` keys for a stream of the benchmark's own (deleted at the end)."""
+    return {"url": NATS_URL, "stream": f"SBT_BENCH_{tag}", "subject_prefix": f"sbt_bench.{tag}"}
+
+
+def drop_stream(tag: str) -> None:
+    from sbt_core.runtime.bus.nats_transport import NatsTransport
+
+    transport = NatsTransport(NATS_URL, **{k: v for k, v in nats_events(tag).items() if k != "url"})
+    try:
+        transport._run(transport._js._jsm.delete_stream(transport.stream), 10)
+    finally:
+        transport.close()
+
+
+def wait_nats_idle(transport: Any, target: str = INGEST_TARGET) -> None:
+    """Until JetStream holds no message of ``target`` that a process has not acked (all delivered)."""
+    for _ in range(120_000):
+        if transport.pending(target) == 0:
+            return
+        time.sleep(0.001)
+    raise SystemExit("JetStream still held undelivered events after 120 s")
+
+
+async def nats_one(rounds: int, seconds: float, concurrency: int) -> Measured:
+    """The real control plane with ``memory`` metering (no log) on the NATS transport and on the in-process
+    one, driven ``concurrency`` requests at a time through the ASGI driver; rounds alternate. A round ends
+    once every accepted event is delivered (NATS: JetStream holds none un-acked; in-process: bus.join)."""
+    import uuid
+
+    payload = body("ingestUsage")
+    tag = uuid.uuid4().hex[:10]
+    with tempfile.TemporaryDirectory() as tmp:
+        planes = {kind: control_plane(f"{tmp}/{kind}", metering="memory", transport=kind,
+                                      settings={"durable": False},
+                                      events=nats_events(tag) if kind == "nats" else None)
+                  for kind in ("inprocess", "nats")}
+        for cp in planes.values():
+            cp.providers.call("metering_create_meter", meter=MeterCreate(name="API calls", event_name="api_call",
+                                                                         group_by=("region",)))
+        tune_gc_for_serving()
+        try:
+            async def run(cp: ControlPlane, span: float) -> tuple[float, float]:
+                token = cp.providers.instances["auth"].mint_token(["event/event_write"])
+                headers = [(b"authorization", f"Bearer {token}".encode())]
+                count = 0
+                start = time.perf_counter()
+                while (elapsed := time.perf_counter() - start) < span:
+                    statuses = await asyncio.gather(*(post(cp.asgi_app, payload, headers) for _ in range(concurrency)))
+                    if set(statuses) != {200}:
+                        raise SystemExit(f"POST /events answered {statuses}")
+                    count += concurrency
+                answered = count / elapsed
+                if cp.bus.transport.shared:
+                    await asyncio.to_thread(wait_nats_idle, cp.bus.transport)
+                if not cp.bus.join(120):
+                    raise SystemExit("the bus did not deliver within 120 s")
+                return answered, count / (time.perf_counter() - start)
+
+            for cp in planes.values():
+                await run(cp, 0.2)  # warm up
+            best: dict[str, tuple[float, float]] = {kind: (0.0, 0.0) for kind in planes}
+            for _ in range(rounds):
+                for kind, cp in planes.items():
+                    answered, delivered = await run(cp, seconds)
+                    best[kind] = (max(best[kind][0], answered), max(best[kind][1], delivered))
+        finally:
+            for cp in planes.values():
+                cp.close(timeout=60)
+            drop_stream(tag)
+    print(f"in-process ASGI, {concurrency} concurrent requests of {BATCH} ingestUsage events, delivered to memory "
+          f"metering (no log); NATS JetStream transport vs in-process transport, one process")
+    measured: Measured = []
+    for i, what in enumerate(("answered", "delivered")):
+        nats_rate, memory = best["nats"][i], best["inprocess"][i]
+        print(f"  {what}: nats {nats_rate:8.1f} req/s ({nats_rate * BATCH:9.0f} events/s), in-process {memory:8.1f} "
+              f"req/s ({memory * BATCH:9.0f} events/s): ratio {nats_rate / memory:.2f} (target >= 0.5)")
+        measured.append((f"nats ingestUsage, {what}", nats_rate, memory, True))
+    return measured
+
+
+async def nats_two(rounds: int, seconds: float, connections: int = 4) -> Measured:
+    """``sbt serve``-like servers (uvicorn child processes, noop metering) on the NATS transport: one
+    process on a stream of its own against two processes sharing another, each driven by ``connections``
+    keep-alive clients in all (spread over the processes); a round ends once JetStream holds no un-acked
+    event of its stream. On a 2-core machine two processes plus nats-server and the client share the
+    cores, which bounds the ratio."""
+    import socket
+    import subprocess
+    import uuid
+
+    from sbt_core.runtime.bus.nats_transport import NatsTransport
+
+    tags = {"one": uuid.uuid4().hex[:10], "two": uuid.uuid4().hex[:10]}
+    procs: list[subprocess.Popen[str]] = []
+    ports: dict[str, list[tuple[int, str]]] = {"one": [], "two": []}
+    watchers: dict[str, NatsTransport] = {}
+    payload = body("ingestUsage")
+
+    def request(token: str) -> bytes:
+        return (f"POST /events HTTP/1.1\r\nhost: 127.0.0.1\r\ncontent-type: application/json\r\n"
+                f"content-length: {len(payload)}\r\nauthorization: Bearer {token}\r\n\r\n").encode() + payload
+
+    try:
+        for setup, count in (("one", 1), ("two", 2)):
+            for _ in range(count):
+                with socket.socket() as sock:
+                    sock.bind(("127.0.0.1", 0))
+                    port = sock.getsockname()[1]
+                proc = subprocess.Popen([sys.executable, os.path.abspath(__file__), "--serve",
+                                         f"sbt-nats-{tags[setup]}", "--port", str(port)], stdout=subprocess.PIPE,
+                                        text=True)
+                procs.append(proc)
+                assert proc.stdout is not None
+                ports[setup].append((port, proc.stdout.readline().strip()))
+            stream = nats_events(tags[setup])
+            watchers[setup] = NatsTransport(NATS_URL, stream=stream["stream"], subject_prefix=stream["subject_prefix"])
+
+        async def run(setup: str, span: float) -> float:
+            per = max(1, connections // len(ports[setup]))
+            start = time.perf_counter()
+            counts = await asyncio.gather(*(hammer(port, request(token), span, per) for port, token in ports[setup]))
+            await asyncio.to_thread(wait_nats_idle, watchers[setup])
+            return sum(c for c, _ in counts) / (time.perf_counter() - start)
+
+        for setup in ports:
+            await run(setup, 0.3)  # warm up
+        best = {setup: 0.0 for setup in ports}
+        for _ in range(rounds):
+            for setup in ports:
+                best[setup] = max(best[setup], await run(setup, seconds))
+    finally:
+        for proc in procs:
+            proc.terminate()
+            proc.wait(10)
+        for watcher in watchers.values():
+            watcher.close()
+        for tag in tags.values():
+            drop_stream(tag)
+    print(f"uvicorn on 127.0.0.1, {connections} keep-alive connections in all, {BATCH} ingestUsage events per "
+          f"request, NATS transport: two processes vs one (delivered; {os.cpu_count()} cores shared with "
+          "nats-server and the client)")
+    print(f"  one process {best['one']:8.1f} req/s ({best['one'] * BATCH:9.0f} events/s), two processes "
+          f"{best['two']:8.1f} req/s ({best['two'] * BATCH:9.0f} events/s): ratio {best['two'] / best['one']:.2f}")
+    return [("nats ingestUsage, two processes vs one, delivered", best["two"], best["one"], False)]
+
+
 # --- over uvicorn on 127.0.0.1 -------------------------------------------------------------------------------
 
 def serve(kind: str, port: int) -> None:
@@ -327,8 +491,11 @@ def serve(kind: str, port: int) -> None:
     import uvicorn
 
     with tempfile.TemporaryDirectory() as tmp:
-        if kind == "sbt":
-            cp = control_plane(tmp, start=False)
+        if kind.startswith("sbt"):
+            # "sbt-nats-<tag>": on the NATS transport, stream of that tag (shared with the other processes of it)
+            tag = kind[len("sbt-nats-"):] if kind.startswith("sbt-nats-") else ""
+            cp = control_plane(tmp, start=False, transport="nats" if tag else "inprocess",
+                               events=nats_events(tag) if tag else None)
 
             def ready(url: str) -> None:
                 print(cp.providers.instances["auth"].mint_token(["event/event_write", "event/event_read"]), flush=True)
@@ -458,9 +625,18 @@ async def main(rounds: int, seconds: float, mode: str, concurrency: int) -> None
     kept: Measured = []
     if mode in ("all", "durable"):
         kept = await durable(rounds, seconds, concurrency)
+    on_nats: Measured = []
+    if mode in ("all", "nats"):
+        on_nats = await nats_one(rounds, seconds, concurrency)
+    scaling: Measured = []
+    if mode in ("all", "nats", "nats2"):
+        scaling = await nats_two(rounds, seconds)
     print(f"ratio sbt/bare: {', '.join(f'{name} {sbt / bare:.2f}' for name, sbt, bare, _ in measured)}")
     print(f"ratio sqlite/in-process transport: {', '.join(f'{name} {a / b:.2f}' for name, a, b, _ in kept)} "
           f"(target >= 0.7)")
+    if on_nats:
+        print(f"ratio nats/in-process transport: {', '.join(f'{name} {a / b:.2f}' for name, a, b, _ in on_nats)} "
+              f"(target >= 0.5)")
 
     # _report.py sits next to this file, whose directory is off sys.path (see the top): load it by path.
     import importlib.util
@@ -475,16 +651,22 @@ async def main(rounds: int, seconds: float, mode: str, concurrency: int) -> None
                    + [_report.Figure("http", name, sqlite * BATCH, "events/s", sqlite / memory,
                                      "in-process transport, metering without its log, same run", ">= 0.7",
                                      sqlite / memory >= 0.7)
-                      for name, sqlite, memory, _ in kept])
+                      for name, sqlite, memory, _ in kept]
+                   + [_report.Figure("http", name, rate * BATCH, "events/s", rate / memory,
+                                     "in-process transport, same run", ">= 0.5", rate / memory >= 0.5)
+                      for name, rate, memory, _ in on_nats]
+                   + [_report.Figure("http", name, two * BATCH, "events/s", two / one,
+                                     "one process on NATS, same run (2 cores: bounded by the cores)")
+                      for name, two, one, _ in scaling])
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--seconds", type=float, default=1.0)
-    parser.add_argument("--mode", choices=("all", "asgi", "uvicorn", "durable"), default="all")
+    parser.add_argument("--mode", choices=("all", "asgi", "uvicorn", "durable", "nats", "nats2"), default="all")
     parser.add_argument("--concurrency", type=int, default=4, help="requests at a time in the durable comparison")
-    parser.add_argument("--serve", choices=("sbt", "bare"), help=argparse.SUPPRESS)
+    parser.add_argument("--serve", help=argparse.SUPPRESS)
     parser.add_argument("--port", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve:

@@ -20,7 +20,7 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_random_
 
 from .models import Secret
 
-__all__ = ["check_database_url", "create_engine", "database_url", "read_only"]
+__all__ = ["check_database_url", "create_engine", "database_url", "read_only", "unreachable"]
 
 _BACKENDS = ("sqlite", "postgresql")
 
@@ -117,3 +117,14 @@ def check_database_url(value: Any, path: str, problems: list[str]) -> Secret | N
                         f"(not {url.drivername}://)")
         return None
     return value
+
+
+def unreachable(engine: Engine) -> str | None:
+    """None when the database answers ``SELECT 1``, else why not (for ``/health``; no password shown)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(sa.text("SELECT 1"))
+    except Exception as exc:  # noqa: BLE001 - any failure makes the process unhealthy
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+        return f"{engine.url.render_as_string(hide_password=True)}: {reason[0] if reason else type(exc).__name__}"
+    return None

@@ -86,7 +86,35 @@ class EventsConfig:
     #: accepted before a crash or ``kill -9`` is delivered after the restart) or ``inprocess`` (the queues
     #: live in this process's memory: faster, but what is queued at a crash is lost and what a stop could
     #: not drain is dead-lettered; the test harness's choice). A bare ``Bus()`` is in-process.
-    transport: str = attrs.field(default="sqlite", validator=attrs.validators.in_(("sqlite", "inprocess")))
+    #: ``nats`` carries them on NATS JetStream at ``url``, shared by every ``sbt serve`` of the control plane
+    #: (``docs/several-processes.md``; :mod:`sbt_core.runtime.bus.nats_transport`).
+    transport: str = attrs.field(default="sqlite", validator=attrs.validators.in_(("sqlite", "inprocess", "nats")))
+    #: ``transport = "nats"``: the server URL(s), e.g. ``nats://user:pw@host:4222`` (a secret: ``{ env = }``
+    #: works); several separated by commas.
+    url: Secret | None = None
+    #: ``transport = "nats"``: the JetStream stream holding the control plane's messages (created on start if
+    #: missing, else checked and its limits updated to these) and the subject prefix its messages are
+    #: published under (``<subject_prefix>.<target>``, one subject and one durable consumer per target).
+    stream: str = "SBT_EVENTS"
+    subject_prefix: str = "sbt.events"
+    #: The stream's retention: ``workqueue`` (a message is deleted once acked: each target has its own
+    #: subject, so one consumer per message), ``limits`` (kept until ``max_age_seconds``/``max_bytes``) or
+    #: ``interest``.
+    retention: str = attrs.field(default="workqueue",
+                                 validator=attrs.validators.in_(("workqueue", "limits", "interest")))
+    #: The stream's limits (0 / -1: none): how long and how many bytes of messages it keeps.
+    max_age_seconds: float = attrs.field(default=7 * 86400.0, validator=attrs.validators.ge(0))
+    max_bytes: int = -1
+    #: JetStream's dedup window: a message whose ``Nats-Msg-Id`` was stored within it is dropped (a PutEvents
+    #: entry re-put with its id, a schedule slot fired by several processes). Must exceed the clock skew
+    #: between processes for schedules to fire once per slot.
+    duplicate_window_seconds: float = attrs.field(default=120.0, validator=attrs.validators.gt(0))
+    #: How long a message handed to a process may stay un-acked before JetStream gives it to another (a
+    #: crashed process's messages are redelivered after at most this); a running hook extends it.
+    ack_wait_seconds: float = attrs.field(default=30.0, validator=attrs.validators.gt(0))
+    #: PostgreSQL (or any SQLAlchemy URL) for the dead-letter store and the event log shared by every process
+    #: (a secret: ``{ env = }`` works); overrides ``dead_letters``.
+    database_url: Secret | None = None
     #: Where ``sbt serve`` keeps dead letters: ``sqlite`` (``<state_dir>/events.sqlite3``, kept across
     #: restarts) or ``memory`` (lost when the process ends).
     dead_letters: str = attrs.field(default="sqlite", validator=attrs.validators.in_(("sqlite", "memory")))
@@ -363,6 +391,8 @@ def load_config(catalog: PluginCatalog, path: Path | None = None, *, raw: dict[s
     admin = _structure(resolved.get("admin", {}), AdminUser, "admin", problems) or AdminUser()
     plugins = _structure(resolved.get("plugins", {}), PluginsConfig, "plugins", problems) or PluginsConfig()
     events = _structure(resolved.get("events", {}), EventsConfig, "events", problems) or EventsConfig()
+    if events.transport == "nats" and events.url is None and not any(p.startswith("events.url") for p in problems):
+        problems.add("events.url", 'transport = "nats" needs the NATS server url (e.g. "nats://127.0.0.1:4222")')
     state_dir = resolved.get("state_dir", ".sbt")
     if not isinstance(state_dir, str):
         problems.add("state_dir", "must be a path string")

@@ -2,15 +2,16 @@
 prints as warnings (the config is still valid; ``sbt serve`` would run it).
 
 Several processes (two hosts behind a load balancer, or a restart of one while another serves) share
-state only through databases. A config that puts the tenant registry or any provider's store on a
-database server is taken as meant for several processes; every piece it still keeps in the process's own
-state directory would then split or lose state between them:
+state only through databases and the broker. A config that puts the tenant registry or any provider's
+store on a database server, or the bus on NATS, is taken as meant for several processes; every piece it
+still keeps in the process's own state directory would then split or lose state between them:
 
 - ``memory`` metering: each process counts only the usage it received (use ``sql`` on the shared database);
 - the ``local`` auth provider without ``signing_key``: each state directory generates its own key, so a
   token from one process is refused by the others;
 - a provider with a ``database_url`` setting left unset (``stripe``): its state is per process;
-- the tenant registry on SQLite while a provider's store is shared.
+- the tenant registry on SQLite while a provider's store is shared;
+- with the bus on NATS, dead letters and the event log without ``[events] database_url``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,8 @@ def deployment_warnings(config: Config) -> list[str]:
     tenants_url = (config.sections.get("tenants") or {}).get("database_url")
     shared = {f"providers.{i}": _is_server(getattr(sel.settings, "database_url", None))
               for i, sel in config.providers.items() if hasattr(sel.settings, "database_url")}
-    if not _is_server(tenants_url) and not any(shared.values()):
+    broker = config.events.transport == "nats"
+    if not _is_server(tenants_url) and not any(shared.values()) and not broker:
         return []
     why = "the config shares state through a database (several processes), but "
     out: list[str] = []
@@ -54,5 +56,8 @@ def deployment_warnings(config: Config) -> list[str]:
                        "directory; point database_url at the shared database")
     if not _is_server(tenants_url):
         out.append(f"tenants.database_url: {why}the tenant registry is SQLite in each state directory; point it "
+                   "at the shared database")
+    if broker and not _is_server(config.events.database_url):
+        out.append(f"events.database_url: {why}dead letters and the event log stay in each process; point it "
                    "at the shared database")
     return out

@@ -36,6 +36,7 @@ from ..models import AuthSettings, Event, User, utcnow
 from ..plugins import PluginCatalog, Providers, build_providers
 from ..triggers import EventTrigger
 from .bus import Bus, DeadLetterStore, SqlDeadLetters, SqliteTransport, Transport, dead_letter_routes
+from .bus.shared_log import SqlEventLog
 from .metrics import Metrics, metrics_routes
 from .scheduler import Scheduler, schedule_routes
 from .seams import EventBus, RouteGroup
@@ -89,6 +90,10 @@ def _transport(config: Config) -> Transport | None:
 
     :raises StartupError: the queue file cannot be opened, or another process holds it.
     """
+    if config.events.transport == "nats":
+        from .bus.nats_transport import NatsTransport  # nats-py only where it is used
+
+        return NatsTransport.from_config(config.events)
     if config.events.transport != "sqlite":
         return None
     return SqliteTransport.in_state_dir(config.state_dir)
@@ -99,13 +104,30 @@ def _dead_letter_store(config: Config) -> DeadLetterStore | None:
 
     :raises StartupError: the SQLite file cannot be opened (an unwritable state directory, say).
     """
-    if config.events.dead_letters != "sqlite":
+    url = config.events.database_url
+    if url is None and config.events.dead_letters != "sqlite":
         return None
     try:
+        if url is not None:
+            return SqlDeadLetters(url.get_secret_value())
         return SqlDeadLetters.in_state_dir(config.state_dir)
     except (SQLAlchemyError, OSError) as exc:
         raise StartupError(f"cannot open the dead-letter store in {config.state_dir}: "
                            f"{getattr(exc, 'orig', None) or exc}") from exc
+
+
+def _shared_log(config: Config) -> SqlEventLog | None:
+    """The event log shared by every process, with ``[events] database_url`` (None: each bus its own).
+
+    :raises StartupError: the database cannot be reached or its tables created.
+    """
+    url = config.events.database_url
+    if url is None:
+        return None
+    try:
+        return SqlEventLog(url.get_secret_value(), config.events.log_size)
+    except (SQLAlchemyError, OSError) as exc:
+        raise StartupError(f"cannot open the shared event log: {getattr(exc, 'orig', None) or exc}") from exc
 
 
 class ControlPlane:
@@ -158,7 +180,7 @@ class ControlPlane:
             metrics = Metrics()
             providers.time_calls(metrics.hook_called)
             bus = Bus(config.events, transport=transport or _transport(config),
-                      dead_letters=_dead_letter_store(config), observer=metrics)
+                      dead_letters=_dead_letter_store(config), event_log=_shared_log(config), observer=metrics)
             bus.bind(bindings, providers)
             providers.attach(bus.sink)
             scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock, on_fire=metrics.fired)
@@ -197,6 +219,18 @@ class ControlPlane:
         self.add_routes(component.routes)
         component.attach(self.bus)
         self.components.append(component)
+
+    def health_problems(self) -> list[str]:
+        """What this process cannot reach (``/health``): the bus's broker and database, and every component's
+        database (a component with a ``check()``); empty when healthy. Blocks on the network: call it from
+        a thread."""
+        problems = self.bus.health_problems()
+        for component in self.components:
+            check = getattr(component, "check", None)
+            problem = check() if check is not None else None
+            if problem is not None:
+                problems.append(problem)
+        return problems
 
     @property
     def route_groups(self) -> list[RouteGroup]:

@@ -12,6 +12,15 @@ scheduled run's event id is ``schedule:<hook>:<due time>``, so the same slot is 
 through an at-least-once transport. Slots missed while the process was down are not caught up
 (EventBridge does not either); a ``rate`` counts from when the scheduler started.
 
+**Several processes** (a shared transport: ``[events] transport = "nats"``): every process's scheduler
+fires every slot, and a ``rate`` counts from the Unix epoch instead, so all compute the same slots and
+the same run ids; JetStream's dedup (``Nats-Msg-Id`` = the run id, within ``duplicate_window_seconds``)
+stores one run per slot, and the schedule's exclusive consumer runs it in one process, never beside
+another run of the hook. Nobody holds a lease, so nothing has to be taken over when a process dies: the
+others fire the next slots on time, and a run the dead process had taken (un-acked) is handed to another
+after ``ack_wait_seconds`` and runs late rather than not at all. "A previous run in progress" is known
+only in the process running it: elsewhere a due slot is queued behind it, to run after it.
+
 ``sbt schedule run HOOK`` fires a manual run in the running server (``POST /schedules/{hook}/run``),
 since the providers' state lives there; the run is queued behind any run in progress, never beside it.
 """
@@ -22,7 +31,7 @@ import logging
 import threading
 import uuid
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import UTC, datetime
 
 import attrs
 
@@ -41,6 +50,7 @@ SCHEDULE_DETAIL_TYPE = "Scheduled Event"
 SCHEDULER_SOURCE = "sbt.scheduler"
 #: Longest single sleep, so a wall-clock jump (suspend, NTP step) is noticed within this many seconds.
 _MAX_SLEEP_SECONDS = 60.0
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 @attrs.define
@@ -81,6 +91,8 @@ class Scheduler:
         self._on_fire = on_fire or (lambda hook, manual: None)
         self._clock = clock
         self._started_at = clock()
+        # Every process must compute the same slots when they share the bus (see the module docstring).
+        self._shared = bus.transport.shared
         self._schedules: dict[str, Schedule] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -88,9 +100,14 @@ class Scheduler:
         for binding in schedules:
             trigger = binding.trigger
             assert isinstance(trigger, ScheduleTrigger)
-            due = trigger.next_after(self._started_at, start=self._started_at)
+            due = trigger.next_after(self._started_at, start=self._rate_start)
             self._schedules[binding.hook] = Schedule(binding.hook, trigger, due)
             bus.add_target(binding.hook, None, _run_handler(binding.hook, call), kind="schedule")
+
+    @property
+    def _rate_start(self) -> datetime:
+        """Where ``rate`` series start: the scheduler's start, or the Unix epoch when processes share the bus."""
+        return _EPOCH if self._shared else self._started_at
 
     @property
     def schedules(self) -> list[Schedule]:
@@ -108,9 +125,9 @@ class Scheduler:
                     continue
                 due = schedule.next_due
                 # Several slots missed (a long sleep) collapse into one run, stamped with the latest slot.
-                following = schedule.trigger.next_after(due, start=self._started_at)
+                following = schedule.trigger.next_after(due, start=self._rate_start)
                 while following <= now:
-                    due, following = following, schedule.trigger.next_after(following, start=self._started_at)
+                    due, following = following, schedule.trigger.next_after(following, start=self._rate_start)
                 schedule.next_due = following
                 if self.bus.busy(schedule.hook):
                     schedule.skipped += 1
@@ -161,7 +178,7 @@ class Scheduler:
             if not any(s.fired or s.skipped for s in self._schedules.values()):
                 self._started_at = self._clock()
                 for schedule in self._schedules.values():
-                    schedule.next_due = schedule.trigger.next_after(self._started_at, start=self._started_at)
+                    schedule.next_due = schedule.trigger.next_after(self._started_at, start=self._rate_start)
         self._stop.clear()
         self._thread = threading.Thread(target=self._loop, name="sbt-scheduler", daemon=True)
         self._thread.start()

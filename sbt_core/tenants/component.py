@@ -14,6 +14,7 @@ from typing import Any
 
 import attrs
 
+from .._sql import unreachable
 from ..config import Config
 from ..models import Event
 from ..runtime.seams import EventBus, RouteGroup, attach_subscriber
@@ -52,6 +53,11 @@ class TenantRegistry:
 
     def close(self) -> None:
         self.service.close()
+
+    def check(self) -> str | None:
+        """None when the registry's database answers, else what is wrong (``/health``)."""
+        problem = unreachable(self.service.store.engine)
+        return None if problem is None else f"tenant registry: {problem}"
 
 
 def open_registry(config: Config, publish: Publisher | None = None) -> TenantRegistry:

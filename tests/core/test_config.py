@@ -128,7 +128,7 @@ def test_out_of_range_and_unknown_choice_values_name_their_key_and_the_valid_cho
         "events.naming: must be one of 'sbt', 'sbt_aws' (got 'sbt-aws')",
         "events.max_attempts: must be >= 1 (got 0)",
         "events.dead_letters: must be one of 'sqlite', 'memory' (got 'disk')",
-        "events.transport: must be one of 'sqlite', 'inprocess' (got 'memory')",
+        "events.transport: must be one of 'sqlite', 'inprocess', 'nats' (got 'memory')",
     }
 
 

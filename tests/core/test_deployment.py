@@ -80,3 +80,11 @@ def test_a_shared_provider_store_flags_a_per_directory_registry(tmp_path: Path) 
     assert result.exit_code == 0, result.output
     assert "warning: tenants.database_url:" in result.stderr
     assert "valid (2 warning(s))" in result.stdout  # the registry and the local auth key
+
+
+def test_the_bus_on_nats_is_a_deployment_of_several_processes(tmp_path: Path) -> None:
+    result = validate(tmp_path, '[events]\ntransport = "nats"\nurl = "nats://127.0.0.1:4222"\n'
+                                '[providers.metering]\ntype = "memory"\n[providers.auth]\ntype = "local"\n')
+    assert result.exit_code == 0, result.output
+    assert [w.split(":")[0] for w in json.loads(result.stdout)["warnings"]] == [
+        "providers.metering", "providers.auth", "tenants.database_url", "events.database_url"]

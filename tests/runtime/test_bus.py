@@ -349,7 +349,7 @@ class CountingTransport(InProcessTransport):
         super().__init__()
         self.sent: list[Message] = []
 
-    def send(self, messages, *, delay: float = 0.0):  # type: ignore[no-untyped-def]
+    def send(self, messages, *, delay: float = 0.0, dedup: bool = True):  # type: ignore[no-untyped-def]
         messages = list(messages)
         self.sent += messages
         super().send(messages, delay=delay)

@@ -343,7 +343,7 @@ def test_a_replay_cut_short_by_a_stop_puts_its_letters_back(monkeypatch: pytest.
     kept = letter("e1")
     bus.dead_letter_store.add([kept])
 
-    def closed(messages: Any, *, delay: float = 0.0) -> None:  # the transport closed between claim and send
+    def closed(messages: Any, *, delay: float = 0.0, dedup: bool = True) -> None:  # closed between claim and send
         raise RuntimeError("the transport is closed")
 
     monkeypatch.setattr(bus.transport, "send", closed)

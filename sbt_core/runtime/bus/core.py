@@ -57,6 +57,7 @@ from ._dedup import SeenIds
 from ._log import LogEntry, Slot, new_log_entry
 from .dead_letters import DeadLetter, DeadLetterStore, MemoryDeadLetters
 from .handlers import BatchHandler, Handler, batch_handler, error_text, hook_handler, is_retryable, result_json
+from .shared_log import SqlEventLog
 from .transport import InProcessTransport, Message, Transport
 
 if TYPE_CHECKING:
@@ -139,7 +140,8 @@ class _Target:
     handler: Handler
     seen: SeenIds
     batch: BatchHandler | None = None  # takes a burst of first attempts in one call (see batch_handler)
-    # Events accepted (written by publishers, under the bus lock) and finished (delivered or dead-lettered;
+    # Events accepted (written by publishers, under the bus lock; with a shared transport, by the target's
+    # worker on receipt, under the lock) and finished (delivered or dead-lettered;
     # written only by the target's own worker thread, without the lock): the difference is what is queued,
     # running or waiting to retry.
     accepted: int = 0
@@ -174,11 +176,17 @@ class Bus:
 
     def __init__(self, config: EventsConfig | None = None, *, transport: Transport | None = None,
                  clock: Callable[[], float] = time.monotonic, dead_letters: DeadLetterStore | None = None,
-                 observer: DeliveryObserver | None = None) -> None:
+                 observer: DeliveryObserver | None = None, event_log: SqlEventLog | None = None) -> None:
         self.config = config or EventsConfig()
         self.observer: DeliveryObserver = observer or _Unobserved()
         self.transport = transport or InProcessTransport()
+        # With a shared transport (a broker), another process may deliver what this one sends, and this one
+        # what others send: a target counts events when its worker receives them (see _Target.accepted).
+        self._sent_counts = 0 if self.transport.shared else 1
         self.dead_letter_store: DeadLetterStore = dead_letters or MemoryDeadLetters()
+        # The log shared by several processes (shared_log.py), written beside the in-memory one and read
+        # instead of it; the bus closes it when it stops.
+        self.shared_log = event_log
         self._clock = clock
         self._wait = wait_random_exponential(multiplier=self.config.backoff_base_seconds,
                                              max=self.config.backoff_max_seconds)
@@ -221,7 +229,7 @@ class Bus:
             if trigger is not None:
                 key = (canonical_detail_type(str(trigger.detail_type)), trigger.source)
                 self._routes.setdefault(key, []).append(target)
-            self.transport.open(name)
+            self.transport.open(name, exclusive=kind == "schedule")
             self._recover(target, self.transport.backlog(name))
             if self._started:
                 self._spawn(target)
@@ -325,6 +333,8 @@ class Bus:
                 raise
             for message in messages:
                 self.observer.accepted(message.target, len(message.events))
+        if self.shared_log is not None:
+            self.shared_log.accepted(events, messages, received)
         self._notify(events)
         return True
 
@@ -344,7 +354,7 @@ class Bus:
                 if target is None:
                     continue
                 added = {event.id for event in message.events}
-                target.accepted -= len(message.events)
+                target.accepted -= len(message.events) * self._sent_counts
                 seen = target.seen
                 if seen.enabled:
                     seen.ids.difference_update(added)
@@ -386,7 +396,7 @@ class Bus:
                 seen.ids.update(ids)
                 seen.group(now).extend(ids)
             shared[name] = Slot("pending", 0, None, wall, None, number)
-            target.accepted += len(accepted)
+            target.accepted += len(accepted) * self._sent_counts
             messages.append(Message.first(name, accepted, number))
         self._log.update(zip(ids, map(new_log_entry, zip(accepted, repeat(received), repeat(shared))), strict=True))
         return messages
@@ -440,7 +450,7 @@ class Bus:
         messages = []
         for name, (target, _, accepted, _) in batches.items():
             if accepted:
-                target.accepted += len(accepted)
+                target.accepted += len(accepted) * self._sent_counts
                 messages.append(Message.first(name, tuple(accepted), number))
         return messages
 
@@ -523,6 +533,9 @@ class Bus:
             messages = self.transport.receive_many(name, _BURST)
             if not messages:
                 return
+            if not self._sent_counts:
+                with self._lock:
+                    target.accepted += sum(len(m.events) for m in messages)
             if target.batch is not None:
                 firsts = [m for m in messages if m.attempt == 1]
                 if sum(len(m.events) for m in firsts) > 1:
@@ -548,6 +561,13 @@ class Bus:
         """Record an outcome (``record(*args)``, a method writing the log under the lock) without taking
         the lock: it is applied, in order, by :meth:`_apply_outcomes`."""
         self._outcomes.append(functools.partial(record, *args))
+        shared = self.shared_log
+        if shared is not None:
+            if record == self._set:
+                shared.outcome(*args)
+            elif record == self._mark_delivered:
+                target, events, _, now = args
+                shared.delivered(target, events, now)
 
     def _apply_outcomes(self) -> None:
         # Lock held. deque.popleft is atomic, so workers may keep appending meanwhile.
@@ -676,8 +696,9 @@ class Bus:
             observer.dead_lettered(name, "refused", refused)
         if len(dead) > refused:
             observer.dead_lettered(name, "retries_exhausted", len(dead) - refused)
-        # Settled from here: the retried events now belong to the retry message, which counts them.
-        self._finished(target, len(message.events) - len(retry))
+        # Settled from here: the retried events now belong to the retry message, which counts them (with a
+        # shared transport, whichever process receives it).
+        self._finished(target, len(message.events) - len(retry) * self._sent_counts)
         settled.add(id(message))
         if retry:
             retried = [event for event, _ in retry]
@@ -693,6 +714,10 @@ class Bus:
         elif not retry and log.isEnabledFor(logging.DEBUG):
             log.debug("%d event(s) %s delivered to %s (attempt %d)", len(message.events), _ids(message.events), name,
                       attempt, extra=delivery_fields(name, [e.id for e in message.events]))
+        if self.shared_log is not None:
+            # Before the ack: once acked, no process delivers the message again, so a crash after it must not
+            # lose the record of its delivery (a database write per message, only with a shared log).
+            self.shared_log.flush()
         self.transport.ack(message)
 
     def _dead_letter(self, letters: list[DeadLetter], now: float) -> None:
@@ -741,6 +766,8 @@ class Bus:
 
     def get(self, event_id: str) -> EventRecord | None:
         """The event log entry of ``event_id``, or None when unknown or fallen out of the log."""
+        if self.shared_log is not None:
+            return self.shared_log.get(event_id)
         with self._lock:
             self._apply_outcomes()
             entry = self._log.get(event_id)
@@ -748,6 +775,8 @@ class Bus:
 
     def recent(self, limit: int = 50) -> list[EventRecord]:
         """The most recent events, newest first (at most ``limit``)."""
+        if self.shared_log is not None:
+            return self.shared_log.recent(limit)
         out: list[EventRecord] = []
         with self._lock:
             self._apply_outcomes()
@@ -818,15 +847,15 @@ class Bus:
                 found = self._targets[letter.target]
                 self._put_slot(letter.event, letter.target,
                                Slot("pending", 0, letter.last_error, time.time(), None, number))
-                found.accepted += 1
+                found.accepted += self._sent_counts
                 messages.append(Message(letter.target, letter.event, batch=number))
         if messages:
             try:
-                self.transport.send(messages)
+                self.transport.send(messages, dedup=False)
             except BaseException as exc:  # e.g. the bus stopped meanwhile: the letters go back as they were
                 with self._lock:
                     for letter in claimed:
-                        self._targets[letter.target].accepted -= 1
+                        self._targets[letter.target].accepted -= self._sent_counts
                         entry = before[letter.event.id]
                         if entry is None:
                             self._log.pop(letter.event.id, None)
@@ -838,6 +867,11 @@ class Bus:
                 raise
             for message in messages:
                 self.observer.accepted(message.target, len(message.events))
+            if self.shared_log is not None:
+                now = time.time()
+                self.shared_log.accepted([d.event for d in claimed], [], utcnow())
+                for letter in claimed:
+                    self.shared_log.outcome(letter.event.id, letter.target, "pending", 0, letter.last_error, None, now)
         return claimed
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -909,6 +943,8 @@ class Bus:
                 target.thread.join(timeout=1.0)
         self._dead_letter_undelivered()
         self.dead_letter_store.close()
+        if self.shared_log is not None:
+            self.shared_log.close()
         return drained
 
     def _dead_letter_undelivered(self) -> None:
@@ -937,6 +973,12 @@ class Bus:
                 self._finished(target, len(message.events))
         log.warning("%d undelivered event(s) dead-lettered at stop: sbt events dlq replay delivers them",
                     sum(len(m.events) for m in pending))
+
+    def health_problems(self) -> list[str]:
+        """What keeps this bus from working, for ``/health``: its transport's broker and its dead-letter
+        database, when they have a ``check()`` (None when reachable); empty when all is well."""
+        checks = (getattr(self.transport, "check", None), getattr(self.dead_letter_store, "check", None))
+        return [problem for check in checks if check is not None and (problem := check()) is not None]
 
     @property
     def closed(self) -> bool:

@@ -8,7 +8,8 @@ Two stores keep one contract (:class:`DeadLetterStore`):
 - :class:`SqlDeadLetters`, one table (``sbt_dead_letters``) in an SQL database: what ``sbt serve`` uses,
   in ``<state_dir>/events.sqlite3`` (``[events] dead_letters = "sqlite"``, the default). Dead letters then
   outlive a restart, and a restart is how a failing provider is usually fixed (a new API key, a corrected
-  config): ``sbt events dlq replay`` still finds what failed before it.
+  config): ``sbt events dlq replay`` still finds what failed before it. With ``[events] database_url``
+  (PostgreSQL) every ``sbt serve`` of the control plane shares one table.
 
 The bus's worker threads add letters while request handlers list and replay them, so every store is
 thread-safe on its own. :meth:`DeadLetterStore.claim` removes letters and says which this call removed,
@@ -29,7 +30,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL
 from sqlalchemy.exc import SQLAlchemyError
 
-from ..._sql import create_engine, read_only
+from ..._sql import create_engine, read_only, unreachable
 from ...models import Event, from_json, to_json
 
 __all__ = ["SQLITE_FILE", "DeadLetter", "DeadLetterStore", "MemoryDeadLetters", "SqlDeadLetters"]
@@ -108,6 +109,9 @@ class MemoryDeadLetters:
         pass
 
 
+#: PostgreSQL advisory-lock key serialising the table's creation (as the tenant store does its own).
+_SCHEMA_LOCK = 0x5B7_DEAD
+
 _metadata = sa.MetaData()
 _table = sa.Table(
     "sbt_dead_letters", _metadata,
@@ -131,7 +135,11 @@ class SqlDeadLetters:
     def __init__(self, url: URL | str) -> None:
         self.url = sa.make_url(url) if isinstance(url, str) else url
         self.engine = create_engine(self.url)
-        _metadata.create_all(self.engine, checkfirst=True)
+        with self.engine.begin() as conn:
+            if self.url.get_backend_name() == "postgresql":
+                # Processes starting together on one database would each see no table and each CREATE it.
+                conn.execute(sa.select(sa.func.pg_advisory_xact_lock(_SCHEMA_LOCK)))
+            _metadata.create_all(conn, checkfirst=True)
         self._lock = threading.Lock()  # held while _unsaved changes and while writing
         self._unsaved: dict[tuple[str, str], DeadLetter] = {}  # letters whose write failed, oldest first
 
@@ -178,6 +186,11 @@ class SqlDeadLetters:
 
     def close(self) -> None:
         self.engine.dispose()
+
+    def check(self) -> str | None:
+        """None when the database answers, else what is wrong (``/health``)."""
+        problem = unreachable(self.engine)
+        return None if problem is None else f"dead-letter store: {problem}"
 
     def _flush(self) -> None:
         """(Lock held.) Write the letters not yet written, in one transaction, oldest first. If that fails, one

@@ -43,7 +43,7 @@ from ...errors import StartupError, UnavailableError
 from ...models import Event, to_json
 from .transport import InProcessTransport, Message, Transport
 
-__all__ = ["SQLITE_FILE", "SqliteTransport"]
+__all__ = ["SQLITE_FILE", "SqliteTransport", "decode_events", "encode_events"]
 
 #: The transport's file under the state directory.
 SQLITE_FILE = "bus.sqlite3"
@@ -60,15 +60,15 @@ _INSERT = "INSERT INTO sbt_bus_messages (seq, target, attempt, batch, due, event
 _DELETE = "DELETE FROM sbt_bus_messages WHERE seq = ?"
 
 
-def _encode(events: tuple[Event, ...]) -> bytes:
+def encode_events(events: tuple[Event, ...]) -> bytes:
     """The events of a message as one JSON array of field arrays: a twentieth of the cost of their
-    EventBridge envelopes (``to_json``), which matters on the publish path. A detail value JSON does not
-    know is unstructured as everywhere else (``to_json``)."""
+    EventBridge envelopes (``to_json``), which matters on the publish path (the NATS transport's body
+    too). A detail value JSON does not know is unstructured as everywhere else (``to_json``)."""
     return orjson.dumps([[e.detail_type, e.source, e.detail, e.id, e.time, e.version, e.account, e.region,
                           e.resources] for e in events], default=to_json)
 
 
-def _decode(data: bytes) -> tuple[Event, ...]:
+def decode_events(data: bytes) -> tuple[Event, ...]:
     rows = orjson.loads(data)
     return tuple(Event(detail_type=r[0], source=r[1], detail=r[2], id=r[3], time=datetime.fromisoformat(r[4]),
                        version=r[5], account=r[6], region=r[7], resources=r[8]) for r in rows)
@@ -128,7 +128,7 @@ class SqliteTransport(Transport):
         self._stored: dict[str, list[tuple[Message, int, float]]] = {}
         try:
             for seq, target, attempt, batch, due, events in stored:
-                message = Message(target, _decode(events), attempt, batch)
+                message = Message(target, decode_events(events), attempt, batch)
                 self._stored.setdefault(target, []).append((message, seq, due))
         except (ValueError, TypeError, KeyError, IndexError) as exc:
             self.close()
@@ -142,7 +142,7 @@ class SqliteTransport(Transport):
 
     # --- the Transport contract ----------------------------------------------------------------------------
 
-    def open(self, target: str) -> None:
+    def open(self, target: str, *, exclusive: bool = False) -> None:
         self._memory.open(target)
         now = time.time()
         for message, seq, due in self._stored.pop(target, ()):
@@ -161,7 +161,7 @@ class SqliteTransport(Transport):
                 stranded.append(message)
         return stranded
 
-    def send(self, messages: Iterable[Message], *, delay: float = 0.0) -> None:
+    def send(self, messages: Iterable[Message], *, delay: float = 0.0, dedup: bool = True) -> None:
         if self._closed:
             raise RuntimeError("the transport is closed")
         messages = list(messages)
@@ -169,7 +169,7 @@ class SqliteTransport(Transport):
             return
         due = time.time() + delay if delay > 0 else 0.0
         # Encoded here, in the sender's thread, so the leader's commit holds only the writes.
-        rows = [(0, m.target, m.attempt, m.batch, due, _encode(m.events)) for m in messages]  # seq: by the leader
+        rows = [(0, m.target, m.attempt, m.batch, due, encode_events(m.events)) for m in messages]  # seq: by the leader
         group = _Group(rows, messages, delay)
         with self._lock:
             if not self._writable:

@@ -9,11 +9,11 @@ with delayed sends for retries and an ``ack`` once the bus is done with a messag
 test harness's choice, ``[events] transport = "inprocess"``), so queued events would be lost when the
 process exits; the bus dead-letters what a stop leaves queued (:meth:`Transport.take_pending`).
 :class:`~sbt_core.runtime.bus.sqlite_transport.SqliteTransport`, what ``sbt serve`` uses, journals the
-same queues in SQLite so that they survive a crash. An external broker (Redis streams, SQS, NATS
-JetStream…) is a later transport with the same methods: ``send`` = enqueue (``delay`` = the broker's delayed
-delivery), ``receive`` = a blocking consume on the target's queue/consumer group, ``ack`` = delete/ack, so
-an un-acked message is redelivered after a crash — the at-least-once half the broker provides — and
-messages cross the wire as ``Message.to_json()``.
+same queues in SQLite so that they survive a crash. A broker is a transport with the same methods
+(:class:`~sbt_core.runtime.bus.nats_transport.NatsTransport` on NATS JetStream): ``send`` = publish
+(``delay`` = the broker's delayed delivery), ``receive`` = a blocking consume on the target's consumer
+(group), ``ack`` = ack, so an un-acked message is redelivered after a crash — the at-least-once half the
+broker provides — and messages cross the wire in a compact encoding of their events.
 """
 
 from __future__ import annotations
@@ -99,15 +99,23 @@ class Transport(ABC):
 
     #: Whether a sent message outlives this process until acked (see the class docstring).
     durable: bool = False
+    #: Whether the queues are shared with other processes (a broker): a message sent here may be received
+    #: and acked by another process, and this process receives what others sent, so the bus counts the
+    #: events a worker is busy with when it receives them, not when they are sent.
+    shared: bool = False
 
     @abstractmethod
-    def open(self, target: str) -> None:
-        """Create (or attach to) the queue of ``target``; idempotent."""
+    def open(self, target: str, *, exclusive: bool = False) -> None:
+        """Create (or attach to) the queue of ``target``; idempotent. ``exclusive``: at most one of its
+        messages is handed out (un-acked) at a time, across every process sharing the queue (a schedule,
+        whose runs must not overlap; one worker per target already ensures it within a process)."""
 
     @abstractmethod
-    def send(self, messages: Iterable[Message], *, delay: float = 0.0) -> None:
+    def send(self, messages: Iterable[Message], *, delay: float = 0.0, dedup: bool = True) -> None:
         """Enqueue ``messages`` (each to its ``target``'s queue), visible after ``delay`` seconds. Never
-        blocks on consumers (a durable transport waits until they are stored).
+        blocks on consumers (a durable transport waits until they are stored). With ``dedup`` a broker may
+        drop a first attempt whose events it stored for the same target within its duplicate window (a
+        client's re-put, a slot fired by two processes); a replay passes False.
 
         :raises RuntimeError: the transport is closed.
         :raises UnavailableError: a durable transport could not store them (none of them was sent).
@@ -170,10 +178,10 @@ class InProcessTransport(Transport):
         self._closed = False
         self._seq = itertools.count()  # heap tie-breaker: equal due times keep send order
 
-    def open(self, target: str) -> None:
+    def open(self, target: str, *, exclusive: bool = False) -> None:
         self._queues.setdefault(target, _Queue())
 
-    def send(self, messages: Iterable[Message], *, delay: float = 0.0) -> None:
+    def send(self, messages: Iterable[Message], *, delay: float = 0.0, dedup: bool = True) -> None:
         if self._closed:
             raise RuntimeError("the transport is closed")
         # Group by target so a batch takes each target's lock once (the publish hot path).

@@ -290,7 +290,14 @@ def _put_events_response(reg: Any) -> dict[str, Any]:
 def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]) -> list[Operation]:
     bus = cp.bus
 
+    problems_of = getattr(cp, "health_problems", None)
+
     async def health(request: Request) -> Response:
+        # A load balancer takes a process out on 503: one whose broker or databases are unreachable.
+        problems = await run_in_threadpool(problems_of) if problems_of is not None else []
+        if problems:
+            return JSONAnswer({"status": "unavailable", "message": "; ".join(problems), "problems": problems},
+                                status_code=503)
         return JSONAnswer({"status": "ok"})
 
     async def openapi_json(request: Request) -> Response:
@@ -315,7 +322,8 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
         return JSONAnswer({"data": [to_json(r) for r in records], "total": bus.logged()})
 
     async def get_event(request: Request) -> Response:
-        record = ev.get_record(bus, request.path_params["eventId"])
+        # In a thread: with [events] database_url the log is read from the database.
+        record = await run_in_threadpool(ev.get_record, bus, request.path_params["eventId"])
         return JSONAnswer({"data": to_json(record)})
 
     def status_schema(reg: Any) -> dict[str, Any]:
@@ -325,7 +333,9 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
         return {"type": "object", "properties": {"data": _record_schema(reg)}, "required": ["data"]}
 
     return [
-        Operation(_core_trigger("GET", "/health"), health, "health", "Liveness: 200 {\"status\": \"ok\"}.", "core",
+        Operation(_core_trigger("GET", "/health"), health, "health",
+                  "Health: 200 {\"status\": \"ok\"}; 503 with the problems when the event broker or a database "
+                  "cannot be reached.", "core",
                   response_schema=status_schema),
         Operation(_core_trigger("GET", "/openapi.json"), openapi_json, "openapi",
                   "This OpenAPI 3.1 document, generated from the binding table.", "core",

@@ -1,0 +1,397 @@
+"""The bus on NATS JetStream (``[events] transport = "nats"``): one set of queues shared by every ``sbt serve``
+of the control plane, as EventBridge is one bus for all of sbt-aws (``docs/several-processes.md``).
+
+**Layout on the server.** One stream (``[events] stream``, default ``SBT_EVENTS``) on subjects
+``<subject_prefix>.>`` (default ``sbt.events.>``), created at start-up if missing, otherwise updated to
+the retention, limits and duplicate window of the config. Each bus target (a hook binding, a core
+subscriber, a schedule) has its own subject ``<subject_prefix>.<target>`` and one durable pull consumer of
+the same name (characters NATS does not allow in a token are written ``=XX``), which every process pulls
+from: each message is handed to one process, which acks it once the bus is done with it (the hook returned,
+or it was dead-lettered). A process that dies holding messages leaves them un-acked, and JetStream hands
+them to another process after ``ack_wait_seconds`` (while a hook runs, the transport tells JetStream it is
+still in progress, so a slow hook is not given to a second process). A schedule's consumer hands out one
+message at a time across all processes (``max_ack_pending = 1``): no two runs of a hook overlap anywhere.
+
+**A message** is the bus's :class:`Message`: the subject names its target, headers carry ``Sbt-Attempt`` and
+``Sbt-Batch``, the body is the events in the SQLite transport's compact encoding. ``send`` returns once
+JetStream acknowledged every publish (stored), which is when ``POST /events`` answers.
+
+**Dedup.** A first attempt is published with ``Nats-Msg-Id = <target>:<event id>`` (a message of several
+events: a digest of their ids), so JetStream drops a copy stored within ``duplicate_window_seconds``:
+a PutEvents entry re-put with its ``id`` to any process, and a schedule slot fired by every process
+(``schedule:<hook>:<slot>``), are stored once. A replay (``dedup=False``) and a retry are not deduplicated.
+
+**Retries.** The bus sends a retry as a new message (``attempt + 1``, only the events that failed) with a
+delay, then acks the original. The transport publishes it with an ``Sbt-Due`` header (wall-clock epoch
+seconds); a consumer receiving it early NAKs it with the remaining delay, so JetStream holds it back (and
+the process that failed it may die meanwhile: the retry is in the stream, not in its memory). NAK-with-delay
+of the original would not fit the seam: the retry carries fewer events and a new attempt number. JetStream's
+own ``max_deliver`` is unlimited for the same reason: ``[events] max_attempts`` counts attempts and
+dead-letters (a delayed message's early NAKs are not attempts).
+
+Delivery is at-least-once: an ack lost in a crash delivers a message again (the bus's dedup by event id and
+the providers' idempotency absorb it).
+
+nats-py is asyncio and the seam is threads: one event loop runs in a daemon thread, and every call goes
+to it with :func:`asyncio.run_coroutine_threadsafe`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import hashlib
+import logging
+import threading
+import time
+from collections import deque
+from collections.abc import Coroutine, Iterable
+from concurrent.futures import CancelledError as FutureCancelled
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import Any, TypeVar
+
+import nats
+import nats.errors
+import nats.js.errors
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+
+from ...config import EventsConfig
+from ...errors import StartupError, UnavailableError
+from .sqlite_transport import decode_events, encode_events
+from .transport import Message, Transport
+
+__all__ = ["NatsTransport", "token"]
+
+log = logging.getLogger("sbt.bus")
+
+T = TypeVar("T")
+
+_RETENTION = {"workqueue": RetentionPolicy.WORK_QUEUE, "limits": RetentionPolicy.LIMITS,
+              "interest": RetentionPolicy.INTEREST}
+#: Longest a fetch waits on the server before asking again (close() cancels it sooner).
+_POLL_SECONDS = 5.0
+#: Messages one fetch asks for at most.
+_FETCH = 256
+#: Un-acked messages a (non-exclusive) consumer hands out across all processes.
+_MAX_ACK_PENDING = 20_000
+_REQUEST_TIMEOUT = 10.0
+
+
+def token(name: str) -> str:
+    """``name`` as one NATS subject token and consumer name: letters, digits, ``_`` and ``-`` kept, every
+    other character written ``=XX`` (its UTF-8 bytes in hex)."""
+    out = []
+    for char in name:
+        if char.isascii() and (char.isalnum() or char in "_-"):
+            out.append(char)
+        else:
+            out.extend(f"={b:02X}" for b in char.encode())
+    return "".join(out) or "=00"
+
+
+def _msg_id(message: Message) -> str:
+    ids = [event.id for event in message.events]
+    if len(ids) == 1:
+        return f"{message.target}:{ids[0]}"
+    return f"{message.target}:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()
+
+
+class NatsTransport(Transport):
+    """The bus's queues in JetStream stream ``stream`` at ``url`` (see the module docstring).
+
+    :raises StartupError: the server cannot be reached, has no JetStream, or refuses the stream's config.
+    """
+
+    durable = True
+    shared = True
+
+    def __init__(self, url: str, *, stream: str = "SBT_EVENTS", subject_prefix: str = "sbt.events",
+                 retention: str = "workqueue", max_age_seconds: float = 7 * 86400.0, max_bytes: int = -1,
+                 duplicate_window_seconds: float = 120.0, ack_wait_seconds: float = 30.0,
+                 connect_timeout: float = 5.0) -> None:
+        self.stream, self.prefix = stream, subject_prefix
+        self.ack_wait = ack_wait_seconds
+        self._url = url
+        self._config = StreamConfig(name=stream, subjects=[f"{subject_prefix}.>"], retention=_RETENTION[retention],
+                                    max_age=max_age_seconds, max_bytes=max_bytes, storage=StorageType.FILE,
+                                    duplicate_window=duplicate_window_seconds)
+        self._closed = False
+        self._subs: dict[str, JetStreamContext.PullSubscription] = {}
+        self._batch: dict[str, int] = {}  # messages one fetch of a target asks for
+        self._ready: dict[str, deque[Message]] = {}  # fetched, not yet handed out (receive asked for fewer)
+        self._prefetch: dict[str, Future[list[Msg]]] = {}  # each target's fetch under way (under the lock)
+        self._inflight: dict[int, Msg] = {}  # id(message) -> its JetStream message, until acked
+        self._fetches: set[Future[Any]] = set()
+        self._lock = threading.Lock()
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="sbt-bus-nats", daemon=True)
+        self._thread.start()
+        self._nc: Client | None = None
+        try:
+            self._nc = self._run(nats.connect([u.strip() for u in url.split(",")], connect_timeout=connect_timeout,
+                                              max_reconnect_attempts=-1, allow_reconnect=True,
+                                              error_cb=self._on_error), connect_timeout * 2 + 1)
+            self._js = self._nc.jetstream(timeout=_REQUEST_TIMEOUT)
+            self._run(self._ensure_stream(), _REQUEST_TIMEOUT * 2)
+        except BaseException as exc:
+            self._shutdown()
+            raise StartupError(f"cannot use NATS JetStream at {self.describe()}: {exc or type(exc).__name__}") \
+                from exc
+        self._heartbeat = asyncio.run_coroutine_threadsafe(self._keep_in_progress(), self._loop)
+
+    @classmethod
+    def from_config(cls, events: EventsConfig) -> NatsTransport:
+        """The transport ``[events]`` describes (``transport = "nats"``, ``url`` set)."""
+        if events.url is None:
+            raise StartupError('[events] transport = "nats" needs [events] url')
+        return cls(events.url.get_secret_value(), stream=events.stream, subject_prefix=events.subject_prefix,
+                   retention=events.retention, max_age_seconds=events.max_age_seconds, max_bytes=events.max_bytes,
+                   duplicate_window_seconds=events.duplicate_window_seconds, ack_wait_seconds=events.ack_wait_seconds)
+
+    def describe(self) -> str:
+        """The server URL(s) without credentials, for messages."""
+        return ",".join(u.strip().rsplit("@", 1)[-1] for u in self._url.split(","))
+
+    # --- the Transport contract ------------------------------------------------------------------------
+
+    def open(self, target: str, *, exclusive: bool = False) -> None:
+        if target in self._subs:
+            return
+        name = token(target)
+        config = ConsumerConfig(durable_name=name, name=name, filter_subject=f"{self.prefix}.{name}",
+                                ack_policy=AckPolicy.EXPLICIT, deliver_policy=DeliverPolicy.ALL,
+                                ack_wait=self.ack_wait, max_deliver=-1,
+                                max_ack_pending=1 if exclusive else _MAX_ACK_PENDING)
+
+        async def attach() -> JetStreamContext.PullSubscription:
+            # Created, or updated to this config (ack_wait and max_ack_pending may change between runs).
+            await self._js._jsm.add_consumer(self.stream, config=config)
+            return await self._js.pull_subscribe_bind(durable=name, stream=self.stream)
+
+        try:
+            self._subs[target] = self._run(attach(), _REQUEST_TIMEOUT * 2)
+            # An exclusive consumer hands out one message at a time: a fetch asking for more would wait
+            # for the rest until it expires.
+            self._batch[target] = 1 if exclusive else _FETCH
+            self._ready[target] = deque()
+        except Exception as exc:
+            raise StartupError(f"cannot open the JetStream consumer {name} of stream {self.stream} at "
+                               f"{self.describe()}: {exc or type(exc).__name__}") from exc
+
+    def send(self, messages: Iterable[Message], *, delay: float = 0.0, dedup: bool = True) -> None:
+        if self._closed:
+            raise RuntimeError("the transport is closed")
+        items = []
+        due = f"{time.time() + delay:.6f}" if delay > 0 else None
+        for message in messages:
+            headers = {"Sbt-Attempt": str(message.attempt), "Sbt-Batch": str(message.batch)}
+            if due is not None:
+                headers["Sbt-Due"] = due
+            elif dedup and message.attempt == 1:
+                headers["Nats-Msg-Id"] = _msg_id(message)
+            items.append((f"{self.prefix}.{token(message.target)}", encode_events(message.events), headers))
+        if not items:
+            return
+
+        async def publish() -> None:
+            # Pipelined on one connection (the server stores them in the order they were written), each
+            # awaited for its ack.
+            await asyncio.gather(*(self._js.publish(subject, body, headers=headers, stream=self.stream)
+                                   for subject, body, headers in items))
+
+        try:
+            self._run(publish(), _REQUEST_TIMEOUT + 5)
+        except Exception as exc:
+            raise UnavailableError(f"the bus could not store the events in NATS JetStream at {self.describe()}: "
+                                   f"{exc or type(exc).__name__}") from exc
+
+    def receive(self, target: str) -> Message | None:
+        got = self.receive_many(target, 1)
+        return got[0] if got else None
+
+    def receive_many(self, target: str, limit: int) -> list[Message]:
+        """Handed out from the messages already fetched, else from the fetch started when the last one
+        returned (so the next batch travels while the worker runs this one), else a new fetch."""
+        ready = self._ready[target]
+        while True:
+            if ready:
+                return [ready.popleft() for _ in range(min(limit, len(ready)))]
+            with self._lock:  # so close() either sees this fetch to cancel it, or this sees it closed
+                if self._closed:
+                    return []
+                future = self._prefetch.pop(target, None) or self._start_fetch(target)
+            try:
+                msgs = future.result()
+            except (FutureCancelled, asyncio.CancelledError):
+                return []
+            except (TimeoutError, nats.errors.TimeoutError, FutureTimeout):
+                continue
+            except Exception as exc:  # connection lost meanwhile: nats-py reconnects; ask again shortly
+                if not self._closed:
+                    log.warning("fetching %s from NATS JetStream failed, retrying: %s", target, exc)
+                    time.sleep(0.5)
+                continue
+            finally:
+                with self._lock:
+                    self._fetches.discard(future)
+            # Not for an exclusive target: its next message must go to whichever process is free first.
+            with self._lock:
+                if not self._closed and self._batch[target] > 1:
+                    self._prefetch[target] = self._start_fetch(target)
+            ready.extend(self._take(target, msgs))
+
+    def _start_fetch(self, target: str) -> Future[list[Msg]]:
+        """(Lock held.) A fetch of ``target``'s next messages, running on the loop; close() cancels it."""
+        future = asyncio.run_coroutine_threadsafe(self._fetch(self._subs[target], self._batch[target]), self._loop)
+        self._fetches.add(future)
+        return future
+
+    def ack(self, message: Message) -> None:
+        msg = self._inflight.pop(id(message), None)
+        if msg is not None and not self._closed:
+            self._loop.call_soon_threadsafe(self._spawn, msg.ack())
+
+    def close(self) -> None:
+        """Wake the receivers and disconnect. Messages handed out and not acked are NAKed, so another
+        process takes them at once (JetStream keeps everything else for the next consumer)."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+            fetches = list(self._fetches)
+        for future in fetches:
+            future.cancel()
+        self._heartbeat.cancel()
+        left = list(self._inflight.values())
+        self._inflight.clear()
+
+        async def finish() -> None:
+            await asyncio.gather(*(msg.nak() for msg in left), return_exceptions=True)
+            if self._nc is not None:
+                await self._nc.close()  # flushes the acks and NAKs written so far
+
+        try:
+            self._run(finish(), _REQUEST_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001 - un-acked messages come back after ack_wait anyway
+            log.warning("closing the NATS connection to %s: %s", self.describe(), exc)
+        self._shutdown()
+
+    # --- health ----------------------------------------------------------------------------------------
+
+    def check(self) -> str | None:
+        """None when JetStream answers for the stream, else what is wrong (``/health``)."""
+        if self._closed:
+            return "the transport is closed"
+        try:
+            self._run(self._js._jsm.stream_info(self.stream), 2.0)
+        except Exception as exc:  # noqa: BLE001
+            return f"NATS JetStream at {self.describe()}: {exc or type(exc).__name__}"
+        return None
+
+    def pending(self, target: str) -> int:
+        """Messages of ``target`` in the stream not yet acked by any process (waiting, handed out, or held
+        back for a retry): JetStream's consumer ``num_pending + num_ack_pending``.
+
+        :raises UnavailableError: JetStream did not answer.
+        """
+        try:
+            info = self._run(self._js._jsm.consumer_info(self.stream, token(target)), _REQUEST_TIMEOUT)
+        except Exception as exc:
+            raise UnavailableError(f"NATS JetStream at {self.describe()}: {exc or type(exc).__name__}") from exc
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+
+    # --- internals -------------------------------------------------------------------------------------
+
+    def _take(self, target: str, msgs: list[Msg]) -> list[Message]:
+        """Decode fetched messages; those not yet due go back to JetStream with the rest of their delay."""
+        out: list[Message] = []
+        now = time.time()
+        for msg in msgs:
+            headers = msg.headers or {}
+            due = float(headers.get("Sbt-Due", 0) or 0)
+            if due > now:
+                self._loop.call_soon_threadsafe(self._spawn, msg.nak(delay=due - now))
+                continue
+            try:
+                message = Message.first(target, decode_events(msg.data), int(headers.get("Sbt-Batch", 0)))
+                attempt = int(headers.get("Sbt-Attempt", 1))
+                if attempt != 1:
+                    message = Message(target, message.events, attempt, message.batch)
+            except (ValueError, TypeError, KeyError, IndexError) as exc:
+                # Not ours (or corrupt): kept in the stream for inspection, never handed out again.
+                log.error("message %s on %s cannot be read (%s): terminated", msg.metadata.sequence.stream,
+                          msg.subject, exc)
+                self._loop.call_soon_threadsafe(self._spawn, msg.term())
+                continue
+            self._inflight[id(message)] = msg
+            out.append(message)
+        return out
+
+    async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+        try:
+            return await sub.fetch(batch, timeout=_POLL_SECONDS)
+        except nats.errors.ConnectionClosedError:
+            if self._closed:  # close() won the race with this fetch's cancellation
+                return []
+            raise
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+        task = self._loop.create_task(coro)
+        task.add_done_callback(_quiet)
+
+    async def _keep_in_progress(self) -> None:
+        """Every ack_wait/3, tell JetStream that the messages handed out are still being worked on."""
+        while True:
+            await asyncio.sleep(self.ack_wait / 3)
+            for msg in list(self._inflight.values()):
+                try:
+                    await msg.in_progress()
+                except Exception:  # noqa: BLE001, S112 - disconnected: JetStream redelivers, at-least-once
+                    continue
+
+    async def _ensure_stream(self) -> None:
+        jsm = self._js._jsm
+        try:
+            info = await jsm.stream_info(self.stream)
+        except nats.js.errors.NotFoundError:
+            await jsm.add_stream(self._config)
+            log.info("created JetStream stream %s on %s", self.stream, self._config.subjects)
+            return
+        current = info.config
+        if current.retention != self._config.retention:
+            raise StartupError(f"stream {self.stream} has retention {current.retention}, the config asks for "
+                               f"{self._config.retention} (JetStream cannot change it: delete the stream or "
+                               "change [events] retention)")
+        subjects = sorted({*(current.subjects or []), *(self._config.subjects or [])})
+        if (current.subjects != subjects or current.max_age != self._config.max_age
+                or current.max_bytes != self._config.max_bytes
+                or current.duplicate_window != self._config.duplicate_window):
+            await jsm.update_stream(dataclasses.replace(current, subjects=subjects, max_age=self._config.max_age,
+                                                        max_bytes=self._config.max_bytes,
+                                                        duplicate_window=self._config.duplicate_window))
+
+    def _run(self, coro: Coroutine[Any, Any, T], timeout: float) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _on_error(self, exc: Exception) -> None:
+        if not self._closed:
+            log.warning("NATS connection to %s: %s", self.describe(), exc)
+
+    def _shutdown(self) -> None:
+        if self._nc is not None and not self._nc.is_closed:
+            try:
+                self._run(self._nc.close(), 5.0)
+            except Exception:  # noqa: BLE001, S110 - best effort at shutdown
+                pass
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(timeout=5.0)
+
+
+def _quiet(task: asyncio.Task[Any]) -> None:
+    """Fire-and-forget acks and NAKs: a failure means the message is redelivered (at-least-once)."""
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("NATS ack/nak failed: %s", task.exception())

@@ -1,0 +1,266 @@
+"""The bus on NATS JetStream, against the machine's nats-server (DESIGN.md section 9)."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Any
+
+import pytest
+
+from sbt_core.config import EventsConfig
+from sbt_core.models import Event
+from sbt_core.runtime.bus import Bus, Message
+from sbt_core.runtime.bus.nats_transport import NatsTransport, token
+from sbt_core.testing.transport import check_transport
+from sbt_core.triggers import EventTrigger
+
+_FAST = EventsConfig(transport="nats", backoff_base_seconds=0.01, backoff_max_seconds=0.05, max_attempts=3,
+                     drain_timeout_seconds=5)
+
+
+def test_the_nats_transport_keeps_the_transport_contract(nats_stream: dict[str, str]) -> None:
+    check_transport(lambda: NatsTransport(**nats_stream))
+
+
+def test_target_names_become_single_subject_tokens() -> None:
+    assert token("billing_put_usage") == "billing_put_usage"
+    assert token("tenant registry.v2") == "tenant=20registry=2Ev2"
+    assert token("*>") == "=2A=3E"
+
+
+def test_a_message_not_acked_is_handed_to_the_next_consumer(nats_stream: dict[str, str]) -> None:
+    first = NatsTransport(**nats_stream, ack_wait_seconds=1.0)
+    first.open("a")
+    sent = Message("a", Event.create("x", {"n": 1}))
+    first.send([sent])
+    taken = first.receive("a")
+    assert taken == sent
+    # The process dies holding it: no ack, no NAK (close() would NAK it).
+    first._closed = True
+    first._shutdown()
+    second = NatsTransport(**nats_stream, ack_wait_seconds=1.0)
+    try:
+        second.open("a")
+        assert second.receive("a") == sent, "an un-acked message must be redelivered after ack_wait"
+    finally:
+        second.close()
+
+
+def test_a_re_put_id_is_stored_once_but_a_replay_is_not_deduplicated(nats_stream: dict[str, str]) -> None:
+    t = NatsTransport(**nats_stream)
+    try:
+        t.open("a")
+        event = Event.create("x", {"n": 1})
+        t.send([Message("a", event)])
+        t.send([Message("a", event)])  # a client re-putting the entry with its id, to any process
+        t.send([Message("a", event)], dedup=False)  # a replay
+        marker = Message("a", Event.create("x", {"n": 2}))
+        t.send([marker])
+        got = [t.receive("a") for _ in range(3)]
+        assert [m.events[0].id if m else None for m in got] == [event.id, event.id, marker.events[0].id]
+    finally:
+        t.close()
+
+
+def test_a_schedule_target_hands_out_one_message_at_a_time_across_processes(nats_stream: dict[str, str]) -> None:
+    one, two = NatsTransport(**nats_stream), NatsTransport(**nats_stream)
+    try:
+        one.open("run", exclusive=True)
+        two.open("run", exclusive=True)
+        a, b = Message("run", Event.create("x", {"n": 1})), Message("run", Event.create("x", {"n": 2}))
+        one.send([a, b])
+        running = one.receive("run")
+        assert running == a
+        got: list[Any] = []
+        waiter = threading.Thread(target=lambda: got.append(two.receive("run")))
+        waiter.start()
+        waiter.join(1.0)
+        assert waiter.is_alive(), "the second run must wait until the first is acked"
+        assert running is not None
+        one.ack(running)
+        waiter.join(10)
+        assert got == [b]
+    finally:
+        one.close()
+        two.close()
+
+
+def test_two_buses_share_the_queues_and_a_failed_event_is_retried_then_dead_lettered(
+        nats_stream: dict[str, str]) -> None:
+    calls: list[tuple[str, int]] = []
+    lock = threading.Lock()
+
+    def handler(who: str) -> Any:
+        def handle(event: Event) -> None:
+            with lock:
+                calls.append((who, event.detail["n"]))
+            if event.detail["n"] < 0:
+                raise RuntimeError("refused")
+        return handle
+
+    buses = []
+    for who in ("A", "B"):
+        bus = Bus(_FAST, transport=NatsTransport(**nats_stream))
+        bus.add_target("hook", EventTrigger("thing", "sbt.control.plane"), handler(who))
+        buses.append(bus)
+    for bus in buses:
+        bus.start()
+    events = [Event.create("thing", {"n": n}) for n in range(40)] + [Event.create("thing", {"n": -1})]
+    for i, event in enumerate(events):
+        buses[i % 2].put_events([event])
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and not buses[0].dead_letters() + buses[1].dead_letters():
+        time.sleep(0.05)
+    for bus in buses:
+        assert bus.stop(5)
+    assert sorted(n for _, n in calls if n >= 0) == list(range(40)), "each event once, by one process"
+    assert [n for _, n in calls].count(-1) == 3, "max_attempts attempts, then the dead-letter store"
+    letters = buses[0].dead_letters() + buses[1].dead_letters()
+    assert [(d.event.detail["n"], d.attempts) for d in letters] == [(-1, 3)]
+
+
+@pytest.mark.parametrize("retention", ["limits"])
+def test_the_stream_is_checked_and_updated_to_the_config(nats_stream: dict[str, str], retention: str) -> None:
+    NatsTransport(**nats_stream, duplicate_window_seconds=60).close()
+    t = NatsTransport(**nats_stream, duplicate_window_seconds=30, max_age_seconds=3600)
+    try:
+        info = t._run(t._js._jsm.stream_info(t.stream), 5)
+        assert (info.config.duplicate_window, info.config.max_age) == (30, 3600)
+    finally:
+        t.close()
+    from sbt_core.errors import StartupError
+
+    with pytest.raises(StartupError, match="retention"):
+        NatsTransport(**nats_stream, retention=retention)
+
+
+def test_a_schedule_slot_fired_by_two_processes_runs_once(nats_stream: dict[str, str]) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from sbt_core.bindings import Binding
+    from sbt_core.runtime.scheduler import Scheduler
+    from sbt_core.triggers import parse_schedule
+
+    runs: list[tuple[str, str]] = []
+    start = datetime(2026, 1, 1, 10, 0, 13, tzinfo=UTC)
+    binding = Binding(hook="billing_put_usage", interface="billing", provider="p",
+                      trigger=parse_schedule("rate(1 minute)"))
+    buses, schedulers = [], []
+    for who, skew in (("A", 0), ("B", 17)):  # started 17 s apart: the same slots all the same
+        bus = Bus(_FAST, transport=NatsTransport(**nats_stream))
+        clock = (lambda s: lambda: start + timedelta(seconds=s))(skew)
+        scheduler = Scheduler(bus, [binding], lambda hook, run, who=who: runs.append((who, run.scheduled_time)),
+                              clock=clock)
+        buses.append(bus)
+        schedulers.append(scheduler)
+        bus.start()
+    assert schedulers[0].next_wake() == schedulers[1].next_wake() == datetime(2026, 1, 1, 10, 1, tzinfo=UTC)
+    for minute in (1, 2, 3):
+        for scheduler in schedulers:
+            scheduler.tick(datetime(2026, 1, 1, 10, minute, 0, 500, tzinfo=UTC))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and len(runs) < 3:
+        time.sleep(0.05)
+    for bus in buses:
+        assert bus.stop(5)
+    assert sorted(slot for _, slot in runs) == [datetime(2026, 1, 1, 10, m, tzinfo=UTC) for m in (1, 2, 3)]
+
+
+def test_dead_letters_in_postgresql_are_listed_and_replayed_from_any_process(nats_stream: dict[str, str],
+                                                                             pg_database: str) -> None:
+    from sbt_core.runtime.bus import SqlDeadLetters
+
+    fixed = threading.Event()
+    delivered: list[tuple[str, str]] = []
+
+    def handler(who: str) -> Any:
+        def handle(event: Event) -> None:
+            if not fixed.is_set():
+                raise RuntimeError("the provider is down")
+            delivered.append((who, event.id))
+        return handle
+
+    buses = []
+    for who in ("A", "B"):
+        bus = Bus(_FAST, transport=NatsTransport(**nats_stream), dead_letters=SqlDeadLetters(pg_database))
+        bus.add_target("hook", EventTrigger("thing", "sbt.control.plane"), handler(who))
+        bus.start()
+        buses.append(bus)
+    try:
+        event = Event.create("thing", {"n": 1})
+        buses[0].put_events([event])
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not buses[1].dead_letters():
+            time.sleep(0.05)
+        assert [d.event.id for d in buses[0].dead_letters()] == [d.event.id for d in buses[1].dead_letters()] \
+            == [event.id]
+        fixed.set()
+        assert [d.event.id for d in buses[1].replay(event_id=event.id)] == [event.id]
+        assert buses[0].dead_letters() == [], "replayed from one process, gone for every process"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not delivered:
+            time.sleep(0.05)
+        assert [event_id for _, event_id in delivered] == [event.id], "a replay is not dropped as a duplicate"
+    finally:
+        for bus in buses:
+            bus.stop(5)
+
+
+def test_the_nats_transport_needs_a_url_and_keeps_it_secret(monkeypatch: pytest.MonkeyPatch) -> None:
+    from sbt_core.config import load_config, show
+    from sbt_core.errors import ConfigError
+    from sbt_core.plugins import discover
+
+    catalog = discover(entry_points=False, builtins=True)
+    with pytest.raises(ConfigError, match='events.url: transport = "nats" needs the NATS server url'):
+        load_config(catalog, raw={"events": {"transport": "nats"}})
+    monkeypatch.setenv("SBT_NATS_URL", "nats://sbt:s3cret@127.0.0.1:4222")
+    config = load_config(catalog, raw={"events": {"transport": "nats", "url": {"env": "SBT_NATS_URL"},
+                                                  "database_url": "postgresql://sbt:pw@db/sbt"}})
+    assert config.events.url is not None
+    assert config.events.url.get_secret_value() == "nats://sbt:s3cret@127.0.0.1:4222"
+    shown = show(config, catalog)["events"]
+    assert shown["url"] == {"env": "SBT_NATS_URL"} and "pw" not in str(shown["database_url"])
+
+
+def test_the_event_log_in_postgresql_shows_the_same_from_every_process(nats_stream: dict[str, str],
+                                                                         pg_database: str) -> None:
+    from sbt_core.runtime.bus.shared_log import SqlEventLog
+
+    def handle(event: Event) -> str:
+        if event.detail["n"] < 0:
+            raise RuntimeError("refused")
+        return "ok"
+
+    buses = []
+    for _ in ("A", "B"):
+        bus = Bus(_FAST, transport=NatsTransport(**nats_stream), event_log=SqlEventLog(pg_database, 1000))
+        bus.add_target("hook", EventTrigger("thing", "sbt.control.plane"), handle)
+        bus.start()
+        buses.append(bus)
+    try:
+        good, bad = Event.create("thing", {"n": 1}), Event.create("thing", {"n": -1})
+        buses[0].put_events([good])
+        buses[1].put_events([bad])
+
+        def states(bus: Bus) -> dict[str, tuple[str, int]]:
+            out = {}
+            for event in (good, bad):
+                record = bus.get(event.id)
+                if record is not None and record.deliveries:
+                    out[event.id] = (record.deliveries[0].state, record.deliveries[0].attempts)
+            return out
+
+        want = {good.id: ("delivered", 1), bad.id: ("dead_lettered", 3)}
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not all(states(b) == want for b in buses):
+            time.sleep(0.05)
+        assert [states(b) for b in buses] == [want, want], "each process shows every delivery, wherever it ran"
+        newest = [{r.event.id for r in bus.recent(10)} for bus in buses]
+        assert newest[0] == newest[1] and {good.id, bad.id} <= newest[0]
+        record = buses[0].get(bad.id)
+        assert record is not None and record.deliveries[0].last_error == "RuntimeError: refused"
+    finally:
+        for bus in buses:
+            bus.stop(5)
