@@ -147,7 +147,7 @@ def test_schema_versions_are_recorded_and_a_newer_schema_is_refused(provider: Sq
 
 
 def test_settings_refuse_a_url_of_another_database() -> None:
-    with pytest.raises(ValueError, match="postgresql:// or sqlite:///"):
+    with pytest.raises(ValueError, match="unsupported database 'mysql'; use one of sqlite, postgresql"):
         SqlMeteringSettings(database_url=Secret("mysql://user:pw@host/db"))
 
 
