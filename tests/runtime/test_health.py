@@ -14,7 +14,7 @@ from psycopg import sql
 from sbt_core.runtime.bus import SqlDeadLetters
 from sbt_core.runtime.bus.nats_transport import NatsTransport
 from sbt_core.runtime.http import build_app
-from tests.conftest import PG_ADMIN, _pg_available
+from sbt_core.testing.postgres import ADMIN_DSN, postgres_available
 from tests.runtime.test_http import FakeControlPlane, make_control_plane
 
 pytestmark = pytest.mark.anyio
@@ -32,10 +32,10 @@ class PlaneWithChecks(FakeControlPlane):
 
 
 async def test_health_is_503_with_the_problem_once_the_dead_letter_database_is_gone(tmp_path: Path) -> None:
-    if not _pg_available():
+    if not postgres_available():
         pytest.skip("PostgreSQL is not running on 127.0.0.1:5432")
     name = f"sbt_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+    with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
         conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
     fake = make_control_plane(tmp_path)
     plane = PlaneWithChecks(fake.providers, fake.bindings, fake.bus, fake.config, fake.auth_settings)
@@ -45,7 +45,7 @@ async def test_health_is_503_with_the_problem_once_the_dead_letter_database_is_g
                                      base_url="http://sbt.test") as client:
             ok = await client.get("/health")
             assert (ok.status_code, ok.json()) == (200, {"status": "ok"})
-            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+            with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
                 conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
             down = await client.get("/health")
         assert down.status_code == 503
@@ -57,7 +57,7 @@ async def test_health_is_503_with_the_problem_once_the_dead_letter_database_is_g
     finally:
         plane.bus.stop(2)
         plane.providers.shutdown()
-        with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        with psycopg.connect(ADMIN_DSN, autocommit=True) as conn:
             conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name)))
 
 
