@@ -1,4 +1,4 @@
-"""Three ``sbt serve`` on one NATS JetStream and one PostgreSQL (DESIGN.md section 9): events put round-robin,
+"""Three ``sbt serve`` on one NATS JetStream and one PostgreSQL (docs/several-processes.md): events put round-robin,
 one process SIGKILLed and restarted midway; every acknowledged event reaches each binding, none is lost, and
 the ``rate(1 minute)`` schedule runs once per slot across the three.
 

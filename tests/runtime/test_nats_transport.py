@@ -1,4 +1,4 @@
-"""The bus on NATS JetStream, against the machine's nats-server (DESIGN.md section 9)."""
+"""The bus on NATS JetStream, against the machine's nats-server (docs/several-processes.md)."""
 
 from __future__ import annotations
 
