@@ -696,10 +696,7 @@ class Bus:
             observer.dead_lettered(name, "refused", refused)
         if len(dead) > refused:
             observer.dead_lettered(name, "retries_exhausted", len(dead) - refused)
-        # Settled from here: the retried events now belong to the retry message, which counts them (with a
-        # shared transport, whichever process receives it).
-        self._finished(target, len(message.events) - len(retry) * self._sent_counts)
-        settled.add(id(message))
+        # Logged before the events count as finished: a join() waiting on them then finds the line written.
         if retry:
             retried = [event for event, _ in retry]
             log.warning("%d event(s) %s to %s failed (attempt %d of %d), retrying in %.2fs: %s", len(retry),
@@ -714,6 +711,10 @@ class Bus:
         elif not retry and log.isEnabledFor(logging.DEBUG):
             log.debug("%d event(s) %s delivered to %s (attempt %d)", len(message.events), _ids(message.events), name,
                       attempt, extra=delivery_fields(name, [e.id for e in message.events]))
+        # Settled from here: the retried events now belong to the retry message, which counts them (with a
+        # shared transport, whichever process receives it).
+        self._finished(target, len(message.events) - len(retry) * self._sent_counts)
+        settled.add(id(message))
         if self.shared_log is not None:
             # Before the ack: once acked, no process delivers the message again, so a crash after it must not
             # lose the record of its delivery (a database write per message, only with a shared log).
