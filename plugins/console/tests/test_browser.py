@@ -174,6 +174,8 @@ def test_a_meter_and_its_usage_chart_show_the_apis_numbers(page: Any, server: Se
     expect(page.get_by_label("Window", exact=True)).to_have_value("HOUR")
     expected = _api_usage(server, meter_id, None)
     expect(page.get_by_test_id("usage-total")).to_have_text(f"{total:,}")
+    # The total is the same in every window size: wait until the chart has redrawn in the new one.
+    wait_for(lambda: _chart(page) == expected, "the chart to show the API's HOUR windows", timeout=15)
     assert _chart(page) == expected
     legend = page.get_by_test_id("usage-legend")
     for tenant, value in by_tenant.items():
@@ -183,7 +185,9 @@ def test_a_meter_and_its_usage_chart_show_the_apis_numbers(page: Any, server: Se
     page.get_by_label("Stack by", exact=True).select_option("region")
     for region, value in by_region.items():
         expect(legend.locator(f"[data-series={region}]")).to_contain_text(f"{value:,}")
-    assert _chart(page) == _api_usage(server, meter_id, "region")
+    by_region_api = _api_usage(server, meter_id, "region")
+    wait_for(lambda: _chart(page) == by_region_api, "the chart to stack by region", timeout=15)
+    assert _chart(page) == by_region_api
     table = page.get_by_test_id("usage-table")
     expect(table.locator("thead")).to_contain_text("region")
 
