@@ -16,13 +16,12 @@ from datetime import UTC, datetime
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.table import Table
 
 from ..config import redacted
 from ..job_kind import mask
 from ..models import scopes
 from ._common import ConfigOption, JsonOption, handle_errors, print_json, state
+from ._table import Column, WideOption, print_table
 from .runtime_commands import TokenOption, UrlOption, resolve_server
 
 __all__ = ["register", "run_json"]
@@ -63,7 +62,8 @@ def register(app: typer.Typer) -> None:
 
     @jobs.command("list")
     @handle_errors
-    def list_jobs(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False) -> None:
+    def list_jobs(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False,
+                  wide: WideOption = False) -> None:
         """The configured jobs: kind, trigger, outgoing events, timeout, and each one's last run."""
         specs, store = _open(ctx, config)
         try:
@@ -84,23 +84,24 @@ def register(app: typer.Typer) -> None:
         if not items:
             typer.echo("no jobs: declare them in [[jobs]] of the config")
             return
-        table = Table(title="sbt jobs")
-        for column in ("job", "kind", "trigger", "success / failure", "timeout", "last run"):
-            table.add_column(column, overflow="fold")
+        columns = (Column("job", ident=True), Column("kind"), Column("trigger", flex=True),
+                   Column("success / failure", wide=True), Column("timeout", wide=True, justify="right"),
+                   Column("last run", flex=True))
+        rows = []
         for item in items:
             run = item["lastRun"]
             shown = "never" if run is None else f"{run['jobId']} {run['status']} ({run['started']})"
             trigger = f"{item['trigger']['detailType']} from {item['trigger']['source']}"
-            table.add_row(item["name"], item["kind"], trigger, f"{item['successEvent']} / {item['failureEvent']}",
-                          f"{item['timeoutSeconds']:g} s", shown)
-        Console().print(table)
+            rows.append((item["name"], item["kind"], trigger, f"{item['successEvent']} / {item['failureEvent']}",
+                         f"{item['timeoutSeconds']:g} s", shown))
+        print_table("sbt jobs", columns, rows, wide=wide)
 
     @jobs.command("runs")
     @handle_errors
     def list_runs(ctx: typer.Context,
                   job: Annotated[str | None, typer.Option("--job", help="Only this job's runs.")] = None,
                   limit: Annotated[int, typer.Option("--limit", "-n", min=1, max=1000, help="How many.")] = 20,
-                  config: ConfigOption = None, as_json: JsonOption = False) -> None:
+                  config: ConfigOption = None, as_json: JsonOption = False, wide: WideOption = False) -> None:
         """Recent runs, newest first: job id, status, duration, exit code, exported variables (secrets
         redacted)."""
         specs, store = _open(ctx, config)
@@ -116,16 +117,17 @@ def register(app: typer.Typer) -> None:
         if not items:
             typer.echo("no runs yet")
             return
-        table = Table(title="sbt job runs")
-        for column in ("started", "job", "job id", "status", "attempt", "duration", "exit", "exported / error"):
-            table.add_column(column, overflow="fold")
+        columns = (Column("started", wide=True), Column("job"), Column("job id", ident=True), Column("status"),
+                   Column("attempt", wide=True, justify="right"), Column("duration", justify="right"),
+                   Column("exit", wide=True, justify="right"), Column("exported / error", flex=True))
+        rows = []
         for item in items:
             duration = "" if item["durationSeconds"] is None else f"{item['durationSeconds']:.1f} s"
             output = item["jobOutput"] or {}
             detail = item["error"] or ", ".join(f"{k}={v}" for part in output.values() for k, v in part.items())
-            table.add_row(item["started"], item["job"], item["jobId"], item["status"], str(item["attempt"]), duration,
-                          "" if item["exitCode"] is None else str(item["exitCode"]), detail)
-        Console().print(table)
+            rows.append((item["started"], item["job"], item["jobId"], item["status"], str(item["attempt"]), duration,
+                         "" if item["exitCode"] is None else str(item["exitCode"]), detail))
+        print_table("sbt job runs", columns, rows, wide=wide)
 
     @plane.command("run")
     @handle_errors

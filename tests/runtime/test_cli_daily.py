@@ -80,6 +80,10 @@ def test_every_table_fits_80_columns_with_whole_ids(plane: Harness, url: str, tm
     config.write_text('[providers.metering]\ntype = "rec"\n[providers.billing]\ntype = "recbill"\n')
     for args in (["plugins", "list"], ["plugins", "list", "--hook", "billing_put_usage"], ["bindings"]):
         _at_80(*args, "--config", str(config))
+    jobs = tmp_path / "jobs.toml"
+    jobs.write_text(f'state_dir = "{tmp_path / "jobs-state"}"\n[[jobs]]\npreset = "provisioning"\n'
+                    'name = "provision-a-tenant-with-a-rather-long-job-name"\nscript = "true"\n')
+    assert "provision-a-tenant-with-a-rather-long-job-name" in _at_80("jobs", "list", "--config", str(jobs))
 
 
 def test_a_client_command_needs_neither_other_providers_secrets_nor_creates_state(plane: Harness, url: str,
