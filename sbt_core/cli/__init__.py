@@ -11,8 +11,8 @@ from typing import Annotated, Any
 import typer
 from typer.core import TyperOption
 
-from . import bindings, config, job_commands, plugins, runtime_commands, tenant_commands, token
 from ..plugins import PluginCatalog
+from . import bindings, config, job_commands, plugins, runtime_commands, tenant_commands, token
 from ._common import CliState
 from .version import print_versions
 
