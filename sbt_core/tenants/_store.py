@@ -201,6 +201,13 @@ class TenantStore:
                      .values(registration_id=tenant.tenant_registration_id, active=tenant.active, data=tenant.data,
                              updated_at=utcnow()))
 
+    def find_active_tenant(self, conn: Connection, key: str, value: str) -> Tenant | None:
+        """The active tenant whose data has ``key`` equal to ``value`` (the oldest if several), or None."""
+        query = (sa.select(tenants).where(tenants.c.active.is_(True), tenants.c.data[key].as_string() == value)
+                 .order_by(tenants.c.created_at, tenants.c.tenant_id).limit(1))
+        row = conn.execute(query).first()
+        return _tenant(row) if row is not None else None
+
     def list_tenants(self, conn: Connection, limit: int, after: str | None) -> list[Tenant]:
         """Up to ``limit`` tenants with an id above ``after``, in id order."""
         query = sa.select(tenants).order_by(tenants.c.tenant_id).limit(limit)
