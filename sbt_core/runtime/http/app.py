@@ -99,10 +99,23 @@ def _internal_error() -> JSONAnswer:
     return JSONAnswer({"message": "Internal server error"}, 500)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette's 405 names only the first matching route's
+    (``POST`` for ``/events``, which ``GET`` reads too), since each operation is a route of its own."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.scope["path"]):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     # Starlette's own 404 (no route) and 405 (wrong method) in our envelope.
-    return JSONAnswer({"message": exc.detail}, exc.status_code, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return JSONAnswer({"message": exc.detail}, exc.status_code, headers=headers)
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
