@@ -294,7 +294,11 @@ def _put_events_request(reg: Any) -> dict[str, Any]:
 
 
 def _put_events_response(reg: Any) -> dict[str, Any]:
-    return {"type": "object", "required": ["FailedEntryCount", "Entries"], "properties": {
+    return {"type": "object", "required": ["FailedEntryCount", "Entries"],
+            "description": "EventBridge PutEvents' partial failure: the answer is 200 even when entries fail "
+                           "(an entry of the wrong type, a refused detail); FailedEntryCount counts them and "
+                           "each failed entry carries ErrorCode and ErrorMessage instead of EventId, in order.",
+            "properties": {
         "FailedEntryCount": {"type": "integer"},
         "Entries": {"type": "array", "items": {"type": "object", "properties": {
             "EventId": {"type": "string"}, "ErrorCode": {"type": "string"}, "ErrorMessage": {"type": "string"}}}}}}
@@ -349,7 +353,8 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
         Operation(_core_trigger("GET", "/events"), list_events, "list_events",
                   "Recent events, newest first, with each binding's delivery status.", "events",
                   response_schema=_events_schema,
-                  query=(QueryParam("limit", "integer", f"how many (1-{MAX_EVENTS_PAGE}, default 50)"),)),
+                  query=(QueryParam("limit", "integer", f"how many (1-{MAX_EVENTS_PAGE}, default 50)",
+                                    bounds={"minimum": 1, "maximum": MAX_EVENTS_PAGE}),)),
         Operation(_core_trigger("GET", "/events/{eventId}"), get_event, "get_event",
                   "One event of the log with each binding's delivery status.", "events",
                   response_schema=record_schema),

@@ -53,14 +53,14 @@ def build_openapi(operations: Sequence[Operation], auth: AuthSettings | None) ->
         if op.summary:
             entry["summary"] = op.summary
         params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1}}
             for name in _PARAM.findall(trigger.path)
         ]
         for q in op.query:
-            schema: dict[str, Any] = {"type": q.type}
+            schema: dict[str, Any] = {"type": q.type, **q.bounds}
             if q.array:
                 schema = {"type": "array", "items": schema}
-            param = {"name": q.name, "in": "query", "required": False, "schema": schema}
+            param = {"name": q.name, "in": "query", "required": q.required, "schema": schema}
             if q.description:
                 param["description"] = q.description
             if q.array:
