@@ -170,7 +170,8 @@ def page_query(max_limit: int = MAX_PAGE_LIMIT, default: int = 10) -> tuple[Quer
     """``limit`` (1 to ``max_limit``) and ``next_token``, as :func:`page_request` enforces them."""
     return (QueryParam("limit", "integer", f"page size, 1-{max_limit} (default {default})",
                        bounds={"minimum": 1, "maximum": max_limit}),
-            QueryParam("next_token", "string", "next_token of the previous page", bounds={"minLength": 1}))
+            QueryParam("next_token", "string", "next_token of the previous page",
+                       bounds={"minLength": 1, "pattern": input_policy.NAME_PATTERN}))
 
 
 _PAGE_QUERY = page_query()
@@ -232,7 +233,8 @@ HOOK_ROUTES: dict[str, HookRoute] = {
                           bounds={"enum": [w.value for w in WindowSize]}),
                QueryParam("windowTimeZone", "string", "IANA time zone of the windows (default UTC)",
                           bounds={"minLength": 1}),
-               QueryParam("tenantId", "string", "only this tenant's usage", bounds={"minLength": 1}),
+               QueryParam("tenantId", "string", "only this tenant's usage",
+                          bounds={"minLength": 1, "pattern": input_policy.NAME_PATTERN}),
                QueryParam("groupBy", "string", "meter dimensions to group by (repeat or comma-separate)", True),
                *page_query(default=100))),
     "metering_cancel_usage_events": HookRoute(
