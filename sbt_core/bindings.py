@@ -47,6 +47,9 @@ CORE_ROUTES: tuple[RouteTrigger, ...] = (
     RouteTrigger("GET", "/tenants/{tenantId}", scope=scopes.TENANT_READ),
     RouteTrigger("PUT", "/tenants/{tenantId}", scope=scopes.TENANT_WRITE),
     RouteTrigger("DELETE", "/tenants/{tenantId}", scope=scopes.TENANT_WRITE),
+    # sbt-aws's tenant-config route: public, what a tenant's front end needs to sign in.
+    RouteTrigger("GET", "/tenant-config", authorizer=Authorizer.NONE),
+    RouteTrigger("GET", "/tenant-config/{tenantName}", authorizer=Authorizer.NONE),
 )
 
 

@@ -29,8 +29,8 @@ from .triggers import AnyTrigger, EventTrigger, RouteTrigger, ScheduleTrigger, p
 
 __all__ = [
     "CONFIG_ENV", "DEFAULT_CONFIG_NAME", "BindingOverride", "Config", "EventsConfig", "PluginsConfig",
-    "ProviderSelection", "ServerConfig", "find_config_path", "load_config", "read_raw_config", "redacted",
-    "structure_table",
+    "DEFAULT_PROVIDERS", "NO_PROVIDER", "ProviderSelection", "ServerConfig", "find_config_path", "load_config",
+    "providers_line", "read_raw_config", "selected_provider", "redacted", "structure_table",
 ]
 
 CONFIG_ENV = "SBT_CONFIG"
@@ -39,8 +39,14 @@ REDACTED = "**********"
 _URL_PASSWORD = re.compile(r"(://[^/:@\s]*:)[^@/\s]+@")
 _SECRET_WORDS = ("secret", "password", "api_key", "apikey", "token", "private", "dsn", "credential")
 
+#: The embedded default provider of each interface: what runs for an interface the config does not name
+#: (and with no config file at all). Billing has none: nothing is billed until a provider is chosen.
+DEFAULT_PROVIDERS: dict[Interface, str | None] = {"auth": "local", "billing": None, "metering": "memory"}
+#: ``[providers.<interface>] type = "none"``: no provider on purpose (for auth: every route but the public
+#: ones answers 401, the API is closed).
+NO_PROVIDER = "none"
 #: The embedded default: what runs with no config file.
-EMBEDDED_DEFAULT: dict[str, Any] = {"providers": {"auth": {"type": "local"}, "metering": {"type": "memory"}}}
+EMBEDDED_DEFAULT: dict[str, Any] = {"providers": {i: {"type": t} for i, t in DEFAULT_PROVIDERS.items() if t}}
 
 
 @attrs.frozen
@@ -164,9 +170,31 @@ class Config:
     sections: Mapping[str, Any] = attrs.field(factory=dict)
     path: Path | None = None
     raw: Mapping[str, Any] = attrs.field(factory=dict, repr=False)
+    #: Interfaces the config does not name, given their embedded default provider (``DEFAULT_PROVIDERS``).
+    defaulted: frozenset[Interface] = frozenset()
+    #: Interfaces set to ``type = "none"``: no provider on purpose.
+    closed: frozenset[Interface] = frozenset()
 
     def provider(self, interface: Interface) -> ProviderSelection | None:
         return self.providers.get(interface)
+
+
+def selected_provider(config: Config, interface: Interface) -> str:
+    """The provider serving ``interface`` and why: ``local (embedded default)``, ``stripe``,
+    ``none (type = "none")``, ``none``."""
+    selection = config.provider(interface)
+    if selection is not None:
+        return selection.type + (" (embedded default)" if interface in config.defaulted else "")
+    if interface in config.closed:
+        return 'none (type = "none")'
+    default = DEFAULT_PROVIDERS.get(interface)
+    return "none" + (f" (default {default!r} not installed or disabled)" if default else "")
+
+
+def providers_line(config: Config) -> str:
+    """Which provider serves each interface and why, in one line: ``providers: auth local (embedded default),
+    billing none, metering memory`` — ``sbt serve`` prints it at start-up, ``sbt config show`` too."""
+    return "providers: " + ", ".join(f"{i} {selected_provider(config, i)}" for i in INTERFACES)
 
 
 # --- reading ------------------------------------------------------------------------------------------
@@ -401,20 +429,46 @@ def load_config(catalog: PluginCatalog, path: Path | None = None, *, raw: dict[s
     if not state_path.is_absolute() and path is not None:
         state_path = base / state_path
 
-    providers = _providers(catalog, resolved.get("providers", {}), data.get("providers", {}), plugins, problems)
+    providers, closed = _providers(catalog, resolved.get("providers", {}), data.get("providers", {}), plugins,
+                                   problems)
+    defaulted = _defaults(catalog, providers, closed, plugins)
     bindings = _bindings(catalog, resolved.get("bindings", []), providers, problems)
     if problems:
         raise ConfigError(problems)
     sections = {k: v for k, v in resolved.items() if k in OWNED_SECTIONS}
     return Config(server=server, state_dir=state_path, admin=admin, providers=providers, bindings=tuple(bindings),
-                  plugins=plugins, events=events, sections=sections, path=path, raw=data)
+                  plugins=plugins, events=events, sections=sections, path=path, raw=data,
+                  defaulted=frozenset(defaulted), closed=frozenset(closed))
+
+
+def _defaults(catalog: PluginCatalog, providers: dict[Interface, ProviderSelection], closed: set[Interface],
+              plugins: PluginsConfig) -> set[Interface]:
+    """Select the embedded default of every interface the config leaves unnamed (when it is installed and not
+    disabled); returns those interfaces."""
+    out: set[Interface] = set()
+    for interface, type_name in DEFAULT_PROVIDERS.items():
+        if type_name is None or interface in providers or interface in closed or type_name in plugins.disabled:
+            continue
+        record = catalog.get(type_name)
+        if record is None or record.status is not Status.LOADED or interface not in record.interfaces:
+            continue
+        problems = _Problems()
+        settings = _structure({}, getattr(record.obj, "settings_class", NoSettings), f"providers.{interface}",
+                              problems)
+        if problems:  # a default provider that needs settings cannot run unnamed
+            continue
+        providers[interface] = ProviderSelection(interface, type_name, settings)
+        out.add(interface)
+    return out
 
 
 def _providers(catalog: PluginCatalog, table: Any, raw_table: Any, plugins: PluginsConfig,
-               problems: _Problems) -> dict[Interface, ProviderSelection]:
+               problems: _Problems) -> tuple[dict[Interface, ProviderSelection], set[Interface]]:
+    """The selected providers, and the interfaces closed on purpose (``type = "none"``)."""
+    closed: set[Interface] = set()
     if not isinstance(table, dict):
         problems.add("providers", "must be a table of [providers.auth], [providers.billing], [providers.metering]")
-        return {}
+        return {}, closed
     selected: dict[Interface, ProviderSelection] = {}
     for interface, entry in table.items():
         path = f"providers.{interface}"
@@ -428,7 +482,12 @@ def _providers(catalog: PluginCatalog, table: Any, raw_table: Any, plugins: Plug
         installed = catalog.providers_of(interface)
         choices = f"installed: {', '.join(installed)}" if installed else "none installed"
         if not isinstance(type_name, str) or not type_name:
-            problems.add(f"{path}.type", f"required: name the {interface} provider ({choices})")
+            problems.add(f"{path}.type", f"required: name the {interface} provider ({choices}), or \"none\"")
+            continue
+        if type_name == NO_PROVIDER:
+            if len(entry) > 1:
+                problems.add(path, f'type = "none" selects no {interface} provider; it takes no settings')
+            closed.add(interface)
             continue
         record = catalog.get(type_name)
         if record is None or (record.status is Status.LOADED and interface not in record.interfaces):
@@ -448,7 +507,7 @@ def _providers(catalog: PluginCatalog, table: Any, raw_table: Any, plugins: Plug
         settings = _structure(body, settings_cls, path, problems)
         raw = raw_table.get(interface, {}) if isinstance(raw_table, dict) else {}
         selected[interface] = ProviderSelection(interface, type_name, settings, raw)
-    return selected
+    return selected, closed
 
 
 def _bindings(catalog: PluginCatalog, table: Any, providers: Mapping[Interface, ProviderSelection],
@@ -580,6 +639,8 @@ def show(config: Config, catalog: PluginCatalog) -> dict[str, Any]:
         "state_dir": str(config.state_dir),
         "admin": _CONV.unstructure(config.admin),
         "providers": providers,
+        # Why each interface has its provider (or none): the line ``sbt serve`` prints at start-up.
+        "selection": providers_line(config),
         "bindings": [redacted(dict(b)) for b in config.raw.get("bindings", [])],
         "plugins": {"disabled": list(config.plugins.disabled), "strict": config.plugins.strict},
         "events": _CONV.unstructure(config.events),

@@ -234,6 +234,11 @@ def detail_problem(detail: Any, where: str = "detail") -> str | None:
     return first_problem(detail, where)
 
 
+#: What :func:`check_name` accepts, as a JSON Schema ``pattern`` (ECMA 262) for the OpenAPI document: no
+#: control character (a surrogate cannot reach a name: it is not text).
+NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+
+
 def name_problem(value: str) -> str | None:
     """Why ``value`` cannot be a name or id (a control character or an unpaired surrogate), or None."""
     if value.isprintable():

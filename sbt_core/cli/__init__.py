@@ -6,13 +6,15 @@ from __future__ import annotations
 import logging
 import sys
 from types import ModuleType
-from typing import Any
+from typing import Annotated, Any
 
 import typer
 from typer.core import TyperOption
 
+from ..plugins import PluginCatalog
 from . import bindings, config, job_commands, plugins, runtime_commands, tenant_commands, token
 from ._common import CliState
+from .version import print_versions
 
 log = logging.getLogger("sbt.cli")
 
@@ -44,9 +46,23 @@ def build_app(cli_state: CliState | None = None) -> typer.Typer:
     app = typer.Typer(name="sbt", help="sbt: a SaaS Builder Toolkit control plane.", no_args_is_help=True,
                       pretty_exceptions_enable=False)
 
-    @app.callback()
-    def root(ctx: typer.Context) -> None:
+    @app.callback(invoke_without_command=True)
+    def root(ctx: typer.Context,
+             version: Annotated[bool, typer.Option("--version", help="Print sbt's version and every plugin's, "
+                                                   "then exit.")] = False,
+             as_json: Annotated[bool, typer.Option("--json", help="With --version: as JSON.")] = False) -> None:
         ctx.obj = st
+        if version:
+            try:
+                catalog: PluginCatalog | None = st.catalog()
+            except Exception as exc:  # strict mode or an unreadable config: the core's version still prints
+                log.debug("plugins not listed: %s", exc)
+                catalog = None
+            print_versions(catalog, as_json)
+            raise typer.Exit()
+        if ctx.invoked_subcommand is None:
+            typer.echo(ctx.get_help())
+            raise typer.Exit()
 
     for module in COMMAND_MODULES:
         module.register(app)

@@ -8,9 +8,9 @@ import typer
 from rich.console import Console
 from rich.syntax import Syntax
 
+from ..advice import config_warnings
 from ..bindings import build_binding_table
-from ..config import find_config_path, show
-from ..deployment import deployment_warnings
+from ..config import find_config_path, selected_provider, show
 from ..errors import ConfigError, StartupError
 from ..hookspecs import INTERFACES
 from ..plugins import check_required_hooks
@@ -26,8 +26,8 @@ def register(app: typer.Typer) -> None:
     def validate(ctx: typer.Context, config: ConfigOption = None, as_json: JsonOption = False) -> None:
         """Report every problem of the config at once (dotted paths), including a selected provider missing a
         required hook (which `sbt serve` refuses); say which provider each interface selects; exit 1 on any
-        problem. Warnings (what a valid config most likely did not mean, e.g. per-process state in a shared
-        deployment) exit 0."""
+        problem. Warnings (what a valid config most likely did not mean, e.g. no auth, a secret in plain text,
+        a local fake behind a public host, per-process state in a shared deployment) exit 0."""
         st = state(ctx)
         problems: list[str] = []
         try:
@@ -54,7 +54,7 @@ def register(app: typer.Typer) -> None:
                     problems.extend(exc.problems)
         except ConfigError as exc:
             problems.extend(exc.problems)
-        advice = [] if problems else deployment_warnings(cfg)
+        advice = [] if problems else config_warnings(cfg)
         path = find_config_path(config)
         where = str(path) if path else "embedded default"
         if as_json:
@@ -69,8 +69,7 @@ def register(app: typer.Typer) -> None:
             typer.echo(f"warning: {line}", err=True)
         typer.echo(f"{where}: valid" + (f" ({len(advice)} warning(s))" if advice else ""))
         for interface in INTERFACES:
-            selection = cfg.provider(interface)
-            typer.echo(f"  {interface}: {selection.type if selection else '(none)'}")
+            typer.echo(f"  {interface}: {selected_provider(cfg, interface)}")
 
     @group.command("show")
     @handle_errors
@@ -81,4 +80,5 @@ def register(app: typer.Typer) -> None:
         if as_json:
             print_json(data)
             return
+        typer.echo(data["selection"])
         Console().print(Syntax(json.dumps(data, indent=2), "json", background_color="default"))

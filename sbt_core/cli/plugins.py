@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Annotated
 
@@ -104,3 +106,36 @@ def register(app: typer.Typer) -> None:
         table_name = f"[providers.{record.interfaces[0]}] settings (type = \"{record.name}\")"
         print_table(table_name, columns, [(f.name, f.type, f.default, f.meaning) for f in fields], wide=wide,
                     console=console)
+
+    @group.command("new")
+    @handle_errors
+    def new(interface: Annotated[str, typer.Argument(help="auth, billing or metering.")],
+            name: Annotated[str, typer.Argument(help="The provider's type name, e.g. acme-ledger.")],
+            directory: Annotated[Path, typer.Option("--dir", help="Where to write sbt-<name>/.")] = Path(".")) -> None:
+        """Write a provider package skeleton: settings class, entry point, README and tests wired to the
+        conformance kit, each required hook a stub the kit's failures name until written."""
+        from ._template import write_template
+
+        root = write_template(interface, name, directory)
+        typer.echo(f"wrote {root}")
+        typer.echo(f"  next: sbt plugins install -e {root}   # then: sbt plugins list; cd {root} && python -m pytest")
+
+    @group.command("install", context_settings={"allow_extra_args": False})
+    @handle_errors
+    def install(packages: Annotated[list[str] | None, typer.Argument(
+                    help="Distributions to install (pip requirement specifiers).", show_default=False)] = None,
+                editable: Annotated[list[Path] | None, typer.Option(
+                    "--editable", "-e", help="Install a local project folder in editable mode.")] = None,
+                upgrade: Annotated[bool, typer.Option("--upgrade", "-U", help="Upgrade to the newest version.")]
+                = False) -> None:
+        """Install plugins into the same Python environment as sbt (pip install, as `llm install`); `sbt plugins
+        list` shows them at once."""
+        from ..errors import BadRequestError
+
+        args = [sys.executable, "-m", "pip", "install", *(["--upgrade"] if upgrade else [])]
+        for folder in editable or []:
+            args += ["--editable", str(folder)]
+        args += packages or []
+        if len(args) == 4 + upgrade:
+            raise BadRequestError("name a package to install, or -e FOLDER")
+        raise typer.Exit(subprocess.run(args, check=False).returncode)

@@ -31,6 +31,7 @@ import typer
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
+from ..config import providers_line
 from ..errors import BadRequestError
 from ..models import Event, scopes, to_json
 from ..runtime.bus.client import BusClient
@@ -212,6 +213,7 @@ def _register_serve(app: typer.Typer) -> None:
             typer.echo(f"sbt control plane listening on {url}")
             typer.echo(f"  other shells:    export SBT_URL={url}   # where the sbt client commands go")
             typer.echo(f"  API description: {url}/openapi.json")
+            typer.echo(f"  {providers_line(cfg)}")
             if auth is not None and auth.type == "local":
                 # The token must come from the same config (state directory, key) as this server.
                 where = f" --config {shlex.quote(str(cfg.path))}" if cfg.path is not None and config else ""

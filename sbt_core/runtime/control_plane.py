@@ -189,7 +189,7 @@ class ControlPlane:
             if tenants:
                 from ..tenants import open_registry
 
-                cp.add_component(open_registry(config))
+                cp.add_component(open_registry(config, auth_settings=lambda: cp.auth_settings))
             if jobs and config.sections.get("jobs"):
                 from ..app_plane import open_app_plane
 

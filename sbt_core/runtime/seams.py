@@ -8,7 +8,7 @@ read the table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -110,6 +110,10 @@ class QueryParam:
     type: str = "string"
     description: str = ""
     array: bool = False
+    #: More JSON Schema keywords of the value (``minimum``, ``maximum``, ``format``, ``enum``, ``minLength``):
+    #: the bounds the endpoint enforces, so a client reading the document is not refused by surprise.
+    bounds: Mapping[str, Any] = attrs.field(factory=dict)
+    required: bool = False
 
 
 @attrs.frozen

@@ -13,12 +13,13 @@ from typing import Any
 
 import attrs
 
-from ..runtime.seams import QueryParam, RouteDoc, Schema, document_route
+from ..runtime.http.hooks import page_query
+from ..runtime.seams import RouteDoc, Schema, document_route
 
 __all__ = ["PAGE_QUERY", "describe"]
 
-PAGE_QUERY = (QueryParam("limit", "integer", "page size, 1-1000 (default 10)"),
-              QueryParam("next_token", "string", "the next_token of the previous page"))
+#: ``limit`` (1-1000, default 10) and ``next_token``, as the registry enforces them.
+PAGE_QUERY = page_query()
 
 _ID = {"type": "string", "description": "uuid4"}
 _ACTIVE = {"type": "boolean", "description": "false once soft-deleted"}

@@ -201,6 +201,26 @@ class TenantStore:
                      .values(registration_id=tenant.tenant_registration_id, active=tenant.active, data=tenant.data,
                              updated_at=utcnow()))
 
+    def find_active_tenant(self, conn: Connection, key: str, value: str) -> Tenant | None:
+        """The active tenant whose data has ``key`` equal to ``value`` (the oldest if several), or None."""
+        query = (sa.select(tenants).where(tenants.c.active.is_(True), tenants.c.data[key].as_string() == value)
+                 .order_by(tenants.c.created_at, tenants.c.tenant_id).limit(1))
+        try:
+            with conn.begin_nested():
+                row = conn.execute(query).first()
+        except sa.exc.DBAPIError:
+            # A row an older version stored with a value the database's JSON functions refuse (NaN in
+            # SQLite): find the tenant the slow way, as the listing reads such rows.
+            found = (t for t in self._all_tenants(conn) if t.active and t.data.get(key) == value)
+            return next(found, None)
+        return _tenant(row) if row is not None else None
+
+    def _all_tenants(self, conn: Connection) -> Iterator[Tenant]:
+        after: str | None = None
+        while page := self.list_tenants(conn, 500, after):
+            yield from page
+            after = page[-1].tenant_id
+
     def list_tenants(self, conn: Connection, limit: int, after: str | None) -> list[Tenant]:
         """Up to ``limit`` tenants with an id above ``after``, in id order."""
         query = sa.select(tenants).order_by(tenants.c.tenant_id).limit(limit)

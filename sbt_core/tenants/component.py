@@ -16,7 +16,7 @@ import attrs
 
 from .._sql import unreachable
 from ..config import Config
-from ..models import Event
+from ..models import AuthSettings, Event
 from ..runtime.seams import EventBus, RouteGroup, attach_subscriber
 from ..triggers import EventTrigger
 from ._events import job_result_triggers
@@ -24,6 +24,7 @@ from ._settings import load_settings
 from ._store import TenantStore
 from .routes import tenant_routes
 from .service import Publisher, TenantService
+from .tenant_config import tenant_config_routes
 
 __all__ = ["TenantRegistry", "open_registry"]
 
@@ -33,11 +34,14 @@ class TenantRegistry:
     """The registry as the runtime sees it: the service, its route group, its subscribers."""
 
     service: TenantService
+    #: The selected auth provider's settings, for the public tenant-config route (None: no auth provider).
+    auth_settings: Callable[[], AuthSettings | None] = lambda: None
 
     @property
     def routes(self) -> RouteGroup:
-        """The ``/tenant-registrations`` and ``/tenants`` endpoints with their core triggers."""
-        return tenant_routes(self.service)
+        """The ``/tenant-registrations``, ``/tenants`` and ``/tenant-config`` endpoints with their core
+        triggers."""
+        return [*tenant_routes(self.service), *tenant_config_routes(self.service, self.auth_settings)]
 
     def subscriptions(self) -> list[tuple[str, EventTrigger, Callable[[Event], Any]]]:
         """``(name, trigger, handler)`` for each provision/deprovision Success/Failure event."""
@@ -60,8 +64,10 @@ class TenantRegistry:
         return None if problem is None else f"tenant registry: {problem}"
 
 
-def open_registry(config: Config, publish: Publisher | None = None) -> TenantRegistry:
-    """The registry of ``config``: ``[tenants] database_url`` or ``<state_dir>/tenants.sqlite3``.
+def open_registry(config: Config, publish: Publisher | None = None,
+                  auth_settings: Callable[[], AuthSettings | None] = lambda: None) -> TenantRegistry:
+    """The registry of ``config``: ``[tenants] database_url`` or ``<state_dir>/tenants.sqlite3``;
+    ``auth_settings`` gives the auth provider's settings the tenant-config route answers.
 
     :raises ConfigError: ``[tenants]`` is invalid (every problem, with dotted paths).
     """
@@ -69,4 +75,4 @@ def open_registry(config: Config, publish: Publisher | None = None) -> TenantReg
     store = TenantStore(settings.url(config.state_dir))
     service = TenantService(store, publish, naming=config.events.naming,
                             idempotency_ttl=timedelta(hours=settings.idempotency_ttl_hours))
-    return TenantRegistry(service)
+    return TenantRegistry(service, auth_settings)

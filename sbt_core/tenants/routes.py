@@ -106,7 +106,7 @@ def tenant_routes(service: TenantService) -> RouteGroup:
         return JSONAnswer(page_body([r.to_json() for r in page.items], page.next_token))
 
     async def get_registration(request: Request) -> Response:
-        """Get one tenant registration."""
+        """Get one tenant registration (soft-deleted: still 200, with sbtaws_active false, as sbt-aws)."""
         reg = await run_in_threadpool(service.get_registration, request.path_params["tenantRegistrationId"])
         return JSONAnswer({"data": reg.to_json()})
 
@@ -138,7 +138,7 @@ def tenant_routes(service: TenantService) -> RouteGroup:
         return JSONAnswer(page_body([t.to_json() for t in page.items], page.next_token))
 
     async def get_tenant(request: Request) -> Response:
-        """Get one tenant."""
+        """Get one tenant (soft-deleted: still 200, with sbtaws_active false, as sbt-aws)."""
         tenant = await run_in_threadpool(service.get_tenant, request.path_params["tenantId"])
         return JSONAnswer({"data": tenant.to_json()})
 

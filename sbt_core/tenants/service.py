@@ -319,6 +319,22 @@ class TenantService:
             raise tenant_not_found(tenant_id)
         return tenant
 
+    def find_tenant(self, *, tenant_id: str | None = None, tenant_name: str | None = None) -> Tenant:
+        """The active tenant with this id, else with this ``tenantName`` (the tenant-config route's lookups).
+
+        :raises NotFoundError: ``No tenant details found for <id or name>`` (sbt-aws's words), also for a
+            soft-deleted tenant.
+        """
+        with self.store.read() as conn:
+            if tenant_id is not None:
+                tenant = self.store.get_tenant(conn, tenant_id)
+                tenant = tenant if tenant is not None and tenant.active else None
+            else:
+                tenant = self.store.find_active_tenant(conn, "tenantName", tenant_name or "")
+        if tenant is None:
+            raise NotFoundError(f"No tenant details found for {tenant_id if tenant_id is not None else tenant_name}")
+        return tenant
+
     def update_tenant(self, tenant_id: str, data: Mapping[str, Any]) -> Tenant:
         """``PUT /tenants/{tenantId}``: merge ``data`` into the tenant (upstream drops a ``tenantId`` key; here
         one equal to the path is ignored and any other reserved key refused).

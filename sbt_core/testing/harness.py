@@ -219,15 +219,15 @@ def start_control_plane(state_dir: Path, *, plugins: Mapping[str, Any] | None = 
     :param state_dir: where providers and the tenant registry keep files (a ``tmp_path``).
     :param plugins: ``{type name: provider class or extension}``, registered without installing.
     :param config: the ``sbt.toml`` content as a dict, merged over the test defaults — ``[providers.auth]``
-        ``local`` (unless ``auth`` is False) and :data:`TEST_EVENTS_CONFIG` under ``[events]``.
+        ``local`` (``none`` if ``auth`` is False) and :data:`TEST_EVENTS_CONFIG` under ``[events]``.
     :param tenants: open the tenant registry (SQLite under ``state_dir``), as ``sbt serve`` does.
     :param start: start it (False: build only, e.g. to add components or subscribers first).
     :param clock: the scheduler's clock (aware UTC); drive schedules with :meth:`Harness.tick`.
     :raises ConfigError, StartupError: as ``sbt serve`` would.
     """
     base: dict[str, Any] = {"state_dir": str(state_dir), "events": dict(TEST_EVENTS_CONFIG), "providers": {}}
-    if auth:
-        base["providers"]["auth"] = {"type": "local"}
+    # Without auth, none on purpose: the config defaults would otherwise select local auth.
+    base["providers"]["auth"] = {"type": "local" if auth else "none"}
     raw = deep_merge(base, config or {})
     catalog = discover(entry_points=False, builtins=builtins, extra=dict(plugins or {}), strict=True)
     loaded = load_config(catalog, None, raw=raw)

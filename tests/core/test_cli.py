@@ -90,8 +90,8 @@ def test_config_validate_ok(fakes: dict[str, Any], tmp_path: Path, monkeypatch: 
     assert result.exit_code == 0
     first, *selected = result.stdout.strip().splitlines()
     assert first.endswith("sbt.toml: valid")
-    assert [line.split() for line in selected] == [["auth:", "(none)"], ["billing:", "greedy"],
-                                                   ["metering:", "fakemeter"]]
+    assert [line.strip() for line in selected] == ["auth: local (embedded default)", "billing: greedy",
+                                                   "metering: fakemeter"]
 
 
 MISSING_HOOK = """

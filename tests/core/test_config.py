@@ -108,7 +108,7 @@ schedule = "rate(1 hour)"
         "state_dir: must be a path string",
         "providers.metering.type: unknown metering provider 'fakemetre'; installed: fakemeter, greedy",
         "providers.billing: unknown key(s) flavour; this table takes no keys",
-        "providers.auth.type: required: name the auth provider (installed: fakeauth)",
+        "providers.auth.type: required: name the auth provider (installed: fakeauth), or \"none\"",
         "providers.payments: unknown interface; valid: auth, billing, metering",
         "bindings[0].schedule: 'rate(1 hours)': write rate(1 hour)",
         "bindings[1].hook: unknown hook 'billing_push_usage' (did you mean billing_put_usage?)",

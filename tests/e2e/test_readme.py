@@ -105,3 +105,7 @@ def test_the_walkthrough_works_verbatim(tmp_path: Path) -> None:
     assert {(row["tenantId"], row["groups"]["region"]): row["value"] for row in usage} == expected
     assert all(row["windowEnd"] > row["windowStart"] for row in usage)
     assert "metering_fetch_usage" in result.stdout  # sbt bindings printed its table
+    # The walkthrough's config names no provider: local auth and memory metering run, and the server says so.
+    assert "[providers." not in walkthrough_config()
+    assert ("providers: auth local (embedded default), billing none, metering memory (embedded default)"
+            in (tmp_path / "sbt-serve.log").read_text())

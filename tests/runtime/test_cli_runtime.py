@@ -174,7 +174,7 @@ def test_token_is_minted_from_the_config_when_not_given(plane: Harness, url: str
 
 def test_no_token_without_the_local_auth_provider_is_one_line(tmp_path: Path) -> None:
     config = tmp_path / "sbt.toml"
-    config.write_text('[providers.metering]\ntype = "rec"\n')
+    config.write_text('[providers.auth]\ntype = "none"\n[providers.metering]\ntype = "rec"\n')
     result = CliRunner().invoke(build_app(CliState(extra=PLUGINS, entry_points=False)),
                                 ["events", "list", "--config", str(config), "--url", "http://127.0.0.1:9"])
     assert result.exit_code == 1

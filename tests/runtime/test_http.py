@@ -605,7 +605,8 @@ async def test_openapi_operation_ids_stay_unique_across_route_groups(cp: FakeCon
 
 async def test_without_an_auth_provider_jwt_routes_are_closed(tmp_path: Path) -> None:
     catalog = discover(entry_points=False, builtins=True, extra={"recmeter": RecordingMetering})
-    config = load_config(catalog, raw={"state_dir": str(tmp_path), "providers": {"metering": {"type": "recmeter"}}})
+    config = load_config(catalog, raw={"state_dir": str(tmp_path), "providers": {"auth": {"type": "none"},
+                                                                              "metering": {"type": "recmeter"}}})
     providers = build_providers(catalog, config)
     plane = FakeControlPlane(providers, build_binding_table(catalog, config), Bus(config.events), config, None)
     async with httpx.AsyncClient(transport=httpx.ASGITransport(app=build_app(plane)), base_url="http://sbt.test") as c:

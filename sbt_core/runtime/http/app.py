@@ -99,10 +99,23 @@ def _internal_error() -> JSONAnswer:
     return JSONAnswer({"message": "Internal server error"}, 500)
 
 
+def _allowed_methods(request: Request) -> str:
+    """Every method some route serves at this path. Starlette's 405 names only the first matching route's
+    (``POST`` for ``/events``, which ``GET`` reads too), since each operation is a route of its own."""
+    methods: set[str] = set()
+    for route in request.app.routes:
+        if isinstance(route, Route) and route.methods and route.path_regex.match(request.scope["path"]):
+            methods |= route.methods
+    return ", ".join(sorted(methods))
+
+
 async def _http_exception(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, HTTPException)
     # Starlette's own 404 (no route) and 405 (wrong method) in our envelope.
-    return JSONAnswer({"message": exc.detail}, exc.status_code, headers=dict(exc.headers or {}))
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed_methods(request)
+    return JSONAnswer({"message": exc.detail}, exc.status_code, headers=headers)
 
 
 async def _unhandled(request: Request, exc: Exception) -> Response:
@@ -281,7 +294,11 @@ def _put_events_request(reg: Any) -> dict[str, Any]:
 
 
 def _put_events_response(reg: Any) -> dict[str, Any]:
-    return {"type": "object", "required": ["FailedEntryCount", "Entries"], "properties": {
+    return {"type": "object", "required": ["FailedEntryCount", "Entries"],
+            "description": "EventBridge PutEvents' partial failure: the answer is 200 even when entries fail "
+                           "(an entry of the wrong type, a refused detail); FailedEntryCount counts them and "
+                           "each failed entry carries ErrorCode and ErrorMessage instead of EventId, in order.",
+            "properties": {
         "FailedEntryCount": {"type": "integer"},
         "Entries": {"type": "array", "items": {"type": "object", "properties": {
             "EventId": {"type": "string"}, "ErrorCode": {"type": "string"}, "ErrorMessage": {"type": "string"}}}}}}
@@ -346,7 +363,8 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
         Operation(_core_trigger("GET", "/events"), list_events, "list_events",
                   "Recent events, newest first, with each binding's delivery status.", "events",
                   response_schema=_events_schema,
-                  query=(QueryParam("limit", "integer", f"how many (1-{MAX_EVENTS_PAGE}, default 50)"),)),
+                  query=(QueryParam("limit", "integer", f"how many (1-{MAX_EVENTS_PAGE}, default 50)",
+                                    bounds={"minimum": 1, "maximum": MAX_EVENTS_PAGE}),)),
         Operation(_core_trigger("GET", "/events/{eventId}"), get_event, "get_event",
                   "One event of the log with each binding's delivery status.", "events",
                   response_schema=record_schema),

@@ -21,6 +21,7 @@ from starlette.responses import Response
 from ... import input_policy
 from ...errors import BadRequestError
 from ...models import (
+    MAX_PAGE_LIMIT,
     CancelResult,
     CancelUsageRequest,
     CreateUserRequest,
@@ -35,6 +36,7 @@ from ...models import (
     User,
     WebhookRequest,
     WebhookResponse,
+    WindowSize,
     from_json,
     to_json,
 )
@@ -164,8 +166,15 @@ def _user_name_schema(reg: Any) -> dict[str, Any]:
         "data": {"type": "object", "properties": {"userName": {"type": "string"}}, "required": ["userName"]}}}
 
 
-_PAGE_QUERY = (QueryParam("limit", "integer", "page size (default 10)"),
-               QueryParam("next_token", "string", "next_token of the previous page"))
+def page_query(max_limit: int = MAX_PAGE_LIMIT, default: int = 10) -> tuple[QueryParam, ...]:
+    """``limit`` (1 to ``max_limit``) and ``next_token``, as :func:`page_request` enforces them."""
+    return (QueryParam("limit", "integer", f"page size, 1-{max_limit} (default {default})",
+                       bounds={"minimum": 1, "maximum": max_limit}),
+            QueryParam("next_token", "string", "next_token of the previous page",
+                       bounds={"minLength": 1, "pattern": input_policy.NAME_PATTERN}))
+
+
+_PAGE_QUERY = page_query()
 
 #: Cognito's ListUsers takes at most 60 per page; the auth hookspec promises providers no more.
 MAX_USERS_PAGE = 60
@@ -183,7 +192,7 @@ HOOK_ROUTES: dict[str, HookRoute] = {
         status=201, body_model=CreateUserRequest, response=_user_name_schema),
     "auth_fetch_all_users": HookRoute(
         decode=lambda r, b: attrs.asdict(page_request(r, MAX_USERS_PAGE)),
-        encode=_page, query=_PAGE_QUERY, response=_data_schema(User, array=True)),
+        encode=_page, query=page_query(MAX_USERS_PAGE), response=_data_schema(User, array=True)),
     "auth_fetch_user": HookRoute(
         decode=lambda r, b: {"user_id": path_param(r, "userId")}, encode=_data(), response=_data_schema(User)),
     "auth_update_user": HookRoute(
@@ -216,13 +225,18 @@ HOOK_ROUTES: dict[str, HookRoute] = {
     "metering_fetch_usage": HookRoute(
         decode=lambda r, b: {"meter_id": path_param(r, "meterId"), "query": _usage_query(r)},
         encode=_page, response=_data_schema(UsageRow, array=True),
-        query=(QueryParam("from", "string", "start of the range, inclusive (RFC 3339)"),
-               QueryParam("to", "string", "end of the range, exclusive (RFC 3339)"),
-               QueryParam("windowSize", "string", "MINUTE, HOUR, DAY or MONTH; absent: one row per group"),
-               QueryParam("windowTimeZone", "string", "IANA time zone of the windows (default UTC)"),
-               QueryParam("tenantId", "string", "only this tenant's usage"),
+        query=(QueryParam("from", "string", "start of the range, inclusive (RFC 3339)", bounds={"format": "date-time"},
+                          required=True),
+               QueryParam("to", "string", "end of the range, exclusive (RFC 3339)", bounds={"format": "date-time"},
+                          required=True),
+               QueryParam("windowSize", "string", "absent: one row per group",
+                          bounds={"enum": [w.value for w in WindowSize]}),
+               QueryParam("windowTimeZone", "string", "IANA time zone of the windows (default UTC)",
+                          bounds={"minLength": 1}),
+               QueryParam("tenantId", "string", "only this tenant's usage",
+                          bounds={"minLength": 1, "pattern": input_policy.NAME_PATTERN}),
                QueryParam("groupBy", "string", "meter dimensions to group by (repeat or comma-separate)", True),
-               *_PAGE_QUERY)),
+               *page_query(default=100))),
     "metering_cancel_usage_events": HookRoute(
         decode=lambda r, b: {"request": json_body(b, CancelUsageRequest)}, encode=_data(),
         body_model=CancelUsageRequest, response=_data_schema(CancelResult)),

@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from ... import __version__
+from ...input_policy import NAME_PATTERN
 from ...models import AuthSettings
 from ...triggers import Authorizer as AuthorizerKind
 from .schema import SchemaRegistry
@@ -53,14 +54,15 @@ def build_openapi(operations: Sequence[Operation], auth: AuthSettings | None) ->
         if op.summary:
             entry["summary"] = op.summary
         params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1,
+                                                                 "pattern": NAME_PATTERN}}
             for name in _PARAM.findall(trigger.path)
         ]
         for q in op.query:
-            schema: dict[str, Any] = {"type": q.type}
+            schema: dict[str, Any] = {"type": q.type, **q.bounds}
             if q.array:
                 schema = {"type": "array", "items": schema}
-            param = {"name": q.name, "in": "query", "required": False, "schema": schema}
+            param = {"name": q.name, "in": "query", "required": q.required, "schema": schema}
             if q.description:
                 param["description"] = q.description
             if q.array:
