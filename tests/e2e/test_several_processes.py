@@ -60,6 +60,9 @@ type = "local"
 [providers.billing]
 type = "probe"
 
+[providers.metering]
+type = "none"                  # only the probe's deliveries are counted
+
 [[bindings]]
 hook = "billing_put_usage"
 schedule = "rate(1 minute)"
