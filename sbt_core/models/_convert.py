@@ -30,6 +30,25 @@ def camel(name: str) -> str:
     return head + "".join(part[:1].upper() + part[1:] for part in rest)
 
 
+#: The attribute of a field validator naming the JSON Schema keywords it enforces (``maxLength``…), which
+#: the OpenAPI schema of the record states: the document says what the validator refuses.
+JSON_SCHEMA_ATTRIBUTE = "json_schema"
+
+
+def stating(validator: Any, **keywords: Any) -> Any:
+    """``validator``, marked with the JSON Schema ``keywords`` it enforces (see :data:`JSON_SCHEMA_ATTRIBUTE`)."""
+    setattr(validator, JSON_SCHEMA_ATTRIBUTE, keywords)
+    return validator
+
+
+def stated_keywords(validator: Any) -> dict[str, Any]:
+    """The keywords ``validator`` (or each validator of an ``attrs.validators.and_``) states."""
+    out: dict[str, Any] = {}
+    for v in getattr(validator, "_validators", None) or ([validator] if validator is not None else []):
+        out |= getattr(v, JSON_SCHEMA_ATTRIBUTE, None) or {}
+    return out
+
+
 def wire_key(field: attrs.Attribute[Any]) -> str:
     """The JSON key of an attrs field."""
     return field.metadata.get(WIRE_KEY) or camel(field.name)

@@ -12,9 +12,9 @@ from typing import Any
 
 import attrs
 
-from ..input_policy import name_problem
+from ..input_policy import NAME_PATTERN, name_problem
 from . import scopes
-from ._convert import camel
+from ._convert import camel, stating
 from .common import Secret
 
 _EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
@@ -30,6 +30,9 @@ def _name(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None
         raise ValueError(f"{camel(attribute.name)} must be 1 to 128 characters")
     if value is not None and (problem := name_problem(value)) is not None:
         raise ValueError(f"{camel(attribute.name)}: {problem}")
+
+
+stating(_name, minLength=1, maxLength=128, pattern=NAME_PATTERN)
 
 
 @attrs.frozen

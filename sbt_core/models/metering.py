@@ -19,8 +19,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import attrs
 
 from ..errors import BadRequestError
-from ..input_policy import name_problem
-from ._convert import WIRE_KEY, camel, parse_timestamp
+from ..input_policy import NAME_PATTERN, name_problem
+from ._convert import WIRE_KEY, camel, parse_timestamp, stating
 from .common import MAX_PAGE_LIMIT, utcnow
 from .events import Event
 
@@ -76,7 +76,7 @@ def _text(max_len: int, *, name: bool = True) -> Any:
             raise ValueError(f"{camel(attribute.name)} must be 1 to {max_len} characters")
         if name and value is not None and (problem := name_problem(value)) is not None:
             raise ValueError(f"{camel(attribute.name)}: {problem}")
-    return check
+    return stating(check, minLength=1, maxLength=max_len, **({"pattern": NAME_PATTERN} if name else {}))
 
 
 def _zone(_: object, attribute: attrs.Attribute[Any], value: str) -> None:

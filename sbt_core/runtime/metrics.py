@@ -221,7 +221,7 @@ def metrics_routes(metrics: Metrics, access: str, authorizer: Callable[[], Autho
             verifier.check_scope(claims, EVENT_READ)
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
-    document_route(metrics_endpoint, RouteDoc(operation_id="metrics", tag="core",
+    document_route(metrics_endpoint, RouteDoc(operation_id="metrics", tag="core", media_type="text/plain",
                                               response_schema=lambda reg: {"type": "string"}))
     return [(trigger, metrics_endpoint)]
 

@@ -129,6 +129,8 @@ class RouteDoc:
     request_schema: Schema | None = None
     response_schema: Schema | None = None
     query: tuple[QueryParam, ...] = ()
+    #: The success answer's media type (``text/html`` for a page, ``text/plain`` for Prometheus' text).
+    media_type: str = "application/json"
 
 
 _Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])

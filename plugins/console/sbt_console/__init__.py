@@ -21,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from sbt_core import hookimpl
 from sbt_core.models.scopes import EVENT_READ
-from sbt_core.routes import Routes, StaticFiles
+from sbt_core.routes import RouteDoc, Routes, StaticFiles, document_route
 from sbt_core.triggers import Authorizer, RouteTrigger
 
 __all__ = ["BASE_PATH", "STATIC", "Console"]
@@ -55,6 +55,7 @@ class Console:
             """The running control plane's bindings and plugins: ``{"data": {"bindings": [...], "plugins": [...]}}``."""
             return JSONResponse({"data": _control_plane_json(request.app.state.control_plane)})
 
+        document_route(console_page, RouteDoc(media_type="text/html", response_schema=lambda reg: {"type": "string"}))
         return Routes(
             routes=[(RouteTrigger("GET", BASE_PATH, authorizer=Authorizer.NONE), console_page),
                     (RouteTrigger("GET", f"{BASE_PATH}/api/bindings", scope=EVENT_READ), console_bindings)],

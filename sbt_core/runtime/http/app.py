@@ -81,6 +81,7 @@ class Operation:
     response_schema: Schema | None = None
     status: int = 200
     query: tuple[QueryParam, ...] = ()
+    media_type: str = "application/json"
 
 
 # --- errors ------------------------------------------------------------------------------------------------
@@ -379,7 +380,7 @@ def _group_operations(group: RouteGroup, tag: str) -> list[Operation]:
         ops.append(Operation(trigger, endpoint, doc.operation_id or (name if name.startswith(tag) else f"{tag}_{name}"),
                              _first_line(getattr(endpoint, "__doc__", None)) or f"{trigger.method} {trigger.path}",
                              doc.tag or tag, status=doc.status, request_schema=doc.request_schema,
-                             response_schema=doc.response_schema, query=doc.query))
+                             response_schema=doc.response_schema, query=doc.query, media_type=doc.media_type))
     return ops
 
 

@@ -170,8 +170,9 @@ def page_query(max_limit: int = MAX_PAGE_LIMIT, default: int = 10) -> tuple[Quer
     """``limit`` (1 to ``max_limit``) and ``next_token``, as :func:`page_request` enforces them."""
     return (QueryParam("limit", "integer", f"page size, 1-{max_limit} (default {default})",
                        bounds={"minimum": 1, "maximum": max_limit}),
+            # An empty next_token reads the first page, as none does.
             QueryParam("next_token", "string", "next_token of the previous page",
-                       bounds={"minLength": 1, "pattern": input_policy.NAME_PATTERN}))
+                       bounds={"pattern": input_policy.NAME_PATTERN}))
 
 
 _PAGE_QUERY = page_query()

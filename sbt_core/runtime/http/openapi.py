@@ -75,8 +75,9 @@ def build_openapi(operations: Sequence[Operation], auth: AuthSettings | None) ->
                                     "content": {"*/*": {"schema": {}}}}
         elif op.request_schema is not None:
             entry["requestBody"] = {"required": True, "content": _json(op.request_schema(reg))}
-        success = {"description": "Success", "content": _json(op.response_schema(reg) if op.response_schema
-                                                             else {})}
+        success = {"description": "Success", "content": {
+            op.media_type: {"schema": op.response_schema(reg) if op.response_schema
+                                                            else {}}}}
         responses: dict[str, Any] = {str(op.status): success}
         needs_jwt = trigger.authorizer is AuthorizerKind.JWT
         for status in _ERRORS:

@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from ...models import Secret
-from ...models._convert import wire_key
+from ...models._convert import stated_keywords, wire_key
 
 __all__ = ["SchemaRegistry"]
 
@@ -47,6 +47,9 @@ class SchemaRegistry:
                 continue
             key = wire_key(field)
             schema = self.describe(hints.get(field.name, Any))
+            stated = stated_keywords(field.validator)
+            if stated and "$ref" not in schema:
+                schema = {**schema, **stated}
             properties[key] = schema
             if field.default is attrs.NOTHING:
                 required.append(key)
