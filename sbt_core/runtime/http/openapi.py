@@ -6,15 +6,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ... import __version__
 from ...models import AuthSettings
 from ...triggers import Authorizer as AuthorizerKind
+from .operation import Operation
 from .schema import SchemaRegistry
-
-if TYPE_CHECKING:
-    from .app import Operation
 
 __all__ = ["build_openapi"]
 
