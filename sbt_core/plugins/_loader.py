@@ -9,7 +9,6 @@ load; ``SBT_STRICT_PLUGINS=1`` (or ``strict=True``) makes the first failure fata
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import os
 from collections.abc import Iterable, Mapping
@@ -170,14 +169,6 @@ def _uncallable_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return problems
 
 
-def _load_object(value: str) -> Any:
-    module_name, _, attr = value.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in filter(None, attr.split(".")):
-        obj = getattr(obj, part)
-    return obj
-
-
 @attrs.frozen
 class _Candidate:
     name: str
@@ -260,7 +251,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> PluginRecord:
-    obj = cand.obj if cand.obj is not None else _load_object(cand.value)
+    obj = cand.obj if cand.obj is not None else metadata.EntryPoint(cand.name, cand.value, ENTRY_POINT_GROUP).load()
     try:
         pm.register(obj, name=cand.name)
     except pluggy.PluginValidationError as exc:
