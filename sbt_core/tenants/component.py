@@ -16,7 +16,7 @@ import attrs
 
 from ..config import Config
 from ..models import Event
-from ..runtime.seams import EventBus, RouteGroup, attach_subscriber
+from ..runtime.contracts import EventBus, RouteGroup, attach_subscriber
 from ..triggers import EventTrigger
 from ._events import job_result_triggers
 from ._settings import load_settings

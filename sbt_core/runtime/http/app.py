@@ -33,7 +33,7 @@ from ...models import AuthSettings, to_json
 from ...triggers import Authorizer as AuthorizerKind
 from ...triggers import RouteTrigger
 from ..authorizer import Authorizer, JwksSource, StaticJwks, bearer_token
-from ..seams import EventBus, QueryParam, RouteGroup, route_doc
+from ..contracts import EventBus, QueryParam, RouteGroup, route_doc
 from . import events as ev
 from ._json import FastJSONResponse, JSONAnswer
 from .hooks import HOOK_ROUTES, json_body
@@ -242,7 +242,7 @@ def _events_schema(reg: Any) -> dict[str, Any]:
 
 
 def _record_schema(reg: SchemaRegistry) -> dict[str, Any]:
-    from ..seams import EventRecord
+    from ..contracts import EventRecord
 
     return reg.ref(EventRecord)
 

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...triggers import RouteTrigger
-from ..seams import QueryParam, Schema
+from ..contracts import QueryParam, Schema
 from .hooks import HookRoute
 
 __all__ = ["Endpoint", "Operation"]
