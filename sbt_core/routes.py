@@ -34,7 +34,7 @@ import attrs
 from starlette.requests import Request
 from starlette.responses import Response
 
-from .runtime.seams import QueryParam, RouteDoc, document_route
+from .runtime.contracts import QueryParam, RouteDoc, document_route
 from .triggers import RouteTrigger
 
 __all__ = ["Endpoint", "QueryParam", "RouteDoc", "Routes", "StaticFiles", "document_route"]

@@ -237,21 +237,18 @@ def parse_schedule(expression: str) -> ScheduleTrigger:
     minutes, hours, dom, month, dow, year = fields
     if (dom == "?") == (dow == "?"):
         raise BadRequestError(f"{expression!r}: exactly one of day-of-month and day-of-week must be '?'")
-    try:
-        for name, field, low, high, names, extra in (
-            ("minutes", minutes, 0, 59, None, ""),
-            ("hours", hours, 0, 23, None, ""),
-            ("day-of-month", dom, 1, 31, None, "?LW"),
-            ("month", month, 1, 12, _MONTHS, ""),
-            ("day-of-week", dow, 1, 7, _DAYS, "?L#"),
-            ("year", year, 1970, 2199, None, ""),
-        ):
-            try:
-                _check_field(field, low, high, names, extra=extra)
-            except ValueError as exc:
-                raise BadRequestError(f"{expression!r}: {name} {field!r}: {exc}") from None
-    except BadRequestError:
-        raise
+    for name, field, low, high, names, extra in (
+        ("minutes", minutes, 0, 59, None, ""),
+        ("hours", hours, 0, 23, None, ""),
+        ("day-of-month", dom, 1, 31, None, "?LW"),
+        ("month", month, 1, 12, _MONTHS, ""),
+        ("day-of-week", dow, 1, 7, _DAYS, "?L#"),
+        ("year", year, 1970, 2199, None, ""),
+    ):
+        try:
+            _check_field(field, low, high, names, extra=extra)
+        except ValueError as exc:
+            raise BadRequestError(f"{expression!r}: {name} {field!r}: {exc}") from None
     spec = Cron(minutes, hours, dom, month, dow, year)
     try:
         from croniter import croniter

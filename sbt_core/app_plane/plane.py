@@ -42,7 +42,7 @@ from sqlalchemy.exc import OperationalError
 from ..errors import BadRequestError, ProviderError, StartupError
 from ..job_kind import JobRequest, JobResult
 from ..models import Event, output_detail_type
-from ..runtime.seams import EventBus, Publisher, RouteGroup, attach_subscriber
+from ..runtime.contracts import EventBus, Publisher, RouteGroup, attach_subscriber
 from ..triggers import EventTrigger
 from ._spec import AppPlaneSettings, JobSpec
 from ._store import Claim, JobRun, JobRunStore, RunStatus

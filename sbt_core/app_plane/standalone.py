@@ -39,7 +39,7 @@ from ..models import Event, from_json, to_json
 from ..plugins import PluginCatalog
 from ..runtime.bus import Bus
 from ..runtime.bus.client import BusClient
-from ..runtime.seams import PutEventsEntryResult
+from ..runtime.contracts import PutEventsEntryResult
 from ..triggers import EventTrigger
 from . import open_app_plane
 from .plane import AppPlane

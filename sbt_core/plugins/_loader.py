@@ -9,7 +9,6 @@ load; ``SBT_STRICT_PLUGINS=1`` (or ``strict=True``) makes the first failure fata
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import os
 from collections.abc import Iterable, Mapping
@@ -142,12 +141,32 @@ def _unknown_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
     return unknown
 
 
-def _load_object(value: str) -> Any:
-    module_name, _, attr = value.partition(":")
-    obj: Any = importlib.import_module(module_name)
-    for part in filter(None, attr.split(".")):
-        obj = getattr(obj, part)
-    return obj
+#: Lifecycle hooks pluggy calls on a plugin class itself (no instance exists yet: the CLI is built before
+#: any provider is constructed); the others are called on the constructed instance.
+_CLASS_LEVEL_HOOKS = ("sbt_register_commands",)
+
+
+def _uncallable_hooks(pm: pluggy.PluginManager, plugin: object) -> list[str]:
+    """Class-level hooks of a plugin class that pluggy cannot call as declared, each with its fix.
+
+    pluggy drops a leading ``self`` from the arguments it passes, so a plain method called on the class
+    lacks it and fails only when the hook is called (a ``TypeError`` at CLI build)."""
+    if not inspect.isclass(plugin):
+        return []
+    problems = []
+    for caller in pm.get_hookcallers(plugin) or []:
+        if caller.name not in _CLASS_LEVEL_HOOKS:
+            continue
+        for impl in caller.get_hookimpls():
+            if impl.plugin is not plugin:
+                continue
+            try:
+                inspect.signature(impl.function).bind(**dict.fromkeys(impl.argnames))
+            except TypeError:
+                args = ", ".join(impl.argnames)
+                problems.append(f"{caller.name} is called on the class {plugin.__qualname__}, not on an instance: "
+                                f"declare it as a @staticmethod taking ({args}), without self")
+    return problems
 
 
 @attrs.frozen
@@ -232,7 +251,7 @@ def _error_text(exc: BaseException) -> str:
 
 
 def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> PluginRecord:
-    obj = cand.obj if cand.obj is not None else _load_object(cand.value)
+    obj = cand.obj if cand.obj is not None else metadata.EntryPoint(cand.name, cand.value, ENTRY_POINT_GROUP).load()
     try:
         pm.register(obj, name=cand.name)
     except pluggy.PluginValidationError as exc:
@@ -243,6 +262,10 @@ def _load_one(pm: pluggy.PluginManager, cand: _Candidate) -> PluginRecord:
     if unknown:
         pm.unregister(obj)
         raise PluginError(cand.name, f"implements unknown hook(s): {', '.join(unknown)}")
+    uncallable = _uncallable_hooks(pm, obj)
+    if uncallable:
+        pm.unregister(obj)
+        raise PluginError(cand.name, "; ".join(uncallable))
     hooks, interface_hooks = _describe_impls(pm, obj)
     if inspect.isclass(obj) and issubclass(obj, JobKind):
         if interface_hooks:

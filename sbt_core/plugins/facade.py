@@ -7,7 +7,7 @@ for the errors raised.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, cast
+from typing import Any, ClassVar, Protocol, cast
 
 from ..hookspecs import Interface
 from ..models import (
@@ -32,13 +32,23 @@ from ..models import (
     WebhookRequest,
     WebhookResponse,
 )
-from ._select import Providers
+
+
+class SelectedProviders(Protocol):
+    """What a facade reads of :class:`~sbt_core.plugins.Providers` (which builds the facades, so the
+    facades name only this)."""
+
+    types: dict[Interface, str]
+
+    def call(self, hook: str, **kwargs: Any) -> Any: ...
+
+    def implements(self, hook: str) -> bool: ...
 
 
 class _Facade:
     interface: ClassVar[Interface]
 
-    def __init__(self, providers: Providers) -> None:
+    def __init__(self, providers: SelectedProviders) -> None:
         self._providers = providers
 
     def _call(self, method: str, **kwargs: Any) -> Any:

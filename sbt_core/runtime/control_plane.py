@@ -37,9 +37,9 @@ from ..plugins import PluginCatalog, Providers, build_providers
 from ..triggers import EventTrigger
 from .bus import Bus, DeadLetterStore, SqlDeadLetters, SqliteTransport, Transport, dead_letter_routes
 from .bus.shared_log import SqlEventLog
+from .contracts import EventBus, RouteGroup
 from .metrics import Metrics, metrics_routes
 from .scheduler import Scheduler, schedule_routes
-from .seams import EventBus, RouteGroup
 
 __all__ = ["SERVING_GC_THRESHOLD", "Component", "ControlPlane", "tune_gc_for_serving"]
 

@@ -46,7 +46,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ..errors import ForbiddenError
 from .bus.core import DeadLetterReason
-from .seams import RouteDoc, RouteGroup, document_route
+from .contracts import RouteDoc, RouteGroup, document_route
 
 if TYPE_CHECKING:
     from .authorizer import Authorizer

@@ -40,7 +40,7 @@ from ..errors import NotFoundError, SbtError
 from ..models import Event, ScheduleRun, format_timestamp, from_json, to_json, utcnow
 from ..triggers import RouteTrigger, ScheduleTrigger
 from .bus import Bus, Handler
-from .seams import RouteDoc, RouteGroup, document_route
+from .contracts import RouteDoc, RouteGroup, document_route
 
 __all__ = ["SCHEDULE_DETAIL_TYPE", "SCHEDULER_SOURCE", "Schedule", "Scheduler", "schedule_event", "schedule_routes"]
 

@@ -1,5 +1,5 @@
 """How the registry's routes appear in ``GET /openapi.json``: each endpoint carries a
-:class:`~sbt_core.runtime.seams.RouteDoc` with its status, body and answer schemas.
+:class:`~sbt_core.runtime.contracts.RouteDoc` with its status, body and answer schemas.
 
 The row shapes are sbt-aws's flat items (ids, ``sbtaws_active``, then the client's own keys), which no
 attrs record describes field by field, so they are written out here, once, beside the code that
@@ -13,8 +13,8 @@ from typing import Any
 
 import attrs
 
+from ..runtime.contracts import RouteDoc, Schema, document_route
 from ..runtime.http.hooks import page_query
-from ..runtime.seams import RouteDoc, Schema, document_route
 
 __all__ = ["PAGE_QUERY", "describe"]
 

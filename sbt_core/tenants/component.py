@@ -17,7 +17,7 @@ import attrs
 from .._sql import unreachable
 from ..config import Config
 from ..models import AuthSettings, Event
-from ..runtime.seams import EventBus, RouteGroup, attach_subscriber
+from ..runtime.contracts import EventBus, RouteGroup, attach_subscriber
 from ..triggers import EventTrigger
 from ._events import job_result_triggers
 from ._settings import load_settings

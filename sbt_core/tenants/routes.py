@@ -1,7 +1,7 @@
 """The HTTP face of the registry: Starlette endpoints for the core routes ``/tenant-registrations`` and
 ``/tenants`` (their triggers and scopes come from :data:`sbt_core.bindings.CORE_ROUTES`).
 
-The HTTP app mounts the :data:`~sbt_core.runtime.seams.RouteGroup` returned by :func:`tenant_routes`
+The HTTP app mounts the :data:`~sbt_core.runtime.contracts.RouteGroup` returned by :func:`tenant_routes`
 behind the authorizer, the scope check and the body limit, and maps an :class:`~sbt_core.errors.SbtError`
 to ``{"message": ...}`` with its status. Endpoints only translate HTTP to :class:`TenantService` calls,
 which run in the thread pool (the database calls block).
@@ -39,9 +39,9 @@ from .. import input_policy
 from ..bindings import CORE_ROUTES
 from ..errors import BadRequestError
 from ..models import PageRequest, from_json
+from ..runtime.contracts import RouteGroup
 from ..runtime.http._json import JSONAnswer
 from ..runtime.http.hooks import page_body
-from ..runtime.seams import RouteGroup
 from ..triggers import RouteTrigger
 from ._openapi import describe
 from ._records import JsonObject, RegistrationCreate, RegistrationUpdate

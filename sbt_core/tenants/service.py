@@ -35,7 +35,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 from .. import input_policy
 from ..errors import BadRequestError, ConflictError, NotFoundError, StartupError
 from ..models import MAX_PAGE_LIMIT, Event, Page, PageRequest, to_json
-from ..runtime.seams import Publisher
+from ..runtime.contracts import Publisher
 from ._events import offboarding_event, onboarding_event, parse_job_result
 from ._records import (
     REGISTRATION_ID_KEY,

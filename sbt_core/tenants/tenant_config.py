@@ -34,7 +34,7 @@ from ..bindings import CORE_ROUTES
 from ..errors import BadRequestError
 from ..models import AuthSettings
 from ..runtime.http._json import JSONAnswer
-from ..runtime.seams import QueryParam, RouteDoc, RouteGroup, document_route
+from ..runtime.contracts import QueryParam, RouteDoc, RouteGroup, document_route
 from ._records import TENANT_ID_KEY, Tenant
 from .service import TenantService
 

@@ -33,8 +33,8 @@ from ..hookspecs import Interface
 from ..models import Event, canonical_detail_type, utcnow
 from ..models.scopes import ALL
 from ..plugins import discover
+from ..runtime.contracts import Delivery, EventRecord, PutEventsEntryResult
 from ..runtime.control_plane import ControlPlane
-from ..runtime.seams import Delivery, EventRecord, PutEventsEntryResult
 
 if TYPE_CHECKING:
     import httpx

@@ -13,7 +13,7 @@ from sbt_core.app_plane import AppPlane, open_app_plane
 from sbt_core.cli import CliState, build_app
 from sbt_core.config import load_config
 from sbt_core.plugins import discover
-from sbt_core.runtime.seams import PutEventsEntryResult
+from sbt_core.runtime.contracts import PutEventsEntryResult
 from sbt_core.testing.events import onboarding_request
 
 from ._jobs import WAIT

@@ -136,3 +136,29 @@ def test_an_unexpected_provider_exception_becomes_a_502(fakes: dict[str, Any]) -
         providers.metering.create_meter(MeterCreate(name="n", event_name="e"))  # type: ignore[union-attr]
     assert info.value.status == 502
     assert "on fire" not in info.value.message  # provider internals stay in the log
+
+
+class _CommandsOnSelf(FakeMetering):
+    """An author's trap: pluggy calls sbt_register_commands on the class, so ``self`` is never passed."""
+
+    @hookimpl
+    def sbt_register_commands(self, cli: Any) -> None:
+        raise AssertionError("never reached: the loader refuses the plugin")
+
+
+class _CommandsAsStatic(FakeMetering):
+    @staticmethod
+    @hookimpl
+    def sbt_register_commands(cli: Any) -> None:
+        return None
+
+
+def test_a_class_hook_that_cannot_be_called_as_declared_fails_the_plugin_at_load_with_the_fix() -> None:
+    catalog = discover(entry_points=False, builtins=False,
+                       extra={"onself": _CommandsOnSelf, "static": _CommandsAsStatic})
+    record = catalog.records["onself"]
+    assert record.status is Status.FAILED
+    assert record.error is not None
+    assert "sbt_register_commands" in record.error and "@staticmethod taking (cli), without self" in record.error
+    assert catalog.records["static"].status is Status.LOADED
+    assert [i.plugin_name for i in catalog.pm.hook.sbt_register_commands.get_hookimpls()] == ["static"]

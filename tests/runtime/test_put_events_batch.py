@@ -21,10 +21,10 @@ from sbt_core.errors import BadRequestError, ProviderError
 from sbt_core.input_policy import loads
 from sbt_core.models import APPLICATION_PLANE_SOURCE, Event, utcnow
 from sbt_core.runtime.bus import Bus
+from sbt_core.runtime.contracts import EventRecord, PutEventsEntryResult
 from sbt_core.runtime.http import events as ev
 from sbt_core.runtime.http._json import FastJSONResponse
 from sbt_core.runtime.http.hooks import json_body
-from sbt_core.runtime.seams import EventRecord, PutEventsEntryResult
 from sbt_core.triggers import EventTrigger
 
 INGEST = EventTrigger("ingestUsage", APPLICATION_PLANE_SOURCE)

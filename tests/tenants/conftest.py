@@ -11,7 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from sbt_core.models import Event
-from sbt_core.runtime.seams import PutEventsEntryResult
+from sbt_core.runtime.contracts import PutEventsEntryResult
 from sbt_core.tenants import TenantService, TenantStore
 from sbt_core.tenants._store import metadata
 

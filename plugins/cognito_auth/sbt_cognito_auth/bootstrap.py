@@ -70,7 +70,7 @@ def bootstrap_pool(client: Any, region: str, *, pool_name: str = "sbt-control-pl
                    tenant_attribute: bool = False, callback_urls: Sequence[str] = ("http://localhost",),
                    endpoint_url: str | None = None, max_attempts: int = 5) -> BootstrapResult:
     """Create the pool, resource servers, both clients and (optionally) the domain with ``client``
-    (a boto3 ``cognito-idp`` client, e.g. :func:`sbt_cognito_auth.provider.make_client`).
+    (a boto3 ``cognito-idp`` client, e.g. :func:`sbt_cognito_auth.client.make_client`).
 
     Not idempotent: each run creates a new pool. When a step after the pool fails, the error names the pool
     so the operator can delete it.

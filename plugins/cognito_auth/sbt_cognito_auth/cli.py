@@ -19,7 +19,7 @@ import typer
 from sbt_core.errors import SbtError
 
 from .bootstrap import DEFAULT_SECRET_ENV, bootstrap_pool, render_config
-from .provider import make_client
+from .client import make_client
 from .settings import is_loopback_url
 
 __all__ = ["bootstrap", "register", "token"]

@@ -8,50 +8,27 @@ works, deleting a missing user is a 404, creating an existing one a 409, enable/
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, ClassVar
-
-import boto3
-from botocore.config import Config as BotoConfig
 
 from sbt_core import Provider, ProviderContext, hookimpl
 from sbt_core.errors import BadRequestError, ProviderError
 from sbt_core.models import AdminUser, AuthSettings, CreateUserRequest, Page, UpdateUserRequest, User
 
 from ._errors import UserExistsError, call_cognito
+from .client import make_client
 from .settings import CognitoSettings
 
 if TYPE_CHECKING:
     import typer
 
-__all__ = ["CognitoAuth", "MAX_LIST_LIMIT", "make_client"]
+__all__ = ["CognitoAuth", "MAX_LIST_LIMIT"]
 
 #: Cognito ListUsers' maximum ``Limit``.
 MAX_LIST_LIMIT = 60
 #: ListUsers answers these for a malformed or expired PaginationToken (moto says InvalidToken).
 _BAD_TOKEN_CODES = frozenset({"InvalidParameterException", "InvalidToken", "InvalidPaginationTokenException"})
-
-
-_session: boto3.session.Session | None = None
-_session_lock = threading.Lock()
-
-
-def make_client(region: str, endpoint_url: str | None = None, **client_kwargs: Any) -> Any:
-    """A ``cognito-idp`` boto3 client with bounded timeouts and botocore retries off (tenacity retries).
-
-    Credentials come from boto3's default chain (environment, profile, instance role).
-    """
-    global _session
-    config = BotoConfig(retries={"max_attempts": 1, "mode": "standard"}, connect_timeout=5, read_timeout=15)
-    # One session for the process: it caches the service model, so later clients take ms, not 50+ ms.
-    # Creating clients from a shared session is not thread-safe, hence the lock; the clients themselves are.
-    with _session_lock:
-        if _session is None:
-            _session = boto3.session.Session()
-        return _session.client("cognito-idp", region_name=region, endpoint_url=endpoint_url, config=config,
-                               **client_kwargs)
 
 
 def _as_utc(value: datetime | None) -> datetime | None:

@@ -19,7 +19,7 @@ import httpx
 import pytest
 from sbt_cognito_auth import CognitoAuth, CognitoSettings
 from sbt_cognito_auth.bootstrap import BootstrapResult, bootstrap_pool
-from sbt_cognito_auth.provider import make_client
+from sbt_cognito_auth.client import make_client
 
 from sbt_core import ProviderContext
 from sbt_core.testing.processes import background_server, free_port

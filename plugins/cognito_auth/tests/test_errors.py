@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 from botocore.stub import Stubber
 from sbt_cognito_auth import CognitoAuth, CognitoSettings
-from sbt_cognito_auth.provider import make_client
+from sbt_cognito_auth.client import make_client
 
 from sbt_core import ProviderContext
 from sbt_core.errors import ConflictError, NotFoundError, ProviderError

@@ -53,7 +53,7 @@ def register(cli: typer.Typer) -> None:
         import stripe
 
         from ._push import describe_stripe_error
-        from .provider import make_client
+        from .client import make_client
 
         _, settings = _settings(ctx, config)
         names = sorted({*settings.meter_event_names.values(), *(event or [])})

@@ -45,9 +45,10 @@ from ._customers import TENANT_KEY, CustomerBook, item_ids
 from ._push import PushReport, describe_stripe_error, push_usage
 from ._store import STORE_FILE, Batch, Store
 from ._webhooks import Emission, handle_webhook
+from .client import make_client
 from .settings import StripeBillingSettings
 
-__all__ = ["StripeBilling", "make_client"]
+__all__ = ["StripeBilling"]
 
 log = logging.getLogger("sbt.provider.stripe")
 
@@ -74,19 +75,6 @@ def _stripe_errors(hook: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
                 raise ProviderError(f"stripe: {hook} failed: {describe_stripe_error(exc)}") from exc
         return inner
     return wrap
-
-
-def make_client(settings: StripeBillingSettings) -> stripe.StripeClient:
-    """A ``StripeClient`` for the settings: key, ``api_base``, API version, timeout, and the SDK's own
-    retries (``max_retries``; they honour ``Stripe-Should-Retry`` and back off) for every call but meter
-    events, whose retries :mod:`._push` controls."""
-    kwargs: dict[str, Any] = {"max_network_retries": settings.max_retries,
-                              "http_client": stripe.RequestsClient(timeout=settings.timeout_seconds)}
-    if settings.api_base:
-        kwargs["base_addresses"] = {"api": settings.api_base.rstrip("/")}
-    if settings.stripe_version:
-        kwargs["stripe_version"] = settings.stripe_version
-    return stripe.StripeClient(settings.api_key.get_secret_value(), **kwargs)
 
 
 class StripeBilling(Provider):

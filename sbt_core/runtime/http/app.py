@@ -12,10 +12,9 @@ worker threads, so a slow provider never stalls the event loop.
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, Protocol
 
-import attrs
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
@@ -34,10 +33,11 @@ from ...models import AuthSettings, to_json
 from ...triggers import Authorizer as AuthorizerKind
 from ...triggers import RouteTrigger
 from ..authorizer import Authorizer, JwksSource, StaticJwks, bearer_token
-from ..seams import EventBus, QueryParam, RouteGroup, Schema, route_doc
+from ..contracts import EventBus, QueryParam, RouteGroup, route_doc
 from . import events as ev
 from ._json import FastJSONResponse, JSONAnswer
-from .hooks import HOOK_ROUTES, HookRoute, json_body
+from .hooks import HOOK_ROUTES, json_body
+from .operation import Endpoint, Operation
 
 if TYPE_CHECKING:
     from ...config import Config
@@ -48,8 +48,6 @@ if TYPE_CHECKING:
 __all__ = ["BodyLimitMiddleware", "ControlPlaneLike", "Operation", "build_app", "error_response"]
 
 log = logging.getLogger("sbt.http")
-
-Endpoint = Callable[[Request], Awaitable[Response]]
 
 #: Upper bound of ``GET /events?limit=``.
 MAX_EVENTS_PAGE = 1000
@@ -64,24 +62,6 @@ class ControlPlaneLike(Protocol):
     bus: EventBus
     config: Config
     auth_settings: AuthSettings | None
-
-
-@attrs.frozen
-class Operation:
-    """One mounted route: its trigger, endpoint (``async (request) -> Response``, run after the authorizer),
-    and what the OpenAPI document says of it."""
-
-    trigger: RouteTrigger
-    endpoint: Endpoint
-    operation_id: str
-    summary: str
-    tag: str
-    hook_route: HookRoute | None = None
-    request_schema: Schema | None = None
-    response_schema: Schema | None = None
-    status: int = 200
-    query: tuple[QueryParam, ...] = ()
-    media_type: str = "application/json"
 
 
 # --- errors ------------------------------------------------------------------------------------------------
@@ -275,7 +255,7 @@ def _events_schema(reg: Any) -> dict[str, Any]:
 
 
 def _record_schema(reg: SchemaRegistry) -> dict[str, Any]:
-    from ..seams import EventRecord
+    from ..contracts import EventRecord
 
     return reg.ref(EventRecord)
 

@@ -22,7 +22,7 @@ import orjson
 from ... import input_policy
 from ...errors import BadRequestError, NotFoundError
 from ...models import Event, from_json, parse_timestamp, to_json, utcnow
-from ..seams import EventBus, EventRecord, PutEventsEntryResult
+from ..contracts import EventBus, EventRecord, PutEventsEntryResult
 
 __all__ = ["event_record_json", "parse_entries", "parse_entry", "put_events_response"]
 

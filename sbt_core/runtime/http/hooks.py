@@ -40,7 +40,7 @@ from ...models import (
     from_json,
     to_json,
 )
-from ..seams import QueryParam
+from ..contracts import QueryParam
 from ._json import JSONAnswer
 
 __all__ = ["HOOK_ROUTES", "HookRoute", "json_body", "json_response", "page_request"]

@@ -6,16 +6,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ... import __version__
 from ...input_policy import NAME_PATTERN
 from ...models import AuthSettings
 from ...triggers import Authorizer as AuthorizerKind
+from .operation import Operation
 from .schema import SchemaRegistry
-
-if TYPE_CHECKING:
-    from .app import Operation
 
 __all__ = ["build_openapi"]
 

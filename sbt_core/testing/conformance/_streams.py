@@ -10,15 +10,13 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ...models import Aggregation, CancelUsageRequest, WindowSize
-
-if TYPE_CHECKING:
-    from .metering import MeteringCase
+from ._metering_case import MeteringCase
 
 __all__ = ["EXAMPLES", "check_streams"]
 
