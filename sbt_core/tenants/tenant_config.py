@@ -33,8 +33,8 @@ from .. import input_policy
 from ..bindings import CORE_ROUTES
 from ..errors import BadRequestError
 from ..models import AuthSettings
-from ..runtime.http._json import JSONAnswer
 from ..runtime.contracts import QueryParam, RouteDoc, RouteGroup, document_route
+from ..runtime.http._json import JSONAnswer
 from ._records import TENANT_ID_KEY, Tenant
 from .service import TenantService
 
