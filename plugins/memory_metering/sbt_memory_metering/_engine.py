@@ -22,6 +22,7 @@ from sbt_core.metering import (
     as_number,
     as_text,
     ceil_ms,
+    check_columns,
     decode_meters_token,
     dimension_text,
     encode_meters_token,
@@ -391,21 +392,11 @@ class Engine:
         """
         with self.lock:
             store = self.by_event.get(event_name)
-            if store is None:
-                raise BadRequestError(f"no meter counts eventName {event_name!r}")
-            meter = store.meter
-            if meter.status is not MeterStatus.ACTIVE:
-                raise BadRequestError(f"meter {meter.meter_id!r} ({event_name}) is inactive and accepts no new events")
             n = len(identifiers)
-            columns = {"tenant_ids": tenant_ids, "timestamps": timestamps, **(dimensions or {})}
-            if values is not None:
-                columns["values"] = values
-            wrong = [name for name, col in columns.items() if len(col) != n]
-            if wrong:
-                raise BadRequestError(f"columns {', '.join(wrong)} do not have {n} rows like identifiers")
-            unknown_dims = sorted(set(dimensions or {}) - set(meter.group_by))
-            if unknown_dims:
-                raise BadRequestError(f"{', '.join(unknown_dims)} are not groupBy names of meter {meter.meter_id!r}")
+            check_columns(None if store is None else store.meter, event_name, n, tenant_ids, timestamps, values,
+                          dimensions)
+            assert store is not None
+            meter = store.meter
             now = self.clock()
             if n and isinstance(timestamps[0], datetime):
                 ts = np.fromiter((floor_ms(cast(datetime, t)) for t in timestamps), dtype=np.int64, count=n)

@@ -27,6 +27,7 @@ from sbt_core.metering import (
     as_number,
     as_text,
     ceil_ms,
+    check_columns,
     decode_meters_token,
     dimension_text,
     encode_meters_token,
@@ -39,7 +40,6 @@ from sbt_core.models import (
     Event,
     Meter,
     MeterCreate,
-    MeterStatus,
     MeterUpdate,
     Page,
     UsageEvent,
@@ -286,20 +286,10 @@ class SqlMetering(Provider):
         tenants = tenant_ids.tolist() if isinstance(tenant_ids, np.ndarray) else list(tenant_ids)
         with store.write() as conn:
             meter = store.meters_by_event(conn, [event_name]).get(event_name)
-            if meter is None:
-                raise BadRequestError(f"no meter counts eventName {event_name!r}")
+            check_columns(None if meter is None else meter.meter, event_name, n, tenants, timestamps, values,
+                          dimensions)
+            assert meter is not None
             m = meter.meter
-            if m.status is not MeterStatus.ACTIVE:
-                raise BadRequestError(f"meter {m.meter_id!r} ({event_name}) is inactive and accepts no new events")
-            columns: dict[str, Any] = {"tenant_ids": tenants, "timestamps": timestamps, **(dimensions or {})}
-            if values is not None:
-                columns["values"] = values
-            wrong = [name for name, col in columns.items() if len(col) != n]
-            if wrong:
-                raise BadRequestError(f"columns {', '.join(wrong)} do not have {n} rows like identifiers")
-            unknown_dims = sorted(set(dimensions or {}) - set(m.group_by))
-            if unknown_dims:
-                raise BadRequestError(f"{', '.join(unknown_dims)} are not groupBy names of meter {m.meter_id!r}")
             now = self.clock()
             if n and isinstance(timestamps[0], datetime):
                 ts = [floor_ms(t) for t in timestamps]  # type: ignore[arg-type]
