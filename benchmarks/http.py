@@ -276,6 +276,56 @@ async def in_process(rounds: int, seconds: float) -> Measured:
 
 # --- durable: the SQLite transport against the in-process one ----------------------------------------------
 
+Rates = dict[str, tuple[float, float]]
+
+
+async def delivered_rates(planes: dict[str, ControlPlane], payload: bytes, rounds: int, seconds: float,
+                          concurrency: int) -> Rates:
+    """Best (answered, delivered) requests/s of each control plane (by transport), ``concurrency`` requests
+    of ``payload`` at a time through the ASGI driver, rounds alternating between the planes; a round ends
+    once everything accepted is delivered (a shared transport: once the broker holds none un-acked)."""
+    for cp in planes.values():  # the meter the events count towards
+        cp.providers.call("metering_create_meter", meter=MeterCreate(name="API calls", event_name="api_call",
+                                                                     group_by=("region",)))
+    tune_gc_for_serving()
+
+    async def run(cp: ControlPlane, span: float) -> tuple[float, float]:
+        token = cp.providers.instances["auth"].mint_token(["event/event_write"])
+        headers = [(b"authorization", f"Bearer {token}".encode())]
+        count = 0
+        start = time.perf_counter()
+        while (elapsed := time.perf_counter() - start) < span:
+            statuses = await asyncio.gather(*(post(cp.asgi_app, payload, headers) for _ in range(concurrency)))
+            if set(statuses) != {200}:
+                raise SystemExit(f"POST /events answered {statuses}")
+            count += concurrency
+        answered = count / elapsed
+        if cp.bus.transport.shared:
+            await asyncio.to_thread(wait_nats_idle, cp.bus.transport)
+        if not cp.bus.join(120):
+            raise SystemExit("the bus did not deliver within 120 s")
+        return answered, count / (time.perf_counter() - start)
+
+    for cp in planes.values():
+        await run(cp, 0.2)  # warm up
+    best: Rates = {kind: (0.0, 0.0) for kind in planes}
+    for _ in range(rounds):
+        for kind, cp in planes.items():
+            answered, delivered = await run(cp, seconds)
+            best[kind] = (max(best[kind][0], answered), max(best[kind][1], delivered))
+    return best
+
+
+def report_rates(best: Rates, kind: str, label: str, target: float) -> Measured:
+    """Print ``kind``'s rates against the in-process transport's and return them as measured figures."""
+    measured: Measured = []
+    for i, what in enumerate(("answered", "delivered")):
+        rate, memory = best[kind][i], best["inprocess"][i]
+        print(f"  {what}: {kind} {rate:8.1f} req/s ({rate * BATCH:9.0f} events/s), in-process {memory:8.1f} "
+              f"req/s ({memory * BATCH:9.0f} events/s): ratio {rate / memory:.2f} (target >= {target})")
+        measured.append((f"{label} ingestUsage, {what}", rate, memory, True))
+    return measured
+
 async def durable(rounds: int, seconds: float, concurrency: int) -> Measured:
     """The real control plane with ``memory`` metering on each transport, each in its own state
     directory, driven ``concurrency`` requests at a time through the ASGI driver; rounds alternate. A
@@ -287,46 +337,14 @@ async def durable(rounds: int, seconds: float, concurrency: int) -> Measured:
         planes = {kind: control_plane(f"{tmp}/{kind}", metering="memory", transport=kind,
                                       settings={"durable": kind == "sqlite"})
                   for kind in ("inprocess", "sqlite")}
-        for cp in planes.values():  # the meter the events count towards
-            cp.providers.call("metering_create_meter", meter=MeterCreate(name="API calls", event_name="api_call",
-                                                                         group_by=("region",)))
-        tune_gc_for_serving()
         try:
-            async def run(cp: ControlPlane, span: float) -> tuple[float, float]:
-                token = cp.providers.instances["auth"].mint_token(["event/event_write"])
-                headers = [(b"authorization", f"Bearer {token}".encode())]
-                count = 0
-                start = time.perf_counter()
-                while (elapsed := time.perf_counter() - start) < span:
-                    statuses = await asyncio.gather(*(post(cp.asgi_app, payload, headers) for _ in range(concurrency)))
-                    if set(statuses) != {200}:
-                        raise SystemExit(f"POST /events answered {statuses}")
-                    count += concurrency
-                answered = count / elapsed
-                if not cp.bus.join(120):
-                    raise SystemExit("the bus did not deliver within 120 s")
-                return answered, count / (time.perf_counter() - start)
-
-            for cp in planes.values():
-                await run(cp, 0.2)  # warm up
-            best: dict[str, tuple[float, float]] = {kind: (0.0, 0.0) for kind in planes}
-            for _ in range(rounds):
-                for kind, cp in planes.items():
-                    answered, delivered = await run(cp, seconds)
-                    best[kind] = (max(best[kind][0], answered), max(best[kind][1], delivered))
+            best = await delivered_rates(planes, payload, rounds, seconds, concurrency)
         finally:
             for cp in planes.values():
                 cp.close(timeout=60)
-    title = (f"in-process ASGI, {concurrency} concurrent requests of {BATCH} ingestUsage events, delivered to memory "
-             f"metering; SQLite transport + metering write-ahead log vs in-process transport, no log")
-    print(title)
-    measured: Measured = []
-    for i, what in enumerate(("answered", "delivered")):
-        sqlite, memory = best["sqlite"][i], best["inprocess"][i]
-        print(f"  {what}: sqlite {sqlite:8.1f} req/s ({sqlite * BATCH:9.0f} events/s), in-process {memory:8.1f} "
-              f"req/s ({memory * BATCH:9.0f} events/s): ratio {sqlite / memory:.2f} (target >= 0.7)")
-        measured.append((f"durable ingestUsage, {what}", sqlite, memory, True))
-    return measured
+    print(f"in-process ASGI, {concurrency} concurrent requests of {BATCH} ingestUsage events, delivered to memory "
+          f"metering; SQLite transport + metering write-ahead log vs in-process transport, no log")
+    return report_rates(best, "sqlite", "durable", 0.7)
 
 
 # --- the NATS JetStream transport against the in-process one ----------------------------------------------
@@ -372,48 +390,15 @@ async def nats_one(rounds: int, seconds: float, concurrency: int) -> Measured:
                                       settings={"durable": False},
                                       events=nats_events(tag) if kind == "nats" else None)
                   for kind in ("inprocess", "nats")}
-        for cp in planes.values():
-            cp.providers.call("metering_create_meter", meter=MeterCreate(name="API calls", event_name="api_call",
-                                                                         group_by=("region",)))
-        tune_gc_for_serving()
         try:
-            async def run(cp: ControlPlane, span: float) -> tuple[float, float]:
-                token = cp.providers.instances["auth"].mint_token(["event/event_write"])
-                headers = [(b"authorization", f"Bearer {token}".encode())]
-                count = 0
-                start = time.perf_counter()
-                while (elapsed := time.perf_counter() - start) < span:
-                    statuses = await asyncio.gather(*(post(cp.asgi_app, payload, headers) for _ in range(concurrency)))
-                    if set(statuses) != {200}:
-                        raise SystemExit(f"POST /events answered {statuses}")
-                    count += concurrency
-                answered = count / elapsed
-                if cp.bus.transport.shared:
-                    await asyncio.to_thread(wait_nats_idle, cp.bus.transport)
-                if not cp.bus.join(120):
-                    raise SystemExit("the bus did not deliver within 120 s")
-                return answered, count / (time.perf_counter() - start)
-
-            for cp in planes.values():
-                await run(cp, 0.2)  # warm up
-            best: dict[str, tuple[float, float]] = {kind: (0.0, 0.0) for kind in planes}
-            for _ in range(rounds):
-                for kind, cp in planes.items():
-                    answered, delivered = await run(cp, seconds)
-                    best[kind] = (max(best[kind][0], answered), max(best[kind][1], delivered))
+            best = await delivered_rates(planes, payload, rounds, seconds, concurrency)
         finally:
             for cp in planes.values():
                 cp.close(timeout=60)
             drop_stream(tag)
     print(f"in-process ASGI, {concurrency} concurrent requests of {BATCH} ingestUsage events, delivered to memory "
           f"metering (no log); NATS JetStream transport vs in-process transport, one process")
-    measured: Measured = []
-    for i, what in enumerate(("answered", "delivered")):
-        nats_rate, memory = best["nats"][i], best["inprocess"][i]
-        print(f"  {what}: nats {nats_rate:8.1f} req/s ({nats_rate * BATCH:9.0f} events/s), in-process {memory:8.1f} "
-              f"req/s ({memory * BATCH:9.0f} events/s): ratio {nats_rate / memory:.2f} (target >= 0.5)")
-        measured.append((f"nats ingestUsage, {what}", nats_rate, memory, True))
-    return measured
+    return report_rates(best, "nats", "nats", 0.5)
 
 
 async def nats_two(rounds: int, seconds: float, connections: int = 4) -> Measured:
