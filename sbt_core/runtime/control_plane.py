@@ -157,6 +157,7 @@ class ControlPlane:
         self._auth_settings: AuthSettings | None = None
         self._app: Any = None
         self._server: Any = None  # the uvicorn.Server of serve()
+        self._startup_failure: Exception | None = None  # why the lifespan start failed, for serve()
         self._state = "new"  # new -> started -> stopped
         self._lock = threading.Lock()
 
@@ -329,6 +330,7 @@ class ControlPlane:
                     try:
                         await self.start()
                     except Exception as exc:
+                        self._startup_failure = exc
                         await send({"type": "lifespan.startup.failed", "message": getattr(exc, "message", str(exc))})
                         return
                     await send({"type": "lifespan.startup.complete"})
@@ -366,7 +368,17 @@ class ControlPlane:
                                 log_config=uvicorn_log_config(self.config.server.log_format, log_level))
         server = uvicorn.Server(config)
         self._server = server
-        serving = asyncio.create_task(server.serve())
+
+        async def serve_until_exit() -> None:
+            # uvicorn ends a failed start with sys.exit(3) inside this task; caught here, the failure is the
+            # StartupError below (one line on the CLI) instead of asyncio's "exception never retrieved".
+            try:
+                await server.serve()
+            except SystemExit:
+                if server.started:
+                    raise
+
+        serving = asyncio.create_task(serve_until_exit())
         while not server.started and not serving.done():
             await asyncio.sleep(0.02)
         if lifecycle and server.started:
@@ -383,6 +395,11 @@ class ControlPlane:
         if not server.started:
             if lifecycle:
                 self.close(timeout=0)
+            failure = self._startup_failure
+            if failure is not None:
+                # The log above holds the whole message; the CLI's one line is its first.
+                message = getattr(failure, "message", None) or str(failure)
+                raise StartupError(message.splitlines()[0]) from failure
             raise StartupError(f"the HTTP server failed to start on {host}:{port} (see the log above)")
 
     def request_exit(self) -> None:
