@@ -7,11 +7,8 @@ Input accepts both; :func:`canonical_detail_type` folds them to the bare name us
 from __future__ import annotations
 
 import uuid
-from collections import deque
-from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from itertools import repeat
 from typing import Any
 
 import attrs
@@ -114,56 +111,4 @@ class Event:
         return cls(detail_type=detail_type, source=source or DEFAULT_SOURCES.get(bare, CONTROL_PLANE_SOURCE),
                    detail=dict(detail or {}))
 
-    @classmethod
-    def trusted(cls, detail_type: str, source: str, detail: dict[str, Any], id: str, time: datetime,
-                resources: list[str]) -> Event:
-        """An event built without running the validators, for hot paths whose caller has already checked
-        what they check: ``detail_type``, ``source`` and ``id`` non-empty, non-blank strings; ``time`` an
-        aware datetime, ``detail`` a dict. ``version`` is ``"0"``, ``account``/``region`` None. Equal to
-        ``Event(...)`` of the same values at about half its cost (``POST /events`` builds hundreds per
-        request). Anything not already validated must go through the normal constructor."""
-        # Writes the slots through their member descriptors, as attrs' own __init__ does through
-        # object.__setattr__, minus the validators and the frozen-setattr indirection.
-        event = object.__new__(cls)
-        s_detail_type, s_source, s_detail, s_id, s_time, s_version, s_account, s_region, s_resources = _EVENT_SLOTS
-        s_detail_type(event, detail_type)
-        s_source(event, source)
-        s_detail(event, detail)
-        s_id(event, id)
-        s_time(event, time)
-        s_version(event, "0")
-        s_account(event, None)
-        s_region(event, None)
-        s_resources(event, resources)
-        return event
 
-    @classmethod
-    def trusted_many(cls, detail_types: Sequence[str], sources: Sequence[str], details: Sequence[dict[str, Any]],
-                     ids: Sequence[str], times: Sequence[datetime],
-                     resources: Sequence[list[str]] | None = None) -> list[Event]:
-        """``Event.trusted(detail_types[i], sources[i], details[i], ids[i], times[i], resources[i])`` for every
-        ``i`` (``resources`` None: a new empty list each), with the same preconditions, in a few C-level
-        passes: one per field over the whole batch rather than a Python call per event (about a third of the
-        cost for a hundred-entry ``POST /events``).
-
-        :raises ValueError: the columns differ in length.
-        """
-        n = len(ids)
-        if not len(detail_types) == len(sources) == len(details) == len(times) == n \
-                or (resources is not None and len(resources) != n):
-            raise ValueError("trusted_many: columns of different lengths")
-        events = list(map(object.__new__, repeat(cls, n)))
-        s_detail_type, s_source, s_detail, s_id, s_time, s_version, s_account, s_region, s_resources = _EVENT_SLOTS
-        for setter, column in ((s_detail_type, detail_types), (s_source, sources), (s_detail, details), (s_id, ids),
-                               (s_time, times), (s_version, repeat("0", n)), (s_account, repeat(None, n)),
-                               (s_region, repeat(None, n)),
-                               (s_resources, [[] for _ in range(n)] if resources is None else resources)):
-            deque(map(setter, events, column), maxlen=0)  # drains the map in C
-        return events
-
-
-#: Slot setters of Event, in field order, for Event.trusted and trusted_many (which must list every field).
-_EVENT_SLOTS = tuple(Event.__dict__[a.name].__set__ for a in attrs.fields(Event))
-if tuple(a.name for a in attrs.fields(Event)) != ("detail_type", "source", "detail", "id", "time", "version",
-                                                    "account", "region", "resources"):  # pragma: no cover
-    raise ImportError("Event.trusted and trusted_many must be updated with Event's fields")

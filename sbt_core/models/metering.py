@@ -7,12 +7,9 @@ SBT defines no payloads for IMetering; these merge Stripe Billing Meters, OpenMe
 from __future__ import annotations
 
 import re
-from collections import deque
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
-from itertools import repeat
-from operator import attrgetter, is_
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -204,9 +201,6 @@ class UsageEvent:
         if not isinstance(detail, dict):
             raise BadRequestError("usage event detail must be a JSON object")
         received = received or utcnow()
-        fast = _canonical_fast(cls, detail, identifier, received)
-        if fast is not None:
-            return fast
         if "meterApiName" in detail:
             rest = {k: v for k, v in detail.items() if k not in _FLAT_FORM_KEYS}
             dims = rest.pop("dimensions", None)
@@ -255,107 +249,13 @@ class UsageEvent:
     @classmethod
     def from_events(cls, events: Sequence[Event]) -> list[UsageEvent]:
         """``[UsageEvent.from_event(e) for e in events]``, raising what the first event that does not parse
-        raises (:class:`BadRequestError`).
-
-        The bus hands a burst of ``ingestUsage`` envelopes to the metering provider's batch hook through
-        this: when every detail is canonical with neither ``identifier`` nor ``timestamp`` (the usual
-        ``{tenantId, eventName, properties}``), the batch is checked and built one field at a time in
-        C-level passes, each distinct tenant id and event name checked once; any other batch goes event by
-        event.
-        """
-        fast = _canonical_many(cls, events)
-        return fast if fast is not None else [cls.from_event(event) for event in events]
+        raises (:class:`BadRequestError`): how the bus hands a burst of ``ingestUsage`` envelopes to the
+        metering provider's batch hook."""
+        return [cls.from_event(event) for event in events]
 
 
-_CANONICAL_KEYS = frozenset({"tenantId", "eventName", "identifier", "timestamp", "properties"})
 #: Keys of the flat (Amberflo) form that are not dimensions.
 _FLAT_FORM_KEYS = frozenset({"tenantId", "customerId", "meterApiName", "meterValue", "meterTimeInMillis", "uniqueId"})
-#: Slot setters of UsageEvent in field order, for :func:`_canonical_fast`.
-_USAGE_SLOTS = tuple(UsageEvent.__dict__[a.name].__set__ for a in attrs.fields(UsageEvent))
-assert tuple(a.name for a in attrs.fields(UsageEvent)) == ("tenant_id", "event_name", "identifier", "timestamp",
-                                                             "properties"), "update _canonical_fast"
-
-
-def _canonical_fast(cls: type[UsageEvent], detail: dict[str, Any], identifier: str | None,
-                    received: datetime) -> UsageEvent | None:
-    """The usual canonical event (no timestamp) built without the slow path's generic checks; None for
-    anything else, which :meth:`UsageEvent.from_detail` then checks in full.
-
-    Every delivery of ``ingestUsage`` parses one, so this runs the validators' checks (strings of 1-256 /
-    1-100 characters, not blank; properties a dict) inline, and writes the slots directly as attrs' own
-    ``__init__`` does.
-    """
-    if not detail.keys() <= _CANONICAL_KEYS or detail.get("timestamp") is not None:
-        return None
-    tenant_id, event_name = detail.get("tenantId"), detail.get("eventName")
-    ident = detail.get("identifier") or identifier
-    properties = detail.get("properties", _NO_PROPERTIES)
-    if not (type(tenant_id) is str and 0 < len(tenant_id) <= 256 and tenant_id.isprintable()
-            and not tenant_id.isspace()
-            and type(event_name) is str and 0 < len(event_name) <= 100 and event_name.isprintable()
-            and not event_name.isspace()
-            and type(ident) is str and 0 < len(ident) <= 256 and ident.isprintable() and not ident.isspace()
-            and type(properties) is dict):
-        return None
-    if properties is _NO_PROPERTIES:
-        properties = {}
-    event = object.__new__(cls)
-    set_tenant_id, set_event_name, set_identifier, set_timestamp, set_properties = _USAGE_SLOTS
-    set_tenant_id(event, tenant_id)
-    set_event_name(event, event_name)
-    set_identifier(event, ident)
-    set_timestamp(event, received)
-    set_properties(event, properties)
-    return event
-
-
-_NO_PROPERTIES: dict[str, Any] = {}  # a marker: never handed out (an event without properties gets its own dict)
-
-_DETAIL, _ID, _TIME = attrgetter("detail"), attrgetter("id"), attrgetter("time")
-
-
-def _is_text(value: object, max_len: int) -> bool:
-    """Whether UsageEvent's ``_text`` validator surely accepts ``value``: a string of 1 to ``max_len``
-    printable characters, not blank."""
-    return type(value) is str and 0 < len(value) <= max_len and value.isprintable() and not value.isspace()
-
-
-def _canonical_many(cls: type[UsageEvent], events: Sequence[Event]) -> list[UsageEvent] | None:
-    """:meth:`UsageEvent.from_events` of a batch whose details are all canonical without ``identifier`` or
-    ``timestamp`` (so the envelope's id and time stand in), checked as :func:`_canonical_fast` checks one;
-    None at the first doubt.
-
-    A Python loop per event cost as much as the hook it feeds: each check and each slot is one ``map``
-    over the batch instead.
-    """
-    n = len(events)
-    if not n:
-        return []
-    details = list(map(_DETAIL, events))
-    if set(map(type, details)) != {dict} or not all(map(_CANONICAL_KEYS.issuperset, details)):
-        return None
-    for key in ("identifier", "timestamp"):
-        if any(map(dict.__contains__, details, repeat(key, n))):
-            return None
-    tenant_ids = list(map(dict.get, details, repeat("tenantId", n)))
-    event_names = list(map(dict.get, details, repeat("eventName", n)))
-    properties = list(map(dict.get, details, repeat("properties", n), repeat(_NO_PROPERTIES, n)))
-    identifiers = list(map(_ID, events))
-    try:  # distinct values, each checked once (an unhashable one is not text: TypeError)
-        if not (all(_is_text(t, 256) for t in set(tenant_ids)) and all(_is_text(e, 100) for e in set(event_names))):
-            return None
-    except TypeError:
-        return None
-    if set(map(type, identifiers)) != {str} or set(map(type, properties)) != {dict} \
-            or not 0 < min(map(len, identifiers)) <= max(map(len, identifiers)) <= 256 \
-            or any(map(str.isspace, identifiers)) or not all(map(str.isprintable, identifiers)) \
-            or any(map(is_, properties, repeat(_NO_PROPERTIES, n))):
-        return None
-    usage = list(map(object.__new__, repeat(cls, n)))
-    for setter, column in zip(_USAGE_SLOTS, (tenant_ids, event_names, identifiers, map(_TIME, events), properties),
-                              strict=True):
-        deque(map(setter, usage, column), maxlen=0)  # drains the map in C
-    return usage
 
 
 def _limit(_: object, __: attrs.Attribute[Any], value: int) -> None:

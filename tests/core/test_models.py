@@ -159,7 +159,7 @@ def test_page_uses_sbt_aws_next_token_key() -> None:
     {"tenantId": "t", "eventName": "e", "identifier": "own-id"},
     {"tenantId": "t", "eventName": "e", "timestamp": "2026-11-01T00:00:00Z", "properties": {}},
 ])
-def test_the_canonical_fast_path_builds_what_the_validated_constructor_builds(detail: dict[str, object]) -> None:
+def test_a_canonical_detail_builds_the_usage_event_it_describes(detail: dict[str, object]) -> None:
     usage = UsageEvent.from_detail(detail, identifier="envelope-id", received=T0)
     assert usage == UsageEvent(tenant_id="t", event_name="e", identifier=str(detail.get("identifier", "envelope-id")),
                                timestamp=T0, properties=dict(detail.get("properties", {})))  # type: ignore[arg-type]
@@ -170,7 +170,7 @@ def test_the_canonical_fast_path_builds_what_the_validated_constructor_builds(de
     ({"tenantId": "t", "eventName": "e" * 101}, "eventName must be 1 to 100 characters"),
     ({"tenantId": "t", "eventName": "e", "identifier": 7}, "identifier must be a string"),
 ])
-def test_what_the_fast_path_declines_is_refused_by_the_full_checks(detail: dict[str, object], message: str) -> None:
+def test_a_malformed_detail_is_refused_naming_the_field(detail: dict[str, object], message: str) -> None:
     with pytest.raises(BadRequestError, match=message):
         UsageEvent.from_detail(detail, identifier="envelope-id", received=T0)
 
@@ -217,11 +217,8 @@ _ODD_DETAILS: list[object] = [
 ]
 
 
-def test_a_batch_of_canonical_usage_events_is_built_in_one_pass_equal_to_one_by_one() -> None:
-    from sbt_core.models.metering import _canonical_many
-
+def test_a_batch_of_canonical_usage_events_equals_one_by_one() -> None:
     events = _envelopes([dict(_CANONICAL, tenantId=f"t-{i % 3}") for i in range(20)])
-    assert _canonical_many(UsageEvent, events) is not None  # the batch path is taken, not the fallback
     batch = UsageEvent.from_events(events)
     assert batch == _each(events)
     assert [u.identifier for u in batch] == [e.id for e in events] and {u.timestamp for u in batch} == {T0}
@@ -239,7 +236,8 @@ def test_one_odd_usage_event_in_a_batch_gets_what_it_gets_alone(odd: object, whe
 
 def test_an_envelope_id_the_usage_event_cannot_take_as_identifier_is_refused_as_alone() -> None:
     events = _envelopes([dict(_CANONICAL) for _ in range(4)])
-    events[2] = Event.trusted("ingestUsage", "sbt.application.plane", dict(_CANONICAL), "x" * 300, T0, [])
+    events[2] = Event(detail_type="ingestUsage", source="sbt.application.plane", detail=dict(_CANONICAL),
+                      id="x" * 300, time=T0)
     assert _batch(events) == _each(events) == "identifier must be 1 to 256 characters"
 
 

@@ -199,30 +199,6 @@ def test_a_time_out_of_range_is_refused_for_its_entry_alone() -> None:
         ("InvalidArgument", "Time: timestamp -100000000000000000000 is out of range")]
 
 
-def test_trusted_many_builds_what_the_constructor_builds() -> None:
-    now = utcnow()
-    built = Event.trusted_many(["a", "b"], ["s1", "s2"], [{"x": 1}, {}], ["id-1", "id-2"], [now, now])
-    assert built == [Event(detail_type="a", source="s1", detail={"x": 1}, id="id-1", time=now),
-                     Event(detail_type="b", source="s2", detail={}, id="id-2", time=now)]
-    later = datetime(2026, 1, 31, tzinfo=UTC)
-    assert Event.trusted_many(["a"], ["s1"], [{}], ["id-1"], [later], [["arn:x"]]) == [
-        Event(detail_type="a", source="s1", detail={}, id="id-1", time=later, resources=["arn:x"])]
-    with pytest.raises(ValueError, match="lengths"):
-        Event.trusted_many(["a"], ["s1", "s2"], [{}], ["id-1"], [now])
-    with pytest.raises(ValueError, match="lengths"):
-        Event.trusted_many(["a"], ["s1"], [{}], ["id-1"], [now], [[], []])
-
-
-def test_trusted_events_equal_validated_ones() -> None:
-    now = utcnow()
-    trusted = Event.trusted("ingestUsage", APPLICATION_PLANE_SOURCE, {"a": 1}, "id-1", now, ["r"])
-    built = Event(detail_type="ingestUsage", source=APPLICATION_PLANE_SOURCE, detail={"a": 1}, id="id-1", time=now,
-                  resources=["r"])
-    assert trusted == built and hash(trusted.id) == hash(built.id) and repr(trusted) == repr(built)
-    with pytest.raises(attrs.exceptions.FrozenInstanceError):
-        trusted.id = "other"  # type: ignore[misc]
-
-
 def test_batch_event_ids_are_distinct_version_4_uuids() -> None:
     ids = ev.new_event_ids(500) + ev.new_event_ids(500)
     assert len(set(ids)) == 1000

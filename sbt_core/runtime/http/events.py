@@ -104,9 +104,7 @@ def _put_events_entry(entry: dict[str, Any], event_id: str, received: datetime) 
         except ValueError as exc:
             raise EntryError(INVALID_ARGUMENT, f"Time: {exc}") from None
     # PutEvents stamps an entry without Time with the time of the call: one clock read per batch.
-    # Every field the Event's validators check (non-empty detail type, source and id) was checked above
-    # and the id is ours, so the record is built without running them again (see Event.trusted).
-    return Event.trusted(detail_type, source, detail, event_id, when, resources)
+    return Event(detail_type=detail_type, source=source, detail=detail, id=event_id, time=when, resources=resources)
 
 
 def parse_entry(entry: Any, *, event_id: str | None = None, received: datetime | None = None) -> Event:
@@ -210,7 +208,11 @@ def _parse_batch(entries: list[Any], ids: list[str], received: datetime) -> list
                 return None
     except TypeError:  # an unhashable value (a list or object where a name belongs)
         return None
-    return Event.trusted_many(detail_types, sources, details, ids, times, resources)
+    if resources is None:
+        resources = [[] for _ in ids]
+    return [Event(detail_type=detail_type, source=source, detail=detail, id=event_id, time=when, resources=res)
+            for detail_type, source, detail, event_id, when, res in zip(
+                detail_types, sources, details, ids, times, resources, strict=True)]
 
 
 def _batch_times(entries: list[dict[str, Any]], received: datetime) -> list[datetime]:
