@@ -1,5 +1,9 @@
 """The contract table: for each hookspec, the SBT property it mirrors, whether a selected provider
-must implement it, and its default trigger. Bindings are derived from this table, never retyped."""
+must implement it, and its default trigger. Bindings are derived from this table, never retyped.
+
+:func:`contract` (and :func:`batch_of`) both record the row and make the function a pluggy hookspec, so a
+hook is declared once, with one decorator. Interface hooks are ``firstresult``: only the selected provider
+answers, and its answer is the hook's (lifecycle hooks, in ``lifecycle.py``, are plain ``@hookspec``s)."""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 
+from .._markers import hookspec
 from ..models import Event, UsageEvent
 from ..triggers import AnyTrigger
 
@@ -90,14 +95,20 @@ BATCH_FORMS: dict[str, BatchForm] = {}
 
 
 def batch_of(single: str, argument: str) -> Callable[[F], F]:
-    """Record a hookspec as the batch form of the (already declared) event hook ``single``."""
+    """Declare ``func`` a ``firstresult`` hookspec, the batch form of the (already declared) event hook
+    ``single``."""
 
     def mark(func: F) -> F:
         BATCH_FORMS[func.__name__] = BatchForm(func.__name__, single, argument)
         CONTRACT[single] = attrs.evolve(CONTRACT[single], batch_hook=func.__name__)
-        return func
+        return _firstresult(func)
 
     return mark
+
+
+def _firstresult(func: F) -> F:
+    marked: F = hookspec(firstresult=True)(func)
+    return marked
 
 
 def interface_of_hook(hook: str) -> Interface | None:
@@ -110,10 +121,11 @@ def interface_of_hook(hook: str) -> Interface | None:
 
 def contract(interface: Interface, sbt_property: str, *, required: bool, trigger: AnyTrigger,
              event_kwargs: Callable[[Event], dict[str, Any]] = event_kwargs) -> Callable[[F], F]:
-    """Record a hookspec's contract row beside the spec (the function's name is the hook name)."""
+    """Declare ``func`` a ``firstresult`` hookspec and record its contract row (the function's name is the
+    hook name)."""
 
     def mark(func: F) -> F:
         CONTRACT[func.__name__] = HookDef(func.__name__, interface, sbt_property, required, trigger, event_kwargs)
-        return func
+        return _firstresult(func)
 
     return mark

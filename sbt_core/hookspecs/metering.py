@@ -6,7 +6,6 @@ payload shapes are docs/design.md section 4's (SBT defines none).
 
 from __future__ import annotations
 
-from .._markers import hookspec
 from ..models import (
     APPLICATION_PLANE_SOURCE,
     CONTROL_PLANE_SOURCE,
@@ -29,7 +28,6 @@ from ._contract import batch_of, contract, usage_event_kwargs
 
 @contract("metering", "IMetering.createMeterFunction", required=True,
           trigger=RouteTrigger(method="POST", path="/meters", scope=METER_WRITE))
-@hookspec(firstresult=True)
 def metering_create_meter(meter: MeterCreate) -> Meter:
     """Create a meter.
 
@@ -44,7 +42,6 @@ def metering_create_meter(meter: MeterCreate) -> Meter:
 
 @contract("metering", "IMetering.fetchMeterFunction", required=True,
           trigger=RouteTrigger(method="GET", path="/meters/{meterId}", scope=METER_READ))
-@hookspec(firstresult=True)
 def metering_fetch_meter(meter_id: str) -> Meter:
     """One meter.
 
@@ -56,7 +53,6 @@ def metering_fetch_meter(meter_id: str) -> Meter:
 
 @contract("metering", "IMetering.fetchAllMetersFunction", required=True,
           trigger=RouteTrigger(method="GET", path="/meters", scope=METER_READ))
-@hookspec(firstresult=True)
 def metering_fetch_all_meters(limit: int, next_token: str | None) -> Page[Meter]:
     """One page of meters, oldest first.
 
@@ -69,7 +65,6 @@ def metering_fetch_all_meters(limit: int, next_token: str | None) -> Page[Meter]
 
 @contract("metering", "IMetering.updateMeterFunction", required=False,
           trigger=RouteTrigger(method="PUT", path="/meters/{meterId}", scope=METER_WRITE))
-@hookspec(firstresult=True)
 def metering_update_meter(meter_id: str, update: MeterUpdate) -> Meter:
     """Change a meter's name, description or status (``inactive`` refuses new events, as Stripe's deactivate).
 
@@ -82,7 +77,6 @@ def metering_update_meter(meter_id: str, update: MeterUpdate) -> Meter:
 
 @contract("metering", "IMetering.deleteMeterFunction", required=False,
           trigger=RouteTrigger(method="DELETE", path="/meters/{meterId}", scope=METER_WRITE))
-@hookspec(firstresult=True)
 def metering_delete_meter(meter_id: str) -> Meter | None:
     """Delete a meter and its usage.
 
@@ -96,7 +90,6 @@ def metering_delete_meter(meter_id: str) -> Meter | None:
 
 @contract("metering", "IMetering.ingestUsageEventFunction", required=True,
           trigger=EventTrigger(DetailType.INGEST_USAGE, APPLICATION_PLANE_SOURCE), event_kwargs=usage_event_kwargs)
-@hookspec(firstresult=True)
 def metering_ingest_usage_event(usage_event: UsageEvent) -> None:
     """Record one usage event; a repeated ``identifier`` within the dedup window is ignored.
 
@@ -110,7 +103,6 @@ def metering_ingest_usage_event(usage_event: UsageEvent) -> None:
 
 
 @batch_of("metering_ingest_usage_event", "usage_events")
-@hookspec(firstresult=True)
 def metering_ingest_usage_events(usage_events: list[UsageEvent]) -> list[str | None]:
     """Record many usage events in one call: the batch form of ``metering_ingest_usage_event``.
 
@@ -130,7 +122,6 @@ def metering_ingest_usage_events(usage_events: list[UsageEvent]) -> list[str | N
 
 @contract("metering", "IMetering.fetchUsageFunction", required=True,
           trigger=RouteTrigger(method="GET", path="/usage/{meterId}", scope=USAGE_READ))
-@hookspec(firstresult=True)
 def metering_fetch_usage(meter_id: str, query: UsageQuery) -> Page[UsageRow]:
     """Aggregated usage of a meter over ``[from, to)``, windowed and grouped.
 
@@ -146,7 +137,6 @@ def metering_fetch_usage(meter_id: str, query: UsageQuery) -> Page[UsageRow]:
 
 @contract("metering", "IMetering.cancelUsageEventsFunction", required=False,
           trigger=RouteTrigger(method="DELETE", path="/usage", scope=USAGE_WRITE))
-@hookspec(firstresult=True)
 def metering_cancel_usage_events(request: CancelUsageRequest) -> CancelResult:
     """Exclude events from usage: by identifiers, or by meter + (tenant) + event-time range.
 
@@ -159,7 +149,6 @@ def metering_cancel_usage_events(request: CancelUsageRequest) -> CancelResult:
 
 @contract("metering", "IMetering.createCustomerFunction", required=False,
           trigger=EventTrigger(DetailType.ONBOARDING_REQUEST, CONTROL_PLANE_SOURCE))
-@hookspec(firstresult=True)
 def metering_create_customer(event: Event) -> None:
     """Register a tenant as a metering customer.
 
@@ -172,7 +161,6 @@ def metering_create_customer(event: Event) -> None:
 
 @contract("metering", "IMetering.deleteCustomerFunction", required=False,
           trigger=EventTrigger(DetailType.OFFBOARDING_REQUEST, CONTROL_PLANE_SOURCE))
-@hookspec(firstresult=True)
 def metering_delete_customer(event: Event) -> None:
     """Mark a tenant as no longer a metering customer; its usage stays queryable for billing.
 

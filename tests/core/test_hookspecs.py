@@ -84,6 +84,13 @@ def test_hook_name_is_interface_and_sbt_property_in_snake_case(hook: str) -> Non
         assert hook == f"{row.interface}_{snake}"
 
 
+@pytest.mark.parametrize("hook", sorted(CONTRACT.keys() | BATCH_FORMS.keys()))
+def test_the_contract_decorator_makes_each_interface_hook_a_firstresult_hookspec(hook: str) -> None:
+    # One declaration per hook: @contract / @batch_of apply the hookspec; only the selected provider answers.
+    spec = getattr(new_plugin_manager().hook, hook).spec
+    assert spec is not None and spec.opts["firstresult"] is True
+
+
 def test_every_hookspec_module_spec_has_a_contract_row_or_is_lifecycle() -> None:
     specs = {name for module in SPEC_MODULES for name, _ in inspect.getmembers(module, inspect.isfunction)
              if hasattr(getattr(module, name), "sbt_spec")}
