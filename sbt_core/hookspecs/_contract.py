@@ -14,7 +14,8 @@ import attrs
 
 from .._markers import hookspec
 from ..models import Event, UsageEvent
-from ..triggers import AnyTrigger
+from ..triggers import AnyTrigger, RouteTrigger
+from .route_shape import RouteShape
 
 Interface = Literal["auth", "billing", "metering"]
 INTERFACES: tuple[Interface, ...] = ("auth", "billing", "metering")
@@ -70,6 +71,8 @@ class HookDef:
     event_kwargs: Callable[[Event], dict[str, Any]] = event_kwargs
     #: The hook's optional batch form (see :data:`BATCH_FORMS`), which the bus calls for a burst of events.
     batch_hook: str | None = None
+    #: For route-triggered hooks: how the request becomes the hook's arguments and its result the answer.
+    route: RouteShape | None = None
 
     @property
     def overridable(self) -> bool:
@@ -120,12 +123,21 @@ def interface_of_hook(hook: str) -> Interface | None:
 
 
 def contract(interface: Interface, sbt_property: str, *, required: bool, trigger: AnyTrigger,
-             event_kwargs: Callable[[Event], dict[str, Any]] = event_kwargs) -> Callable[[F], F]:
+             event_kwargs: Callable[[Event], dict[str, Any]] = event_kwargs,
+             route: RouteShape | None = None) -> Callable[[F], F]:
     """Declare ``func`` a ``firstresult`` hookspec and record its contract row (the function's name is the
-    hook name)."""
+    hook name). A hook whose default trigger is a route declares its request and answer with ``route``.
+
+    :raises TypeError: a route trigger without a ``route`` shape (or a shape without a route trigger), or a
+        shape that does not fit the hook (:meth:`RouteShape.bind`).
+    """
 
     def mark(func: F) -> F:
-        CONTRACT[func.__name__] = HookDef(func.__name__, interface, sbt_property, required, trigger, event_kwargs)
+        if isinstance(trigger, RouteTrigger) != (route is not None):
+            raise TypeError(f"{func.__name__}: a hook declares a RouteShape exactly when its trigger is a route")
+        bound = route.bind(func, trigger) if route is not None and isinstance(trigger, RouteTrigger) else None
+        CONTRACT[func.__name__] = HookDef(func.__name__, interface, sbt_property, required, trigger, event_kwargs,
+                                          route=bound)
         return _firstresult(func)
 
     return mark

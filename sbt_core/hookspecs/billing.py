@@ -20,6 +20,7 @@ from ..models import (
 )
 from ..triggers import Authorizer, EventTrigger, RouteTrigger, parse_schedule
 from ._contract import contract
+from .route_shape import RouteShape
 
 
 @contract("billing", "IBilling.createCustomerFunction", required=True,
@@ -98,7 +99,8 @@ def billing_put_usage(run: ScheduleRun) -> PutUsageResult | None:
 
 
 @contract("billing", "IBilling.webhookFunction", required=False,
-          trigger=RouteTrigger(method="POST", path="/billing/{path}", authorizer=Authorizer.NONE))
+          trigger=RouteTrigger(method="POST", path="/billing/{path}", authorizer=Authorizer.NONE),
+          route=RouteShape(raw="request", answer="webhook"))
 def billing_webhook(request: WebhookRequest) -> WebhookResponse | None:
     """Handle a webhook call from the billing provider; no JWT, the provider verifies the signature.
 

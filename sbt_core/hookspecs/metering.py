@@ -6,9 +6,11 @@ payload shapes are docs/design.md section 4's (SBT defines none).
 
 from __future__ import annotations
 
+from .. import input_policy
 from ..models import (
     APPLICATION_PLANE_SOURCE,
     CONTROL_PLANE_SOURCE,
+    MAX_PAGE_LIMIT,
     CancelResult,
     CancelUsageRequest,
     DetailType,
@@ -20,14 +22,30 @@ from ..models import (
     UsageEvent,
     UsageQuery,
     UsageRow,
+    WindowSize,
 )
 from ..models.scopes import METER_READ, METER_WRITE, USAGE_READ, USAGE_WRITE
 from ..triggers import EventTrigger, RouteTrigger
 from ._contract import batch_of, contract, usage_event_kwargs
+from .route_shape import QueryParam, RouteShape, page_query
+
+#: The query of ``GET /usage/{meterId}`` as OpenAPI lists it: the :class:`UsageQuery` the route structures.
+USAGE_QUERY = (
+    QueryParam("from", "string", "start of the range, inclusive (RFC 3339)", bounds={"format": "date-time"},
+               required=True),
+    QueryParam("to", "string", "end of the range, exclusive (RFC 3339)", bounds={"format": "date-time"},
+               required=True),
+    QueryParam("windowSize", "string", "absent: one row per group", bounds={"enum": [w.value for w in WindowSize]}),
+    QueryParam("windowTimeZone", "string", "IANA time zone of the windows (default UTC)", bounds={"minLength": 1}),
+    QueryParam("tenantId", "string", "only this tenant's usage",
+               bounds={"minLength": 1, "pattern": input_policy.NAME_PATTERN}),
+    QueryParam("groupBy", "string", "meter dimensions to group by (repeat or comma-separate)", True),
+    *page_query(default=100))
 
 
 @contract("metering", "IMetering.createMeterFunction", required=True,
-          trigger=RouteTrigger(method="POST", path="/meters", scope=METER_WRITE))
+          trigger=RouteTrigger(method="POST", path="/meters", scope=METER_WRITE),
+          route=RouteShape(body="meter", status=201))
 def metering_create_meter(meter: MeterCreate) -> Meter:
     """Create a meter.
 
@@ -41,7 +59,7 @@ def metering_create_meter(meter: MeterCreate) -> Meter:
 
 
 @contract("metering", "IMetering.fetchMeterFunction", required=True,
-          trigger=RouteTrigger(method="GET", path="/meters/{meterId}", scope=METER_READ))
+          trigger=RouteTrigger(method="GET", path="/meters/{meterId}", scope=METER_READ), route=RouteShape())
 def metering_fetch_meter(meter_id: str) -> Meter:
     """One meter.
 
@@ -52,7 +70,8 @@ def metering_fetch_meter(meter_id: str) -> Meter:
 
 
 @contract("metering", "IMetering.fetchAllMetersFunction", required=True,
-          trigger=RouteTrigger(method="GET", path="/meters", scope=METER_READ))
+          trigger=RouteTrigger(method="GET", path="/meters", scope=METER_READ),
+          route=RouteShape(page=MAX_PAGE_LIMIT, answer="page"))
 def metering_fetch_all_meters(limit: int, next_token: str | None) -> Page[Meter]:
     """One page of meters, oldest first.
 
@@ -64,7 +83,8 @@ def metering_fetch_all_meters(limit: int, next_token: str | None) -> Page[Meter]
 
 
 @contract("metering", "IMetering.updateMeterFunction", required=False,
-          trigger=RouteTrigger(method="PUT", path="/meters/{meterId}", scope=METER_WRITE))
+          trigger=RouteTrigger(method="PUT", path="/meters/{meterId}", scope=METER_WRITE),
+          route=RouteShape(body="update"))
 def metering_update_meter(meter_id: str, update: MeterUpdate) -> Meter:
     """Change a meter's name, description or status (``inactive`` refuses new events, as Stripe's deactivate).
 
@@ -76,7 +96,7 @@ def metering_update_meter(meter_id: str, update: MeterUpdate) -> Meter:
 
 
 @contract("metering", "IMetering.deleteMeterFunction", required=False,
-          trigger=RouteTrigger(method="DELETE", path="/meters/{meterId}", scope=METER_WRITE))
+          trigger=RouteTrigger(method="DELETE", path="/meters/{meterId}", scope=METER_WRITE), route=RouteShape())
 def metering_delete_meter(meter_id: str) -> Meter | None:
     """Delete a meter and its usage.
 
@@ -121,7 +141,8 @@ def metering_ingest_usage_events(usage_events: list[UsageEvent]) -> list[str | N
 
 
 @contract("metering", "IMetering.fetchUsageFunction", required=True,
-          trigger=RouteTrigger(method="GET", path="/usage/{meterId}", scope=USAGE_READ))
+          trigger=RouteTrigger(method="GET", path="/usage/{meterId}", scope=USAGE_READ),
+          route=RouteShape(query="query", query_params=USAGE_QUERY, answer="page"))
 def metering_fetch_usage(meter_id: str, query: UsageQuery) -> Page[UsageRow]:
     """Aggregated usage of a meter over ``[from, to)``, windowed and grouped.
 
@@ -136,7 +157,8 @@ def metering_fetch_usage(meter_id: str, query: UsageQuery) -> Page[UsageRow]:
 
 
 @contract("metering", "IMetering.cancelUsageEventsFunction", required=False,
-          trigger=RouteTrigger(method="DELETE", path="/usage", scope=USAGE_WRITE))
+          trigger=RouteTrigger(method="DELETE", path="/usage", scope=USAGE_WRITE),
+          route=RouteShape(body="request"))
 def metering_cancel_usage_events(request: CancelUsageRequest) -> CancelResult:
     """Exclude events from usage: by identifiers, or by meter + (tenant) + event-time range.
 
