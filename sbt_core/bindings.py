@@ -13,7 +13,7 @@ import attrs
 from .config import Config
 from .errors import StartupError
 from .hookspecs import CONTRACT, Interface
-from .models import scopes
+from .models import scopes, to_json
 from .plugins import PluginCatalog
 from .triggers import AnyTrigger, Authorizer, EventTrigger, RouteTrigger, ScheduleTrigger
 
@@ -68,17 +68,14 @@ class Binding:
     enabled: bool = True
 
     def to_json(self) -> dict[str, Any]:
-        """Stable JSON for ``sbt bindings --json``."""
-        t = self.trigger
-        trigger: dict[str, Any] = {"kind": t.kind}
-        if isinstance(t, EventTrigger):
-            trigger |= {"detailType": str(t.detail_type), "source": t.source}
-        elif isinstance(t, RouteTrigger):
-            trigger |= {"method": t.method, "path": t.path, "scope": t.scope, "authorizer": t.authorizer.value}
-        elif isinstance(t, ScheduleTrigger):
-            trigger |= {"expression": t.expression}
-        return {"hook": self.hook, "interface": self.interface, "provider": self.provider, "trigger": trigger,
-                "origin": self.origin, "enabled": self.enabled}
+        """Stable JSON for ``sbt bindings --json``: the fields in order, camelCase, as the models' converter
+        writes them, the trigger led by its ``kind`` (which the converter leaves out, as it is not an
+        argument) and a schedule's without its parsed ``spec`` (the expression says it)."""
+        data: dict[str, Any] = to_json(self)
+        trigger = data["trigger"]
+        trigger.pop("spec", None)
+        data["trigger"] = {"kind": self.trigger.kind, **trigger}
+        return data
 
 
 @attrs.frozen

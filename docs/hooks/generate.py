@@ -1,6 +1,7 @@
 """Write the hook reference, one page per interface (``docs/hooks/<interface>.md``) plus the lifecycle
 hooks, from the contract (:data:`sbt_core.hookspecs.CONTRACT`) and the hookspecs' signatures and
-docstrings; the JSON shapes come from the schema registry that renders the OpenAPI document.
+docstrings; the JSON shapes come from the schema registry that renders the OpenAPI document, and a route
+hook's request and answer from its :class:`~sbt_core.hookspecs.RouteShape`, which the HTTP adapter serves.
 
     python docs/hooks/generate.py          # rewrite the pages
     python docs/hooks/generate.py --check  # exit 1 naming each page that is out of date
@@ -20,10 +21,12 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import attrs
 import typer
 
-from sbt_core.hookspecs import BATCH_FORMS, CONTRACT, INTERFACES, SBT_INTERFACES, SPEC_MODULES, hooks_of
+from sbt_core.hookspecs import BATCH_FORMS, CONTRACT, INTERFACES, SBT_INTERFACES, SPEC_MODULES, RouteShape, hooks_of
 from sbt_core.models import Page
+from sbt_core.models._convert import wire_key
 from sbt_core.routes import Routes
 from sbt_core.runtime.http.schema import SchemaRegistry
 from sbt_core.triggers import RouteTrigger
@@ -70,6 +73,34 @@ def _trigger(row: Any) -> str:
     return f"`{trigger.describe()}`"
 
 
+def _http(shape: RouteShape) -> str:
+    """What the route's request fills and what it answers, from the contract's :class:`RouteShape` (the
+    declaration the HTTP adapter interprets)."""
+    fills = [f"`{{{param}}}` → `{arg}`" for param, arg in shape.path.items()]
+    if shape.page is not None:
+        fills.append(f"`?limit=` (1-{shape.page}, default 10), `?next_token=` → `limit`, `next_token`")
+    if shape.query:
+        fills.append(f"the query → `{shape.query}`")
+    if shape.body:
+        fills.append(f"the JSON body → `{shape.body}`")
+    if shape.raw:
+        fills.append(f"the request unparsed (body bytes, lower-cased headers, query, `{{path}}`) → `{shape.raw}`")
+    if shape.answer == "webhook":
+        answer = "the `WebhookResponse`'s status and body (None: 200 `{\"received\": true}`)"
+    else:
+        if shape.answer == "page":
+            envelope = '{"data": [...], "next_token": "..."}` (the token only when there is a next page)'
+        elif shape.answer == "message":
+            envelope = json.dumps({"message": shape.message}) + "`"
+        elif shape.fields:
+            keys = ", ".join(f'"{wire_key(attrs.fields_dict(shape.returns)[f])}": ...' for f in shape.fields)
+            envelope = f'{{"data": {{{keys}}}}}`'
+        else:
+            envelope = '{"data": ...}`'
+        answer = f"{shape.status} `{envelope}"
+    return (", ".join(fills) or "nothing from the request") + "; answers " + answer
+
+
 def _prose(doc: str) -> str:
     """The docstring without its ``:param``/``:return``/``:raises`` fields (rendered as lists instead)."""
     text = _RAISES.sub("", _PARAM.sub("", doc))
@@ -94,6 +125,8 @@ def _hook_section(func: Callable[..., Any], reg: SchemaRegistry) -> list[str]:
                   f"- **Required** of a selected provider: {'yes' if row.required else 'no'}",
                   f"- **Default trigger**: {_trigger(row)}"
                   + ("" if row.overridable else " (not overridable)")]
+        if row.route is not None:
+            facts.append(f"- **Over HTTP**: {_http(row.route)}")
         if row.batch_hook:
             facts.append(f"- **Batch form**: [`{row.batch_hook}`](#{row.batch_hook})")
     if batch is not None:

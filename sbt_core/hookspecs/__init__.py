@@ -1,6 +1,7 @@
 """The contract at the centre: one hookspec module per SBT interface, plus lifecycle hooks.
 
-:data:`CONTRACT` maps each interface hook to its :class:`HookDef` (SBT property, required, default trigger).
+:data:`CONTRACT` maps each interface hook to its :class:`HookDef` (SBT property, required, default trigger,
+and for a route hook the :class:`RouteShape` of its request and answer).
 """
 
 from types import ModuleType
@@ -18,6 +19,7 @@ from ._contract import (
     interface_of_hook,
     parse_each,
 )
+from .route_shape import Answer, QueryParam, RouteShape, page_query
 
 #: Modules to hand to ``PluginManager.add_hookspecs``.
 SPEC_MODULES: tuple[ModuleType, ...] = (auth, billing, metering, lifecycle)
@@ -33,5 +35,6 @@ def hooks_of(interface: Interface) -> list[HookDef]:
     return [row for row in CONTRACT.values() if row.interface == interface]
 
 
-__all__ = ["BATCH_FORMS", "CONTRACT", "INTERFACES", "SBT_INTERFACES", "SPEC_MODULES", "BatchForm", "EventArgument",
-           "HookDef", "Interface", "hooks_of", "interface_of", "parse_each"]
+__all__ = ["BATCH_FORMS", "CONTRACT", "INTERFACES", "SBT_INTERFACES", "SPEC_MODULES", "Answer", "BatchForm",
+           "EventArgument", "HookDef", "Interface", "QueryParam", "RouteShape", "hooks_of", "interface_of",
+           "page_query", "parse_each"]

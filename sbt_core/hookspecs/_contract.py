@@ -1,5 +1,9 @@
 """The contract table: for each hookspec, the SBT property it mirrors, whether a selected provider
-must implement it, and its default trigger. Bindings are derived from this table, never retyped."""
+must implement it, and its default trigger. Bindings are derived from this table, never retyped.
+
+:func:`contract` (and :func:`batch_of`) both record the row and make the function a pluggy hookspec, so a
+hook is declared once, with one decorator. Interface hooks are ``firstresult``: only the selected provider
+answers, and its answer is the hook's (lifecycle hooks, in ``lifecycle.py``, are plain ``@hookspec``s)."""
 
 from __future__ import annotations
 
@@ -8,8 +12,10 @@ from typing import Any, Literal, TypeVar
 
 import attrs
 
+from .._markers import hookspec
 from ..models import Event, UsageEvent
-from ..triggers import AnyTrigger
+from ..triggers import AnyTrigger, RouteTrigger
+from .route_shape import RouteShape
 
 Interface = Literal["auth", "billing", "metering"]
 INTERFACES: tuple[Interface, ...] = ("auth", "billing", "metering")
@@ -65,6 +71,8 @@ class HookDef:
     event_kwargs: Callable[[Event], dict[str, Any]] = event_kwargs
     #: The hook's optional batch form (see :data:`BATCH_FORMS`), which the bus calls for a burst of events.
     batch_hook: str | None = None
+    #: For route-triggered hooks: how the request becomes the hook's arguments and its result the answer.
+    route: RouteShape | None = None
 
     @property
     def overridable(self) -> bool:
@@ -90,14 +98,20 @@ BATCH_FORMS: dict[str, BatchForm] = {}
 
 
 def batch_of(single: str, argument: str) -> Callable[[F], F]:
-    """Record a hookspec as the batch form of the (already declared) event hook ``single``."""
+    """Declare ``func`` a ``firstresult`` hookspec, the batch form of the (already declared) event hook
+    ``single``."""
 
     def mark(func: F) -> F:
         BATCH_FORMS[func.__name__] = BatchForm(func.__name__, single, argument)
         CONTRACT[single] = attrs.evolve(CONTRACT[single], batch_hook=func.__name__)
-        return func
+        return _firstresult(func)
 
     return mark
+
+
+def _firstresult(func: F) -> F:
+    marked: F = hookspec(firstresult=True)(func)
+    return marked
 
 
 def interface_of_hook(hook: str) -> Interface | None:
@@ -109,11 +123,21 @@ def interface_of_hook(hook: str) -> Interface | None:
 
 
 def contract(interface: Interface, sbt_property: str, *, required: bool, trigger: AnyTrigger,
-             event_kwargs: Callable[[Event], dict[str, Any]] = event_kwargs) -> Callable[[F], F]:
-    """Record a hookspec's contract row beside the spec (the function's name is the hook name)."""
+             event_kwargs: Callable[[Event], dict[str, Any]] = event_kwargs,
+             route: RouteShape | None = None) -> Callable[[F], F]:
+    """Declare ``func`` a ``firstresult`` hookspec and record its contract row (the function's name is the
+    hook name). A hook whose default trigger is a route declares its request and answer with ``route``.
+
+    :raises TypeError: a route trigger without a ``route`` shape (or a shape without a route trigger), or a
+        shape that does not fit the hook (:meth:`RouteShape.bind`).
+    """
 
     def mark(func: F) -> F:
-        CONTRACT[func.__name__] = HookDef(func.__name__, interface, sbt_property, required, trigger, event_kwargs)
-        return func
+        if isinstance(trigger, RouteTrigger) != (route is not None):
+            raise TypeError(f"{func.__name__}: a hook declares a RouteShape exactly when its trigger is a route")
+        bound = route.bind(func, trigger) if route is not None and isinstance(trigger, RouteTrigger) else None
+        CONTRACT[func.__name__] = HookDef(func.__name__, interface, sbt_property, required, trigger, event_kwargs,
+                                          route=bound)
+        return _firstresult(func)
 
     return mark

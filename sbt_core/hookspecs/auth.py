@@ -6,17 +6,19 @@ scopes are SBT CognitoAuth's (``user/user_read``, ``user/user_write``).
 
 from __future__ import annotations
 
-from .._markers import hookspec
 from ..models import AdminUser, AuthSettings, CreateUserRequest, Page, UpdateUserRequest, User
 from ..models.scopes import USER_READ, USER_WRITE
 from ..triggers import RouteTrigger, StartupTrigger
 from ._contract import contract
+from .route_shape import RouteShape
+
+#: Cognito's ListUsers takes at most 60 per page; the contract promises providers no more.
+MAX_USERS_PAGE = 60
 
 
 @contract("auth", "IAuth jwtIssuer, jwtAudience, tokenEndpoint, wellKnownEndpointUrl, userClientId, "
           "machineClientId, machineClientSecret, machineClientAudience, *Scope", required=True,
           trigger=StartupTrigger())
-@hookspec(firstresult=True)
 def auth_settings() -> AuthSettings:
     """The selected auth provider's JWT/OAuth settings and scope names.
 
@@ -30,7 +32,6 @@ def auth_settings() -> AuthSettings:
 
 
 @contract("auth", "IAuth.createAdminUser", required=True, trigger=StartupTrigger())
-@hookspec(firstresult=True)
 def auth_create_admin_user(admin: AdminUser) -> User | None:
     """Create the system admin if it does not exist; idempotent.
 
@@ -45,8 +46,8 @@ def auth_create_admin_user(admin: AdminUser) -> User | None:
 
 
 @contract("auth", "IAuth.createUserFunction", required=True,
-          trigger=RouteTrigger(method="POST", path="/users", scope=USER_WRITE))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="POST", path="/users", scope=USER_WRITE),
+          route=RouteShape(body="user", status=201, fields=("user_name",)))
 def auth_create_user(user: CreateUserRequest) -> User:
     """Create a user ``{userName, userRole, email}``.
 
@@ -61,8 +62,8 @@ def auth_create_user(user: CreateUserRequest) -> User:
 
 
 @contract("auth", "IAuth.fetchAllUsersFunction", required=True,
-          trigger=RouteTrigger(method="GET", path="/users", scope=USER_READ))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="GET", path="/users", scope=USER_READ),
+          route=RouteShape(page=MAX_USERS_PAGE, answer="page"))
 def auth_fetch_all_users(limit: int, next_token: str | None) -> Page[User]:
     """One page of users.
 
@@ -77,8 +78,7 @@ def auth_fetch_all_users(limit: int, next_token: str | None) -> Page[User]:
 
 
 @contract("auth", "IAuth.fetchUserFunction", required=True,
-          trigger=RouteTrigger(method="GET", path="/users/{userId}", scope=USER_READ))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="GET", path="/users/{userId}", scope=USER_READ), route=RouteShape())
 def auth_fetch_user(user_id: str) -> User:
     """One user by user name.
 
@@ -91,8 +91,8 @@ def auth_fetch_user(user_id: str) -> User:
 
 
 @contract("auth", "IAuth.updateUserFunction", required=True,
-          trigger=RouteTrigger(method="PUT", path="/users/{userId}", scope=USER_WRITE))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="PUT", path="/users/{userId}", scope=USER_WRITE),
+          route=RouteShape(body="update", answer="message", message="User updated"))
 def auth_update_user(user_id: str, update: UpdateUserRequest) -> User:
     """Change a user's role, email, or both (one alone works; sbt-aws needed both).
 
@@ -107,8 +107,8 @@ def auth_update_user(user_id: str, update: UpdateUserRequest) -> User:
 
 
 @contract("auth", "IAuth.deleteUserFunction", required=True,
-          trigger=RouteTrigger(method="DELETE", path="/users/{userId}", scope=USER_WRITE))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="DELETE", path="/users/{userId}", scope=USER_WRITE),
+          route=RouteShape(answer="message", message="User deleted"))
 def auth_delete_user(user_id: str) -> None:
     """Delete a user.
 
@@ -121,8 +121,8 @@ def auth_delete_user(user_id: str) -> None:
 
 
 @contract("auth", "IAuth.disableUserFunction", required=True,
-          trigger=RouteTrigger(method="PUT", path="/users/{userId}/disable", scope=USER_WRITE))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="PUT", path="/users/{userId}/disable", scope=USER_WRITE),
+          route=RouteShape(answer="message", message="User disabled"))
 def auth_disable_user(user_id: str) -> None:
     """Disable a user: they can no longer sign in.
 
@@ -134,8 +134,8 @@ def auth_disable_user(user_id: str) -> None:
 
 
 @contract("auth", "IAuth.enableUserFunction", required=True,
-          trigger=RouteTrigger(method="PUT", path="/users/{userId}/enable", scope=USER_WRITE))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="PUT", path="/users/{userId}/enable", scope=USER_WRITE),
+          route=RouteShape(answer="message", message="User enabled"))
 def auth_enable_user(user_id: str) -> None:
     """Enable a disabled user.
 

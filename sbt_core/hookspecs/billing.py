@@ -7,7 +7,6 @@ return values are informational (upstream ignores them) but are recorded in the 
 
 from __future__ import annotations
 
-from .._markers import hookspec
 from ..models import (
     APPLICATION_PLANE_SOURCE,
     CONTROL_PLANE_SOURCE,
@@ -21,11 +20,11 @@ from ..models import (
 )
 from ..triggers import Authorizer, EventTrigger, RouteTrigger, parse_schedule
 from ._contract import contract
+from .route_shape import RouteShape
 
 
 @contract("billing", "IBilling.createCustomerFunction", required=True,
           trigger=EventTrigger(DetailType.ONBOARDING_REQUEST, CONTROL_PLANE_SOURCE))
-@hookspec(firstresult=True)
 def billing_create_customer(event: Event) -> Customer | None:
     """Create the billing customer of a newly onboarded tenant.
 
@@ -43,7 +42,6 @@ def billing_create_customer(event: Event) -> Customer | None:
 
 @contract("billing", "IBilling.deleteCustomerFunction", required=True,
           trigger=EventTrigger(DetailType.OFFBOARDING_REQUEST, CONTROL_PLANE_SOURCE))
-@hookspec(firstresult=True)
 def billing_delete_customer(event: Event) -> None:
     """Remove (or close) the billing customer of an offboarded tenant; a missing customer is not an error.
 
@@ -56,7 +54,6 @@ def billing_delete_customer(event: Event) -> None:
 
 @contract("billing", "IBilling.createUserFunction", required=False,
           trigger=EventTrigger(DetailType.TENANT_USER_CREATED, CONTROL_PLANE_SOURCE))
-@hookspec(firstresult=True)
 def billing_create_user(event: Event) -> None:
     """Record a new user of a tenant with the billing provider.
 
@@ -67,7 +64,6 @@ def billing_create_user(event: Event) -> None:
 
 @contract("billing", "IBilling.deleteUserFunction", required=False,
           trigger=EventTrigger(DetailType.TENANT_USER_DELETED, CONTROL_PLANE_SOURCE))
-@hookspec(firstresult=True)
 def billing_delete_user(event: Event) -> None:
     """Forget a deleted user of a tenant.
 
@@ -77,7 +73,6 @@ def billing_delete_user(event: Event) -> None:
 
 @contract("billing", "IBilling.ingestor", required=False,
           trigger=EventTrigger(DetailType.INGEST_USAGE, APPLICATION_PLANE_SOURCE))
-@hookspec(firstresult=True)
 def billing_ingest(event: Event) -> None:
     """Accept one raw usage record and add it to the provider's aggregates (per tenant and metric).
 
@@ -91,7 +86,6 @@ def billing_ingest(event: Event) -> None:
 
 
 @contract("billing", "IBilling.putUsageFunction", required=False, trigger=parse_schedule("rate(24 hours)"))
-@hookspec(firstresult=True)
 def billing_put_usage(run: ScheduleRun) -> PutUsageResult | None:
     """Push the aggregated usage to the billing provider.
 
@@ -105,8 +99,8 @@ def billing_put_usage(run: ScheduleRun) -> PutUsageResult | None:
 
 
 @contract("billing", "IBilling.webhookFunction", required=False,
-          trigger=RouteTrigger(method="POST", path="/billing/{path}", authorizer=Authorizer.NONE))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="POST", path="/billing/{path}", authorizer=Authorizer.NONE),
+          route=RouteShape(raw="request", answer="webhook"))
 def billing_webhook(request: WebhookRequest) -> WebhookResponse | None:
     """Handle a webhook call from the billing provider; no JWT, the provider verifies the signature.
 

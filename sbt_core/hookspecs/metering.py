@@ -6,10 +6,11 @@ payload shapes are docs/design.md section 4's (SBT defines none).
 
 from __future__ import annotations
 
-from .._markers import hookspec
+from .. import input_policy
 from ..models import (
     APPLICATION_PLANE_SOURCE,
     CONTROL_PLANE_SOURCE,
+    MAX_PAGE_LIMIT,
     CancelResult,
     CancelUsageRequest,
     DetailType,
@@ -21,15 +22,30 @@ from ..models import (
     UsageEvent,
     UsageQuery,
     UsageRow,
+    WindowSize,
 )
 from ..models.scopes import METER_READ, METER_WRITE, USAGE_READ, USAGE_WRITE
 from ..triggers import EventTrigger, RouteTrigger
 from ._contract import batch_of, contract, usage_event_kwargs
+from .route_shape import QueryParam, RouteShape, page_query
+
+#: The query of ``GET /usage/{meterId}`` as OpenAPI lists it: the :class:`UsageQuery` the route structures.
+USAGE_QUERY = (
+    QueryParam("from", "string", "start of the range, inclusive (RFC 3339)", bounds={"format": "date-time"},
+               required=True),
+    QueryParam("to", "string", "end of the range, exclusive (RFC 3339)", bounds={"format": "date-time"},
+               required=True),
+    QueryParam("windowSize", "string", "absent: one row per group", bounds={"enum": [w.value for w in WindowSize]}),
+    QueryParam("windowTimeZone", "string", "IANA time zone of the windows (default UTC)", bounds={"minLength": 1}),
+    QueryParam("tenantId", "string", "only this tenant's usage",
+               bounds={"minLength": 1, "pattern": input_policy.NAME_PATTERN}),
+    QueryParam("groupBy", "string", "meter dimensions to group by (repeat or comma-separate)", True),
+    *page_query(default=100))
 
 
 @contract("metering", "IMetering.createMeterFunction", required=True,
-          trigger=RouteTrigger(method="POST", path="/meters", scope=METER_WRITE))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="POST", path="/meters", scope=METER_WRITE),
+          route=RouteShape(body="meter", status=201))
 def metering_create_meter(meter: MeterCreate) -> Meter:
     """Create a meter.
 
@@ -43,8 +59,7 @@ def metering_create_meter(meter: MeterCreate) -> Meter:
 
 
 @contract("metering", "IMetering.fetchMeterFunction", required=True,
-          trigger=RouteTrigger(method="GET", path="/meters/{meterId}", scope=METER_READ))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="GET", path="/meters/{meterId}", scope=METER_READ), route=RouteShape())
 def metering_fetch_meter(meter_id: str) -> Meter:
     """One meter.
 
@@ -55,8 +70,8 @@ def metering_fetch_meter(meter_id: str) -> Meter:
 
 
 @contract("metering", "IMetering.fetchAllMetersFunction", required=True,
-          trigger=RouteTrigger(method="GET", path="/meters", scope=METER_READ))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="GET", path="/meters", scope=METER_READ),
+          route=RouteShape(page=MAX_PAGE_LIMIT, answer="page"))
 def metering_fetch_all_meters(limit: int, next_token: str | None) -> Page[Meter]:
     """One page of meters, oldest first.
 
@@ -68,8 +83,8 @@ def metering_fetch_all_meters(limit: int, next_token: str | None) -> Page[Meter]
 
 
 @contract("metering", "IMetering.updateMeterFunction", required=False,
-          trigger=RouteTrigger(method="PUT", path="/meters/{meterId}", scope=METER_WRITE))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="PUT", path="/meters/{meterId}", scope=METER_WRITE),
+          route=RouteShape(body="update"))
 def metering_update_meter(meter_id: str, update: MeterUpdate) -> Meter:
     """Change a meter's name, description or status (``inactive`` refuses new events, as Stripe's deactivate).
 
@@ -81,8 +96,7 @@ def metering_update_meter(meter_id: str, update: MeterUpdate) -> Meter:
 
 
 @contract("metering", "IMetering.deleteMeterFunction", required=False,
-          trigger=RouteTrigger(method="DELETE", path="/meters/{meterId}", scope=METER_WRITE))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="DELETE", path="/meters/{meterId}", scope=METER_WRITE), route=RouteShape())
 def metering_delete_meter(meter_id: str) -> Meter | None:
     """Delete a meter and its usage.
 
@@ -96,7 +110,6 @@ def metering_delete_meter(meter_id: str) -> Meter | None:
 
 @contract("metering", "IMetering.ingestUsageEventFunction", required=True,
           trigger=EventTrigger(DetailType.INGEST_USAGE, APPLICATION_PLANE_SOURCE), event_kwargs=usage_event_kwargs)
-@hookspec(firstresult=True)
 def metering_ingest_usage_event(usage_event: UsageEvent) -> None:
     """Record one usage event; a repeated ``identifier`` within the dedup window is ignored.
 
@@ -110,7 +123,6 @@ def metering_ingest_usage_event(usage_event: UsageEvent) -> None:
 
 
 @batch_of("metering_ingest_usage_event", "usage_events")
-@hookspec(firstresult=True)
 def metering_ingest_usage_events(usage_events: list[UsageEvent]) -> list[str | None]:
     """Record many usage events in one call: the batch form of ``metering_ingest_usage_event``.
 
@@ -129,8 +141,8 @@ def metering_ingest_usage_events(usage_events: list[UsageEvent]) -> list[str | N
 
 
 @contract("metering", "IMetering.fetchUsageFunction", required=True,
-          trigger=RouteTrigger(method="GET", path="/usage/{meterId}", scope=USAGE_READ))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="GET", path="/usage/{meterId}", scope=USAGE_READ),
+          route=RouteShape(query="query", query_params=USAGE_QUERY, answer="page"))
 def metering_fetch_usage(meter_id: str, query: UsageQuery) -> Page[UsageRow]:
     """Aggregated usage of a meter over ``[from, to)``, windowed and grouped.
 
@@ -145,8 +157,8 @@ def metering_fetch_usage(meter_id: str, query: UsageQuery) -> Page[UsageRow]:
 
 
 @contract("metering", "IMetering.cancelUsageEventsFunction", required=False,
-          trigger=RouteTrigger(method="DELETE", path="/usage", scope=USAGE_WRITE))
-@hookspec(firstresult=True)
+          trigger=RouteTrigger(method="DELETE", path="/usage", scope=USAGE_WRITE),
+          route=RouteShape(body="request"))
 def metering_cancel_usage_events(request: CancelUsageRequest) -> CancelResult:
     """Exclude events from usage: by identifiers, or by meter + (tenant) + event-time range.
 
@@ -159,7 +171,6 @@ def metering_cancel_usage_events(request: CancelUsageRequest) -> CancelResult:
 
 @contract("metering", "IMetering.createCustomerFunction", required=False,
           trigger=EventTrigger(DetailType.ONBOARDING_REQUEST, CONTROL_PLANE_SOURCE))
-@hookspec(firstresult=True)
 def metering_create_customer(event: Event) -> None:
     """Register a tenant as a metering customer.
 
@@ -172,7 +183,6 @@ def metering_create_customer(event: Event) -> None:
 
 @contract("metering", "IMetering.deleteCustomerFunction", required=False,
           trigger=EventTrigger(DetailType.OFFBOARDING_REQUEST, CONTROL_PLANE_SOURCE))
-@hookspec(firstresult=True)
 def metering_delete_customer(event: Event) -> None:
     """Mark a tenant as no longer a metering customer; its usage stays queryable for billing.
 

@@ -3,6 +3,11 @@
 
 Each method calls ``<interface>_<method>`` on the selected provider only; see :meth:`Providers.call`
 for the errors raised.
+
+The methods are written out, not generated from the contract, so the type checker sees each signature;
+``tests/core/test_hookspecs.py`` holds them to the hookspecs (every contract hook and batch form has its
+method, with the same arguments, annotations and result), so a hook added to the contract without its
+facade method fails there.
 """
 
 from __future__ import annotations

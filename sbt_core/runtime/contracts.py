@@ -9,12 +9,14 @@ read the table.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
 
 import attrs
 
+# Route groups document their query as route hooks do; the contract owns the record.
+from ..hookspecs.route_shape import QueryParam as QueryParam
 from ..models import Event
 from ..triggers import EventTrigger, RouteTrigger
 
@@ -101,20 +103,6 @@ RouteGroup = Sequence[tuple[RouteTrigger, Callable[..., Any]]]
 
 #: A JSON schema built with the OpenAPI document's schema registry (which collects ``components``).
 Schema = Callable[[Any], dict[str, Any]]
-
-
-@attrs.frozen
-class QueryParam:
-    """A query parameter, for the OpenAPI document: name, JSON type, description."""
-
-    name: str
-    type: str = "string"
-    description: str = ""
-    array: bool = False
-    #: More JSON Schema keywords of the value (``minimum``, ``maximum``, ``format``, ``enum``, ``minLength``):
-    #: the bounds the endpoint enforces, so a client reading the document is not refused by surprise.
-    bounds: Mapping[str, Any] = attrs.field(factory=dict)
-    required: bool = False
 
 
 @attrs.frozen

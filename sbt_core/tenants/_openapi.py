@@ -13,8 +13,8 @@ from typing import Any
 
 import attrs
 
+from ..hookspecs import page_query
 from ..runtime.contracts import RouteDoc, Schema, document_route
-from ..runtime.http.hooks import page_query
 
 __all__ = ["PAGE_QUERY", "describe"]
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pytest
@@ -66,3 +67,25 @@ def test_route_clashes_are_startup_errors_naming_both(catalog: Any, route: str, 
     with pytest.raises(StartupError, match=f"route {route} of metering_fetch_usage {clash}".replace("{", r"\{")
                        .replace("}", r"\}")):
         _table(catalog, [{"hook": "metering_fetch_usage", "route": route}])
+
+
+def test_the_json_of_each_trigger_kind_is_sbt_bindings_json_shape(catalog: Any) -> None:
+    # The bytes of ``sbt bindings --json`` (keys in this order): the converter's camelCase fields, the
+    # trigger led by its kind, a schedule without its parsed spec.
+    rows = {b["hook"]: b for b in _table(catalog).to_json()}
+    expected = {
+        "auth_settings": {"kind": "startup"},
+        "billing_create_customer": {"kind": "event", "detailType": "onboardingRequest",
+                                    "source": "sbt.control.plane"},
+        "billing_put_usage": {"kind": "schedule", "expression": "rate(24 hours)"},
+        "billing_webhook": {"kind": "route", "method": "POST", "path": "/billing/{path}", "scope": None,
+                            "authorizer": "none"},
+    }
+    for hook, trigger in expected.items():
+        row = rows[hook]
+        assert list(row) == ["hook", "interface", "provider", "trigger", "origin", "enabled"]
+        assert list(row["trigger"].items()) == list(trigger.items()), hook
+    assert json.dumps(rows["metering_fetch_meter"]) == (
+        '{"hook": "metering_fetch_meter", "interface": "metering", "provider": "fakemeter", "trigger": '
+        '{"kind": "route", "method": "GET", "path": "/meters/{meterId}", "scope": "meter/meter_read", '
+        '"authorizer": "jwt"}, "origin": "default", "enabled": true}')

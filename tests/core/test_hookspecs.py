@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import re
+import typing
 
 import pytest
 
@@ -84,6 +85,13 @@ def test_hook_name_is_interface_and_sbt_property_in_snake_case(hook: str) -> Non
         assert hook == f"{row.interface}_{snake}"
 
 
+@pytest.mark.parametrize("hook", sorted(CONTRACT.keys() | BATCH_FORMS.keys()))
+def test_the_contract_decorator_makes_each_interface_hook_a_firstresult_hookspec(hook: str) -> None:
+    # One declaration per hook: @contract / @batch_of apply the hookspec; only the selected provider answers.
+    spec = getattr(new_plugin_manager().hook, hook).spec
+    assert spec is not None and spec.opts["firstresult"] is True
+
+
 def test_every_hookspec_module_spec_has_a_contract_row_or_is_lifecycle() -> None:
     specs = {name for module in SPEC_MODULES for name, _ in inspect.getmembers(module, inspect.isfunction)
              if hasattr(getattr(module, name), "sbt_spec")}
@@ -113,6 +121,13 @@ def test_typed_facade_covers_every_hook_of_its_interface(facade: type, interface
         b for b, form in BATCH_FORMS.items() if CONTRACT[form.single].interface == interface}
     assert {f"{interface}_{m}" for m in methods} == hooks
     for hook in hooks:
-        spec_args = set(inspect.signature(getattr(new_plugin_manager().hook, hook).spec.function).parameters)
-        method_args = set(inspect.signature(getattr(facade, hook.removeprefix(interface + "_"))).parameters)
+        spec = getattr(new_plugin_manager().hook, hook).spec.function
+        method = getattr(facade, hook.removeprefix(interface + "_"))
+        spec_args = set(inspect.signature(spec).parameters)
+        method_args = set(inspect.signature(method).parameters)
         assert method_args - {"self"} == spec_args, hook
+        # The facades are written out for the type checker (a generated class would type as Any), so the
+        # test holds them to the contract: same arguments in the same order, same annotations and result.
+        assert [a for a in inspect.signature(method).parameters if a != "self"] == list(
+            inspect.signature(spec).parameters), hook
+        assert typing.get_type_hints(method) == typing.get_type_hints(spec), hook

@@ -36,7 +36,7 @@ from ..authorizer import Authorizer, JwksSource, StaticJwks, bearer_token
 from ..contracts import EventBus, QueryParam, RouteGroup, route_doc
 from . import events as ev
 from ._json import FastJSONResponse, JSONAnswer
-from .hooks import HOOK_ROUTES, json_body
+from .hooks import hook_route, json_body
 from .operation import Endpoint, Operation
 
 if TYPE_CHECKING:
@@ -221,10 +221,11 @@ def _first_line(text: str | None) -> str:
 
 
 def _hook_operation(cp: ControlPlaneLike, hook: str, trigger: RouteTrigger) -> Operation:
-    route = HOOK_ROUTES.get(hook)
-    if route is None:
+    row = CONTRACT[hook]
+    if row.route is None:
         raise StartupError(f"hook {hook} is bound to {trigger.method} {trigger.path} but the HTTP app does not "
                            "know how to decode its request")
+    route = hook_route(row)
     providers = cp.providers
 
     async def endpoint(request: Request) -> Response:
@@ -233,7 +234,6 @@ def _hook_operation(cp: ControlPlaneLike, hook: str, trigger: RouteTrigger) -> O
         result = await run_in_threadpool(providers.call, hook, **kwargs)
         return route.encode(result)
 
-    row = CONTRACT[hook]
     from ... import hookspecs
 
     spec = getattr(getattr(hookspecs, row.interface), hook, None)

@@ -1,16 +1,15 @@
-"""How each route-triggered hook reads its request and writes its answer (sbt-aws envelopes).
+"""How a route hook reads its request and writes its answer: the contract's
+:class:`~sbt_core.hookspecs.RouteShape` of each route hook, interpreted here for every hook alike.
 
-One :class:`HookRoute` per hook in the contract whose default trigger is a route: ``decode`` turns the
-request (path parameters, query, the body already read under the size limit) into the hook's keyword
-arguments, ``encode`` turns its return value into the response sbt-aws gives (sbt-aws
-``resources/functions/user-management/index.py``, ``src/control-plane/metering/metering-provider.ts``):
-``{"data": ...}`` (+ ``next_token``), 201 for creations, ``{"message": ...}`` for user updates and
-deletions. The OpenAPI document is built from the same rows, so docs and behaviour
-cannot drift.
+:func:`hook_route` turns a hook's shape into a :class:`HookRoute`: ``decode`` fills the hook's keyword
+arguments from the request (path parameters, query, the body already read under the size limit),
+``encode`` puts its result in sbt-aws's envelope, and the rest describes the same for the OpenAPI
+document, so docs and behaviour cannot drift. Adding a route hook is its ``@contract`` declaration alone.
 """
 
 from __future__ import annotations
 
+import typing
 from collections.abc import Callable
 from typing import Any
 
@@ -20,40 +19,21 @@ from starlette.responses import Response
 
 from ... import input_policy
 from ...errors import BadRequestError
-from ...models import (
-    MAX_PAGE_LIMIT,
-    CancelResult,
-    CancelUsageRequest,
-    CreateUserRequest,
-    Meter,
-    MeterCreate,
-    MeterUpdate,
-    Page,
-    PageRequest,
-    UpdateUserRequest,
-    UsageQuery,
-    UsageRow,
-    User,
-    WebhookRequest,
-    WebhookResponse,
-    WindowSize,
-    from_json,
-    to_json,
-)
-from ..contracts import QueryParam
+from ...hookspecs import HookDef, QueryParam, RouteShape
+from ...models import PageRequest, WebhookRequest, WebhookResponse, from_json, to_json
+from ...models._convert import wire_key
+from ..contracts import Schema
 from ._json import JSONAnswer
 
-__all__ = ["HOOK_ROUTES", "HookRoute", "json_body", "json_response", "page_request"]
-
+__all__ = ["HookRoute", "hook_route", "json_body", "json_response", "page_body", "page_request"]
 
 @attrs.frozen
 class HookRoute:
-    """Request decoding and response encoding of one route hook.
+    """Request decoding and response encoding of one route hook, as :func:`hook_route` builds them.
 
     ``decode(request, body)`` -> the hook's keyword arguments; ``encode(result)`` -> the Response.
-    ``body_model`` / ``query`` / ``response`` describe the same for OpenAPI (``response`` is the JSON
-    schema of the success body, built with the registry passed in). ``path_params`` maps the contract's
-    path parameter to the hook argument.
+    ``status``, ``body_model``, ``raw_body`` and ``query`` describe the same for OpenAPI, and ``response``
+    is the JSON schema of the success body, built with the registry passed in.
     """
 
     decode: Callable[[Request, bytes], dict[str, Any]]
@@ -62,7 +42,7 @@ class HookRoute:
     body_model: type | None = None
     raw_body: bool = False
     query: tuple[QueryParam, ...] = ()
-    response: Callable[[Any], dict[str, Any]] = lambda reg: {"type": "object"}
+    response: Schema = lambda reg: {"type": "object"}
 
 
 def json_response(data: Any, status: int = 200) -> JSONAnswer:
@@ -105,6 +85,15 @@ def page_request(request: Request, max_limit: int | None = None) -> PageRequest:
     return page
 
 
+def page_body(items: list[Any], next_token: str | None) -> dict[str, Any]:
+    """sbt-aws's paginated envelope: ``{"data": [...items], "next_token": ...}``, the token only when
+    there is a next page. ``items`` are JSON-ready already."""
+    body: dict[str, Any] = {"data": items}
+    if next_token is not None:
+        body["next_token"] = next_token
+    return body
+
+
 def _query_dict(request: Request) -> dict[str, Any]:
     """The query as a dict; a repeated key (``groupBy=a&groupBy=b``) becomes a list."""
     out: dict[str, Any] = {}
@@ -116,27 +105,41 @@ def _query_dict(request: Request) -> dict[str, Any]:
     return out
 
 
-# --- envelopes --------------------------------------------------------------------------------------------
-
-def _data(status: int = 200) -> Callable[[Any], Response]:
-    return lambda result: json_response({"data": to_json(result)}, status)
-
-
-def page_body(items: list[Any], next_token: str | None) -> dict[str, Any]:
-    """sbt-aws's paginated envelope: ``{"data": [...items], "next_token": ...}``, the token only when
-    there is a next page. ``items`` are JSON-ready already."""
-    body: dict[str, Any] = {"data": items}
-    if next_token is not None:
-        body["next_token"] = next_token
-    return body
+def _webhook_request(request: Request, body: bytes) -> WebhookRequest:
+    # The raw bytes, for the provider's signature check; {path} names the provider (/billing/stripe).
+    return WebhookRequest(path=path_param(request, "path") if request.path_params
+                          else request.url.path.rsplit("/", 1)[-1],
+                          body=body, headers={k.lower(): v for k, v in request.headers.items()},
+                          query=dict(request.query_params))
 
 
-def _page(result: Page[Any]) -> Response:
-    return json_response(page_body(to_json(list(result.items)), result.next_token))
+def _body_parser(model: Any) -> Callable[[bytes], Any]:
+    # A record with its own from_body (MeterUpdate names the fields that may not change) parses the JSON itself.
+    from_body = getattr(model, "from_body", None)
+    if from_body is not None:
+        return lambda body: from_body(json_body(body))
+    return lambda body: json_body(body, model)
 
 
-def _message(text: str) -> Callable[[Any], Response]:
-    return lambda _result: json_response({"message": text})
+def _decoder(shape: RouteShape) -> Callable[[Request, bytes], dict[str, Any]]:
+    path = tuple(shape.path.items())
+    page, query, query_model, raw = shape.page, shape.query, shape.query_model, shape.raw
+    body_arg = shape.body
+    parse = _body_parser(shape.body_model) if body_arg else None
+
+    def decode(request: Request, body: bytes) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {arg: path_param(request, param) for param, arg in path}
+        if page is not None:
+            kwargs.update(attrs.asdict(page_request(request, page)))
+        if query is not None:
+            kwargs[query] = from_json(query_model, _query_dict(request))
+        if body_arg is not None and parse is not None:
+            kwargs[body_arg] = parse(body)
+        if raw is not None:
+            kwargs[raw] = _webhook_request(request, body)
+        return kwargs
+
+    return decode
 
 
 def _webhook(result: WebhookResponse | None) -> Response:
@@ -144,109 +147,66 @@ def _webhook(result: WebhookResponse | None) -> Response:
     return json_response(result.body, result.status)
 
 
-def _data_schema(model: type, *, array: bool = False, nullable: bool = False) -> Callable[[Any], dict[str, Any]]:
-    def build(reg: Any) -> dict[str, Any]:
-        item = reg.ref(model)
-        data: dict[str, Any] = {"type": "array", "items": item} if array else item
-        if nullable:
-            data = {"anyOf": [data, {"type": "null"}]}
-        props: dict[str, Any] = {"data": data}
-        if array:
-            props["next_token"] = {"type": "string", "description": "token of the next page; absent on the last"}
-        return {"type": "object", "properties": props, "required": ["data"]}
-    return build
+def _encoder(shape: RouteShape) -> Callable[[Any], Response]:
+    status = shape.status
+    if shape.answer == "page":
+        return lambda page: json_response(page_body(to_json(list(page.items)), page.next_token), status)
+    if shape.answer == "message":
+        text = shape.message
+        return lambda _result: json_response({"message": text}, status)
+    if shape.answer == "webhook":
+        return _webhook
+    if shape.fields:
+        keys = _wire_keys(shape.returns, shape.fields)
+        return lambda result: json_response(
+            {"data": {key: to_json(getattr(result, name)) for name, key in keys}}, status)
+    return lambda result: json_response({"data": to_json(result)}, status)
+
+
+def _wire_keys(record: type, names: tuple[str, ...]) -> list[tuple[str, str]]:
+    fields = attrs.fields_dict(record)
+    return [(name, wire_key(fields[name])) for name in names]
 
 
 def _message_schema(reg: Any) -> dict[str, Any]:
     return {"type": "object", "properties": {"message": {"type": "string"}}, "required": ["message"]}
 
 
-def _user_name_schema(reg: Any) -> dict[str, Any]:
-    return {"type": "object", "required": ["data"], "properties": {
-        "data": {"type": "object", "properties": {"userName": {"type": "string"}}, "required": ["userName"]}}}
+def _webhook_schema(reg: Any) -> dict[str, Any]:
+    return {"type": "object", "description": "the provider's answer (default {\"received\": true})"}
 
 
-def page_query(max_limit: int = MAX_PAGE_LIMIT, default: int = 10) -> tuple[QueryParam, ...]:
-    """``limit`` (1 to ``max_limit``) and ``next_token``, as :func:`page_request` enforces them."""
-    return (QueryParam("limit", "integer", f"page size, 1-{max_limit} (default {default})",
-                       bounds={"minimum": 1, "maximum": max_limit}),
-            # An empty next_token reads the first page, as none does.
-            QueryParam("next_token", "string", "next_token of the previous page",
-                       bounds={"pattern": input_policy.NAME_PATTERN}))
+def _response_schema(shape: RouteShape) -> Schema:
+    if shape.answer == "message":
+        return _message_schema
+    if shape.answer == "webhook":
+        return _webhook_schema
+    returns = shape.returns
+    if shape.answer == "page":
+        (item,) = typing.get_args(returns)
+
+        def page(reg: Any) -> dict[str, Any]:
+            return {"type": "object", "properties": {
+                "data": {"type": "array", "items": reg.describe(item)},
+                "next_token": {"type": "string", "description": "token of the next page; absent on the last"}},
+                "required": ["data"]}
+        return page
+
+    def data(reg: Any) -> dict[str, Any]:
+        described = reg.describe_fields(returns, shape.fields) if shape.fields else reg.describe(returns)
+        return {"type": "object", "properties": {"data": described}, "required": ["data"]}
+    return data
 
 
-_PAGE_QUERY = page_query()
+def hook_route(row: HookDef) -> HookRoute:
+    """The decoding, encoding and OpenAPI description of the route hook ``row``, from its contract's
+    :class:`~sbt_core.hookspecs.RouteShape`.
 
-#: Cognito's ListUsers takes at most 60 per page; the auth hookspec promises providers no more.
-MAX_USERS_PAGE = 60
-
-
-def _usage_query(request: Request) -> UsageQuery:
-    return from_json(UsageQuery, _query_dict(request))
-
-
-HOOK_ROUTES: dict[str, HookRoute] = {
-    # IAuth (sbt-aws user-management Lambda, section 4.3)
-    "auth_create_user": HookRoute(
-        decode=lambda r, b: {"user": json_body(b, CreateUserRequest)},
-        encode=lambda user: json_response({"data": {"userName": user.user_name}}, 201),
-        status=201, body_model=CreateUserRequest, response=_user_name_schema),
-    "auth_fetch_all_users": HookRoute(
-        decode=lambda r, b: attrs.asdict(page_request(r, MAX_USERS_PAGE)),
-        encode=_page, query=page_query(MAX_USERS_PAGE), response=_data_schema(User, array=True)),
-    "auth_fetch_user": HookRoute(
-        decode=lambda r, b: {"user_id": path_param(r, "userId")}, encode=_data(), response=_data_schema(User)),
-    "auth_update_user": HookRoute(
-        decode=lambda r, b: {"user_id": path_param(r, "userId"), "update": json_body(b, UpdateUserRequest)},
-        encode=_message("User updated"), body_model=UpdateUserRequest, response=_message_schema),
-    "auth_delete_user": HookRoute(
-        decode=lambda r, b: {"user_id": path_param(r, "userId")}, encode=_message("User deleted"),
-        response=_message_schema),
-    "auth_disable_user": HookRoute(
-        decode=lambda r, b: {"user_id": path_param(r, "userId")}, encode=_message("User disabled"),
-        response=_message_schema),
-    "auth_enable_user": HookRoute(
-        decode=lambda r, b: {"user_id": path_param(r, "userId")}, encode=_message("User enabled"),
-        response=_message_schema),
-    # IMetering (shapes from docs/design.md section 4)
-    "metering_create_meter": HookRoute(
-        decode=lambda r, b: {"meter": json_body(b, MeterCreate)}, encode=_data(201), status=201,
-        body_model=MeterCreate, response=_data_schema(Meter)),
-    "metering_fetch_meter": HookRoute(
-        decode=lambda r, b: {"meter_id": path_param(r, "meterId")}, encode=_data(), response=_data_schema(Meter)),
-    "metering_fetch_all_meters": HookRoute(
-        decode=lambda r, b: attrs.asdict(page_request(r)), encode=_page, query=_PAGE_QUERY,
-        response=_data_schema(Meter, array=True)),
-    "metering_update_meter": HookRoute(
-        decode=lambda r, b: {"meter_id": path_param(r, "meterId"), "update": MeterUpdate.from_body(json_body(b))},
-        encode=_data(), body_model=MeterUpdate, response=_data_schema(Meter)),
-    "metering_delete_meter": HookRoute(
-        decode=lambda r, b: {"meter_id": path_param(r, "meterId")}, encode=_data(),
-        response=_data_schema(Meter, nullable=True)),
-    "metering_fetch_usage": HookRoute(
-        decode=lambda r, b: {"meter_id": path_param(r, "meterId"), "query": _usage_query(r)},
-        encode=_page, response=_data_schema(UsageRow, array=True),
-        query=(QueryParam("from", "string", "start of the range, inclusive (RFC 3339)", bounds={"format": "date-time"},
-                          required=True),
-               QueryParam("to", "string", "end of the range, exclusive (RFC 3339)", bounds={"format": "date-time"},
-                          required=True),
-               QueryParam("windowSize", "string", "absent: one row per group",
-                          bounds={"enum": [w.value for w in WindowSize]}),
-               QueryParam("windowTimeZone", "string", "IANA time zone of the windows (default UTC)",
-                          bounds={"minLength": 1}),
-               QueryParam("tenantId", "string", "only this tenant's usage",
-                          bounds={"minLength": 1, "pattern": input_policy.NAME_PATTERN}),
-               QueryParam("groupBy", "string", "meter dimensions to group by (repeat or comma-separate)", True),
-               *page_query(default=100))),
-    "metering_cancel_usage_events": HookRoute(
-        decode=lambda r, b: {"request": json_body(b, CancelUsageRequest)}, encode=_data(),
-        body_model=CancelUsageRequest, response=_data_schema(CancelResult)),
-    # IBilling webhook: raw bytes for the provider's signature check, no JWT (section 5)
-    "billing_webhook": HookRoute(
-        decode=lambda r, b: {"request": WebhookRequest(
-            path=path_param(r, "path") if r.path_params else r.url.path.rsplit("/", 1)[-1],
-            body=b, headers={k.lower(): v for k, v in r.headers.items()}, query=dict(r.query_params))},
-        encode=_webhook, raw_body=True,
-        response=lambda reg: {"type": "object", "description": "the provider's answer (default {\"received\": true})"}),
-}
-
+    :raises ValueError: ``row`` is not a route hook (it declares no shape).
+    """
+    shape = row.route
+    if shape is None:
+        raise ValueError(f"hook {row.name} declares no route shape")
+    return HookRoute(decode=_decoder(shape), encode=_encoder(shape), status=shape.status,
+                     body_model=shape.body_model, raw_body=shape.raw is not None, query=shape.query_parameters,
+                     response=_response_schema(shape))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from datetime import datetime
 from enum import Enum
 from typing import Any
@@ -38,12 +38,16 @@ class SchemaRegistry:
             self.components[name] = self._record(cls)
         return {"$ref": f"#/components/schemas/{name}"}
 
-    def _record(self, cls: type) -> dict[str, Any]:
+    def describe_fields(self, cls: type, names: Collection[str]) -> dict[str, Any]:
+        """The inline schema of an object holding only the fields ``names`` of the record ``cls``."""
+        return self._record(cls, names)
+
+    def _record(self, cls: type, only: Collection[str] | None = None) -> dict[str, Any]:
         hints = typing.get_type_hints(cls)
         properties: dict[str, Any] = {}
         required: list[str] = []
         for field in attrs.fields(cls):
-            if not field.init and field.default is attrs.NOTHING:
+            if (not field.init and field.default is attrs.NOTHING) or (only is not None and field.name not in only):
                 continue
             key = wire_key(field)
             schema = self.describe(hints.get(field.name, Any))
@@ -56,7 +60,7 @@ class SchemaRegistry:
         out: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
             out["required"] = required
-        doc = (cls.__doc__ or "").strip()
+        doc = (cls.__doc__ or "").strip() if only is None else ""
         if doc:
             out["description"] = " ".join(doc.split("\n\n")[0].split())
         return out
