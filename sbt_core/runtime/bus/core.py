@@ -22,7 +22,7 @@ in memory or, as ``sbt serve`` keeps it, in a database that outlives the process
 The CLI reads both from the running server over HTTP (``GET /events``, ``GET /dead-letters``).
 
 Beside this module: ``handlers.py`` turns a binding's hook into what a target runs and says which
-failures are retried; ``_log.py`` holds the log's rows, ``_dedup.py`` the ids each target has seen;
+failures are retried; ``event_log.py`` keeps the log, ``_dedup.py`` the ids each target has seen;
 ``transport.py`` is the seam messages cross between a publisher and a target's worker (``sqlite_transport.py``
 its durable implementation, whose un-acked messages a restart delivers again: :meth:`Bus.add_target` counts
 and logs them, :meth:`Bus.start` dead-letters those of targets no longer registered), ``dead_letters.py``
@@ -31,15 +31,12 @@ the one dead letters are kept behind.
 
 from __future__ import annotations
 
-import functools
 import itertools
 import logging
 import threading
 import time
-from collections import deque
 from collections.abc import Callable, Sequence
 from datetime import datetime
-from itertools import repeat
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
@@ -51,11 +48,11 @@ from ...config import EventsConfig
 from ...errors import BadRequestError, NotFoundError, ProviderError, SbtError
 from ...models import Event, canonical_detail_type, output_detail_type, to_json, utcnow
 from ...triggers import EventTrigger
+from ..contracts import EventRecord, PutEventsEntryResult
 from ..logs import delivery_fields
-from ..seams import DeliveryState, EventRecord, PutEventsEntryResult
 from ._dedup import SeenIds
-from ._log import LogEntry, Slot, new_log_entry
 from .dead_letters import DeadLetter, DeadLetterStore, MemoryDeadLetters
+from .event_log import EventLog, Saved, Slot
 from .handlers import BatchHandler, Handler, batch_handler, error_text, hook_handler, is_retryable, result_json
 from .shared_log import SqlEventLog
 from .transport import InProcessTransport, Message, Transport
@@ -160,7 +157,7 @@ def _ids(events: Sequence[Event]) -> str:
 
 
 class Bus:
-    """The control plane's event bus (implements :class:`sbt_core.runtime.seams.EventBus`).
+    """The control plane's event bus (implements :class:`sbt_core.runtime.contracts.EventBus`).
 
     :param config: delivery rules (attempts, backoff, dedup window, log size, naming of published events).
     :param transport: how messages reach the workers; default :class:`InProcessTransport`.
@@ -184,9 +181,9 @@ class Bus:
         # what others send: a target counts events when its worker receives them (see _Target.accepted).
         self._sent_counts = 0 if self.transport.shared else 1
         self.dead_letter_store: DeadLetterStore = dead_letters or MemoryDeadLetters()
-        # The log shared by several processes (shared_log.py), written beside the in-memory one and read
-        # instead of it; the bus closes it when it stops.
-        self.shared_log = event_log
+        # With ``event_log``, the log shared by several processes (shared_log.py), written beside the in-memory
+        # one and read instead of it; the bus closes it when it stops.
+        self.event_log = EventLog(self.config.log_size, event_log)
         self._clock = clock
         self._wait = wait_random_exponential(multiplier=self.config.backoff_base_seconds,
                                              max=self.config.backoff_max_seconds)
@@ -194,17 +191,9 @@ class Bus:
         self._lock = threading.Lock()
         self._idle = threading.Condition(self._lock)  # notified when a target's outstanding drops to 0
         self._joining = 0  # join() calls waiting on _idle (changed under the lock)
-        # Outcomes recorded by the workers, applied to the log and the dead-letter store under the lock by
-        # whoever next reads or writes them (_apply_outcomes). A worker never takes the lock on its hot path:
-        # with the interpreter lock, a worker waiting for a lock held by a publisher (or the reverse) costs
-        # a thread hand-off per event; that convoy tripled the cost of publishing one event at a time.
-        self._outcomes: deque[Callable[[], None]] = deque()
         self._targets: dict[str, _Target] = {}
         self._batches = itertools.count(1)  # Message.batch numbers (next() under the lock)
         self._routes: dict[tuple[str, str], list[_Target]] = {}
-        # Oldest first, as dicts keep insertion order; a plain dict is half the cost of an OrderedDict per
-        # accepted event (trimmed a batch at a time, see _trim_log).
-        self._log: dict[str, LogEntry] = {}
         self._listeners: list[Callable[[Event], None]] = []
         self._started = False
         self._closed = False
@@ -252,10 +241,10 @@ class Bus:
             slot = Slot("pending" if message.attempt == 1 else "retrying", message.attempt - 1, None, wall, None,
                         message.batch)
             for event in message.events:
-                self._put_slot(event, name, slot)  # one slot per message, as when it was accepted
+                self.event_log.put_slot(event, name, slot)  # one slot per message, as when it was accepted
             target.accepted += len(message.events)
             top = max(top, message.batch)
-        # New batches are numbered past the recovered ones, whose rows _mark_delivered finds by number.
+        # New batches are numbered past the recovered ones, whose rows EventLog.mark_delivered finds by number.
         self._batches = itertools.count(max(top + 1, next(self._batches)))
         log.info("%d event(s) in %d message(s) to %s left undelivered by the last run: delivering them again",
                  sum(len(m.events) for m in messages), len(messages), name)
@@ -315,16 +304,16 @@ class Bus:
         now, wall = self._clock(), time.time()
         ids = list(map(_EVENT_ID, events))
         with self._lock:
-            self._apply_outcomes()
+            event_log = self.event_log
+            event_log.apply()
             # What a failed send must restore: the log entries of re-put ids (usually none).
-            log_ = self._log
-            prior = None if log_.keys().isdisjoint(ids) else {i: log_[i] for i in ids if i in log_}
+            prior = None if event_log.entries.keys().isdisjoint(ids) else event_log.prior(ids)
             targets = self._uniform_targets(events, ids, only)
             if targets is None:
                 messages = self._accept_each(events, only, received, now, wall)
             else:
                 messages = self._accept_uniform(events, ids, targets, received, now, wall)
-            self._trim_log()
+            event_log.trim()
         if messages:
             try:
                 self.transport.send(messages)
@@ -333,22 +322,15 @@ class Bus:
                 raise
             for message in messages:
                 self.observer.accepted(message.target, len(message.events))
-        if self.shared_log is not None:
-            self.shared_log.accepted(events, messages, received)
+        self.event_log.accepted(events, messages, received)
         self._notify(events)
         return True
 
-    def _unaccept(self, ids: list[str], prior: dict[str, LogEntry] | None, messages: list[Message],
-                  now: float) -> None:
+    def _unaccept(self, ids: list[str], prior: Saved | None, messages: list[Message], now: float) -> None:
         """Undo an accept whose messages the transport refused: the batch leaves no log row and no
         remembered id, so a write that failed leaves no trace (and a retry is not taken for a duplicate)."""
         with self._lock:
-            for event_id in ids:
-                entry = prior.get(event_id) if prior is not None else None
-                if entry is None:
-                    self._log.pop(event_id, None)
-                else:
-                    self._log[event_id] = entry
+            self.event_log.restore(dict.fromkeys(ids) | (prior or {}))
             for message in messages:
                 target = self._targets.get(message.target)
                 if target is None:
@@ -368,7 +350,7 @@ class Bus:
         the batch is too small to be worth it."""
         if len(ids) < _UNIFORM_MIN:  # a handful is quicker one by one than through the C-level passes' set-up
             return None
-        if len(set(ids)) != len(ids) or not self._log.keys().isdisjoint(ids):
+        if len(set(ids)) != len(ids) or not self.event_log.entries.keys().isdisjoint(ids):
             return None  # an id repeated in the batch, or re-put: it keeps its first log entry
         if only is not None:
             targets = [only]
@@ -385,7 +367,8 @@ class Bus:
     def _accept_uniform(self, events: Sequence[Event], ids: list[str], targets: list[_Target], received: datetime,
                         now: float, wall: float) -> list[Message]:
         """(Lock held.) Accept a batch that :meth:`_uniform_targets` cleared: the whole batch in a few
-        C-level passes, all its events sharing one slot per target — and one slots dict (see :class:`LogEntry`)."""
+        C-level passes, all its events sharing one slot per target — and one slots dict (see
+        :class:`~.event_log.LogEntry`)."""
         shared: dict[str, Slot] = {}
         messages = []
         accepted, number = tuple(events), next(self._batches)
@@ -398,7 +381,7 @@ class Bus:
             shared[name] = Slot("pending", 0, None, wall, None, number)
             target.accepted += len(accepted) * self._sent_counts
             messages.append(Message.first(name, accepted, number))
-        self._log.update(zip(ids, map(new_log_entry, zip(accepted, repeat(received), repeat(shared))), strict=True))
+        self.event_log.add_batch(ids, accepted, received, shared)
         return messages
 
     def _accept_each(self, events: Sequence[Event], only: _Target | None, received: datetime, now: float,
@@ -406,7 +389,7 @@ class Bus:
         """(Lock held.) Accept a batch one event at a time: any mix of routes, re-put ids and ids a target
         has already seen (skipped for it)."""
         fixed = None if only is None else [only]
-        routes, log_ = self._routes, self._log
+        routes, slots_for = self._routes, self.event_log.slots_for
         number = next(self._batches)
         routed: dict[tuple[str, str], Any] = {}
         # target name -> (target, the shared slot of its events of this batch, those events, where their ids
@@ -414,13 +397,7 @@ class Bus:
         batches: dict[str, tuple[_Target, Slot, list[Event], list[str] | None]] = {}
         for event in events:
             event_id = event.id
-            entry = log_.get(event_id)
-            if entry is None:
-                slots: dict[str, Slot] = {}
-                log_[event_id] = LogEntry(event, received, slots)
-            else:  # a re-put id keeps its first log entry (and its first envelope); its slots dict may be shared
-                slots = dict(entry.slots)
-                log_[event_id] = entry._replace(slots=slots)
+            slots = slots_for(event, received)
             targets = fixed
             if targets is None:
                 key = (event.detail_type, event.source)
@@ -489,26 +466,6 @@ class Bus:
         """:meth:`publish` without the return value: what ``Providers.attach`` takes as the event sink."""
         self.publish(event)
 
-    def _put_slot(self, event: Event, target: str, slot: Slot) -> None:
-        """(Lock held.) Give ``event``'s log entry ``slot`` for ``target``, in a slots dict of its own (the
-        one it had may be shared with its batch-mates); an event no longer in the log is logged again."""
-        log_ = self._log
-        entry = log_.get(event.id)
-        if entry is None:
-            log_[event.id] = LogEntry(event, utcnow(), {target: slot})
-            self._trim_log()
-        else:
-            log_[event.id] = entry._replace(slots={**entry.slots, target: slot})
-
-    def _trim_log(self) -> None:
-        """(Lock held.) Forget the oldest log entries beyond ``log_size``: the first keys, collected in one
-        pass (a dict's iteration skips the slots its deletions left, so popping one at a time rescans them)."""
-        log_ = self._log
-        excess = len(log_) - self.config.log_size
-        if excess > 0:
-            for key in list(itertools.islice(log_, excess)):
-                del log_[key]
-
     def _notify(self, events: Sequence[Event]) -> None:
         for listener in self._listeners:
             for event in events:
@@ -557,24 +514,6 @@ class Bus:
                 if id(message) not in settled:
                     self._internal_error(target, message, exc)
 
-    def _later(self, record: Callable[..., None], *args: Any) -> None:
-        """Record an outcome (``record(*args)``, a method writing the log under the lock) without taking
-        the lock: it is applied, in order, by :meth:`_apply_outcomes`."""
-        self._outcomes.append(functools.partial(record, *args))
-        shared = self.shared_log
-        if shared is not None:
-            if record == self._set:
-                shared.outcome(*args)
-            elif record == self._mark_delivered:
-                target, events, _, now = args
-                shared.delivered(target, events, now)
-
-    def _apply_outcomes(self) -> None:
-        # Lock held. deque.popleft is atomic, so workers may keep appending meanwhile.
-        outcomes = self._outcomes
-        while outcomes:
-            outcomes.popleft()()
-
     def _finished(self, target: _Target, count: int) -> None:
         """The worker of ``target`` is done with ``count`` more events (only that thread writes
         ``finished``); wakes :meth:`join` when nothing is left."""
@@ -594,7 +533,7 @@ class Bus:
             failures: list[tuple[Event, Exception]] = []
             for event in message.events:
                 if attempt > 1:  # a retry: its row goes back to pending while it runs
-                    self._later(self._set, event.id, name, "pending", attempt - 1, None, None, time.time())
+                    self.event_log.record(event.id, name, "pending", attempt - 1, None, None, time.time())
                 try:
                     result = handler(event)
                 except Exception as exc:  # noqa: BLE001 - every failure is recorded: retried or dead-lettered
@@ -602,9 +541,9 @@ class Bus:
                     continue
                 if result is None and attempt == 1 and len(message.events) == 1:
                     # its slot is its alone (a slot is shared by one message's events): written in place
-                    self._later(self._mark_delivered, name, message.events, message.batch, time.time())
+                    self.event_log.record_delivered(name, message.events, message.batch, time.time())
                 else:
-                    self._later(self._set, event.id, name, "delivered", attempt, None,
+                    self.event_log.record(event.id, name, "delivered", attempt, None,
                                 None if result is None else result_json(result), time.time())
             self._settle(target, message, failures, settled)
 
@@ -631,36 +570,17 @@ class Bus:
             mine = outcomes[i:i + n]
             i += n
             if not any(mine):  # the usual case: all delivered
-                self._later(self._mark_delivered, name, message.events, message.batch, now)
+                self.event_log.record_delivered(name, message.events, message.batch, now)
                 self._settle(target, message, [], settled)
             else:
                 failures = [(e, o) for e, o in zip(message.events, mine, strict=True) if o is not None]
                 # The failed ones get a slot of their own first, so the shared slot left behind is exactly
                 # the delivered ones'.
                 for event, failure in failures:
-                    self._later(self._set, event.id, name, "pending", 1, error_text(failure), None, now)
+                    self.event_log.record(event.id, name, "pending", 1, error_text(failure), None, now)
                 delivered = [e for e, o in zip(message.events, mine, strict=True) if o is None]
-                self._later(self._mark_delivered, name, delivered, message.batch, now)
+                self.event_log.record_delivered(name, delivered, message.batch, now)
                 self._settle(target, message, failures, settled)
-
-    def _mark_delivered(self, target: str, events: Sequence[Event], batch: int, now: float) -> None:
-        """(Lock held.) Record first attempts ``events`` of one message of batch number ``batch``,
-        delivered together, as delivered.
-
-        They share one slot (see :class:`Slot`), so one write records them all: the slot is found
-        through the newest of them still in the log (the log forgets the oldest first) whose row is
-        still that batch's. An event re-put since (no dedup, or its id forgotten) has a row following
-        its new delivery: marking that one would show the new batch delivered early and leave this
-        one's rows pending for good.
-        """
-        log_ = self._log
-        for event in reversed(events):
-            entry = log_.get(event.id)
-            if entry is not None:
-                slot = entry.slots.get(target)
-                if slot is not None and slot.batch == batch:
-                    slot.state, slot.attempts, slot.updated, slot.result = "delivered", 1, now, None
-                    return
 
     def _settle(self, target: _Target, message: Message, failures: list[tuple[Event, Exception]],
                 settled: set[int]) -> None:
@@ -684,7 +604,7 @@ class Bus:
         delay = self._backoff(attempt) if retry else 0.0
         now = time.time()
         for event, error in retry:
-            self._later(self._set, event.id, name, "retrying", attempt, error, None, now)
+            self.event_log.record(event.id, name, "retrying", attempt, error, None, now)
         if dead:
             self._dead_letter(dead, now)
         if retry:
@@ -715,19 +635,19 @@ class Bus:
         # shared transport, whichever process receives it).
         self._finished(target, len(message.events) - len(retry) * self._sent_counts)
         settled.add(id(message))
-        if self.shared_log is not None:
+        if self.event_log.shared is not None:
             # Before the ack: once acked, no process delivers the message again, so a crash after it must not
             # lose the record of its delivery (a database write per message, only with a shared log).
-            self.shared_log.flush()
+            self.event_log.shared.flush()
         self.transport.ack(message)
 
     def _dead_letter(self, letters: list[DeadLetter], now: float) -> None:
         """Keep ``letters`` in the store at once, together (from the worker, so a durable store has them
         before their events count as finished) and record their log rows as every outcome is recorded
-        (:meth:`_later`)."""
+        (:meth:`EventLog.record`)."""
         self.dead_letter_store.add(letters)
         for letter in letters:
-            self._later(self._set, letter.event.id, letter.target, "dead_lettered", letter.attempts,
+            self.event_log.record(letter.event.id, letter.target, "dead_lettered", letter.attempts,
                         letter.last_error, None, now)
 
     def _internal_error(self, target: _Target, message: Message, exc: Exception) -> None:
@@ -750,47 +670,26 @@ class Bus:
         state.attempt_number = attempt
         return float(self._wait(state))
 
-    def _set(self, event_id: str, target: str, state: DeliveryState, attempts: int, error: str | None,
-             result: Any = None, when: float | None = None) -> None:
-        # Lock held. A new slot rather than an update: the old one may be shared with batch-mates. An event
-        # fallen out of the log has no row to update; the dead-letter store keeps failures.
-        entry = self._log.get(event_id)
-        if entry is None:
-            return
-        old = entry.slots.get(target)
-        # a delivered slot keeps the error of the attempt before, for the record
-        last_error = error if error is not None else (old.last_error if old is not None else None)
-        self._put_slot(entry.event, target,
-                       Slot(state, attempts, last_error, time.time() if when is None else when, result))
-
     # --- reading --------------------------------------------------------------------------------------
 
     def get(self, event_id: str) -> EventRecord | None:
         """The event log entry of ``event_id``, or None when unknown or fallen out of the log."""
-        if self.shared_log is not None:
-            return self.shared_log.get(event_id)
+        if self.event_log.shared is not None:
+            return self.event_log.shared.get(event_id)
         with self._lock:
-            self._apply_outcomes()
-            entry = self._log.get(event_id)
-            return entry.freeze() if entry else None
+            return self.event_log.get(event_id)
 
     def recent(self, limit: int = 50) -> list[EventRecord]:
         """The most recent events, newest first (at most ``limit``)."""
-        if self.shared_log is not None:
-            return self.shared_log.recent(limit)
-        out: list[EventRecord] = []
+        if self.event_log.shared is not None:
+            return self.event_log.shared.recent(limit)
         with self._lock:
-            self._apply_outcomes()
-            for event_id in reversed(self._log):
-                if len(out) >= limit:
-                    break
-                out.append(self._log[event_id].freeze())
-        return out
+            return self.event_log.recent(limit)
 
     def logged(self) -> int:
         """How many events the event log holds (what :meth:`recent` can show at most)."""
         with self._lock:
-            return len(self._log)
+            return len(self.event_log)
 
     def busy(self, target: str) -> bool:
         """Whether ``target`` has an event queued, running or waiting to retry."""
@@ -803,17 +702,10 @@ class Bus:
         retry, and how long ago the oldest of them was accepted (0.0 with none). The age is read from the
         event log, oldest entry first; a backlog longer than ``log_size`` shows the oldest logged one."""
         with self._lock:
-            self._apply_outcomes()
+            self.event_log.apply()
             outstanding = {name: t.outstanding for name, t in self._targets.items()}
             waiting = {name for name, count in outstanding.items() if count > 0}
-            oldest: dict[str, float] = {}
-            if waiting:
-                for entry in self._log.values():
-                    for name, slot in entry.slots.items():
-                        if name in waiting and name not in oldest and slot.state in ("pending", "retrying"):
-                            oldest[name] = entry.received.timestamp()
-                    if len(oldest) == len(waiting):
-                        break
+            oldest = self.event_log.oldest_waiting(waiting) if waiting else {}
         now = time.time()
         return [(name, count, max(0.0, now - oldest[name]) if name in oldest else 0.0)
                 for name, count in outstanding.items()]
@@ -841,13 +733,13 @@ class Bus:
         claimed = [d for d in chosen if d.key in mine]
         messages = []
         with self._lock:
-            self._apply_outcomes()
+            self.event_log.apply()
             number = next(self._batches)
-            before = {letter.event.id: self._log.get(letter.event.id) for letter in claimed}
+            before = self.event_log.prior(letter.event.id for letter in claimed)
             for letter in claimed:
                 found = self._targets[letter.target]
-                self._put_slot(letter.event, letter.target,
-                               Slot("pending", 0, letter.last_error, time.time(), None, number))
+                self.event_log.put_slot(letter.event, letter.target,
+                                  Slot("pending", 0, letter.last_error, time.time(), None, number))
                 found.accepted += self._sent_counts
                 messages.append(Message(letter.target, letter.event, batch=number))
         if messages:
@@ -857,22 +749,19 @@ class Bus:
                 with self._lock:
                     for letter in claimed:
                         self._targets[letter.target].accepted -= self._sent_counts
-                        entry = before[letter.event.id]
-                        if entry is None:
-                            self._log.pop(letter.event.id, None)
-                        else:
-                            self._log[letter.event.id] = entry
+                    self.event_log.restore(before)
                 self.dead_letter_store.add(claimed)
                 if isinstance(exc, RuntimeError):
                     raise SbtError("the event bus has stopped") from None
                 raise
             for message in messages:
                 self.observer.accepted(message.target, len(message.events))
-            if self.shared_log is not None:
+            shared = self.event_log.shared
+            if shared is not None:
                 now = time.time()
-                self.shared_log.accepted([d.event for d in claimed], [], utcnow())
+                shared.accepted([d.event for d in claimed], [], utcnow())
                 for letter in claimed:
-                    self.shared_log.outcome(letter.event.id, letter.target, "pending", 0, letter.last_error, None, now)
+                    shared.outcome(letter.event.id, letter.target, "pending", 0, letter.last_error, None, now)
         return claimed
 
     # --- lifecycle ------------------------------------------------------------------------------------
@@ -944,8 +833,8 @@ class Bus:
                 target.thread.join(timeout=1.0)
         self._dead_letter_undelivered()
         self.dead_letter_store.close()
-        if self.shared_log is not None:
-            self.shared_log.close()
+        if self.event_log.shared is not None:
+            self.event_log.shared.close()
         return drained
 
     def _dead_letter_undelivered(self) -> None:
@@ -958,12 +847,9 @@ class Bus:
         now, when = time.time(), utcnow()
         letters = []
         with self._lock:  # the last errors are in the log rows
-            self._apply_outcomes()
             for message in pending:
                 for event in message.events:
-                    entry = self._log.get(event.id)
-                    slot = entry.slots.get(message.target) if entry is not None else None
-                    error = slot.last_error if slot is not None else None
+                    error = self.event_log.last_error(event.id, message.target)
                     text = "the bus stopped before delivering it" + (f" (last error: {error})" if error else "")
                     letters.append(DeadLetter(event, message.target, message.attempt - 1, text, when))
         self._dead_letter(letters, now)
