@@ -202,7 +202,8 @@ class Bus:
 
     def add_target(self, name: str, trigger: EventTrigger | None, handler: Handler, *,
                    kind: TargetKind = "binding", batch: BatchHandler | None = None) -> None:
-        """Deliver events matching ``trigger`` (None: only :meth:`send` to it by name) to ``handler``.
+        """Deliver events matching ``trigger`` (None: only those :meth:`accept` is given it as ``target``) to
+        ``handler``.
 
         ``handler(event)`` runs in the target's worker thread; its return value is recorded, an exception
         is a failed attempt. With ``batch``, first attempts queued together go through ``batch(events)``
@@ -273,33 +274,26 @@ class Bus:
 
     # --- putting events -------------------------------------------------------------------------------
 
-    def put_events(self, events: Sequence[Event]) -> list[PutEventsEntryResult]:
-        """Accept a batch (PutEvents-like), one result per entry in order. Never blocks on handlers.
+    def accept(self, events: Sequence[Event], *, target: str | None = None) -> bool:
+        """The one way events enter the bus: log ``events``, dedup them per target and queue one message per
+        target — to every target their routes match or, with ``target``, to that one alone (no routing: how
+        the scheduler hands a run to its hook). All or nothing: True when every event was accepted (each
+        under its own ``id``; with a durable transport, once stored), False when none was because the bus
+        has stopped. Never blocks on handlers. An event matching no target is accepted and logged with no
+        deliveries (EventBridge does the same).
 
-        An event matching no target is accepted and logged with no deliveries (EventBridge does the
-        same). Each entry fails alone with ``errorCode`` ``BusClosed`` once the bus has stopped, and with
-        ``InvalidArgument`` when the input policy (:mod:`sbt_core.input_policy`) refuses its names or
-        detail — before it is logged or queued.
+        The events are not put through the input policy (:mod:`sbt_core.input_policy`) here: ``POST /events``
+        does as it parses, :meth:`put_events` and :meth:`publish` do for everyone else.
+
+        :raises NotFoundError: ``target`` is not a registered target (and the bus has not stopped).
         """
-        refused = {i: problem for i, event in enumerate(events) if (problem := policy_problem(event)) is not None}
-        accepted = [event for i, event in enumerate(events) if i not in refused] if refused else events
-        if accepted and not self.accept_batch(accepted):
-            return [_BUS_CLOSED if i not in refused else _refused(refused[i]) for i in range(len(events))]
-        return [_refused(refused[i]) if i in refused else PutEventsEntryResult(event_id=event.id)
-                for i, event in enumerate(events)]
-
-    def accept_batch(self, events: Sequence[Event]) -> bool:
-        """:meth:`put_events` without the per-entry result records: True when every event was accepted
-        (each under its own ``id``), False when none was because the bus has stopped. ``POST /events``
-        uses it to answer a hundred entries without building a hundred records first, having put each
-        entry through the input policy as it parsed it (so this does not again)."""
-        return self._accept(events)
-
-    def _accept(self, events: Sequence[Event], only: _Target | None = None) -> bool:
-        """Log ``events``, dedup them per target and queue one message per target: to every target their
-        route matches, or to ``only`` (:meth:`send`). False, accepting nothing, once the bus has stopped."""
         if self._closed:
             return False
+        only = None
+        if target is not None:
+            only = self._targets.get(target)
+            if only is None:
+                raise NotFoundError(f"no event target named {target!r}")
         received = utcnow()
         now, wall = self._clock(), time.time()
         ids = list(map(_EVENT_ID, events))
@@ -325,6 +319,37 @@ class Bus:
         self.event_log.accepted(events, messages, received)
         self._notify(events)
         return True
+
+    def put_events(self, events: Sequence[Event]) -> list[PutEventsEntryResult]:
+        """:meth:`accept` PutEvents-like (the :class:`~sbt_core.runtime.contracts.EventBus` method), one result
+        per entry in order. An entry the input policy refuses (its names or detail) fails alone with
+        ``errorCode`` ``InvalidArgument``, before it is logged or queued; every other entry fails with
+        ``BusClosed`` once the bus has stopped.
+        """
+        refused = {i: problem for i, event in enumerate(events) if (problem := policy_problem(event)) is not None}
+        accepted = [event for i, event in enumerate(events) if i not in refused] if refused else events
+        if accepted and not self.accept(accepted):
+            return [_BUS_CLOSED if i not in refused else _refused(refused[i]) for i in range(len(events))]
+        return [_refused(refused[i]) if i in refused else PutEventsEntryResult(event_id=event.id)
+                for i, event in enumerate(events)]
+
+    def publish(self, event: Event) -> Event:
+        """:meth:`accept` one event published by a provider or core component (what every provider's
+        :class:`~sbt_core.provider.ProviderContext` publishes through), its detail type renamed per
+        ``[events] naming`` (``sbt_aws`` prefixes the standard names); returns the event as put.
+
+        :raises BadRequestError: the input policy refuses its names or detail.
+        :raises SbtError: the bus refused it (stopped).
+        """
+        problem = policy_problem(event)
+        if problem is not None:
+            raise BadRequestError(f"event {event.detail_type!r} {event.id}: {problem}")
+        named = output_detail_type(event.detail_type, self.config.naming)
+        if named != event.detail_type:
+            event = attrs.evolve(event, detail_type=named)
+        if not self.accept([event]):
+            raise SbtError(f"event {event.detail_type} {event.id} not accepted: the event bus has stopped")
+        return event
 
     def _unaccept(self, ids: list[str], prior: Saved | None, messages: list[Message], now: float) -> None:
         """Undo an accept whose messages the transport refused: the batch leaves no log row and no
@@ -430,41 +455,6 @@ class Bus:
                 target.accepted += len(accepted) * self._sent_counts
                 messages.append(Message.first(name, tuple(accepted), number))
         return messages
-
-    def send(self, target: str, event: Event) -> PutEventsEntryResult:
-        """Deliver ``event`` to the one target named ``target`` (no routing), with the same log, dedup,
-        retry and dead-letter rules: how the scheduler hands a run to its hook.
-
-        :raises NotFoundError: no such target.
-        """
-        if self._closed:
-            return _BUS_CLOSED
-        found = self._targets.get(target)
-        if found is None:
-            raise NotFoundError(f"no event target named {target!r}")
-        return PutEventsEntryResult(event_id=event.id) if self._accept([event], only=found) else _BUS_CLOSED
-
-    def publish(self, event: Event) -> Event:
-        """Put one event published by a provider or core component, its detail type renamed per
-        ``[events] naming`` (``sbt_aws`` prefixes the standard names); returns the event as put.
-
-        This is the sink attached to every provider's :class:`~sbt_core.provider.ProviderContext`.
-        :raises BadRequestError: the input policy refuses its names or detail.
-        :raises SbtError: the bus refused it (stopped).
-        """
-        problem = policy_problem(event)
-        if problem is not None:
-            raise BadRequestError(f"event {event.detail_type!r} {event.id}: {problem}")
-        named = output_detail_type(event.detail_type, self.config.naming)
-        if named != event.detail_type:
-            event = attrs.evolve(event, detail_type=named)
-        if not self.accept_batch([event]):
-            raise SbtError(f"event {event.detail_type} {event.id} not accepted: the event bus has stopped")
-        return event
-
-    def sink(self, event: Event) -> None:
-        """:meth:`publish` without the return value: what ``Providers.attach`` takes as the event sink."""
-        self.publish(event)
 
     def _notify(self, events: Sequence[Event]) -> None:
         for listener in self._listeners:
@@ -874,6 +864,6 @@ class Bus:
     @property
     def durable(self) -> bool:
         """Whether accepted events outlive this process (the transport's ``durable``): then accepting
-        waits until they are stored, and an event loop calls :meth:`accept_batch` from a thread."""
+        waits until they are stored, and an event loop calls :meth:`accept` from a thread."""
         return self.transport.durable
 
