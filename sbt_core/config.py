@@ -73,7 +73,7 @@ class EventsConfig:
 
     ``max_attempts`` counts every attempt of one event at one binding (first + retries); the wait after
     failed attempt ``n`` is random in ``[0, min(backoff_max_seconds, backoff_base_seconds * 2**(n-1))]``
-    seconds (tenacity's ``wait_random_exponential``, "full jitter").
+    seconds ("full jitter").
     """
 
     naming: str = attrs.field(default="sbt", validator=attrs.validators.in_(("sbt", "sbt_aws")))

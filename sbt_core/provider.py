@@ -22,7 +22,8 @@ from .models import Event
 
 __all__ = ["NoSettings", "Provider", "ProviderContext", "SettingField", "settings_fields"]
 
-EventSink = Callable[[Event], None]
+#: Where a provider's events go (the bus's ``publish``); what it returns is not used.
+EventSink = Callable[[Event], object]
 
 
 @attrs.frozen

@@ -127,7 +127,7 @@ class Providers:
         for hook, caller in list(self._callers.items()):
             self._callers[hook] = _timed(caller, hook, self.provider_of(hook) or "", record)
 
-    def attach(self, sink: Callable[[Event], None]) -> None:
+    def attach(self, sink: Callable[[Event], object]) -> None:
         """Route every provider's ``context.publish`` to ``sink`` (the event bus)."""
         for ctx in self.contexts.values():
             ctx.attach(sink)

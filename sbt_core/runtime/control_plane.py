@@ -183,7 +183,7 @@ class ControlPlane:
             bus = Bus(config.events, transport=transport or _transport(config),
                       dead_letters=_dead_letter_store(config), event_log=_shared_log(config), observer=metrics)
             bus.bind(bindings, providers)
-            providers.attach(bus.sink)
+            providers.attach(bus.publish)
             scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock, on_fire=metrics.fired)
             cp = cls(config=config, catalog=catalog, providers=providers, bindings=bindings, bus=bus,
                      scheduler=scheduler, metrics=metrics)

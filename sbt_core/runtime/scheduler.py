@@ -136,10 +136,9 @@ class Scheduler:
                     continue
                 run = ScheduleRun(schedule.hook, schedule.trigger.expression, due)
                 event = schedule_event(run, event_id=f"schedule:{schedule.hook}:{format_timestamp(due)}")
-                result = self.bus.send(schedule.hook, event)
-                if result.error_code:  # the bus is stopping: this slot is not run
-                    log.warning("schedule %s due at %s not run: %s", schedule.hook, format_timestamp(due),
-                                result.error_message)
+                if not self.bus.accept([event], target=schedule.hook):  # the bus is stopping: this slot is not run
+                    log.warning("schedule %s due at %s not run: the event bus has stopped", schedule.hook,
+                                format_timestamp(due))
                     continue
                 schedule.fired += 1
                 self._on_fire(schedule.hook, False)
@@ -158,9 +157,8 @@ class Scheduler:
             raise NotFoundError(f"no schedule binding for {hook!r}; scheduled hooks: {known}")
         run = ScheduleRun(hook, schedule.trigger.expression, self._clock(), manual=True)
         event = schedule_event(run, event_id=f"schedule:{hook}:manual:{uuid.uuid4()}")
-        result = self.bus.send(hook, event)
-        if result.error_code:
-            raise SbtError(f"{hook} not run: {result.error_message}")
+        if not self.bus.accept([event], target=hook):
+            raise SbtError(f"{hook} not run: the event bus has stopped")
         self._on_fire(hook, True)
         return event
 

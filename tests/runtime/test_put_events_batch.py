@@ -234,7 +234,7 @@ def test_the_fast_json_response_renders_the_same_bytes() -> None:
 # --- the bus --------------------------------------------------------------------------------------------------
 
 class PlainBus:
-    """An EventBus without ``accept_batch``: answered through ``put_events`` only (one entry refused)."""
+    """An EventBus without ``accept``: answered through ``put_events`` only (one entry refused)."""
 
     def __init__(self) -> None:
         self.put: list[Event] = []
@@ -275,7 +275,7 @@ def test_a_stopped_bus_refuses_each_entry_and_logs_nothing() -> None:
     bus = Bus(FAST)
     bus.stop(JOIN)
     events = [Event.create("ingestUsage", {"tenantId": "t"}) for _ in range(3)]
-    assert bus.accept_batch(events) is False
+    assert bus.accept(events) is False
     assert [r.error_code for r in bus.put_events(events)] == ["BusClosed"] * 3
     answer = ev.put_events_response(ev.parse_entries({"Entries": [entry(), entry("{bad")]}), bus)
     assert answer["FailedEntryCount"] == 2 and answer["Entries"][0]["ErrorCode"] == "BusClosed"
@@ -288,7 +288,7 @@ def test_a_batch_repeating_an_id_is_delivered_once_per_target() -> None:
     bus.add_target("ingest", INGEST, lambda e: got.append(e.id))
     bus.start()
     event = Event.create("ingestUsage", {"tenantId": "t"})
-    assert bus.accept_batch([event, event, attrs.evolve(event, detail={"other": 1})])
+    assert bus.accept([event, event, attrs.evolve(event, detail={"other": 1})])
     assert bus.join(JOIN)
     assert got == [event.id]
     record = bus.get(event.id)
@@ -315,7 +315,7 @@ def test_a_failing_event_inside_a_burst_is_retried_and_dead_lettered_while_the_r
 
     bus.add_target("ingest", INGEST, handler)
     bus.start()
-    assert bus.accept_batch(events)
+    assert bus.accept(events)
     gate.set()
     assert bus.join(JOIN)
     assert calls[:200] == [e.id for e in events]  # in order, one at a time

@@ -267,11 +267,11 @@ def test_events_the_transport_could_not_store_are_refused_and_not_remembered(tmp
     bus.start()
     batch = [event(i) for i in range(10)]
     with pytest.raises(UnavailableError, match="disk I/O error"):
-        bus.accept_batch(batch)
+        bus.accept(batch)
     assert not bus.busy("a") and bus.join(JOIN)
     assert bus.get(batch[0].id) is None, "a refused event is not in the log"
     failing.release.set()  # the disk is back: the client sends the same events again
-    assert bus.accept_batch(batch)
+    assert bus.accept(batch)
     assert bus.join(JOIN)
     assert got == [e.id for e in batch], "and they are delivered: dedup did not remember the refused ids"
     bus.stop(JOIN)
@@ -311,7 +311,7 @@ def test_an_event_whose_detail_cannot_be_stored_is_refused_and_not_counted(tmp_p
     bus.start()
     odd = Event.create("onboardingRequest", {"tenantId": "t1", "handle": object()})
     with pytest.raises(TypeError):
-        bus.accept_batch([odd])
+        bus.accept([odd])
     assert not bus.busy("a") and bus.get(odd.id) is None
     bus.stop(JOIN)
 

@@ -22,8 +22,8 @@ from ... import input_policy
 from ...errors import BadRequestError
 from ...models import to_json
 from ...triggers import RouteTrigger
+from ..contracts import QueryParam, RouteDoc, RouteGroup, document_route
 from ..http._json import JSONAnswer
-from ..seams import QueryParam, RouteDoc, RouteGroup, document_route
 from .core import Bus
 from .dead_letters import DeadLetter
 

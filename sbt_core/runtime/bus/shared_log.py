@@ -33,7 +33,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from ..._sql import create_engine, read_only
 from ...models import Event, from_json, to_json
-from ..seams import Delivery, EventRecord
+from ..contracts import Delivery, EventRecord
 from .transport import Message
 
 __all__ = ["SqlEventLog"]
@@ -90,7 +90,7 @@ class SqlEventLog:
 
     def outcome(self, event_id: str, target: str, state: str, attempts: int, error: str | None,
                 result: Any = None, when: float | None = None) -> None:
-        """The delivery of ``event_id`` to ``target`` is now ``state`` (the bus's ``_set`` arguments)."""
+        """The delivery of ``event_id`` to ``target`` is now ``state`` (the arguments of ``EventLog.set_state``)."""
         self._queue.append(("outcome", (event_id, target, state, attempts, error, result, when)))
 
     def delivered(self, target: str, events: Sequence[Event], when: float) -> None:

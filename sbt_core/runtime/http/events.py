@@ -237,11 +237,12 @@ def _batch_resources(entries: list[dict[str, Any]]) -> list[list[str]]:
 def put_events_response(parsed: list[Event | EntryError], bus: EventBus) -> dict[str, Any]:
     """Put the valid events on ``bus`` in one batch and answer PutEvents-style, in request order."""
     events = [p for p in parsed if isinstance(p, Event)]
-    # Bus.accept_batch accepts all or nothing (False only once the bus has stopped) without building a
-    # result record per entry; any other EventBus answers per entry through put_events.
-    accept_batch = getattr(bus, "accept_batch", None)
+    # Bus.accept accepts all or nothing (False only once the bus has stopped) without building a result
+    # record per entry nor putting each event through the input policy again (parse_entries did); any other
+    # EventBus answers per entry through put_events.
+    accept = getattr(bus, "accept", None)
     results: Iterator[PutEventsEntryResult]
-    if accept_batch is not None and (not events or accept_batch(events)):
+    if accept is not None and (not events or accept(events)):
         if len(events) == len(parsed):
             return {"FailedEntryCount": 0, "Entries": [{"EventId": event.id} for event in events]}
         results = (PutEventsEntryResult(event_id=event.id) for event in events)
