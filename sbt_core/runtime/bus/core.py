@@ -307,7 +307,7 @@ class Bus(Delivering):
                 seen.group(now).extend(ids)
             shared[name] = Slot("pending", 0, None, wall, None, number)
             target.accepted += len(accepted) * self._sent_counts
-            messages.append(Message.first(name, accepted, number))
+            messages.append(Message(name, accepted, batch=number))
         self.event_log.add_batch(ids, accepted, received, shared)
         return messages
 
@@ -355,7 +355,7 @@ class Bus(Delivering):
         for name, (target, _, accepted, _) in batches.items():
             if accepted:
                 target.accepted += len(accepted) * self._sent_counts
-                messages.append(Message.first(name, tuple(accepted), number))
+                messages.append(Message(name, accepted, batch=number))
         return messages
 
     def _notify(self, events: Sequence[Event]) -> None:

@@ -317,7 +317,7 @@ class NatsTransport(Transport):
                 self._loop.call_soon_threadsafe(self._spawn, msg.nak(delay=due - now))
                 continue
             try:
-                message = Message.first(target, decode_events(msg.data), int(headers.get("Sbt-Batch", 0)))
+                message = Message(target, decode_events(msg.data), batch=int(headers.get("Sbt-Batch", 0)))
                 attempt = int(headers.get("Sbt-Attempt", 1))
                 if attempt != 1:
                     message = Message(target, message.events, attempt, message.batch)

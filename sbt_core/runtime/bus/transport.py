@@ -58,17 +58,6 @@ class Message:
     attempt: int = 1
     batch: int = 0
 
-    @classmethod
-    def first(cls, target: str, events: tuple[Event, ...], batch: int) -> Message:
-        """``Message(target, events, 1, batch)`` without the converter and the frozen class's
-        ``__setattr__`` round trips, for the bus's publish path (``events`` already a tuple)."""
-        message = object.__new__(cls)
-        _set_target(message, target)
-        _set_events(message, events)
-        _set_attempt(message, 1)
-        _set_batch(message, batch)
-        return message
-
     def to_json(self) -> dict[str, Any]:
         """Wire form for a broker: ``{target, attempt, batch, events: [<EventBridge envelope>...]}``."""
         return {"target": self.target, "attempt": self.attempt, "batch": self.batch,
@@ -80,11 +69,6 @@ class Message:
         envelope."""
         return cls(target=str(data["target"]), events=[from_json(Event, e) for e in data["events"]],
                    attempt=int(data["attempt"]), batch=int(data.get("batch", 0)))
-
-
-_set_target, _set_events, _set_attempt, _set_batch = (Message.__dict__[a.name].__set__ for a in attrs.fields(Message))
-if tuple(a.name for a in attrs.fields(Message)) != ("target", "events", "attempt", "batch"):  # pragma: no cover
-    raise ImportError("Message.first must be updated with Message's fields")
 
 
 class Transport(ABC):
