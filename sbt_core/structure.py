@@ -147,27 +147,33 @@ class StrictConverter(cattrs.Converter):
         return structure
 
     def _every_refusal(self, exc: ClassValidationError, cls: type, data: Any) -> ClassValidationError:
-        """``exc`` with the validator error ``cls(...)`` raised replaced by the refusal of every field.
+        """``exc`` completed with the refusal of every field validator.
 
-        cattrs raises a class's ``__init__`` error alone and without a note, once every field is structured;
-        ``__init__`` stops at the first failing validator, so each field's validators run again here on the
-        structured values (structuring succeeded, so this repeats it), each refusal noted with its field."""
-        with_notes, without = exc.group_exceptions()
-        if with_notes or len(without) != 1 or isinstance(without[0], ForbiddenExtraKeysError):
-            return exc
-        raised = without[0]
+        cattrs structures every field and raises their errors together; only when all succeed does it call
+        ``cls(...)``, whose error it raises alone and without a note, and ``__init__`` stops at the first
+        failing validator. So each field that did structure has its validators run here on its value
+        (structuring it again, which succeeded once), each refusal noted with its field as cattrs notes a
+        structuring error."""
+        noted, bare = exc.group_exceptions()
+        raised = bare[0] if not noted and len(bare) == 1 and not isinstance(bare[0], ForbiddenExtraKeysError) \
+            else None
+        failed = {note.name for _, note in noted}
         refusals: list[Exception] = []
         seen_raised = False
         for field in attrs.fields(attrs.resolve_types(cls)):
             key = self.key(field)
-            if field.validator is None or not field.init or not isinstance(data, dict) or key not in data:
+            if field.validator is None or field.name in failed or not isinstance(data, dict) or key not in data:
                 continue
-            value = self.structure(data[key], field.type) if field.type is not None else data[key]
+            try:
+                value = self.structure(data[key], field.type) if field.type is not None else data[key]
+            except Exception:  # noqa: BLE001, S112 - cattrs reported it already
+                continue
             for validator in _leaves(field.validator, value):
                 try:
                     validator(None, field, value)
                 except (ValueError, TypeError, BadRequestError) as error:
-                    seen_raised = seen_raised or (type(error) is type(raised) and error.args == raised.args)
+                    seen_raised = seen_raised or (raised is not None and type(error) is type(raised)
+                                                  and error.args == raised.args)
                     refusal = _worded(validator, error, value)
                     refusal.__notes__ = [AttributeValidationNote(
                         f"Structuring class {cls.__qualname__} @ attribute {field.name}", field.name, field.type)]
@@ -175,6 +181,8 @@ class StrictConverter(cattrs.Converter):
                     break  # as attrs' and_: a field's first refusal is its answer
                 except Exception:  # noqa: BLE001, S112 - a validator needing the instance: cls(...) alone judges it
                     continue
+        if raised is None:
+            return ClassValidationError(exc.message, [*exc.exceptions, *refusals], cls) if refusals else exc
         if not seen_raised:  # from __attrs_post_init__, or a validator that needs the instance
             refusals.append(raised)
         return ClassValidationError(exc.message, refusals, cls)
