@@ -81,15 +81,19 @@ class StrictConverter(cattrs.Converter):
     what the messages call a key (``key`` in ``sbt.toml``, ``field`` in JSON); ``numbers_from_text`` takes
     ``"50"`` as an int and ``"1.5"`` as a float (query strings); ``unwrap`` maps a value before a scalar is
     checked (the config passes a secret given where a plain value is expected through as its value).
+    ``validators_name_fields``: the records' own validators name their field in their messages (the wire
+    models' ``userName must be ...``), so an error one raises that is not a :class:`Refusal` is reported
+    under the record's path, not repeated under the field's key.
     """
 
     def __init__(self, *, key: KeyOf = field_name, noun: str = "key", numbers_from_text: bool = False,
-                 unwrap: Callable[[Any], Any] | None = None) -> None:
+                 unwrap: Callable[[Any], Any] | None = None, validators_name_fields: bool = False) -> None:
         super().__init__(forbid_extra_keys=True, detailed_validation=True)
         self.key = key
         self.noun = noun
         self.numbers_from_text = numbers_from_text
         self.unwrap = unwrap
+        self.validators_name_fields = validators_name_fields
         for scalar in (str, int, float, bool):
             self.register_structure_hook(scalar, self.scalar)
         self.register_structure_hook_factory(attrs.has, self._record_hook)
@@ -175,8 +179,10 @@ class StrictConverter(cattrs.Converter):
                     seen_raised = seen_raised or (raised is not None and type(error) is type(raised)
                                                   and error.args == raised.args)
                     refusal = _worded(validator, error, value)
-                    refusal.__notes__ = [AttributeValidationNote(
-                        f"Structuring class {cls.__qualname__} @ attribute {field.name}", field.name, field.type)]
+                    if isinstance(refusal, Refusal) or not self.validators_name_fields:
+                        refusal.__notes__ = [AttributeValidationNote(
+                            f"Structuring class {cls.__qualname__} @ attribute {field.name}", field.name,
+                            field.type)]
                     refusals.append(refusal)
                     break  # as attrs' and_: a field's first refusal is its answer
                 except Exception:  # noqa: BLE001, S112 - a validator needing the instance: cls(...) alone judges it

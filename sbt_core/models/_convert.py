@@ -122,8 +122,8 @@ def _unstructure_factory(cls: type) -> Any:
 
 
 #: Wire JSON <-> records: camelCase keys (:func:`wire_key`), numbers also as text (query strings), RFC 3339
-#: timestamps, enums by value.
-converter = StrictConverter(key=wire_key, noun="field", numbers_from_text=True)
+#: timestamps, enums by value. The models' validators say ``userName must be ...``: their field is in the words.
+converter = StrictConverter(key=wire_key, noun="field", numbers_from_text=True, validators_name_fields=True)
 converter.register_structure_hook(datetime, lambda v, _: parse_timestamp(v))
 converter.register_unstructure_hook(datetime, format_timestamp)
 converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _names)
