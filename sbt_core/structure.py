@@ -126,7 +126,7 @@ class StrictConverter(cattrs.Converter):
     @staticmethod
     def _number_from_text(text: str, type_: type) -> int | float:
         if type_ is int:
-            if text.strip().lstrip("-").isdigit():
+            if text.strip().lstrip("-").isdecimal():  # isdigit() takes "²", which int() refuses
                 return int(text)
             raise ValueError(f"expected an integer, got {text!r}")
         try:
@@ -139,8 +139,8 @@ class StrictConverter(cattrs.Converter):
                    if f.init and self.key(f) != f.name}
         # The ignore: mypy checks **renames against every keyword parameter, cattrs' bool flags included,
         # though field names only ever reach its ``**kwargs: AttributeOverride``.
-        generated: Callable[[Any, type], Any] = make_dict_structure_fn(cls, self, _cattrs_forbid_extra_keys=True,
-                                           **renames)  # type: ignore[arg-type]
+        generated: Callable[[Any, type], Any] = make_dict_structure_fn(
+            cls, self, _cattrs_forbid_extra_keys=True, **renames)  # type: ignore[arg-type]
 
         def structure(data: Any, type_: type) -> Any:
             try:
