@@ -1,8 +1,8 @@
-"""One cattrs converter for every record that crosses a boundary (HTTP JSON, events, config).
+"""The wire's converter: records <-> JSON over HTTP and in events, a :class:`~sbt_core.structure.StrictConverter`
+(strict scalars, unknown keys refused so a typo never silently does nothing, every problem at once).
 
 Field names are snake_case in Python and camelCase on the wire (docs/design.md section 4), except where a
 field's metadata names its wire key (``from`` for ``from_``, ``detail-type``, sbt-aws's ``next_token``).
-Unknown keys are refused so a typo never silently does nothing.
 """
 
 from __future__ import annotations
