@@ -17,14 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import attrs
-import cattrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
 
 from .errors import ConfigError
 from .hookspecs import CONTRACT, INTERFACES, SBT_INTERFACES, Interface
 from .models import AdminUser, Secret
 from .plugins._loader import PluginCatalog, Status
 from .provider import NoSettings
+from .structure import Invalid, StrictConverter
 from .triggers import AnyTrigger, EventTrigger, RouteTrigger, ScheduleTrigger, parse_route, parse_schedule
 
 __all__ = [
@@ -261,46 +260,29 @@ def _resolve(value: Any, path: str, base: Path, problems: _Problems) -> Any:
 
 # --- structuring -----------------------------------------------------------------------------------------
 
-def _settings_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
+def _plain(value: Any) -> Any:
+    # A reference given where a plain value is expected: use the value (it is still redacted in show).
+    return value.get_secret_value() if isinstance(value, Secret) else value
 
-    def _secret(value: Any, _: type) -> Secret:
-        if isinstance(value, Secret):
-            return value
-        if isinstance(value, str):
-            return Secret(value)
-        raise ValueError("expected a string or a { env = ... } / { file = ... } reference")
 
-    def _plain(value: Any, type_: type) -> Any:
-        # A reference given where a plain value is expected: use the value (it is still redacted in show).
-        if isinstance(value, Secret):
-            value = value.get_secret_value()
-        if type_ is str:
-            if not isinstance(value, str):
-                raise ValueError(f"expected a string, got {type(value).__name__}")
-            return value
-        if type_ is bool:
-            if not isinstance(value, bool):
-                raise ValueError(f"expected true or false, got {value!r}")
-            return value
-        if type_ is int:
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"expected an integer, got {value!r}")
-            return value
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"expected a number, got {value!r}")
-        return float(value)
+def _secret(value: Any, _: type) -> Secret:
+    if isinstance(value, Secret):
+        return value
+    if isinstance(value, str):
+        return Secret(value)
+    raise ValueError("expected a string or a { env = ... } / { file = ... } reference")
 
+
+def _settings_converter() -> StrictConverter:
+    conv = StrictConverter(unwrap=_plain)
     conv.register_structure_hook(Secret, _secret)
     # Never unstructure a secret's value, whatever record it sits in.
     conv.register_unstructure_hook(Secret, lambda s: {"env": s.reference[4:]}
                                    if (s.reference or "").startswith("env:") else REDACTED)
     conv.register_unstructure_hook(Path, str)
-    for t in (str, bool, int, float):
-        conv.register_structure_hook(t, _plain)
-    conv.register_structure_hook(Path, lambda v, _: Path(_plain(v, str)))
-    conv.register_structure_hook_func(lambda t: t == tuple[str, ...],
-                                      lambda v, _: tuple(_plain(x, str) for x in (v if isinstance(v, list) else [v])))
+    conv.register_structure_hook(Path, lambda v, _: Path(conv.scalar(v, str)))
+    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], lambda v, _: tuple(
+        conv.scalar(x, str) for x in (v if isinstance(v, list) else [v])))
     return conv
 
 
@@ -313,18 +295,10 @@ def _structure(table: Any, cls: type, path: str, problems: _Problems) -> Any:
         problems.add(path, f"must be a table, got {type(table).__name__}")
         return None
     try:
-        return _CONV.structure(table, cls)
-    except (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError) as exc:
-        raised = _raised_by_init(exc)
-        if raised is not None and attrs.has(cls):
-            _add_refusals(raised, table, cls, path, problems)
-            return None
-        for message in cattrs.transform_error(exc, path="$", format_exception=_format):
-            text, _, where = message.rpartition(" @ ")
-            sub = where.removeprefix("$").lstrip(".")
-            problems.add(".".join(p for p in (path, sub) if p), text)
-    except (ValueError, TypeError) as exc:
-        problems.add(path, str(exc))
+        return _CONV.check(table, cls)
+    except Invalid as exc:
+        for where, message in exc.problems:
+            problems.add(f"{path}.{where}" if path and where else path or where, message)
     return None
 
 
@@ -335,63 +309,6 @@ def structure_table(table: Any, cls: type, path: str) -> tuple[Any, list[str]]:
     problems = _Problems()
     value = _structure(table, cls, path, problems)
     return value, list(problems)
-
-
-def _raised_by_init(exc: Exception) -> Exception | None:
-    """What ``cls(...)`` itself raised, if that is the error: every field structured, then a validator refused
-    (cattrs reports that as the class's only error, a ValueError without the note naming an attribute)."""
-    inner = exc.exceptions if isinstance(exc, ClassValidationError) else []
-    if len(inner) == 1 and isinstance(inner[0], ValueError) and not getattr(inner[0], "__notes__", None):
-        return inner[0]
-    return None
-
-
-def _add_refusals(first: Exception, table: dict[str, Any], cls: type, path: str, problems: _Problems) -> None:
-    """``cls(...)`` raised ``first``. An attrs validator's refusal goes under its field's dotted key, with every
-    other field a validator refuses: ``cls(...)`` stops at the first, and the config reports every problem at
-    once. Anything else (``__attrs_post_init__``, a message naming no field) goes under ``path`` as it is."""
-    refusal = _refusal(first)
-    if refusal is None:
-        problems.add(path, str(first))
-        return
-    refused = dict([refusal])
-    attrs.resolve_types(cls)
-    for field in attrs.fields(cls):
-        if field.validator is None or field.name not in table or field.name in refused:
-            continue
-        try:  # every field structured already (cls(...) ran), so this only repeats that for the validator
-            value = _CONV.structure(table[field.name], field.type) if field.type is not None else table[field.name]
-            field.validator(None, field, value)
-        except (ValueError, TypeError) as exc:
-            other = _refusal(exc)
-            if other is not None and other[0] == field.name:
-                refused[field.name] = other[1]
-        except Exception:  # noqa: BLE001, S110 - a validator that needs the instance: cls(...) alone checks it
-            pass
-    for field_name, why in refused.items():
-        problems.add(f"{path}.{field_name}", why)
-
-
-def _refusal(exc: Exception) -> tuple[str, str] | None:
-    """``(field, why)`` of an attrs validator's error, without attrs' own phrasing of the field name: ``in_``
-    raises ``(message, attribute, options, value)``, the bounds ``"'name' must be >= 1: 0"``; None for any
-    other error."""
-    if len(exc.args) == 4 and isinstance(exc.args[1], attrs.Attribute):
-        attribute, options, value = exc.args[1:]
-        return attribute.name, f"must be one of {', '.join(map(repr, options))} (got {value!r})"
-    bound = re.fullmatch(r"'(\w+)' (must be .+): (.*)", str(exc))
-    return (bound[1], f"{bound[2]} (got {bound[3]})") if bound else None
-
-
-def _format(exc: BaseException, type_: Any) -> str:
-    if isinstance(exc, ForbiddenExtraKeysError):
-        names = sorted(exc.extra_fields)
-        valid = [f.name for f in attrs.fields(exc.cl)] if attrs.has(exc.cl) else []
-        hint = f"; valid keys: {', '.join(valid)}" if valid else "; this table takes no keys"
-        return f"unknown key(s) {', '.join(names)}{hint}"
-    if isinstance(exc, KeyError):
-        return "required key missing"
-    return str(exc) or f"invalid value for {getattr(type_, '__name__', type_)}"
 
 
 # --- the loader -------------------------------------------------------------------------------------------

@@ -47,6 +47,7 @@ from ..job_kind import JobKind
 from ..models import APPLICATION_PLANE_SOURCE, CONTROL_PLANE_SOURCE, DEFAULT_SOURCES, DetailType, Secret
 from ..models.events import canonical_detail_type
 from ..plugins import PluginCatalog, Status
+from ..structure import Refusal
 from ..triggers import EventTrigger
 
 __all__ = ["PRESETS", "AppPlaneSettings", "JobSpec", "load_app_plane_settings", "load_jobs"]
@@ -68,10 +69,10 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 
 
-def _names(_: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+def _names(_: object, __: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     bad = [name for name in value if not _NAME.match(name)]
     if bad:
-        raise ValueError(f"'{attribute.name}' must be shell variable names: {', '.join(map(repr, bad))}")
+        raise Refusal("must be shell variable names", ", ".join(map(repr, bad)))
 
 
 @attrs.frozen

@@ -21,6 +21,7 @@ import attrs
 
 from ..models import Secret
 from ..models.scopes import ALL
+from ..structure import Refusal
 
 __all__ = ["DEFAULT_ISSUER", "LocalAuthSettings", "MachineClient"]
 
@@ -34,13 +35,13 @@ _CLIENT_ID = re.compile(r"^[A-Za-z0-9._\-]{1,128}$")
 
 def _client_id(_: object, __: attrs.Attribute[Any], value: str) -> None:
     if not _CLIENT_ID.match(value):
-        raise ValueError(f"client_id {value!r} must be 1-128 letters, digits, '.', '_' or '-'")
+        raise Refusal("must be 1-128 letters, digits, '.', '_' or '-'", repr(value))
 
 
 def _scopes(_: object, __: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
     for scope in value:
         if not scope or any(c.isspace() for c in scope):
-            raise ValueError(f"scope {scope!r} must be one word (scopes are space-separated in tokens)")
+            raise Refusal("must each be one word (scopes are space-separated in tokens)", repr(scope))
 
 
 @attrs.frozen
@@ -52,9 +53,9 @@ class MachineClient:
     scopes: tuple[str, ...] = attrs.field(default=ALL, validator=_scopes)
 
 
-def _positive(_: object, attribute: attrs.Attribute[Any], value: int) -> None:
+def _lifetime(_: object, __: attrs.Attribute[Any], value: int) -> None:
     if not 60 <= value <= 7 * 86400:
-        raise ValueError(f"{attribute.name} must be between 60 seconds and 7 days, got {value}")
+        raise Refusal("must be between 60 seconds and 7 days", repr(value))
 
 
 def _clients(_: object, __: attrs.Attribute[Any], value: tuple[MachineClient, ...]) -> None:
@@ -84,7 +85,7 @@ class LocalAuthSettings:
 
     issuer: str = DEFAULT_ISSUER
     audience: str = "sbt"
-    token_lifetime_seconds: int = attrs.field(default=3600, validator=_positive)
+    token_lifetime_seconds: int = attrs.field(default=3600, validator=_lifetime)
     machine_clients: tuple[MachineClient, ...] = attrs.field(default=(), validator=_clients)
     enforce_scopes: bool = True
     signing_key: Secret | None = None

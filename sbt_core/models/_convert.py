@@ -1,8 +1,8 @@
-"""One cattrs converter for every record that crosses a boundary (HTTP JSON, events, config).
+"""The wire's converter: records <-> JSON over HTTP and in events, a :class:`~sbt_core.structure.StrictConverter`
+(strict scalars, unknown keys refused so a typo never silently does nothing, every problem at once).
 
 Field names are snake_case in Python and camelCase on the wire (docs/design.md section 4), except where a
 field's metadata names its wire key (``from`` for ``from_``, ``detail-type``, sbt-aws's ``next_token``).
-Unknown keys are refused so a typo never silently does nothing.
 """
 
 from __future__ import annotations
@@ -13,11 +13,10 @@ from enum import StrEnum
 from typing import Any, TypeVar
 
 import attrs
-import cattrs
-from cattrs.errors import ClassValidationError, ForbiddenExtraKeysError, IterableValidationError
-from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.gen import make_dict_unstructure_fn, override
 
 from ..errors import BadRequestError
+from ..structure import Invalid, StrictConverter
 
 T = TypeVar("T")
 
@@ -98,96 +97,39 @@ def format_timestamp(value: datetime) -> str:
     return f"{text}.{fraction}Z"
 
 
-def _make_converter() -> cattrs.Converter:
-    conv = cattrs.Converter(forbid_extra_keys=True, detailed_validation=True)
-    conv.register_structure_hook(datetime, lambda v, _: parse_timestamp(v))
-    conv.register_unstructure_hook(datetime, format_timestamp)
-
-    def _strict_str(value: Any, _: type) -> str:
-        if not isinstance(value, str):
-            raise ValueError(f"expected a string, got {type(value).__name__}")
-        return value
-
-    def _strict_int(value: Any, _: type) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            if isinstance(value, str) and value.strip().lstrip("-").isdigit():
-                return int(value)
-            raise ValueError(f"expected an integer, got {value!r}")
-        return value
-
-    def _strict_bool(value: Any, _: type) -> bool:
-        if not isinstance(value, bool):
-            raise ValueError(f"expected true or false, got {value!r}")
-        return value
-
-    def _names(value: Any, _: type) -> tuple[str, ...]:
-        # Query strings carry lists as "a,b"; JSON as ["a", "b"].
-        items = value.split(",") if isinstance(value, str) else value
-        if not isinstance(items, (list, tuple)):
-            raise ValueError(f"expected a list of names, got {type(value).__name__}")
-        return tuple(_strict_str(item, str).strip() for item in items if not isinstance(item, str) or item.strip())
-
-    conv.register_structure_hook_func(lambda t: t == tuple[str, ...], _names)
-    def _enum(value: Any, type_: type[StrEnum]) -> StrEnum:
-        try:
-            return type_(value)
-        except ValueError:
-            choices = ", ".join(m.value for m in type_)
-            raise ValueError(f"{value!r} is not one of {choices}") from None
-
-    conv.register_structure_hook(StrEnum, _enum)  # before str in the MRO
-    conv.register_unstructure_hook(StrEnum, lambda e: e.value)  # before str in the MRO
-    conv.register_structure_hook(str, _strict_str)
-    conv.register_structure_hook(int, _strict_int)
-    conv.register_structure_hook(bool, _strict_bool)
-
-    def _structure_factory(cls: type) -> Any:
-        overrides = {f.name: override(rename=wire_key(f)) for f in attrs.fields(cls) if f.init}
-        # The ignores: mypy checks **overrides against every keyword parameter, cattrs' bool flags included,
-        # though field names only ever reach its ``**kwargs: AttributeOverride``.
-        return make_dict_structure_fn(cls, conv, _cattrs_forbid_extra_keys=True, **overrides)  # type: ignore[arg-type]
-
-    def _unstructure_factory(cls: type) -> Any:
-        overrides = {f.name: override(rename=wire_key(f), omit_if_default=f.metadata.get("omit_if_default", False))
-                     for f in attrs.fields(cls)}
-        return make_dict_unstructure_fn(cls, conv, **overrides)  # type: ignore[arg-type]  # as above
-
-    conv.register_structure_hook_factory(attrs.has, _structure_factory)
-    conv.register_unstructure_hook_factory(attrs.has, _unstructure_factory)
-    return conv
+def _names(value: Any, _: type) -> tuple[str, ...]:
+    # Query strings carry lists as "a,b"; JSON as ["a", "b"].
+    items = value.split(",") if isinstance(value, str) else value
+    if not isinstance(items, (list, tuple)):
+        raise ValueError(f"expected a list of names, got {type(value).__name__}")
+    return tuple(converter.scalar(item, str).strip() for item in items if not isinstance(item, str) or item.strip())
 
 
-converter = _make_converter()
+def _enum(value: Any, type_: type[StrEnum]) -> StrEnum:
+    try:
+        return type_(value)
+    except ValueError:
+        choices = ", ".join(m.value for m in type_)
+        raise ValueError(f"{value!r} is not one of {choices}") from None
 
 
-def _describe(exc: BaseException, cls: type) -> str:
-    if isinstance(exc, (ClassValidationError, IterableValidationError, ForbiddenExtraKeysError)):
-        messages = cattrs.transform_error(exc, path="$", format_exception=_format_exception)
-        return "; ".join(_tidy_path(m) for m in messages)
-    if isinstance(exc, BadRequestError):
-        return exc.message
-    return str(exc)
+def _unstructure_factory(cls: type) -> Any:
+    overrides = {f.name: override(rename=wire_key(f), omit_if_default=f.metadata.get("omit_if_default", False))
+                 for f in attrs.fields(cls)}
+    # The ignore: mypy checks **overrides against every keyword parameter, cattrs' bool flags included,
+    # though field names only ever reach its ``**kwargs: AttributeOverride``.
+    return make_dict_unstructure_fn(cls, converter, **overrides)  # type: ignore[arg-type]
 
 
-def _format_exception(exc: BaseException, type_: Any) -> str:
-    if isinstance(exc, ForbiddenExtraKeysError):
-        return f"unknown field(s) {', '.join(sorted(exc.extra_fields))}"
-    if isinstance(exc, KeyError):
-        return "required field missing"
-    if isinstance(exc, (ValueError, TypeError, BadRequestError)):
-        text = exc.message if isinstance(exc, BadRequestError) else str(exc)
-        return text or f"invalid value for {getattr(type_, '__name__', type_)}"
-    return str(exc)
-
-
-_SPECIAL_KEYS = {"next_token": "next_token", "detail_type": "detail-type"}
-
-
-def _tidy_path(message: str) -> str:
-    # cattrs says "msg @ $.a.b"; we print "a.b: msg" (dotted path first, as the config errors do).
-    text, _, path = message.rpartition(" @ ")
-    path = ".".join(_SPECIAL_KEYS.get(seg, camel(seg)) for seg in path.removeprefix("$").lstrip(".").split(".") if seg)
-    return f"{path}: {text}" if path else text
+#: Wire JSON <-> records: camelCase keys (:func:`wire_key`), numbers also as text (query strings), RFC 3339
+#: timestamps, enums by value. The models' validators say ``userName must be ...``: their field is in the words.
+converter = StrictConverter(key=wire_key, noun="field", numbers_from_text=True, validators_name_fields=True)
+converter.register_structure_hook(datetime, lambda v, _: parse_timestamp(v))
+converter.register_unstructure_hook(datetime, format_timestamp)
+converter.register_structure_hook_func(lambda t: t == tuple[str, ...], _names)
+converter.register_structure_hook(StrEnum, _enum)  # before str in the MRO
+converter.register_unstructure_hook(StrEnum, lambda e: e.value)  # before str in the MRO
+converter.register_unstructure_hook_factory(attrs.has, _unstructure_factory)
 
 
 def from_json(cls: type[T], data: Any) -> T:
@@ -195,11 +137,9 @@ def from_json(cls: type[T], data: Any) -> T:
     if attrs.has(cls) and not isinstance(data, dict):
         raise BadRequestError(f"expected a JSON object for {cls.__name__}, got {type(data).__name__}")
     try:
-        return converter.structure(data, cls)
-    except BadRequestError:
-        raise
-    except Exception as exc:  # cattrs wraps validator errors in exception groups
-        raise BadRequestError(_describe(exc, cls)) from exc
+        return converter.check(data, cls)
+    except Invalid as exc:
+        raise BadRequestError(str(exc)) from exc
 
 
 def to_json(obj: Any) -> Any:

@@ -113,7 +113,7 @@ def test_type_name_mode_takes_the_providers_settings_from_a_config_file(pytester
     result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "--sbt-conformance", "metering=memory",
                                            "--sbt-conformance-config", "sbt.toml", "-k", "meter_crud")
     result.assert_outcomes(errors=1)
-    result.stdout.fnmatch_lines(["*horizon_past_days must be greater than 0*"])
+    result.stdout.fnmatch_lines(["*providers.metering.horizon_past_days: must be > 0 (got -1.0)*"])
 
 
 def test_optional_hooks_missing_are_skipped_with_the_hook_name(pytester: pytest.Pytester) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import attrs
 import pytest
 
 from sbt_core.config import load_config, show
@@ -12,6 +13,8 @@ from sbt_core.errors import ConfigError
 from sbt_core.models import Secret
 from sbt_core.plugins import discover
 from sbt_core.triggers import ScheduleTrigger
+
+from .conftest import FakeMetering
 
 
 @pytest.fixture
@@ -130,6 +133,46 @@ def test_out_of_range_and_unknown_choice_values_name_their_key_and_the_valid_cho
         "events.dead_letters: must be one of 'sqlite', 'memory' (got 'disk')",
         "events.transport: must be one of 'sqlite', 'inprocess', 'nats' (got 'memory')",
     }
+
+
+def _no_spaces(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
+    # Worded as a third party writes it: the field's name in the message, a plain ValueError.
+    if " " in value:
+        raise ValueError(f"{attribute.name} {value!r} has a space")
+
+
+@attrs.frozen
+class _WindowSettings:
+    horizon_past_days: float = attrs.field(default=35.0, validator=attrs.validators.gt(0))
+    dedup_window_days: float = attrs.field(default=32.0, validator=attrs.validators.gt(0))
+    label: str = attrs.field(default="calls", validator=_no_spaces)
+
+
+class _WindowMetering(FakeMetering):
+    settings_class = _WindowSettings
+
+
+def test_every_validator_error_of_a_core_section_or_a_provider_is_reported_at_once_under_its_dotted_key(
+        fakes: dict[str, Any], tmp_path: Path) -> None:
+    catalog = discover(entry_points=False, builtins=False, extra={**fakes, "window": _WindowMetering})
+    with pytest.raises(ConfigError) as info:
+        load_config(catalog, _write(tmp_path, """
+[events]
+max_attempts = 0
+log_size = 0
+[providers.metering]
+type = "window"
+horizon_past_days = 0
+dedup_window_days = 0
+label = "api calls"
+"""))
+    assert info.value.problems == (
+        "events.max_attempts: must be >= 1 (got 0)",
+        "events.log_size: must be >= 1 (got 0)",
+        "providers.metering.horizon_past_days: must be > 0 (got 0.0)",
+        "providers.metering.dedup_window_days: must be > 0 (got 0.0)",
+        "providers.metering.label: label 'api calls' has a space",
+    )
 
 
 def test_a_provider_that_does_not_implement_the_interface_is_refused(catalog: Any) -> None:

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 import attrs
 
 from sbt_core.models import Secret
+from sbt_core.structure import Refusal
 
 __all__ = ["CognitoSettings", "is_loopback_url"]
 
@@ -53,19 +54,19 @@ def is_loopback_url(url: str) -> bool:
 
 
 def _matches(pattern: re.Pattern[str], what: str) -> Any:
-    def check(_: object, attribute: attrs.Attribute, value: str | None) -> None:  # type: ignore[type-arg]
+    def check(_: object, __: attrs.Attribute, value: str | None) -> None:  # type: ignore[type-arg]
         if value is not None and not pattern.match(value):
-            raise ValueError(f"{attribute.name} {value!r} is not {what}")
+            raise Refusal(f"must be {what}", repr(value))
 
     return check
 
 
-def _http_url(_: object, attribute: attrs.Attribute, value: str | None) -> None:  # type: ignore[type-arg]
+def _http_url(_: object, __: attrs.Attribute, value: str | None) -> None:  # type: ignore[type-arg]
     if value is None:
         return
     parts = urlsplit(value)
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{attribute.name} {value!r} is not an http(s) URL")
+        raise Refusal("must be an http(s) URL", repr(value))
 
 
 @attrs.frozen

@@ -15,7 +15,6 @@ Example::
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import attrs
@@ -32,23 +31,6 @@ UNKNOWN_EVENT_POLICIES = ("reject", "drop")
 #: ``reject``: only tenants registered by ``metering_create_customer`` and not deleted are metered
 #: (Stripe's ``meter_event_customer_not_found``).
 UNKNOWN_TENANT_POLICIES = ("accept", "reject")
-
-
-def _one_of(choices: tuple[str, ...]) -> Callable[[object, attrs.Attribute, str], None]:  # type: ignore[type-arg]
-    def check(_: object, attribute: attrs.Attribute, value: str) -> None:  # type: ignore[type-arg]
-        if value not in choices:
-            raise ValueError(f"{attribute.name} must be one of {', '.join(choices)}; got {value!r}")
-    return check
-
-
-def _positive(_: object, attribute: attrs.Attribute, value: float) -> None:  # type: ignore[type-arg]
-    if not value > 0:
-        raise ValueError(f"{attribute.name} must be greater than 0, got {value!r}")
-
-
-def _non_negative(_: object, attribute: attrs.Attribute, value: float) -> None:  # type: ignore[type-arg]
-    if not value >= 0:
-        raise ValueError(f"{attribute.name} must be 0 or more, got {value!r}")
 
 
 @attrs.frozen
@@ -92,16 +74,16 @@ class MemoryMeteringSettings:
       columnar store (deduplicated, pre-aggregated) in batches of this many, or at the next query.
     """
 
-    horizon_past_days: float = attrs.field(default=35.0, validator=_positive)
-    horizon_future_seconds: float = attrs.field(default=300.0, validator=_non_negative)
-    dedup_window_days: float = attrs.field(default=32.0, validator=_positive)
-    unknown_event: str = attrs.field(default="reject", validator=_one_of(UNKNOWN_EVENT_POLICIES))
-    unknown_tenant: str = attrs.field(default="accept", validator=_one_of(UNKNOWN_TENANT_POLICIES))
+    horizon_past_days: float = attrs.field(default=35.0, validator=attrs.validators.gt(0))
+    horizon_future_seconds: float = attrs.field(default=300.0, validator=attrs.validators.ge(0))
+    dedup_window_days: float = attrs.field(default=32.0, validator=attrs.validators.gt(0))
+    unknown_event: str = attrs.field(default="reject", validator=attrs.validators.in_(UNKNOWN_EVENT_POLICIES))
+    unknown_tenant: str = attrs.field(default="accept", validator=attrs.validators.in_(UNKNOWN_TENANT_POLICIES))
     durable: bool = True
-    fsync: str = attrs.field(default="batch", validator=_one_of(FSYNC_POLICIES))
-    fsync_interval_ms: int = attrs.field(default=200, validator=_positive)
-    compact_log_bytes: int = attrs.field(default=64 << 20, validator=_non_negative)
+    fsync: str = attrs.field(default="batch", validator=attrs.validators.in_(FSYNC_POLICIES))
+    fsync_interval_ms: int = attrs.field(default=200, validator=attrs.validators.gt(0))
+    compact_log_bytes: int = attrs.field(default=64 << 20, validator=attrs.validators.ge(0))
     snapshot_path: Path | None = None
-    rollup_cells_per_event: float = attrs.field(default=1.5, validator=_non_negative)
-    pending_flush_events: int = attrs.field(default=65536, validator=_positive)
+    rollup_cells_per_event: float = attrs.field(default=1.5, validator=attrs.validators.ge(0))
+    pending_flush_events: int = attrs.field(default=65536, validator=attrs.validators.gt(0))
     release_memory: bool = True

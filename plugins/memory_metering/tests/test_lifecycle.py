@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -56,17 +57,29 @@ def test_selected_through_config_and_facade(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("table", "problem"), [
-    ({"unknown_event": "ignore"}, "unknown_event must be one of reject, drop"),
-    ({"unknown_tenant": "maybe"}, "unknown_tenant must be one of accept, reject"),
-    ({"dedup_window_days": 0}, "dedup_window_days must be greater than 0"),
-    ({"horizon_future_seconds": -1}, "horizon_future_seconds must be 0 or more"),
+    ({"unknown_event": "ignore"}, "providers.metering.unknown_event: must be one of 'reject', 'drop' (got 'ignore')"),
+    ({"unknown_tenant": "maybe"}, "providers.metering.unknown_tenant: must be one of 'accept', 'reject' (got 'maybe')"),
+    ({"dedup_window_days": 0}, "providers.metering.dedup_window_days: must be > 0 (got 0.0)"),
+    ({"horizon_future_seconds": -1}, "providers.metering.horizon_future_seconds: must be >= 0 (got -1.0)"),
     ({"snapshot": True}, "snapshot"),
-    ({"fsync": "always"}, "fsync must be one of batch, interval, off"),
+    ({"fsync": "always"}, "providers.metering.fsync: must be one of 'batch', 'interval', 'off' (got 'always')"),
 ])
 def test_settings_are_validated(table: dict[str, Any], problem: str) -> None:
     catalog = discover(entry_points=False, builtins=False, extra={"memory": MemoryMetering})
-    with pytest.raises(ConfigError, match=problem):
+    with pytest.raises(ConfigError, match=re.escape(problem)):
         load_config(catalog, raw={"providers": {"metering": {"type": "memory", **table}}})
+
+
+def test_every_refused_setting_is_reported_at_once_under_its_dotted_key() -> None:
+    catalog = discover(entry_points=False, builtins=False, extra={"memory": MemoryMetering})
+    with pytest.raises(ConfigError) as info:
+        load_config(catalog, raw={"providers": {"metering": {"type": "memory", "horizon_past_days": 0,
+                                                             "dedup_window_days": 0, "fsync": "always"}}})
+    assert info.value.problems == (
+        "providers.metering.horizon_past_days: must be > 0 (got 0.0)",
+        "providers.metering.dedup_window_days: must be > 0 (got 0.0)",
+        "providers.metering.fsync: must be one of 'batch', 'interval', 'off' (got 'always')",
+    )
 
 
 def _fill(provider: MemoryMetering) -> tuple[str, str]:
