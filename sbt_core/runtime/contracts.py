@@ -112,7 +112,8 @@ class QueryParam:
     description: str = ""
     array: bool = False
     #: More JSON Schema keywords of the value (``minimum``, ``maximum``, ``format``, ``enum``, ``minLength``):
-    #: the bounds the endpoint enforces, so a client reading the document is not refused by surprise.
+    #: the bounds the endpoint enforces, so a client reading the document is not refused by surprise. A value
+    #: may be a function of no argument, called when the document is built (a list read from the system).
     bounds: Mapping[str, Any] = attrs.field(factory=dict)
     required: bool = False
 
@@ -132,6 +133,16 @@ class RouteDoc:
     query: tuple[QueryParam, ...] = ()
     #: The success answer's media type (``text/html`` for a page, ``text/plain`` for Prometheus' text).
     media_type: str = "application/json"
+    #: False when the endpoint also takes no body at all (``POST /dead-letters/replay``: none = every filter off).
+    body_required: bool = True
+    #: The request body's media type (``application/x-www-form-urlencoded`` for an OAuth token endpoint).
+    request_media_type: str = "application/json"
+    #: Bounds of path parameters by name (``minLength``, ``maxLength``...), beyond every path parameter's
+    #: non-empty name rule; ``type`` and ``description`` are used, ``array`` and ``required`` are not.
+    path: tuple[QueryParam, ...] = ()
+    #: Error statuses it answers beyond the usual ones, e.g. 401 from a public route that authenticates its
+    #: caller itself (an OAuth token endpoint's client authentication).
+    errors: tuple[int, ...] = ()
 
 
 _Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])

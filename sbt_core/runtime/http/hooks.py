@@ -40,6 +40,7 @@ from ...models import (
     from_json,
     to_json,
 )
+from ...models.metering import GROUP_BY_QUERY_PATTERN, time_zones
 from ..contracts import QueryParam
 from ._json import JSONAnswer
 
@@ -226,17 +227,18 @@ HOOK_ROUTES: dict[str, HookRoute] = {
     "metering_fetch_usage": HookRoute(
         decode=lambda r, b: {"meter_id": path_param(r, "meterId"), "query": _usage_query(r)},
         encode=_page, response=_data_schema(UsageRow, array=True),
-        query=(QueryParam("from", "string", "start of the range, inclusive (RFC 3339)", bounds={"format": "date-time"},
-                          required=True),
+        query=(QueryParam("from", "string", "start of the range, inclusive (RFC 3339), before to",
+                          bounds={"format": "date-time"}, required=True),
                QueryParam("to", "string", "end of the range, exclusive (RFC 3339)", bounds={"format": "date-time"},
                           required=True),
                QueryParam("windowSize", "string", "absent: one row per group",
                           bounds={"enum": [w.value for w in WindowSize]}),
                QueryParam("windowTimeZone", "string", "IANA time zone of the windows (default UTC)",
-                          bounds={"minLength": 1}),
+                          bounds={"enum": time_zones}),
                QueryParam("tenantId", "string", "only this tenant's usage",
                           bounds={"minLength": 1, "pattern": input_policy.NAME_PATTERN}),
-               QueryParam("groupBy", "string", "meter dimensions to group by (repeat or comma-separate)", True),
+               QueryParam("groupBy", "string", "meter dimensions to group by (repeat or comma-separate)", True,
+                          bounds={"pattern": GROUP_BY_QUERY_PATTERN}),
                *page_query(default=100))),
     "metering_cancel_usage_events": HookRoute(
         decode=lambda r, b: {"request": json_body(b, CancelUsageRequest)}, encode=_data(),

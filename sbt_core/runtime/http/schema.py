@@ -17,7 +17,7 @@ from typing import Any
 import attrs
 
 from ...models import Secret
-from ...models._convert import stated_keywords, wire_key
+from ...models._convert import JSON_SCHEMA_ATTRIBUTE, stated_keywords, wire_key
 
 __all__ = ["SchemaRegistry"]
 
@@ -38,6 +38,14 @@ class SchemaRegistry:
             self.components[name] = self._record(cls)
         return {"$ref": f"#/components/schemas/{name}"}
 
+    def request_ref(self, cls: type) -> dict[str, Any]:
+        """:meth:`ref` for a request body: the record's component is closed (``additionalProperties: false``),
+        as the converter refuses unknown keys. Answers stay open: a record answered with stored values
+        replaced carries ``sbt_replaced`` (:data:`sbt_core.input_policy.REPLACED_KEY`)."""
+        ref = self.ref(cls)
+        self.components[cls.__name__]["additionalProperties"] = False
+        return ref
+
     def _record(self, cls: type) -> dict[str, Any]:
         hints = typing.get_type_hints(cls)
         properties: dict[str, Any] = {}
@@ -56,6 +64,8 @@ class SchemaRegistry:
         out: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
             out["required"] = required
+        # A rule across fields (``__attrs_post_init__``) the record states with ``stating(cls, ...)``.
+        out |= vars(cls).get(JSON_SCHEMA_ATTRIBUTE) or {}
         doc = (cls.__doc__ or "").strip()
         if doc:
             out["description"] = " ".join(doc.split("\n\n")[0].split())
@@ -100,8 +110,10 @@ class SchemaRegistry:
                 return {"type": "string"}
             if tp is bytes:
                 return {"type": "string", "contentEncoding": "base64"}
-            if tp is datetime:
-                return {"type": "string", "format": "date-time"}
+            if tp is datetime:  # what parse_timestamp reads; answers are always RFC 3339 text
+                return {"type": ["string", "number"], "format": "date-time",
+                        "description": "RFC 3339 (e.g. 2026-01-31T12:00:00Z), or epoch seconds (milliseconds above "
+                                       "1e11)"}
             if tp is Secret:
                 return {"type": "string", "writeOnly": True}
             if attrs.has(tp):
