@@ -23,6 +23,20 @@ __all__ = ["SchemaRegistry"]
 
 _NONE = type(None)
 
+#: RFC 3339 with its UTC offset, as answers write it and parse_timestamp reads it.
+_YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_MONTH, _DAY = "(0[1-9]|1[0-2])", "(0[1-9]|[12][0-9]|3[01])"
+_HOUR, _SIXTY = "([01][0-9]|2[0-3])", "[0-5][0-9]"
+_RFC3339 = {"type": "string", "format": "date-time",
+            "pattern": f"^{_YEAR}-{_MONTH}-{_DAY}[Tt]{_HOUR}:{_SIXTY}:{_SIXTY}(\\.[0-9]+)?"
+                       f"([Zz]|[+-]{_HOUR}:{_SIXTY})$"}
+#: Epoch numbers parse_timestamp reads: seconds up to 1e11 in magnitude, milliseconds beyond, within years
+#: 1 to 9999 (``datetime``'s range).
+_FIRST, _LAST = -62135596800, 253402300799
+_EPOCH = ({"type": "number", "minimum": _FIRST, "maximum": 1e11},
+          {"type": "number", "exclusiveMinimum": 1e11, "exclusiveMaximum": (_LAST + 1) * 1000},
+          {"type": "number", "minimum": _FIRST * 1000, "exclusiveMaximum": -1e11})
+
 
 class SchemaRegistry:
     """Collects component schemas while describing types; :attr:`components` is the ``schemas`` map."""
@@ -111,9 +125,9 @@ class SchemaRegistry:
             if tp is bytes:
                 return {"type": "string", "contentEncoding": "base64"}
             if tp is datetime:  # what parse_timestamp reads; answers are always RFC 3339 text
-                return {"type": ["string", "number"], "format": "date-time",
+                return {"anyOf": [_RFC3339, *_EPOCH],
                         "description": "RFC 3339 (e.g. 2026-01-31T12:00:00Z), or epoch seconds (milliseconds above "
-                                       "1e11)"}
+                                       "1e11), in years 1 to 9999"}
             if tp is Secret:
                 return {"type": "string", "writeOnly": True}
             if attrs.has(tp):
