@@ -32,10 +32,10 @@ _RFC3339 = {"type": "string", "format": "date-time",
                        f"([Zz]|[+-]{_HOUR}:{_SIXTY})$"}
 #: Epoch numbers parse_timestamp reads: seconds up to 1e11 in magnitude, milliseconds beyond, within years
 #: 1 to 9999 (``datetime``'s range).
-_FIRST, _LAST = -62135596800, 253402300799
-_EPOCH = ({"type": "number", "minimum": _FIRST, "maximum": 1e11},
-          {"type": "number", "exclusiveMinimum": 1e11, "exclusiveMaximum": (_LAST + 1) * 1000},
-          {"type": "number", "minimum": _FIRST * 1000, "exclusiveMaximum": -1e11})
+_FIRST, _LAST, _MS = -62135596800, 253402300799, 10**11
+_EPOCH = ({"type": "number", "minimum": _FIRST, "maximum": _MS},
+          {"type": "number", "exclusiveMinimum": _MS, "exclusiveMaximum": (_LAST + 1) * 1000},
+          {"type": "number", "minimum": _FIRST * 1000, "exclusiveMaximum": -_MS})
 
 
 class SchemaRegistry:
@@ -125,9 +125,11 @@ class SchemaRegistry:
             if tp is bytes:
                 return {"type": "string", "contentEncoding": "base64"}
             if tp is datetime:  # what parse_timestamp reads; answers are always RFC 3339 text
-                return {"anyOf": [_RFC3339, *_EPOCH],
-                        "description": "RFC 3339 (e.g. 2026-01-31T12:00:00Z), or epoch seconds (milliseconds above "
-                                       "1e11), in years 1 to 9999"}
+                self.components.setdefault("Timestamp", {
+                    "anyOf": [_RFC3339, *_EPOCH],
+                    "description": "RFC 3339 (e.g. 2026-01-31T12:00:00Z; answers always write it), or epoch "
+                                   "seconds (milliseconds beyond 1e11), in years 1 to 9999"})
+                return {"$ref": "#/components/schemas/Timestamp"}
             if tp is Secret:
                 return {"type": "string", "writeOnly": True}
             if attrs.has(tp):
