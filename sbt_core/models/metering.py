@@ -158,6 +158,13 @@ class MeterCreate:
             raise ValueError("valueProperty cannot also be a groupBy name")
 
 
+# A COUNT meter takes no valueProperty (its __attrs_post_init__); valueProperty outside groupBy is beyond
+# JSON Schema.
+stating(MeterCreate, anyOf=[
+    {"required": ["aggregation"], "properties": {"aggregation": {"const": "COUNT"}, "valueProperty": {"type": "null"}}},
+    {"properties": {"aggregation": {"not": {"const": "COUNT"}}}}])
+
+
 @attrs.frozen
 class Meter:
     """A meter as the API answers it: ``{meterId, name, eventName, aggregation, valueProperty, groupBy,
@@ -181,11 +188,6 @@ class Meter:
         return cls(meter_id=meter_id, name=spec.name, event_name=spec.event_name, aggregation=spec.aggregation,
                    value_property=spec.value_property, group_by=spec.group_by, description=spec.description,
                    created=now, modified=now)
-
-
-stating(MeterCreate, anyOf=[
-    {"required": ["aggregation"], "properties": {"aggregation": {"const": "COUNT"}, "valueProperty": {"type": "null"}}},
-    {"properties": {"aggregation": {"not": {"const": "COUNT"}}}}])
 
 
 #: What ``PUT /meters/{id}`` may change: anything else would rewrite history already aggregated.
