@@ -75,8 +75,10 @@ KNOWN = (
           _refused("next_token (is malformed|belongs to another query)"),
           "next_token is opaque: only the next_token of the previous page (or none) is valid, which no schema "
           "can generate"),
-    Known(REJECTED_VALID, ("GET /usage/{meterId}", "DELETE /usage"), _refused("from must be before to"),
-          "from before to: JSON Schema cannot compare two values"),
+    Known(REJECTED_VALID, ("GET /usage/{meterId}", "DELETE /usage"),
+          _refused("from must be before to|the range holds more than [0-9]+ [A-Z]+ windows"),
+          "from before to, and a usage range of at most 200000 windows: JSON Schema cannot compare or combine "
+          "two values"),
     Known(REJECTED_VALID, ("GET /tenant-config",), _refused("name the tenant"),
           "one of ?tenantId=, ?tenantName= or an Origin header is needed: JSON Schema cannot require one of "
           "several parameters in different places"),

@@ -40,6 +40,7 @@ from ...models import (
     from_json,
     to_json,
 )
+from ...metering import MAX_WINDOWS
 from ...models.metering import GROUP_BY_QUERY_PATTERN, time_zones
 from ..contracts import QueryParam
 from ._json import JSONAnswer
@@ -231,8 +232,8 @@ HOOK_ROUTES: dict[str, HookRoute] = {
                           bounds={"format": "date-time"}, required=True),
                QueryParam("to", "string", "end of the range, exclusive (RFC 3339)", bounds={"format": "date-time"},
                           required=True),
-               QueryParam("windowSize", "string", "absent: one row per group",
-                          bounds={"enum": [w.value for w in WindowSize]}),
+               QueryParam("windowSize", "string", f"absent: one row per group; at most {MAX_WINDOWS} windows in "
+                                                    "the range", bounds={"enum": [w.value for w in WindowSize]}),
                QueryParam("windowTimeZone", "string", "IANA time zone of the windows (default UTC)",
                           bounds={"enum": time_zones}),
                QueryParam("tenantId", "string", "only this tenant's usage",
