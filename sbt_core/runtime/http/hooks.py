@@ -20,6 +20,7 @@ from starlette.responses import Response
 
 from ... import input_policy
 from ...errors import BadRequestError
+from ...metering import MAX_WINDOWS
 from ...models import (
     MAX_PAGE_LIMIT,
     CancelResult,
@@ -40,7 +41,6 @@ from ...models import (
     from_json,
     to_json,
 )
-from ...metering import MAX_WINDOWS
 from ...models.metering import GROUP_BY_QUERY_PATTERN, time_zones
 from ..contracts import QueryParam
 from ._json import JSONAnswer
