@@ -34,7 +34,8 @@ import orjson
 
 from .errors import BadRequestError
 
-__all__ = ["DETAIL_ID_KEYS", "MAX_DEPTH", "REPLACED_KEY", "answerable", "check", "check_name", "detail_problem",
+__all__ = ["DETAIL_ID_KEYS", "MAX_DEPTH", "NAME_PATTERN", "NONBLANK_NAME_PATTERN", "NONBLANK_PATTERN", "REPLACED_KEY",
+           "WHITESPACE", "WHITESPACE_PRINTABLE", "answerable", "check", "check_name", "detail_problem",
            "first_problem", "loads", "name_problem", "plainly_shallow", "report_unanswerable"]
 
 log = logging.getLogger("sbt.input")
@@ -234,9 +235,21 @@ def detail_problem(detail: Any, where: str = "detail") -> str | None:
     return first_problem(detail, where)
 
 
+#: The control characters a name may not hold (C0, DEL, C1), as the body of a regular expression class.
+_CONTROLS = "\\u0000-\\u001f\\u007f-\\u009f"
+#: What ``str.strip()`` removes (``str.isspace``), as the body of a class: ``\s`` differs between
+#: ECMA 262 (the OpenAPI document's patterns) and Python, so it is spelled out; a test compares it with
+#: ``str.isspace`` over every code point. ``WHITESPACE_PRINTABLE`` is the part that is no control character.
+WHITESPACE_PRINTABLE = "\\u0020\\u00a0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000"
+WHITESPACE = f"\\u0009-\\u000d\\u001c-\\u001f\\u0085{WHITESPACE_PRINTABLE}"
+
 #: What :func:`check_name` accepts, as a JSON Schema ``pattern`` (ECMA 262) for the OpenAPI document: no
 #: control character (a surrogate cannot reach a name: it is not text).
-NAME_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f]*$"
+NAME_PATTERN = f"^[^{_CONTROLS}]*$"
+#: A name that is not blank either (``value.strip()`` is not empty): what the records' name fields accept.
+NONBLANK_NAME_PATTERN = f"^[^{_CONTROLS}]*[^{_CONTROLS}{WHITESPACE_PRINTABLE}][^{_CONTROLS}]*$"
+#: Free text that is not blank (a description): some character ``str.strip()`` keeps.
+NONBLANK_PATTERN = f"[^{WHITESPACE}]"
 
 
 def name_problem(value: str) -> str | None:

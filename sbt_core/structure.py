@@ -170,7 +170,8 @@ class StrictConverter(cattrs.Converter):
                 continue
             try:
                 value = self.structure(data[key], field.type) if field.type is not None else data[key]
-            except Exception:  # noqa: BLE001, S112 - cattrs reported it already
+                value = _converted(field, value)  # validators judge what __init__ would hand them
+            except Exception:  # noqa: BLE001, S112 - cattrs (or cls(...) alone) reported it already
                 continue
             for validator in _leaves(field.validator, value):
                 try:
@@ -242,6 +243,21 @@ class StrictConverter(cattrs.Converter):
         if isinstance(error, BadRequestError):
             return error.message
         return str(error) or f"invalid value ({type(error).__name__})"
+
+
+def _converted(field: attrs.Attribute[Any], value: Any) -> Any:
+    """``value`` through ``field``'s attrs converter, as ``__init__`` runs it before the validators.
+
+    :raises TypeError: a converter that needs the instance or the field (only ``cls(...)`` can run it).
+    """
+    converter = field.converter
+    if converter is None:
+        return value
+    if isinstance(converter, attrs.Converter):
+        if converter.takes_self or converter.takes_field:  # type: ignore[attr-defined]
+            raise TypeError("a converter needing the instance")
+        return converter.converter(value)  # type: ignore[attr-defined]
+    return converter(value)
 
 
 def _leaves(validator: Any, value: Any) -> Iterator[Any]:

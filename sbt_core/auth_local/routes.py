@@ -19,7 +19,7 @@ from urllib.parse import parse_qsl, unquote
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
-from ..routes import Routes
+from ..routes import RouteDoc, Routes, document_route
 from ..triggers import Authorizer, RouteTrigger
 
 if TYPE_CHECKING:
@@ -99,4 +99,24 @@ def routes(provider: LocalAuth) -> Routes:
         return JSONResponse({"access_token": access_token, "token_type": "Bearer", "expires_in": lifetime,
                              "scope": " ".join(scopes)}, headers=_NO_STORE)
 
+    document_route(token, RouteDoc(operation_id="local_token", tag="local", request_schema=_token_request,
+                                   request_media_type="application/x-www-form-urlencoded",
+                                   response_schema=_token_answer, errors=(401,)))
     return Routes(routes=[(JWKS, jwks), (OPENID_CONFIGURATION, discovery), (TOKEN, token)])
+
+
+def _token_request(reg: Any) -> dict[str, Any]:
+    text = {"type": "string"}
+    return {"type": "object", "required": ["grant_type"],
+            "description": "client authentication by HTTP Basic or client_id + client_secret (RFC 6749 2.3.1); "
+                           "an unknown client or wrong secret is 401 invalid_client",
+            "properties": {"grant_type": {"type": "string", "enum": ["client_credentials"]},
+                           "client_id": text, "client_secret": {"type": "string", "writeOnly": True},
+                           "scope": {"type": "string", "description": "space-separated; default: every scope of "
+                                                                     "the client (another is 400 invalid_scope)"}}}
+
+
+def _token_answer(reg: Any) -> dict[str, Any]:
+    return {"type": "object", "required": ["access_token", "token_type", "expires_in", "scope"], "properties": {
+        "access_token": {"type": "string"}, "token_type": {"type": "string", "enum": ["Bearer"]},
+        "expires_in": {"type": "integer", "description": "seconds"}, "scope": {"type": "string"}}}

@@ -7,6 +7,7 @@ payload shapes are docs/design.md section 4's (SBT defines none).
 from __future__ import annotations
 
 from .. import input_policy
+from ..metering import MAX_WINDOWS
 from ..models import (
     APPLICATION_PLANE_SOURCE,
     CONTROL_PLANE_SOURCE,
@@ -24,6 +25,7 @@ from ..models import (
     UsageRow,
     WindowSize,
 )
+from ..models.metering import GROUP_BY_QUERY_PATTERN, time_zones
 from ..models.scopes import METER_READ, METER_WRITE, USAGE_READ, USAGE_WRITE
 from ..triggers import EventTrigger, RouteTrigger
 from ._contract import batch_of, contract, usage_event_kwargs
@@ -31,15 +33,17 @@ from .route_shape import QueryParam, RouteShape, page_query
 
 #: The query of ``GET /usage/{meterId}`` as OpenAPI lists it: the :class:`UsageQuery` the route structures.
 USAGE_QUERY = (
-    QueryParam("from", "string", "start of the range, inclusive (RFC 3339)", bounds={"format": "date-time"},
+    QueryParam("from", "string", "start of the range, inclusive (RFC 3339), before to", bounds={"format": "date-time"},
                required=True),
     QueryParam("to", "string", "end of the range, exclusive (RFC 3339)", bounds={"format": "date-time"},
                required=True),
-    QueryParam("windowSize", "string", "absent: one row per group", bounds={"enum": [w.value for w in WindowSize]}),
-    QueryParam("windowTimeZone", "string", "IANA time zone of the windows (default UTC)", bounds={"minLength": 1}),
+    QueryParam("windowSize", "string", f"absent: one row per group; at most {MAX_WINDOWS} windows in the range",
+               bounds={"enum": [w.value for w in WindowSize]}),
+    QueryParam("windowTimeZone", "string", "IANA time zone of the windows (default UTC)", bounds={"enum": time_zones}),
     QueryParam("tenantId", "string", "only this tenant's usage",
                bounds={"minLength": 1, "pattern": input_policy.NAME_PATTERN}),
-    QueryParam("groupBy", "string", "meter dimensions to group by (repeat or comma-separate)", True),
+    QueryParam("groupBy", "string", "meter dimensions to group by (repeat or comma-separate)", True,
+               bounds={"pattern": GROUP_BY_QUERY_PATTERN}),
     *page_query(default=100))
 
 

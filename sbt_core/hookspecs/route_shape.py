@@ -34,7 +34,8 @@ class QueryParam:
     description: str = ""
     array: bool = False
     #: More JSON Schema keywords of the value (``minimum``, ``maximum``, ``format``, ``enum``, ``minLength``):
-    #: the bounds the endpoint enforces, so a client reading the document is not refused by surprise.
+    #: the bounds the endpoint enforces, so a client reading the document is not refused by surprise. A value
+    #: may be a function of no argument, called when the document is built (a list read from the system).
     bounds: Mapping[str, Any] = attrs.field(factory=dict)
     required: bool = False
 

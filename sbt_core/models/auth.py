@@ -12,17 +12,24 @@ from typing import Any
 
 import attrs
 
-from ..input_policy import NAME_PATTERN, name_problem
+from ..input_policy import NONBLANK_NAME_PATTERN, WHITESPACE, name_problem
 from . import scopes
 from ._convert import camel, stating
 from .common import Secret
 
-_EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+#: What an email field accepts: ``local@domain.tld``, no ``@``, white space or control character in a part
+#: (the input policy's rule for names); the OpenAPI document states this pattern.
+_EMAIL_PART = f"[^@{WHITESPACE}\\u0000-\\u001f\\u007f-\\u009f]+"
+EMAIL_PATTERN = f"^{_EMAIL_PART}@{_EMAIL_PART}\\.{_EMAIL_PART}$"
+_EMAIL = re.compile(EMAIL_PATTERN)
 
 
 def _email(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None and (not _EMAIL.match(value) or name_problem(value) is not None):
+    if value is not None and (not _EMAIL.fullmatch(value) or name_problem(value) is not None):
         raise ValueError(f"{camel(attribute.name)} {value!r} is not an email address")
+
+
+stating(_email, format="email", pattern=EMAIL_PATTERN)
 
 
 def _name(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
@@ -32,7 +39,7 @@ def _name(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None
         raise ValueError(f"{camel(attribute.name)}: {problem}")
 
 
-stating(_name, minLength=1, maxLength=128, pattern=NAME_PATTERN)
+stating(_name, minLength=1, maxLength=128, pattern=NONBLANK_NAME_PATTERN)
 
 
 @attrs.frozen
@@ -121,3 +128,7 @@ class UpdateUserRequest:
     def __attrs_post_init__(self) -> None:
         if self.user_role is None and self.email is None:
             raise ValueError("give userRole, email or both")
+
+
+stating(UpdateUserRequest, anyOf=[{"required": ["userRole"], "properties": {"userRole": {"type": "string"}}},
+                                  {"required": ["email"], "properties": {"email": {"type": "string"}}}])

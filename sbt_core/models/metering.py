@@ -6,22 +6,25 @@ SBT defines no payloads for IMetering; these merge Stripe Billing Meters, OpenMe
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 import attrs
 
 from ..errors import BadRequestError
-from ..input_policy import NAME_PATTERN, name_problem
+from ..input_policy import NONBLANK_NAME_PATTERN, NONBLANK_PATTERN, WHITESPACE, WHITESPACE_PRINTABLE, name_problem
 from ._convert import WIRE_KEY, camel, parse_timestamp, stating
 from .common import MAX_PAGE_LIMIT, utcnow
 from .events import Event
 
-_PROPERTY = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,99}$")
+#: An event property name (``valueProperty``, ``groupBy``, ``eventName``); the OpenAPI document states it.
+PROPERTY_PATTERN = "^[A-Za-z_][A-Za-z0-9_.\\-]{0,99}$"
+_PROPERTY = re.compile(PROPERTY_PATTERN)
 
 
 class Aggregation(StrEnum):
@@ -53,9 +56,13 @@ class WindowSize(StrEnum):
 
 
 def _property_name(_: object, attribute: attrs.Attribute[Any], value: str | None) -> None:
-    if value is not None and not _PROPERTY.match(value):
+    # fullmatch: ``$`` alone would let a trailing line break through, which the document's pattern refuses.
+    if value is not None and not _PROPERTY.fullmatch(value):
         raise ValueError(f"{camel(attribute.name)} {value!r} must start with a letter or _ "
                          "and hold only letters, digits, _ . -")
+
+
+stating(_property_name, pattern=PROPERTY_PATTERN)
 
 
 def _group_by(instance: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
@@ -63,6 +70,23 @@ def _group_by(instance: object, attribute: attrs.Attribute[Any], value: tuple[st
         _property_name(instance, attribute, name)
     if len(set(value)) != len(value):
         raise ValueError("groupBy names must be distinct")
+
+
+def _names_pattern(space: str) -> str:
+    blank, name = f"[{space}]*", PROPERTY_PATTERN[1:-1]
+    return f"^{blank}(?:{name}{blank})?(?:,{blank}(?:{name}{blank})?)*$"
+
+
+#: ``groupBy`` as text: names separated by commas, white space around them and empty items ignored
+#: (:func:`_group_names`); each item of the list form may be such text too.
+GROUP_BY_PATTERN = _names_pattern(WHITESPACE)
+#: The same in a query string, where the input policy refuses control characters (white space included).
+GROUP_BY_QUERY_PATTERN = _names_pattern(WHITESPACE_PRINTABLE)
+# Distinct names (compared once trimmed, blank items left out) is beyond JSON Schema (uniqueItems compares
+# the raw items): the description says it.
+stating(_group_by, type=["array", "string"], pattern=GROUP_BY_PATTERN,
+        items={"type": "string", "pattern": GROUP_BY_PATTERN},
+        description="distinct event property names: a list, or comma-separated text (blank items are ignored)")
 
 
 def _text(max_len: int, *, name: bool = True) -> Any:
@@ -73,7 +97,14 @@ def _text(max_len: int, *, name: bool = True) -> Any:
             raise ValueError(f"{camel(attribute.name)} must be 1 to {max_len} characters")
         if name and value is not None and (problem := name_problem(value)) is not None:
             raise ValueError(f"{camel(attribute.name)}: {problem}")
-    return stating(check, minLength=1, maxLength=max_len, **({"pattern": NAME_PATTERN} if name else {}))
+    return stating(check, minLength=1, maxLength=max_len, pattern=NONBLANK_NAME_PATTERN if name else NONBLANK_PATTERN)
+
+
+@functools.cache
+def time_zones() -> list[str]:
+    """The IANA time zones ``windowTimeZone`` may name, sorted: the system's tz database (read on first use,
+    a fraction of a second)."""
+    return sorted(available_timezones())
 
 
 def _zone(_: object, attribute: attrs.Attribute[Any], value: str) -> None:
@@ -91,6 +122,13 @@ def _tuple(value: Any) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _group_names(value: Any) -> tuple[str, ...]:
+    """``groupBy`` as names: comma-separated text, or a list (a repeated query parameter) whose items may be
+    such text too."""
+    items = [value] if isinstance(value, str) else _tuple(value)
+    return tuple(name for item in items for name in _tuple(item))
+
+
 @attrs.frozen
 class MeterCreate:
     """Body of ``POST /meters``.
@@ -104,7 +142,7 @@ class MeterCreate:
     event_name: str = attrs.field(validator=[_text(100), _property_name])
     aggregation: Aggregation = attrs.field(default=Aggregation.SUM, converter=Aggregation)
     value_property: str | None = attrs.field(default=None, validator=_property_name)
-    group_by: tuple[str, ...] = attrs.field(default=(), converter=_tuple, validator=_group_by)
+    group_by: tuple[str, ...] = attrs.field(default=(), converter=_group_names, validator=_group_by)
     description: str | None = attrs.field(default=None, validator=_text(1000, name=False))
 
     def __attrs_post_init__(self) -> None:
@@ -115,6 +153,13 @@ class MeterCreate:
             object.__setattr__(self, "value_property", "value")
         if self.value_property is not None and self.value_property in self.group_by:
             raise ValueError("valueProperty cannot also be a groupBy name")
+
+
+# A COUNT meter takes no valueProperty (its __attrs_post_init__); valueProperty outside groupBy is beyond
+# JSON Schema.
+stating(MeterCreate, anyOf=[
+    {"required": ["aggregation"], "properties": {"aggregation": {"const": "COUNT"}, "valueProperty": {"type": "null"}}},
+    {"properties": {"aggregation": {"not": {"const": "COUNT"}}}}])
 
 
 @attrs.frozen
@@ -275,7 +320,7 @@ class UsageQuery:
     window_size: WindowSize | None = attrs.field(default=None, converter=attrs.converters.optional(WindowSize))
     window_time_zone: str = attrs.field(default="UTC", validator=_zone)
     tenant_id: str | None = None
-    group_by: tuple[str, ...] = attrs.field(default=(), converter=_tuple, validator=_group_by)
+    group_by: tuple[str, ...] = attrs.field(default=(), converter=_group_names, validator=_group_by)
     limit: int = attrs.field(default=100, validator=_limit)
     next_token: str | None = attrs.field(default=None, metadata={WIRE_KEY: "next_token"})
 
@@ -301,12 +346,19 @@ class UsageRow:
     groups: dict[str, str] = attrs.field(factory=dict)
 
 
+def _identifiers(_: object, __: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    """Nothing to refuse: the converter reads a list, or comma-separated text, and drops blank items."""
+
+
+stating(_identifiers, type=["array", "string"], items={"type": "string"})
+
+
 @attrs.frozen
 class CancelUsageRequest:
     """Body of ``DELETE /usage``: either ``identifiers`` (event idempotency keys), or ``meterId`` with
     ``from``/``to`` (``[from, to)`` of event time) and optionally ``tenantId``."""
 
-    identifiers: tuple[str, ...] = attrs.field(default=(), converter=_tuple)
+    identifiers: tuple[str, ...] = attrs.field(default=(), converter=_tuple, validator=_identifiers)
     meter_id: str | None = None
     tenant_id: str | None = None
     from_: datetime | None = attrs.field(default=None, metadata={WIRE_KEY: "from"})
@@ -323,6 +375,18 @@ class CancelUsageRequest:
                 raise ValueError("cancelling by range needs meterId, from and to")
             if self.from_ >= self.to:
                 raise ValueError("from must be before to (the range is [from, to))")
+
+
+_NULL = {"type": "null"}
+_SOME_IDENTIFIER = {"anyOf": [{"type": "array", "contains": {"type": "string", "pattern": NONBLANK_PATTERN}},
+                              {"type": "string", "pattern": f"[^,{WHITESPACE}]"}]}
+stating(CancelUsageRequest, anyOf=[
+    # Blank items are ignored (the converter drops them): one identifier at least is not blank.
+    {"required": ["identifiers"], "properties": {"identifiers": _SOME_IDENTIFIER, "meterId": _NULL, "from": _NULL,
+                                                 "to": _NULL}},
+    {"required": ["meterId", "from", "to"], "properties": {
+        "identifiers": {"not": _SOME_IDENTIFIER}, "meterId": {"type": "string"},
+        "from": {"type": ["string", "number"]}, "to": {"type": ["string", "number"]}}}])
 
 
 @attrs.frozen

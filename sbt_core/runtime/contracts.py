@@ -120,6 +120,16 @@ class RouteDoc:
     query: tuple[QueryParam, ...] = ()
     #: The success answer's media type (``text/html`` for a page, ``text/plain`` for Prometheus' text).
     media_type: str = "application/json"
+    #: False when the endpoint also takes no body at all (``POST /dead-letters/replay``: none = every filter off).
+    body_required: bool = True
+    #: The request body's media type (``application/x-www-form-urlencoded`` for an OAuth token endpoint).
+    request_media_type: str = "application/json"
+    #: Bounds of path parameters by name (``minLength``, ``maxLength``...), beyond every path parameter's
+    #: non-empty name rule; ``type`` and ``description`` are used, ``array`` and ``required`` are not.
+    path: tuple[QueryParam, ...] = ()
+    #: Error statuses it answers beyond the usual ones, e.g. 401 from a public route that authenticates its
+    #: caller itself (an OAuth token endpoint's client authentication).
+    errors: tuple[int, ...] = ()
 
 
 _Endpoint = TypeVar("_Endpoint", bound=Callable[..., Any])

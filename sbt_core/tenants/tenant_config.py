@@ -67,6 +67,10 @@ def tenant_config(tenant: Tenant, auth: AuthSettings | None) -> dict[str, Any]:
     return out
 
 
+#: What :func:`_lookup` accepts, as the OpenAPI document states it.
+_LOOKUP_BOUNDS = {"minLength": 1, "maxLength": MAX_LOOKUP_LENGTH, "pattern": input_policy.NAME_PATTERN}
+
+
 def _lookup(value: str, field: str) -> str:
     if not value or len(value) > MAX_LOOKUP_LENGTH:
         raise BadRequestError(f"{field}: must be 1 to {MAX_LOOKUP_LENGTH} characters")
@@ -119,12 +123,13 @@ def tenant_config_routes(service: TenantService, auth_settings: Callable[[], Aut
         """A tenant's public sign-in configuration, by its tenantName."""
         return await answer(tenant_name=_lookup(request.path_params["tenantName"], "tenantName"))
 
-    lookups = (QueryParam("tenantId", "string", "the tenant's id"),
+    lookups = (QueryParam("tenantId", "string", "the tenant's id", bounds=_LOOKUP_BOUNDS),
                QueryParam("tenantName", "string", "the tenant's tenantName (without either: the Origin header's "
-                                                  "first host label)"))
+                                                  "first host label)", bounds=_LOOKUP_BOUNDS))
     document_route(get_tenant_config, RouteDoc(operation_id="get_tenant_config", tag="tenant-config",
                                                response_schema=_schema, query=lookups))
-    document_route(get_tenant_config_by_name, RouteDoc(operation_id="get_tenant_config_by_name",
-                                                       tag="tenant-config", response_schema=_schema))
+    document_route(get_tenant_config_by_name, RouteDoc(
+        operation_id="get_tenant_config_by_name", tag="tenant-config", response_schema=_schema,
+        path=(QueryParam("tenantName", "string", "the tenant's tenantName", bounds=_LOOKUP_BOUNDS),)))
     return [(_trigger("/tenant-config"), get_tenant_config),
             (_trigger("/tenant-config/{tenantName}"), get_tenant_config_by_name)]

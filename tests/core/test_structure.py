@@ -103,3 +103,27 @@ def test_where_validators_name_their_field_only_a_refusal_is_put_under_the_field
     data = {"items": [{"size": 0, "label": "a b"}]}
     assert _problems(wire, data, Order) == {("items[0].size", "must be >= 1 (got 0)"),
                                             ("items[0]", "label 'a b' has a space")}
+
+
+def _words(value: Any) -> tuple[str, ...]:
+    """Each item may be comma-separated words, as ``groupBy``'s."""
+    return tuple(part.strip() for item in value for part in item.split(","))
+
+
+def _each_a_word(_: object, attribute: attrs.Attribute[Any], value: tuple[str, ...]) -> None:
+    if not all(name.isalpha() for name in value):
+        raise ValueError(f"{attribute.name} must be words")
+
+
+@attrs.frozen
+class _Converted:
+    names: tuple[str, ...] = attrs.field(converter=_words, validator=_each_a_word)
+    count: int = attrs.field(validator=attrs.validators.gt(0))
+
+
+def test_the_other_fields_validators_judge_the_converted_value_as_init_does() -> None:
+    # ["a, b"] is words once converted: only count is refused, not the raw item "a, b"
+    assert _problems(StrictConverter(), {"names": ["a, b"], "count": 0}, _Converted) == {
+        ("count", "must be > 0 (got 0)")}
+    assert _problems(StrictConverter(), {"names": ["a, 1"], "count": 0}, _Converted) == {
+        ("count", "must be > 0 (got 0)"), ("names", "names must be words")}

@@ -64,7 +64,11 @@ def dead_letter_routes(bus: Bus) -> RouteGroup:
     async def replay_dead_letters(request: Request) -> Response:
         """Re-deliver dead letters, each to the target that failed it only."""
         body = await request.body()
-        data = input_policy.loads(body) if body.strip() else None
+        data = None
+        if body.strip():  # no body is no filter; a body given is an object (null is not)
+            data = input_policy.loads(body)
+            if not isinstance(data, dict):
+                raise BadRequestError("expected a JSON object {\"eventId\"?, \"target\"?}")
         replayed = await run_in_threadpool(lambda: bus.replay(**read_filters(data)))
         return JSONAnswer({"data": to_json(replayed)})
 
@@ -72,17 +76,21 @@ def dead_letter_routes(bus: Bus) -> RouteGroup:
         return {"type": "object", "properties": {"data": {"type": "array", "items": reg.ref(DeadLetter)}},
                 "required": ["data"]}
 
-    def replay_request(reg: Any) -> dict[str, Any]:
-        return {"type": "object", "additionalProperties": False, "properties": {
-            "eventId": {"type": "string", "description": "only this event's dead letters"},
-            "target": {"type": "string", "description": "only this binding's (hook or subscriber name)"}}}
+    # read_filters' rule: a filter given is a non-empty string (null, like absent, is no filter).
+    filters = (QueryParam("eventId", "string", "only this event's dead letters", bounds={"minLength": 1}),
+               QueryParam("target", "string", "only this binding's (hook or subscriber name)",
+                          bounds={"minLength": 1}))
 
-    filters = (QueryParam("eventId", "string", "only this event's dead letters"),
-               QueryParam("target", "string", "only this binding's (hook or subscriber name)"))
+    def replay_request(reg: Any) -> dict[str, Any]:
+        return {"type": "object", "additionalProperties": False,
+                "description": "no body, like {}, replays every dead letter",
+                "properties": {f.name: {"type": ["string", "null"], "description": f.description, **f.bounds}
+                               for f in filters}}
+
     document_route(list_dead_letters, RouteDoc("list_dead_letters", "events", response_schema=letters_schema,
                                                query=filters))
     document_route(replay_dead_letters, RouteDoc("replay_dead_letters", "events", request_schema=replay_request,
-                                                 response_schema=letters_schema))
+                                                 response_schema=letters_schema, body_required=False))
     return [
         (trigger("GET", "/dead-letters"), list_dead_letters),
         (trigger("POST", "/dead-letters/replay"), replay_dead_letters),

@@ -239,7 +239,7 @@ def _hook_operation(cp: ControlPlaneLike, hook: str, trigger: RouteTrigger) -> O
     spec = getattr(getattr(hookspecs, row.interface), hook, None)
     return Operation(trigger=trigger, endpoint=endpoint, operation_id=hook, summary=_first_line(spec.__doc__ if spec
                      else row.sbt_property), tag=row.interface, hook_route=route,
-                     request_schema=(lambda reg: reg.ref(route.body_model)) if route.body_model else None,
+                     request_schema=(lambda reg: reg.request_ref(route.body_model)) if route.body_model else None,
                      response_schema=route.response, status=route.status, query=route.query)
 
 
@@ -261,16 +261,20 @@ def _record_schema(reg: SchemaRegistry) -> dict[str, Any]:
 
 
 def _put_events_request(reg: Any) -> dict[str, Any]:
-    entry = {"type": "object", "required": ["Source", "DetailType", "Detail"], "properties": {
-        "Source": {"type": "string"}, "DetailType": {"type": "string"},
-        "Detail": {"anyOf": [{"type": "string", "description": "JSON text of an object"}, {"type": "object"}]},
-        "Time": {"type": "string", "format": "date-time"}, "Resources": {"type": "array", "items": {"type": "string"}},
-        "EventBusName": {"type": "string"}, "TraceHeader": {"type": "string"}}}
+    name = {"type": "string", "minLength": 1, "pattern": input_policy.NONBLANK_NAME_PATTERN}
+    entry = {"type": "object", "required": ["Source", "DetailType", "Detail"], "additionalProperties": False,
+             "properties": {
+                 "Source": name, "DetailType": name,
+                 "Detail": {"anyOf": [{"type": "string", "description": "JSON text of an object"},
+                                      {"type": "object"}]},
+                 "Time": {"type": "string", "format": "date-time"},
+                 "Resources": {"type": "array", "items": {"type": "string"}},
+                 "EventBusName": {"type": "string"}, "TraceHeader": {"type": "string"}}}
     from ...models import Event
 
     return {"anyOf": [
-        {"type": "object", "required": ["Entries"], "properties": {"Entries": {"type": "array", "items": entry,
-                                                                               "minItems": 1}}},
+        {"type": "object", "required": ["Entries"], "additionalProperties": False,
+         "properties": {"Entries": {"type": "array", "items": entry, "minItems": 1}}},
         {"type": "array", "items": reg.ref(Event), "minItems": 1}]}
 
 
@@ -360,7 +364,9 @@ def _group_operations(group: RouteGroup, tag: str) -> list[Operation]:
         ops.append(Operation(trigger, endpoint, doc.operation_id or (name if name.startswith(tag) else f"{tag}_{name}"),
                              _first_line(getattr(endpoint, "__doc__", None)) or f"{trigger.method} {trigger.path}",
                              doc.tag or tag, status=doc.status, request_schema=doc.request_schema,
-                             response_schema=doc.response_schema, query=doc.query, media_type=doc.media_type))
+                             response_schema=doc.response_schema, query=doc.query, media_type=doc.media_type,
+                             body_required=doc.body_required, request_media_type=doc.request_media_type,
+                             path=doc.path, errors=doc.errors))
     return ops
 
 

@@ -51,13 +51,21 @@ def build_openapi(operations: Sequence[Operation], auth: AuthSettings | None) ->
         entry: dict[str, Any] = {"operationId": operation_id, "tags": [op.tag]}
         if op.summary:
             entry["summary"] = op.summary
-        params: list[dict[str, Any]] = [
-            {"name": name, "in": "path", "required": True, "schema": {"type": "string", "minLength": 1,
-                                                                 "pattern": NAME_PATTERN}}
-            for name in _PARAM.findall(trigger.path)
-        ]
+        path_bounds = {p.name: p for p in op.path}
+        params: list[dict[str, Any]] = []
+        for name in _PARAM.findall(trigger.path):
+            param = {"name": name, "in": "path", "required": True,
+                     "schema": {"type": "string", "minLength": 1, "pattern": NAME_PATTERN}}
+            if name in path_bounds:
+                param["schema"] |= {"type": path_bounds[name].type, **path_bounds[name].bounds}
+                if path_bounds[name].description:
+                    param["description"] = path_bounds[name].description
+            params.append(param)
         for q in op.query:
-            schema: dict[str, Any] = {"type": q.type, **q.bounds}
+            # A bound may be computed when the document is (a list read from the system, such as time zones).
+            schema: dict[str, Any] = {"type": q.type, **{k: v() if callable(v) else v for k, v in q.bounds.items()}}
+            if q.type == "string" and not schema.keys() & {"pattern", "enum", "format"}:
+                schema["pattern"] = NAME_PATTERN  # the input policy's rule for every query value
             if q.array:
                 schema = {"type": "array", "items": schema}
             param = {"name": q.name, "in": "query", "required": q.required, "schema": schema}
@@ -72,14 +80,15 @@ def build_openapi(operations: Sequence[Operation], auth: AuthSettings | None) ->
             entry["requestBody"] = {"description": "passed to the provider byte for byte (signature check)",
                                     "content": {"*/*": {"schema": {}}}}
         elif op.request_schema is not None:
-            entry["requestBody"] = {"required": True, "content": _json(op.request_schema(reg))}
+            entry["requestBody"] = {"required": op.body_required,
+                                    "content": {op.request_media_type: {"schema": op.request_schema(reg)}}}
         success = {"description": "Success", "content": {
             op.media_type: {"schema": op.response_schema(reg) if op.response_schema
                                                             else {}}}}
         responses: dict[str, Any] = {str(op.status): success}
         needs_jwt = trigger.authorizer is AuthorizerKind.JWT
         for status in _ERRORS:
-            if status in ("401", "403") and not needs_jwt:
+            if status in ("401", "403") and not needs_jwt and int(status) not in op.errors:
                 continue
             responses[status] = {"$ref": f"#/components/responses/Error{status}"}
         entry["responses"] = responses

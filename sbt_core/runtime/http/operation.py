@@ -21,7 +21,8 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 @attrs.frozen
 class Operation:
     """One mounted route: its trigger, endpoint (``async (request) -> Response``, run after the authorizer),
-    and what the OpenAPI document says of it."""
+    and what the OpenAPI document says of it (the fields after ``hook_route`` as in
+    :class:`~sbt_core.runtime.contracts.RouteDoc`)."""
 
     trigger: RouteTrigger
     endpoint: Endpoint
@@ -34,3 +35,7 @@ class Operation:
     status: int = 200
     query: tuple[QueryParam, ...] = ()
     media_type: str = "application/json"
+    body_required: bool = True
+    request_media_type: str = "application/json"
+    path: tuple[QueryParam, ...] = ()
+    errors: tuple[int, ...] = ()

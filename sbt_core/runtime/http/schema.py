@@ -17,11 +17,25 @@ from typing import Any
 import attrs
 
 from ...models import Secret
-from ...models._convert import stated_keywords, wire_key
+from ...models._convert import JSON_SCHEMA_ATTRIBUTE, stated_keywords, wire_key
 
 __all__ = ["SchemaRegistry"]
 
 _NONE = type(None)
+
+#: RFC 3339 with its UTC offset, as answers write it and parse_timestamp reads it.
+_YEAR = "(000[1-9]|00[1-9][0-9]|0[1-9][0-9]{2}|[1-9][0-9]{3})"
+_MONTH, _DAY = "(0[1-9]|1[0-2])", "(0[1-9]|[12][0-9]|3[01])"
+_HOUR, _SIXTY = "([01][0-9]|2[0-3])", "[0-5][0-9]"
+_RFC3339 = {"type": "string", "format": "date-time",
+            "pattern": f"^{_YEAR}-{_MONTH}-{_DAY}[Tt]{_HOUR}:{_SIXTY}:{_SIXTY}(\\.[0-9]+)?"
+                       f"([Zz]|[+-]{_HOUR}:{_SIXTY})$"}
+#: Epoch numbers parse_timestamp reads: seconds up to 1e11 in magnitude, milliseconds beyond, within years
+#: 1 to 9999 (``datetime``'s range).
+_FIRST, _LAST, _MS = -62135596800, 253402300799, 10**11
+_EPOCH = ({"type": "number", "minimum": _FIRST, "maximum": _MS},
+          {"type": "number", "exclusiveMinimum": _MS, "exclusiveMaximum": (_LAST + 1) * 1000},
+          {"type": "number", "minimum": _FIRST * 1000, "exclusiveMaximum": -_MS})
 
 
 class SchemaRegistry:
@@ -42,6 +56,14 @@ class SchemaRegistry:
         """The inline schema of an object holding only the fields ``names`` of the record ``cls``."""
         return self._record(cls, names)
 
+    def request_ref(self, cls: type) -> dict[str, Any]:
+        """:meth:`ref` for a request body: the record's component is closed (``additionalProperties: false``),
+        as the converter refuses unknown keys. Answers stay open: a record answered with stored values
+        replaced carries ``sbt_replaced`` (:data:`sbt_core.input_policy.REPLACED_KEY`)."""
+        ref = self.ref(cls)
+        self.components[cls.__name__]["additionalProperties"] = False
+        return ref
+
     def _record(self, cls: type, only: Collection[str] | None = None) -> dict[str, Any]:
         hints = typing.get_type_hints(cls)
         properties: dict[str, Any] = {}
@@ -60,6 +82,9 @@ class SchemaRegistry:
         out: dict[str, Any] = {"type": "object", "properties": properties}
         if required:
             out["required"] = required
+        if only is None:
+            # A rule across fields (``__attrs_post_init__``) the record states with ``stating(cls, ...)``.
+            out |= vars(cls).get(JSON_SCHEMA_ATTRIBUTE) or {}
         doc = (cls.__doc__ or "").strip() if only is None else ""
         if doc:
             out["description"] = " ".join(doc.split("\n\n")[0].split())
@@ -104,8 +129,12 @@ class SchemaRegistry:
                 return {"type": "string"}
             if tp is bytes:
                 return {"type": "string", "contentEncoding": "base64"}
-            if tp is datetime:
-                return {"type": "string", "format": "date-time"}
+            if tp is datetime:  # what parse_timestamp reads; answers are always RFC 3339 text
+                self.components.setdefault("Timestamp", {
+                    "anyOf": [_RFC3339, *_EPOCH],
+                    "description": "RFC 3339 (e.g. 2026-01-31T12:00:00Z; answers always write it), or epoch "
+                                   "seconds (milliseconds beyond 1e11), in years 1 to 9999"})
+                return {"$ref": "#/components/schemas/Timestamp"}
             if tp is Secret:
                 return {"type": "string", "writeOnly": True}
             if attrs.has(tp):
