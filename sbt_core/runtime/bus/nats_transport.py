@@ -79,6 +79,8 @@ _FETCH = 256
 #: Un-acked messages a (non-exclusive) consumer hands out across all processes.
 _MAX_ACK_PENDING = 20_000
 _REQUEST_TIMEOUT = 10.0
+#: Bytes hashlib hashes while holding the GIL (it releases it for 2048 and more).
+_UNRELEASED = 2047
 
 
 def token(name: str) -> str:
@@ -97,7 +99,13 @@ def _msg_id(message: Message) -> str:
     ids = [event.id for event in message.events]
     if len(ids) == 1:
         return f"{message.target}:{ids[0]}"
-    return f"{message.target}:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()
+    data = "\n".join(ids).encode()
+    digest = hashlib.sha256()
+    # Fed in pieces hashlib hashes without releasing the GIL (it does from 2 KiB): on the answer's path a
+    # release lets the delivery worker take the interpreter for a switch interval before it is back.
+    for start in range(0, len(data), _UNRELEASED):
+        digest.update(data[start:start + _UNRELEASED])
+    return f"{message.target}:{digest.hexdigest()}"
 
 
 class NatsTransport(Transport):
@@ -127,6 +135,11 @@ class NatsTransport(Transport):
         self._inflight: dict[int, Msg] = {}  # id(message) -> its JetStream message, until acked
         self._fetches: set[Future[Any]] = set()
         self._lock = threading.Lock()
+        self._acks: list[Msg] = []  # acked by the bus, not yet sent (under _ack_lock)
+        # Sends waiting for the loop (under _out_lock): each one's publishes and what its caller waits on.
+        self._outbox: list[tuple[list[tuple[str, bytes, dict[str, str]]], Future[None]]] = []
+        self._out_lock = threading.Lock()
+        self._ack_lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sbt-bus-nats", daemon=True)
         self._thread.start()
@@ -196,15 +209,16 @@ class NatsTransport(Transport):
             items.append((f"{self.prefix}.{token(message.target)}", encode_events(message.events), headers))
         if not items:
             return
-
-        async def publish() -> None:
-            # Pipelined on one connection (the server stores them in the order they were written), each
-            # awaited for its ack.
-            await asyncio.gather(*(self._js.publish(subject, body, headers=headers, stream=self.stream)
-                                   for subject, body, headers in items))
-
+        done: Future[None] = Future()
+        with self._out_lock:
+            if self._closed:
+                raise RuntimeError("the transport is closed")
+            self._outbox.append((items, done))
+            first = len(self._outbox) == 1
+        if first:  # the sends of other threads queued meanwhile go out with this wake-up of the loop
+            self._loop.call_soon_threadsafe(self._publish_outbox)
         try:
-            self._run(publish(), _REQUEST_TIMEOUT + 5)
+            done.result(_REQUEST_TIMEOUT + 5)
         except Exception as exc:
             raise UnavailableError(f"the bus could not store the events in NATS JetStream at {self.describe()}: "
                                    f"{exc or type(exc).__name__}") from exc
@@ -252,8 +266,15 @@ class NatsTransport(Transport):
 
     def ack(self, message: Message) -> None:
         msg = self._inflight.pop(id(message), None)
-        if msg is not None and not self._closed:
-            self._loop.call_soon_threadsafe(self._spawn, msg.ack())
+        if msg is None or self._closed:
+            return
+        # Queued, and sent by one task per wake-up of the loop: a worker acking a burst of messages wakes
+        # the loop once rather than once per message.
+        with self._ack_lock:
+            self._acks.append(msg)
+            first = len(self._acks) == 1
+        if first:
+            self._loop.call_soon_threadsafe(self._send_acks)
 
     def close(self) -> None:
         """Wake the receivers and disconnect. Messages handed out and not acked are NAKed, so another
@@ -266,10 +287,15 @@ class NatsTransport(Transport):
         for future in fetches:
             future.cancel()
         self._heartbeat.cancel()
+        with self._out_lock:
+            unsent, self._outbox = self._outbox, []
+        for _, done in unsent:
+            done.set_exception(RuntimeError("the transport is closed"))
         left = list(self._inflight.values())
         self._inflight.clear()
 
         async def finish() -> None:
+            await self._ack_all(self._take_acks())
             await asyncio.gather(*(msg.nak() for msg in left), return_exceptions=True)
             if self._nc is not None:
                 await self._nc.close()  # flushes the acks and NAKs written so far
@@ -339,6 +365,48 @@ class NatsTransport(Transport):
                 return []
             raise
 
+    def _publish_outbox(self) -> None:
+        """(On the loop.) Publish every queued send; each caller is answered once JetStream acked all of its
+        messages. The publishes are written back to back and their acks awaited together (``publish_async``):
+        no task or wait per message, one flush for all."""
+        with self._out_lock:
+            sends, self._outbox = self._outbox, []
+        if sends:
+            self._spawn(self._publish(sends))
+
+    async def _publish(self, sends: list[tuple[list[tuple[str, bytes, dict[str, str]]], Future[None]]]) -> None:
+        for items, done in sends:
+            acks: list[asyncio.Future[Any]] = []
+            try:
+                for subject, body, headers in items:
+                    acks.append(await self._js.publish_async(subject, body, headers=headers, stream=self.stream))
+            except Exception as exc:  # noqa: BLE001 - told to the caller, who answers 503
+                for ack in acks:
+                    ack.cancel()
+                if not done.done():
+                    done.set_exception(exc)
+                continue
+            _answer_when_acked(self._loop, acks, done)
+
+    def _take_acks(self) -> list[Msg]:
+        with self._ack_lock:
+            acks, self._acks = self._acks, []
+        return acks
+
+    def _send_acks(self) -> None:
+        """(On the loop.) Send the acks queued so far."""
+        acks = self._take_acks()
+        if acks:
+            self._spawn(self._ack_all(acks))
+
+    @staticmethod
+    async def _ack_all(msgs: list[Msg]) -> None:
+        for msg in msgs:
+            try:
+                await msg.ack()
+            except Exception as exc:  # noqa: BLE001 - not acked: JetStream redelivers it (at-least-once)
+                log.debug("NATS ack failed: %s", exc)
+
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self._loop.create_task(coro)
         task.add_done_callback(_quiet)
@@ -389,6 +457,33 @@ class NatsTransport(Transport):
                 pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5.0)
+
+
+def _answer_when_acked(loop: asyncio.AbstractEventLoop, acks: list[asyncio.Future[Any]], done: Future[None]) -> None:
+    """Resolve ``done`` once every publish ack of ``acks`` arrived (None), or with the first error; acks
+    missing after the request timeout are given up on (a TimeoutError for the caller)."""
+    left = len(acks)
+
+    def one(ack: asyncio.Future[Any]) -> None:
+        nonlocal left
+        if done.done():
+            return
+        if ack.cancelled():
+            done.set_exception(TimeoutError("no publish ack from JetStream"))
+        elif (exc := ack.exception()) is not None:
+            done.set_exception(exc)
+        else:
+            left -= 1
+            if left == 0:
+                done.set_result(None)
+        if done.done():
+            timer.cancel()
+            for other in acks:
+                other.cancel()  # a no-op on those done; frees publish_async's slots of the others
+
+    timer = loop.call_later(_REQUEST_TIMEOUT, lambda: [ack.cancel() for ack in acks])
+    for ack in acks:
+        ack.add_done_callback(one)
 
 
 def _quiet(task: asyncio.Task[Any]) -> None:

@@ -69,9 +69,42 @@ def encode_events(events: tuple[Event, ...]) -> bytes:
 
 
 def decode_events(data: bytes) -> tuple[Event, ...]:
+    """Inverse of :func:`encode_events`.
+
+    :raises ValueError, TypeError, KeyError, IndexError: ``data`` is not such an array (or an event in it is
+        one :class:`Event` refuses).
+    """
     rows = orjson.loads(data)
+    fast = _decode_checked(rows)
+    if fast is not None:
+        return fast
     return tuple(Event(detail_type=r[0], source=r[1], detail=r[2], id=r[3], time=datetime.fromisoformat(r[4]),
                        version=r[5], account=r[6], region=r[7], resources=r[8]) for r in rows)
+
+
+_STR, _DICT, _LIST = {str}, {dict}, {list}
+_DEFAULTS = {"0"}, {None}
+
+
+def _decode_checked(rows: Any) -> tuple[Event, ...] | None:
+    """``rows`` as events through :meth:`Event.trusted_many` (a fifth of the validating constructor's cost,
+    on every message a broker hands out) after checking, a column at a time, what the validators would:
+    None when any row is not plain (another shape, a blank name, a version, account or region set) so the
+    caller builds them the validating way, which raises as it should or keeps those fields."""
+    if type(rows) is not list or not rows or set(map(type, rows)) != _LIST or set(map(len, rows)) != {9}:
+        return None
+    detail_types, sources, details, ids, times, versions, accounts, regions, resources = zip(*rows, strict=True)
+    for names in (detail_types, sources, ids):
+        if set(map(type, names)) != _STR or not all(map(str.strip, names)):
+            return None
+    if (set(map(type, details)) != _DICT or set(map(type, times)) != _STR or set(versions) != _DEFAULTS[0]
+            or set(accounts) != _DEFAULTS[1] or set(regions) != _DEFAULTS[1] or set(map(type, resources)) != _LIST
+            or not all(type(r) is str for each in resources for r in each)):
+        return None
+    # The entries of one request mostly share a time (the time it was received): each is parsed once.
+    parsed = {text: datetime.fromisoformat(text) for text in set(times)}
+    return tuple(Event.trusted_many(detail_types, sources, details, ids, list(map(parsed.__getitem__, times)),
+                                    resources))
 
 
 class _Group:
