@@ -264,3 +264,65 @@ def test_the_event_log_in_postgresql_shows_the_same_from_every_process(nats_stre
     finally:
         for bus in buses:
             bus.stop(5)
+
+
+def _die(transport: NatsTransport) -> None:
+    """What ``kill -9`` leaves of ``transport``'s process: its connection gone, nothing acked or NAKed."""
+    transport._closed = True
+    transport._shutdown()
+
+
+def test_a_message_that_kills_every_process_handling_it_is_dead_lettered_as_poison(
+        nats_stream: dict[str, str]) -> None:
+    from sbt_core.runtime.bus import MemoryDeadLetters
+
+    config = EventsConfig(transport="nats", max_attempts=2, drain_timeout_seconds=5)
+    letters = MemoryDeadLetters()
+    calls: list[int] = []
+    released = threading.Event()  # the handlers of "dead" processes stay blocked until the test ends
+    current: list[NatsTransport] = []
+
+    def handle(event: Event) -> None:
+        calls.append(event.detail["n"])
+        if event.detail["n"] < 0:  # the process dies mid-delivery
+            _die(current[-1])
+            released.wait(60)
+
+    buses = []
+
+    def process() -> Bus:
+        transport = NatsTransport(**nats_stream, ack_wait_seconds=1.0, poison_after=config.max_attempts)
+        current.append(transport)
+        bus = Bus(config, transport=transport, dead_letters=letters)
+        bus.add_target("hook", EventTrigger("thing", "sbt.control.plane"), handle)
+        buses.append(bus)
+        return bus
+
+    try:
+        first = process()
+        poison, good = Event.create("thing", {"n": -1}), Event.create("thing", {"n": 1})
+        # Two messages, fetched together: the good one is held, not handled, by each process that dies.
+        first.put_events([poison])
+        first.put_events([good])
+        first.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not letters.select():
+            if current[-1]._closed:  # the last process died: the next one starts (JetStream redelivers)
+                process().start()
+            time.sleep(0.05)
+        assert [(d.event.id, d.target) for d in letters.select()] == [(poison.id, "hook")]
+        assert letters.select()[0].last_error.startswith("poison: ")
+        # The first handling, then max_attempts more that never finished; the next delivery is not handled.
+        assert calls.count(-1) == 1 + config.max_attempts
+        while time.monotonic() < deadline and 1 not in calls:
+            time.sleep(0.05)
+        assert calls.count(1) >= 1, "a message fetched beside it is delivered, not dead-lettered with it"
+        buses[-1].join(10)
+        assert [d.event.id for d in letters.select()] == [poison.id]
+        while time.monotonic() < deadline and current[-1].pending("hook"):
+            time.sleep(0.05)
+        assert current[-1].pending("hook") == 0, "both acked: nothing left to redeliver"
+    finally:
+        released.set()
+        for bus in buses:
+            bus.stop(5)

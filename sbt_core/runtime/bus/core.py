@@ -80,7 +80,7 @@ _BUS_CLOSED = PutEventsEntryResult(error_code="BusClosed", error_message="the ev
 
 
 #: Why an event was dead-lettered, as :class:`DeliveryObserver` is told.
-DeadLetterReason = Literal["refused", "retries_exhausted", "internal_error", "stopped"]
+DeadLetterReason = Literal["refused", "retries_exhausted", "internal_error", "stopped", "poison"]
 
 
 class DeliveryObserver(Protocol):
@@ -183,6 +183,7 @@ class Bus:
         # With a shared transport (a broker), another process may deliver what this one sends, and this one
         # what others send: a target counts events when its worker receives them (see _Target.accepted).
         self._sent_counts = 0 if self.transport.shared else 1
+        self.transport.on_poison(self._dead_letter_poison)
         self.dead_letter_store: DeadLetterStore = dead_letters or MemoryDeadLetters()
         # The log shared by several processes (shared_log.py), written beside the in-memory one and read
         # instead of it; the bus closes it when it stops.
@@ -906,6 +907,21 @@ class Bus:
             self.transport.ack(message)
         log.warning("%d event(s) queued by the last run for target(s) no longer configured (%s) dead-lettered",
                     sum(len(m.events) for m in stranded), ", ".join(sorted({m.target for m in stranded})))
+
+    def _dead_letter_poison(self, message: Message, reason: str) -> None:
+        """(From the worker of ``message.target``, in place of receiving it.) A message the transport saw kill
+        the processes handling it (``reason`` says how often): its events dead-lettered without calling the
+        target again, then acked, so ``sbt events dlq replay`` can deliver them once the cause is fixed."""
+        name, count = message.target, len(message.events)
+        self._dead_letter([DeadLetter(event, name, message.attempt, reason, utcnow()) for event in message.events],
+                          time.time())
+        self.observer.dead_lettered(name, "poison", count)
+        if self.shared_log is not None:
+            self.shared_log.flush()  # before the ack, as in _settle
+        self.transport.ack(message)
+        target = self._targets.get(name)
+        if target is not None and self._sent_counts:  # counted when sent (a shared transport counts receipts)
+            self._finished(target, count)
 
     def join(self, timeout: float | None = None) -> bool:
         """Wait until every event accepted so far is finished (delivered, dead-lettered or skipped), retries

@@ -45,7 +45,7 @@ import logging
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
@@ -57,7 +57,9 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, RetentionPolicy, StorageType,
+                         StreamConfig)
+from nats.js.kv import KeyValue
 
 from ...config import EventsConfig
 from ...errors import StartupError, UnavailableError
@@ -120,9 +122,12 @@ class NatsTransport(Transport):
     def __init__(self, url: str, *, stream: str = "SBT_EVENTS", subject_prefix: str = "sbt.events",
                  retention: str = "workqueue", max_age_seconds: float = 7 * 86400.0, max_bytes: int = -1,
                  duplicate_window_seconds: float = 120.0, ack_wait_seconds: float = 30.0,
-                 connect_timeout: float = 5.0) -> None:
+                 poison_after: int = 5, connect_timeout: float = 5.0) -> None:
         self.stream, self.prefix = stream, subject_prefix
         self.ack_wait = ack_wait_seconds
+        self.poison_after = poison_after
+        #: The key-value bucket counting the handlings of redelivered messages (``KV_<bucket>`` stream).
+        self.marks_bucket = f"{stream}_HANDLING"
         self._url = url
         self._config = StreamConfig(name=stream, subjects=[f"{subject_prefix}.>"], retention=_RETENTION[retention],
                                     max_age=max_age_seconds, max_bytes=max_bytes, storage=StorageType.FILE,
@@ -133,6 +138,10 @@ class NatsTransport(Transport):
         self._ready: dict[str, deque[Message]] = {}  # fetched, not yet handed out (receive asked for fewer)
         self._prefetch: dict[str, Future[list[Msg]]] = {}  # each target's fetch under way (under the lock)
         self._inflight: dict[int, Msg] = {}  # id(message) -> its JetStream message, until acked
+        self._suspects: set[int] = set()  # id() of fetched messages a process may have died on (_suspect)
+        self._marked: dict[int, str] = {}  # id(message) -> its key in the marks bucket, until acked
+        self._marks: KeyValue | None = None
+        self._poison: Callable[[Message, str], None] | None = None
         self._fetches: set[Future[Any]] = set()
         self._lock = threading.Lock()
         self._acks: list[Msg] = []  # acked by the bus, not yet sent (under _ack_lock)
@@ -163,7 +172,8 @@ class NatsTransport(Transport):
             raise StartupError('[events] transport = "nats" needs [events] url')
         return cls(events.url.get_secret_value(), stream=events.stream, subject_prefix=events.subject_prefix,
                    retention=events.retention, max_age_seconds=events.max_age_seconds, max_bytes=events.max_bytes,
-                   duplicate_window_seconds=events.duplicate_window_seconds, ack_wait_seconds=events.ack_wait_seconds)
+                   duplicate_window_seconds=events.duplicate_window_seconds, ack_wait_seconds=events.ack_wait_seconds,
+                   poison_after=events.max_attempts)
 
     def describe(self) -> str:
         """The server URL(s) without credentials, for messages."""
@@ -233,7 +243,10 @@ class NatsTransport(Transport):
         ready = self._ready[target]
         while True:
             if ready:
-                return [ready.popleft() for _ in range(min(limit, len(ready)))]
+                out = self._hand_out(target, ready, limit)
+                if out:
+                    return out
+                continue  # all were poison: dead-lettered
             with self._lock:  # so close() either sees this fetch to cancel it, or this sees it closed
                 if self._closed:
                     return []
@@ -258,6 +271,79 @@ class NatsTransport(Transport):
                     self._prefetch[target] = self._start_fetch(target)
             ready.extend(self._take(target, msgs))
 
+    def _hand_out(self, target: str, ready: deque[Message], limit: int) -> list[Message]:
+        """Up to ``limit`` of ``ready``. A message a process may have died on (see :meth:`_suspect`) goes out
+        alone, after its handling is counted in the marks bucket; one whose count reached ``poison_after``
+        goes to the bus's poison callback instead (empty list: it was)."""
+        out: list[Message] = []
+        while ready and len(out) < limit:
+            if id(ready[0]) in self._suspects:
+                if out:
+                    break
+                message = ready.popleft()
+                self._suspects.discard(id(message))
+                reason = self._count_handling(target, message)
+                if reason is None:
+                    return [message]
+                self._give_up(message, reason)
+                continue
+            out.append(ready.popleft())
+        return out
+
+    def _count_handling(self, target: str, message: Message) -> str | None:
+        """Count one more handling of ``message`` (a redelivery) in the marks bucket: None to hand it out,
+        or why it is poison (``poison_after`` handlings counted already, none of which finished). Should the
+        bucket not answer, the message is handed out (counting is a safeguard, never a reason not to deliver)."""
+        msg = self._inflight.get(id(message))
+        if msg is None or self._poison is None:
+            return None
+        key = f"{token(target)}.{msg.metadata.sequence.stream}"
+
+        async def bump() -> int:
+            marks = await self._marks_bucket()
+            try:
+                entry = await marks.get(key)
+                counted = int(entry.value or b"0")
+            except nats.js.errors.NotFoundError:
+                counted = 0
+            if counted < self.poison_after:
+                await marks.put(key, str(counted + 1).encode())
+            return counted
+
+        try:
+            counted = self._run(bump(), _REQUEST_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("cannot count the deliveries of message %s of %s in bucket %s (%s): handed out",
+                        msg.metadata.sequence.stream, target, self.marks_bucket, exc)
+            return None
+        self._marked[id(message)] = key
+        if counted < self.poison_after:
+            return None
+        return (f"poison: handed out {msg.metadata.num_delivered} times, and {counted} handlings after the first "
+                "never finished (the process handling it died, or stopped before it was done, each time); "
+                "not handed to the target again")
+
+    def _give_up(self, message: Message, reason: str) -> None:
+        assert self._poison is not None
+        msg = self._inflight.get(id(message))
+        log.error("message %s of %s (%d event(s), attempt %d) dead-lettered as poison: %s",
+                  msg.metadata.sequence.stream if msg is not None else "?", message.target, len(message.events),
+                  message.attempt, reason)
+        self._poison(message, reason)  # dead-letters it, then acks it
+
+    async def _marks_bucket(self) -> KeyValue:
+        """The key-value bucket counting handlings of redelivered messages, created on first use (only a
+        redelivery needs it)."""
+        if self._marks is None:
+            try:
+                self._marks = await self._js.key_value(self.marks_bucket)
+            except nats.js.errors.BucketNotFoundError:
+                ttl = self._config.max_age if self._config.max_age and self._config.max_age > 0 else None
+                self._marks = await self._js.create_key_value(KeyValueConfig(
+                    bucket=self.marks_bucket, history=1, ttl=ttl, storage=StorageType.FILE,
+                    description=f"sbt: unfinished handlings of redelivered messages of stream {self.stream}"))
+        return self._marks
+
     def _start_fetch(self, target: str) -> Future[list[Msg]]:
         """(Lock held.) A fetch of ``target``'s next messages, running on the loop; close() cancels it."""
         future = asyncio.run_coroutine_threadsafe(self._fetch(self._subs[target], self._batch[target]), self._loop)
@@ -266,8 +352,11 @@ class NatsTransport(Transport):
 
     def ack(self, message: Message) -> None:
         msg = self._inflight.pop(id(message), None)
+        mark = self._marked.pop(id(message), None)
         if msg is None or self._closed:
             return
+        if mark is not None:  # its handling finished: its count goes (rare: redeliveries only)
+            self._loop.call_soon_threadsafe(self._spawn, self._unmark(mark))
         # Queued, and sent by one task per wake-up of the loop: a worker acking a burst of messages wakes
         # the loop once rather than once per message.
         with self._ack_lock:
@@ -354,6 +443,8 @@ class NatsTransport(Transport):
                 self._loop.call_soon_threadsafe(self._spawn, msg.term())
                 continue
             self._inflight[id(message)] = msg
+            if _suspect(msg):
+                self._suspects.add(id(message))
             out.append(message)
         return out
 
@@ -387,6 +478,12 @@ class NatsTransport(Transport):
                     done.set_exception(exc)
                 continue
             _answer_when_acked(self._loop, acks, done)
+
+    async def _unmark(self, key: str) -> None:
+        await (await self._marks_bucket()).purge(key)
+
+    def on_poison(self, dead_letter: Callable[[Message, str], None]) -> None:
+        self._poison = dead_letter
 
     def _take_acks(self) -> list[Msg]:
         with self._ack_lock:
@@ -457,6 +554,15 @@ class NatsTransport(Transport):
                 pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5.0)
+
+
+def _suspect(msg: Msg) -> bool:
+    """Whether a process may have died handling ``msg``: JetStream handed it out before (twice before for a
+    delayed retry, which is normally received once early and NAKed until due). The count also grows when a
+    process only held it (fetched, not yet handed to its worker) or stopped and NAKed it, so it only makes a
+    message a suspect; the marks bucket counts the handlings that actually started."""
+    delivered = msg.metadata.num_delivered or 1
+    return delivered > (2 if msg.headers and "Sbt-Due" in msg.headers else 1)
 
 
 def _answer_when_acked(loop: asyncio.AbstractEventLoop, acks: list[asyncio.Future[Any]], done: Future[None]) -> None:
