@@ -42,31 +42,42 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
+import attrs
 import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import (AckPolicy, ConsumerConfig, DeliverPolicy, KeyValueConfig, RetentionPolicy, StorageType,
-                         StreamConfig)
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
 from nats.js.kv import KeyValue
 
 from ...config import EventsConfig
-from ...errors import StartupError, UnavailableError
+from ...errors import ConflictError, NotFoundError, StartupError, UnavailableError
+from ...models import utcnow
+from .dead_letters import DeadLetter, DeadLetterStore
 from .sqlite_transport import decode_events, encode_events
 from .transport import Message, Transport
 
-__all__ = ["NatsTransport", "token"]
+__all__ = ["DropOutcome", "NatsTransport", "StrandedConsumer", "token", "untoken"]
 
 log = logging.getLogger("sbt.bus")
 
@@ -95,6 +106,39 @@ def token(name: str) -> str:
         else:
             out.extend(f"={b:02X}" for b in char.encode())
     return "".join(out) or "=00"
+
+
+def untoken(name: str) -> str:
+    """Inverse of :func:`token` (a name :func:`token` cannot have written is returned as it is)."""
+    try:
+        return re.sub(rb"(?:=[0-9A-F]{2})+", lambda m: bytes.fromhex(m.group().decode().replace("=", "")),
+                      name.encode()).decode()
+    except (UnicodeDecodeError, ValueError):
+        return name
+
+
+@attrs.frozen
+class StrandedConsumer:
+    """A durable consumer of the stream for a target the config of this process does not have: its binding
+    removed from the config, or added by a newer config (a rolling deploy). ``waiting``: its messages not yet
+    acked; ``pulled``: a process is pulling from it now (one whose config has the target)."""
+
+    target: str
+    consumer: str
+    waiting: int
+    pulled: bool
+
+
+@attrs.frozen
+class DropOutcome:
+    """What :meth:`NatsTransport.drop_target` did: ``dead_lettered`` events; ``left`` messages it could not
+    take (handed out to a process, or held back for a retry until due), in which case the consumer was kept
+    (``deleted`` False) so that none is lost: run it again later."""
+
+    target: str
+    dead_lettered: int
+    left: int
+    deleted: bool
 
 
 def _msg_id(message: Message) -> str:
@@ -242,6 +286,8 @@ class NatsTransport(Transport):
         returned (so the next batch travels while the worker runs this one), else a new fetch."""
         ready = self._ready[target]
         while True:
+            if self._closed:  # what it had fetched is NAKed by close(), for another process
+                return []
             if ready:
                 out = self._hand_out(target, ready, limit)
                 if out:
@@ -382,9 +428,15 @@ class NatsTransport(Transport):
             done.set_exception(RuntimeError("the transport is closed"))
         left = list(self._inflight.values())
         self._inflight.clear()
+        for future in fetches:  # a prefetch that had arrived: its messages are this process's too
+            if future.done() and not future.cancelled() and future.exception() is None:
+                left += future.result()
 
         async def finish() -> None:
             await self._ack_all(self._take_acks())
+            # Interest in the fetches still open on the server goes first, so that a server that checks it does
+            # not hand a NAKed message straight back to this process's expiring pull request.
+            await asyncio.gather(*(sub.unsubscribe() for sub in self._subs.values()), return_exceptions=True)
             await asyncio.gather(*(msg.nak() for msg in left), return_exceptions=True)
             if self._nc is not None:
                 await self._nc.close()  # flushes the acks and NAKs written so far
@@ -394,6 +446,112 @@ class NatsTransport(Transport):
         except Exception as exc:  # noqa: BLE001 - un-acked messages come back after ack_wait anyway
             log.warning("closing the NATS connection to %s: %s", self.describe(), exc)
         self._shutdown()
+
+    def take_stranded(self, targets: Collection[str]) -> list[Message]:
+        """Nothing is taken: the consumers of targets not in ``targets`` are named in a warning, left as they
+        are. Several processes may run different config versions (a rolling deploy): the target this process
+        lacks may be one a newer config added, or one an older config still delivers, so deleting its consumer
+        or taking its messages here could steal them from a process that handles them. ``sbt events
+        drop-target`` (:meth:`drop_target`) does it once every process runs the config without it."""
+        try:
+            stranded = self.stranded(targets)
+        except UnavailableError as exc:
+            log.warning("cannot list the consumers of stream %s: %s", self.stream, exc)
+            return []
+        if stranded:
+            log.warning(
+                "stream %s has consumer(s) of target(s) this config does not have: %s. Left as they are (another "
+                "process may run a config version that has them); once no process's config has one, `sbt events "
+                "drop-target <target>` dead-letters its messages and deletes its consumer", self.stream,
+                "; ".join(f"{c.target} ({c.waiting} message(s) not acked, "
+                          f"{'pulled by a running process' if c.pulled else 'no process pulling'})" for c in stranded))
+        return []
+
+    def stranded(self, targets: Collection[str]) -> list[StrandedConsumer]:
+        """The durable consumers of the stream's subjects (``<subject_prefix>.<token>``) for no target of
+        ``targets``, by target name.
+
+        :raises UnavailableError: JetStream did not answer.
+        """
+        names = {token(target) for target in targets}
+        try:
+            infos = self._run(self._js._jsm.consumers_info(self.stream), _REQUEST_TIMEOUT)
+        except Exception as exc:
+            raise UnavailableError(f"NATS JetStream at {self.describe()}: {exc or type(exc).__name__}") from exc
+        out = []
+        for info in infos:
+            name = info.config.durable_name or info.name
+            if not name or name in names or not (info.config.filter_subject or "").startswith(f"{self.prefix}."):
+                continue
+            waiting = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            out.append(StrandedConsumer(untoken(name), name, waiting, bool(info.num_waiting)))
+        return sorted(out, key=lambda c: c.target)
+
+    def drop_target(self, target: str, dead_letters: DeadLetterStore, *, force: bool = False,
+                    wait_seconds: float = 1.0) -> DropOutcome:
+        """Dead-letter (in ``dead_letters``, reason "target removed") every message of ``target``'s consumer
+        it can take within ``wait_seconds`` of the last one, ack them, then — when none is left — delete the
+        consumer and purge the target's subject. A message handed out to a process or held back for a retry
+        cannot be taken: then the consumer is kept and :attr:`DropOutcome.left` counts them.
+
+        :raises NotFoundError: the stream has no consumer for ``target``.
+        :raises ConflictError: a process pulls from it now (its config has ``target``) and ``force`` is False.
+        :raises UnavailableError: JetStream did not answer.
+        """
+        name, jsm = token(target), self._js._jsm
+        reason = (f"target removed: {target} is in no config any more (its messages dead-lettered by sbt events "
+                  "drop-target)")
+
+        async def drop() -> DropOutcome:
+            try:
+                info = await jsm.consumer_info(self.stream, name)
+            except nats.js.errors.NotFoundError:
+                raise NotFoundError(f"stream {self.stream} has no consumer for target {target}") from None
+            if info.num_waiting and not force:
+                raise ConflictError(f"a process is pulling {target}'s messages from stream {self.stream} (its config "
+                                    "has the target): stop it or deploy the config without the target first, or "
+                                    "pass --force")
+            sub = await self._js.pull_subscribe_bind(durable=name, stream=self.stream)
+            dead = 0
+            try:
+                while True:
+                    try:
+                        msgs = await sub.fetch(_FETCH, timeout=wait_seconds)
+                    except (TimeoutError, nats.errors.TimeoutError):
+                        break
+                    letters: list[DeadLetter] = []
+                    for msg in msgs:
+                        try:
+                            headers = msg.headers or {}
+                            attempt = int(headers.get("Sbt-Attempt", 1))
+                            events = decode_events(msg.data)
+                        except (ValueError, TypeError, KeyError, IndexError) as exc:
+                            log.error("message %s on %s cannot be read (%s): dropped", msg.metadata.sequence.stream,
+                                      msg.subject, exc)
+                            continue
+                        when = utcnow()
+                        letters += (DeadLetter(event, target, attempt - 1, reason, when) for event in events)
+                    # Kept before they are acked: a crash in between delivers them once more, never loses them.
+                    await asyncio.to_thread(dead_letters.add, letters)
+                    dead += len(letters)
+                    await self._ack_all(msgs)
+                await self._js._nc.flush()  # the acks, before the count of what is left
+                info = await jsm.consumer_info(self.stream, name)
+                left = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+                if left:
+                    return DropOutcome(target, dead, left, False)
+                await jsm.delete_consumer(self.stream, name)
+                await jsm.purge_stream(self.stream, subject=f"{self.prefix}.{name}")
+                return DropOutcome(target, dead, 0, True)
+            finally:
+                await sub.unsubscribe()
+
+        try:
+            return self._run(drop(), _REQUEST_TIMEOUT * 30)
+        except (NotFoundError, ConflictError):
+            raise
+        except Exception as exc:
+            raise UnavailableError(f"NATS JetStream at {self.describe()}: {exc or type(exc).__name__}") from exc
 
     # --- health ----------------------------------------------------------------------------------------
 
