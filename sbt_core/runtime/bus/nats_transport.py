@@ -29,11 +29,23 @@ of the original would not fit the seam: the retry carries fewer events and a new
 own ``max_deliver`` is unlimited for the same reason: ``[events] max_attempts`` counts attempts and
 dead-letters (a delayed message's early NAKs are not attempts).
 
+**Poison.** A message every process dies on is bounded apart from attempts (a crash records none): a
+redelivered message goes out alone, after one more handling is counted for it in the key-value bucket
+``<stream>_HANDLING``; once ``poison_after`` (``max_attempts``) handlings after its first delivery never
+finished, it goes to the bus's :meth:`~Transport.on_poison` callback, which dead-letters it without calling
+the target. JetStream's delivery count alone cannot tell: it also counts a message a process only held.
+
+**Targets no longer configured** keep their consumers: :meth:`NatsTransport.take_stranded` names them in a
+warning and takes nothing (another process may run a config version that has them);
+:meth:`NatsTransport.drop_target` (``sbt events drop-target``) dead-letters their messages and deletes them.
+
 Delivery is at-least-once: an ack lost in a crash delivers a message again (the bus's dedup by event id and
 the providers' idempotency absorb it).
 
-nats-py is asyncio and the seam is threads: one event loop runs in a daemon thread, and every call goes
-to it with :func:`asyncio.run_coroutine_threadsafe`.
+nats-py is asyncio and the seam is threads: one event loop runs in a daemon thread. A send is queued for
+it, and the sends queued by other threads meanwhile go out with the same wake-up of the loop, their
+publishes written back to back and their acks awaited together (``publish_async``); acks are queued and
+sent the same way; other calls go to it with :func:`asyncio.run_coroutine_threadsafe`.
 """
 
 from __future__ import annotations
