@@ -101,6 +101,8 @@ _RETENTION = {"workqueue": RetentionPolicy.WORK_QUEUE, "limits": RetentionPolicy
 _POLL_SECONDS = 5.0
 #: Messages one fetch asks for at most.
 _FETCH = 256
+#: Longest a fetch waits for more messages once it has one (see NatsTransport._fetch).
+_DRAIN_SECONDS = 0.05
 #: Un-acked messages a (non-exclusive) consumer hands out across all processes.
 _MAX_ACK_PENDING = 20_000
 _REQUEST_TIMEOUT = 10.0
@@ -619,8 +621,20 @@ class NatsTransport(Transport):
         return out
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+        """The next message (waiting up to ``_POLL_SECONDS`` for one), then as many of those JetStream said were
+        waiting behind it as are there within ``_DRAIN_SECONDS``, up to ``batch`` in all. One fetch of
+        ``batch`` would not do: once its request waits on the server, nats-py returns it only when ``batch``
+        messages came or it expired, so messages arriving a few at a time (another process takes the rest)
+        would sit in it for up to ``_POLL_SECONDS``."""
         try:
-            return await sub.fetch(batch, timeout=_POLL_SECONDS)
+            got = await sub.fetch(1, timeout=_POLL_SECONDS)
+            more = min(batch - 1, int(got[-1].metadata.num_pending or 0)) if got else 0
+            if more > 0:
+                try:
+                    got += await sub.fetch(more, timeout=_DRAIN_SECONDS)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    pass  # another process took them
+            return got
         except nats.errors.ConnectionClosedError:
             if self._closed:  # close() won the race with this fetch's cancellation
                 return []
