@@ -414,3 +414,29 @@ def test_sbt_events_drop_target_dead_letters_and_deletes_the_consumer(nats_strea
     result = CliRunner().invoke(app, ["events", "drop-target", "gone", "--config", str(config)])
     assert (result.exit_code, result.stderr) == (1, f"error: stream {nats_stream['stream']} has no consumer for "
                                                     "target gone\n")
+
+
+def test_concurrent_sends_are_each_answered_once_stored_and_a_refused_one_raises(nats_stream: dict[str, str]) -> None:
+    from sbt_core.errors import UnavailableError
+
+    t = NatsTransport(**nats_stream)
+    try:
+        t.open("a")
+        batches = [[Message("a", Event.create("x", {"n": n, "i": i})) for i in range(3)] for n in range(20)]
+        senders = [threading.Thread(target=t.send, args=(batch,)) for batch in batches]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(30)
+        assert t.pending("a") == 60, "every send returned once JetStream stored all of its messages"
+        got: list[Message] = []
+        deadline = time.monotonic() + 30  # a hang guard
+        while len(got) < 60 and time.monotonic() < deadline:
+            got += t.receive_many("a", 100)
+        for n in range(len(batches)):  # each sender's messages in its order
+            assert [m.events[0].detail["i"] for m in got if m.events[0].detail["n"] == n] == [0, 1, 2]
+        t._run(t._js._jsm.delete_stream(t.stream), 10)  # JetStream can no longer store anything
+        with pytest.raises(UnavailableError, match="could not store the events"):
+            t.send([Message("a", Event.create("x", {}))])
+    finally:
+        t.close()

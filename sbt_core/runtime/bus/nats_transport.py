@@ -191,6 +191,7 @@ class NatsTransport(Transport):
                                     max_age=max_age_seconds, max_bytes=max_bytes, storage=StorageType.FILE,
                                     duplicate_window=duplicate_window_seconds)
         self._closed = False
+        self._subjects: dict[str, str] = {}  # target -> its subject
         self._subs: dict[str, JetStreamContext.PullSubscription] = {}
         self._batch: dict[str, int] = {}  # messages one fetch of a target asks for
         self._ready: dict[str, deque[Message]] = {}  # fetched, not yet handed out (receive asked for fewer)
@@ -274,7 +275,10 @@ class NatsTransport(Transport):
                 headers["Sbt-Due"] = due
             elif dedup and message.attempt == 1:
                 headers["Nats-Msg-Id"] = _msg_id(message)
-            items.append((f"{self.prefix}.{token(message.target)}", encode_events(message.events), headers))
+            subject = self._subjects.get(message.target)
+            if subject is None:
+                subject = self._subjects[message.target] = f"{self.prefix}.{token(message.target)}"
+            items.append((subject, encode_events(message.events), headers))
         if not items:
             return
         done: Future[None] = Future()
