@@ -171,6 +171,8 @@ def _msg_id(message: Message) -> str:
 class NatsTransport(Transport):
     """The bus's queues in JetStream stream ``stream`` at ``url`` (see the module docstring).
 
+    :param poison_after: handlings of one message, after its first delivery, that may end without an outcome
+        (the process died or stopped) before it is handed to the poison callback (``[events] max_attempts``).
     :raises StartupError: the server cannot be reached, has no JetStream, or refuses the stream's config.
     """
 
