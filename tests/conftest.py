@@ -48,9 +48,11 @@ def _delete_stream(name: str) -> None:
     async def delete() -> None:
         nc = await nats.connect(NATS_URL)
         try:
-            await nc.jetstream().delete_stream(name)
-        except nats.js.errors.NotFoundError:
-            pass
+            for stream in (name, f"KV_{name}_HANDLING"):  # and the transport's marks bucket, if it made one
+                try:
+                    await nc.jetstream().delete_stream(stream)
+                except nats.js.errors.NotFoundError:
+                    pass
         finally:
             await nc.close()
 

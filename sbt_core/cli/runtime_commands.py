@@ -1,7 +1,8 @@
-"""``sbt serve``, ``sbt events put|list|get|dlq``, ``sbt schedule list|run``.
+"""``sbt serve``, ``sbt events put|list|get|dlq|drop-target``, ``sbt schedule list|run``.
 
 ``sbt serve`` runs the control plane — HTTP API (uvicorn), event bus and scheduler — in this process.
-The other commands talk to that running server over HTTP (:class:`~sbt_core.runtime.bus.client.BusClient`),
+The other commands (``events drop-target`` aside: it works on the NATS stream and the dead-letter database
+directly) talk to that running server over HTTP (:class:`~sbt_core.runtime.bus.client.BusClient`),
 because the event log, the dead-letter store and the providers' in-memory state live there:
 
 - the server is ``--url`` / ``$SBT_URL``, else ``http://<[server] host>:<[server] port>`` of the config;
@@ -385,6 +386,48 @@ def _register_events(app: typer.Typer) -> None:
         for d in replayed:
             typer.echo(f"replayed {d['event']['id']} to {d['target']}")
         typer.echo(f"{len(replayed)} dead letter(s) replayed")
+
+
+    @events.command("drop-target")
+    @handle_errors
+    def drop_target(ctx: typer.Context,
+                    target: Annotated[str, typer.Argument(help="The target (a hook binding) no process's config has "
+                                                               "any more, as the start-up warning names it.")],
+                    force: Annotated[bool, typer.Option("--force", help="Even though a process is pulling its "
+                                                                        "messages.")] = False,
+                    config: ConfigOption = None, as_json: JsonOption = False) -> None:
+        """NATS transport: dead-letter the messages waiting for TARGET (reason "target removed"), then delete its
+        JetStream consumer. Run it once every process runs a config without TARGET (docs/several-processes.md)."""
+        from ..runtime.bus.nats_transport import NatsTransport
+        from ..runtime.control_plane import dead_letter_store
+
+        _, cfg = state(ctx).load(config)
+        if cfg.events.transport != "nats":
+            raise fail('drop-target is for [events] transport = "nats" (the sqlite transport dead-letters the '
+                       "messages of a removed target at start-up)")
+        store = dead_letter_store(cfg)
+        if store is None:
+            raise fail('drop-target needs a dead-letter store outside the server: [events] database_url, or '
+                       'dead_letters = "sqlite"')
+        transport = NatsTransport.from_config(cfg.events)
+        try:
+            outcome = transport.drop_target(target, store, force=force)
+        finally:
+            transport.close()
+            store.close()
+        if as_json:
+            print_json({"target": outcome.target, "deadLettered": outcome.dead_lettered, "left": outcome.left,
+                        "deleted": outcome.deleted})
+        else:
+            typer.echo(f"{outcome.dead_lettered} event(s) of {target} dead-lettered (sbt events dlq list --target "
+                       f"{shlex.quote(target)})")
+            if outcome.deleted:
+                typer.echo(f"consumer of {target} deleted")
+            else:
+                typer.echo(f"{outcome.left} message(s) of {target} are being handled or wait for a retry: consumer "
+                           "kept; run this again once they are due")
+        if not outcome.deleted:
+            raise typer.Exit(1)
 
 
 # --- sbt schedule ------------------------------------------------------------------------------------------

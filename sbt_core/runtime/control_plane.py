@@ -41,7 +41,7 @@ from .contracts import EventBus, RouteGroup
 from .metrics import Metrics, metrics_routes
 from .scheduler import Scheduler, schedule_routes
 
-__all__ = ["SERVING_GC_THRESHOLD", "Component", "ControlPlane", "tune_gc_for_serving"]
+__all__ = ["SERVING_GC_THRESHOLD", "Component", "ControlPlane", "dead_letter_store", "tune_gc_for_serving"]
 
 log = logging.getLogger("sbt.runtime")
 
@@ -99,7 +99,7 @@ def _transport(config: Config) -> Transport | None:
     return SqliteTransport.in_state_dir(config.state_dir)
 
 
-def _dead_letter_store(config: Config) -> DeadLetterStore | None:
+def dead_letter_store(config: Config) -> DeadLetterStore | None:
     """The store ``[events] dead_letters`` names (None: the bus's in-memory default).
 
     :raises StartupError: the SQLite file cannot be opened (an unwritable state directory, say).
@@ -181,7 +181,7 @@ class ControlPlane:
             metrics = Metrics()
             providers.time_calls(metrics.hook_called)
             bus = Bus(config.events, transport=transport or _transport(config),
-                      dead_letters=_dead_letter_store(config), event_log=_shared_log(config), observer=metrics)
+                      dead_letters=dead_letter_store(config), event_log=_shared_log(config), observer=metrics)
             bus.bind(bindings, providers)
             providers.attach(bus.publish)
             scheduler = Scheduler(bus, bindings.schedules(), providers.call, clock=clock, on_fire=metrics.fired)

@@ -16,7 +16,8 @@ family                                      labels                  what it coun
 ``sbt_events_retried_total``                binding                 failed attempts that will be tried again
 ``sbt_events_dead_lettered_total``          binding, reason         events dead-lettered; reason: ``refused``
                                                                     (not retryable), ``retries_exhausted``,
-                                                                    ``internal_error``, ``stopped``
+                                                                    ``internal_error``, ``stopped``,
+                                                                    ``poison`` (killed every process handling it)
 ``sbt_bus_queue_depth``                     binding                 events queued, running or waiting to retry
 ``sbt_bus_oldest_message_age_seconds``      binding                 age of the oldest of those (0: none)
 ``sbt_schedule_firings_total``              hook, trigger           runs handed to the bus; trigger:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from typing import Any
@@ -264,3 +265,178 @@ def test_the_event_log_in_postgresql_shows_the_same_from_every_process(nats_stre
     finally:
         for bus in buses:
             bus.stop(5)
+
+
+def _die(transport: NatsTransport) -> None:
+    """What ``kill -9`` leaves of ``transport``'s process: its connection gone, nothing acked or NAKed."""
+    transport._closed = True
+    transport._shutdown()
+
+
+def test_a_message_that_kills_every_process_handling_it_is_dead_lettered_as_poison(
+        nats_stream: dict[str, str]) -> None:
+    from sbt_core.runtime.bus import MemoryDeadLetters
+
+    config = EventsConfig(transport="nats", max_attempts=2, drain_timeout_seconds=5)
+    letters = MemoryDeadLetters()
+    calls: list[int] = []
+    released = threading.Event()  # the handlers of "dead" processes stay blocked until the test ends
+    current: list[NatsTransport] = []
+
+    def handle(event: Event) -> None:
+        calls.append(event.detail["n"])
+        if event.detail["n"] < 0:  # the process dies mid-delivery
+            _die(current[-1])
+            released.wait(60)
+
+    buses = []
+
+    def process() -> Bus:
+        transport = NatsTransport(**nats_stream, ack_wait_seconds=1.0, poison_after=config.max_attempts)
+        current.append(transport)
+        bus = Bus(config, transport=transport, dead_letters=letters)
+        bus.add_target("hook", EventTrigger("thing", "sbt.control.plane"), handle)
+        buses.append(bus)
+        return bus
+
+    try:
+        first = process()
+        poison, good = Event.create("thing", {"n": -1}), Event.create("thing", {"n": 1})
+        # Two messages, fetched together: the good one is held, not handled, by each process that dies.
+        first.put_events([poison])
+        first.put_events([good])
+        first.start()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not letters.select():
+            if current[-1]._closed:  # the last process died: the next one starts (JetStream redelivers)
+                process().start()
+            time.sleep(0.05)
+        assert [(d.event.id, d.target) for d in letters.select()] == [(poison.id, "hook")]
+        assert letters.select()[0].last_error.startswith("poison: ")
+        # The first handling, then max_attempts more that never finished; the next delivery is not handled.
+        assert calls.count(-1) == 1 + config.max_attempts
+        while time.monotonic() < deadline and 1 not in calls:
+            time.sleep(0.05)
+        assert calls.count(1) >= 1, "a message fetched beside it is delivered, not dead-lettered with it"
+        buses[-1].join(10)
+        assert [d.event.id for d in letters.select()] == [poison.id]
+        while time.monotonic() < deadline and current[-1].pending("hook"):
+            time.sleep(0.05)
+        assert current[-1].pending("hook") == 0, "both acked: nothing left to redeliver"
+    finally:
+        released.set()
+        for bus in buses:
+            bus.stop(5)
+
+
+def test_consumers_of_targets_not_configured_are_named_and_kept_until_dropped(
+        nats_stream: dict[str, str], caplog: pytest.LogCaptureFixture) -> None:
+    from sbt_core.errors import ConflictError, NotFoundError
+    from sbt_core.runtime.bus import MemoryDeadLetters
+    from sbt_core.runtime.bus.nats_transport import untoken
+
+    old = "old hook"  # written =XX in the consumer's name: named back as it was
+    assert untoken(token(old)) == old
+    before = NatsTransport(**nats_stream)  # a process of the config that still had the target
+    before.open("hook")
+    before.open(old)
+    waiting = [Message(old, Event.create("thing", {"n": n})) for n in range(3)]
+    before.send(waiting)
+    before.close()
+
+    letters = MemoryDeadLetters()
+    bus = Bus(_FAST, transport=NatsTransport(**nats_stream), dead_letters=letters)
+    bus.add_target("hook", EventTrigger("thing", "sbt.control.plane"), lambda event: None)
+    with caplog.at_level("WARNING", logger="sbt.bus"):
+        bus.start()
+    try:
+        warning = " ".join(r.getMessage() for r in caplog.records)
+        assert f"{old} (3 message(s) not acked, no process pulling)" in warning and "sbt events drop-target" in warning
+        assert letters.select() == [], "nothing is taken at start-up: another config version may deliver them"
+        transport = bus.transport
+        assert isinstance(transport, NatsTransport)
+        assert [(c.target, c.waiting, c.pulled) for c in transport.stranded(["hook"])] == [(old, 3, False)]
+        with pytest.raises(NotFoundError):
+            transport.drop_target("never", letters)
+
+        # A process whose config still has the target (an older version, mid-deploy) holds the messages.
+        puller = NatsTransport(**nats_stream, ack_wait_seconds=1.0)
+        puller.open(old)
+        assert puller.receive(old) == waiting[0]
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not transport.stranded(["hook"])[0].pulled:
+            time.sleep(0.05)
+        with pytest.raises(ConflictError, match="pulling"):
+            transport.drop_target(old, letters)
+        outcome = transport.drop_target(old, letters, force=True)
+        assert (outcome.dead_lettered, outcome.left, outcome.deleted) == (0, 3, False), \
+            "what a process holds cannot be taken: the consumer is kept, nothing is lost"
+        assert [c.target for c in transport.stranded(["hook"])] == [old]
+
+        _die(puller)  # its messages come back after ack_wait; its last pull request expires
+        while time.monotonic() < deadline + 10 and transport.stranded(["hook"])[0].pulled:
+            time.sleep(0.05)
+        outcome = transport.drop_target(old, letters, wait_seconds=3.0)
+        assert (outcome.dead_lettered, outcome.left, outcome.deleted) == (3, 0, True)
+        assert sorted(d.event.detail["n"] for d in letters.select()) == [0, 1, 2]
+        assert {d.last_error.split(":")[0] for d in letters.select()} == {"target removed"}
+        assert transport.stranded(["hook"]) == []
+    finally:
+        bus.stop(5)
+
+
+def test_sbt_events_drop_target_dead_letters_and_deletes_the_consumer(nats_stream: dict[str, str],
+                                                                      tmp_path: Any) -> None:
+    from typer.testing import CliRunner
+
+    from sbt_core.cli import CliState, build_app
+    from sbt_core.runtime.bus import SqlDeadLetters
+
+    sender = NatsTransport(**nats_stream)
+    sender.open("gone")
+    sent = Message("gone", Event.create("thing", {"n": 1}))
+    sender.send([sent])
+    sender.close()
+    config = tmp_path / "sbt.toml"
+    config.write_text(f'state_dir = "{tmp_path / "state"}"\n'
+                      f'[events]\ntransport = "nats"\nurl = "{nats_stream["url"]}"\n'
+                      f'stream = "{nats_stream["stream"]}"\nsubject_prefix = "{nats_stream["subject_prefix"]}"\n'
+                      '[providers.auth]\ntype = "local"\n')
+    app = build_app(CliState(entry_points=False))
+    result = CliRunner().invoke(app, ["events", "drop-target", "gone", "--config", str(config), "--json"])
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout) == {"target": "gone", "deadLettered": 1, "left": 0, "deleted": True}
+    store = SqlDeadLetters.in_state_dir(tmp_path / "state")  # where `sbt serve` of this config keeps them
+    try:
+        assert [(d.event.id, d.target) for d in store.select()] == [(sent.events[0].id, "gone")]
+    finally:
+        store.close()
+    result = CliRunner().invoke(app, ["events", "drop-target", "gone", "--config", str(config)])
+    assert (result.exit_code, result.stderr) == (1, f"error: stream {nats_stream['stream']} has no consumer for "
+                                                    "target gone\n")
+
+
+def test_concurrent_sends_are_each_answered_once_stored_and_a_refused_one_raises(nats_stream: dict[str, str]) -> None:
+    from sbt_core.errors import UnavailableError
+
+    t = NatsTransport(**nats_stream)
+    try:
+        t.open("a")
+        batches = [[Message("a", Event.create("x", {"n": n, "i": i})) for i in range(3)] for n in range(20)]
+        senders = [threading.Thread(target=t.send, args=(batch,)) for batch in batches]
+        for sender in senders:
+            sender.start()
+        for sender in senders:
+            sender.join(30)
+        assert t.pending("a") == 60, "every send returned once JetStream stored all of its messages"
+        got: list[Message] = []
+        deadline = time.monotonic() + 30  # a hang guard
+        while len(got) < 60 and time.monotonic() < deadline:
+            got += t.receive_many("a", 100)
+        for n in range(len(batches)):  # each sender's messages in its order
+            assert [m.events[0].detail["i"] for m in got if m.events[0].detail["n"] == n] == [0, 1, 2]
+        t._run(t._js._jsm.delete_stream(t.stream), 10)  # JetStream can no longer store anything
+        with pytest.raises(UnavailableError, match="could not store the events"):
+            t.send([Message("a", Event.create("x", {}))])
+    finally:
+        t.close()

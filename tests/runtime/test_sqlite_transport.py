@@ -359,3 +359,28 @@ def test_post_events_answers_only_once_its_events_are_committed(tmp_path: Path) 
         assert answers == [200]
     finally:
         harness.close()
+
+
+def test_the_message_encoding_round_trips_every_field_and_refuses_what_an_event_would() -> None:
+    from datetime import UTC, datetime
+
+    import orjson
+
+    from sbt_core.runtime.bus.sqlite_transport import decode_events, encode_events
+
+    when = datetime(2026, 1, 2, 3, 4, 5, 678000, tzinfo=UTC)
+    plain = tuple(Event("ingestUsage", "sbt.app.plane", {"n": n}, id=f"id-{n}", time=when,
+                        resources=["arn:x"] if n else []) for n in range(5))
+    unusual = (Event("custom", "src", {"a": [1]}, id="e1", time=when, version="1", account="123", region="eu-1"),
+               *plain)
+    for events in (plain, unusual, (event(1),)):
+        assert decode_events(encode_events(events)) == events
+    # What the validating constructor refuses is refused.
+    rows = orjson.loads(encode_events(plain))
+    for column, value in ((0, " "), (1, ""), (3, "")):
+        bad = [list(r) for r in rows]
+        bad[2][column] = value
+        with pytest.raises(ValueError):
+            decode_events(orjson.dumps(bad))
+    with pytest.raises((ValueError, TypeError, IndexError)):
+        decode_events(orjson.dumps([r[:8] for r in rows]))

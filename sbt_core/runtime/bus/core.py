@@ -111,6 +111,7 @@ class Bus(Delivering):
         # With a shared transport (a broker), another process may deliver what this one sends, and this one
         # what others send: a target counts events when its worker receives them (see Target.accepted).
         self._sent_counts = 0 if self.transport.shared else 1
+        self.transport.on_poison(self._dead_letter_poison)  # see Delivering._dead_letter_poison
         self.dead_letter_store: DeadLetterStore = dead_letters or MemoryDeadLetters()
         # With ``event_log``, the log shared by several processes (shared_log.py), written beside the in-memory
         # one and read instead of it; the bus closes it when it stops.

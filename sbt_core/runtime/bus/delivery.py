@@ -43,7 +43,7 @@ _BURST = 256
 TargetKind = Literal["binding", "subscriber", "schedule"]
 
 #: Why an event was dead-lettered, as :class:`DeliveryObserver` is told.
-DeadLetterReason = Literal["refused", "retries_exhausted", "internal_error", "stopped"]
+DeadLetterReason = Literal["refused", "retries_exhausted", "internal_error", "stopped", "poison"]
 
 
 class DeliveryObserver(Protocol):
@@ -372,6 +372,21 @@ class Delivering:
             self.transport.ack(message)
         log.warning("%d event(s) queued by the last run for target(s) no longer configured (%s) dead-lettered",
                     sum(len(m.events) for m in stranded), ", ".join(sorted({m.target for m in stranded})))
+
+    def _dead_letter_poison(self, message: Message, reason: str) -> None:
+        """(From the worker of ``message.target``, in place of receiving it.) A message the transport saw kill
+        the processes handling it (``reason`` says how often): its events dead-lettered without calling the
+        target again, then acked, so ``sbt events dlq replay`` can deliver them once the cause is fixed."""
+        name, count = message.target, len(message.events)
+        self._dead_letter([DeadLetter(event, name, message.attempt, reason, utcnow()) for event in message.events],
+                          time.time())
+        self.observer.dead_lettered(name, "poison", count)
+        if self.event_log.shared is not None:
+            self.event_log.shared.flush()  # before the ack, as in _settle
+        self.transport.ack(message)
+        target = self._targets.get(name)
+        if target is not None and self._sent_counts:  # counted when sent (a shared transport counts receipts)
+            self._finished(target, count)
 
     def _dead_letter_undelivered(self) -> None:
         """Dead-letter every event the closed transport still holds, with the attempts made so far and the

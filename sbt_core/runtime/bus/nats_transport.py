@@ -29,11 +29,23 @@ of the original would not fit the seam: the retry carries fewer events and a new
 own ``max_deliver`` is unlimited for the same reason: ``[events] max_attempts`` counts attempts and
 dead-letters (a delayed message's early NAKs are not attempts).
 
+**Poison.** A message every process dies on is bounded apart from attempts (a crash records none): a
+redelivered message goes out alone, after one more handling is counted for it in the key-value bucket
+``<stream>_HANDLING``; once ``poison_after`` (``max_attempts``) handlings after its first delivery never
+finished, it goes to the bus's :meth:`~Transport.on_poison` callback, which dead-letters it without calling
+the target. JetStream's delivery count alone cannot tell: it also counts a message a process only held.
+
+**Targets no longer configured** keep their consumers: :meth:`NatsTransport.take_stranded` names them in a
+warning and takes nothing (another process may run a config version that has them);
+:meth:`NatsTransport.drop_target` (``sbt events drop-target``) dead-letters their messages and deletes them.
+
 Delivery is at-least-once: an ack lost in a crash delivers a message again (the bus's dedup by event id and
 the providers' idempotency absorb it).
 
-nats-py is asyncio and the seam is threads: one event loop runs in a daemon thread, and every call goes
-to it with :func:`asyncio.run_coroutine_threadsafe`.
+nats-py is asyncio and the seam is threads: one event loop runs in a daemon thread. A send is queued for
+it, and the sends queued by other threads meanwhile go out with the same wake-up of the loop, their
+publishes written back to back and their acks awaited together (``publish_async``); acks are queued and
+sent the same way; other calls go to it with :func:`asyncio.run_coroutine_threadsafe`.
 """
 
 from __future__ import annotations
@@ -42,29 +54,42 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import re
 import threading
 import time
 from collections import deque
-from collections.abc import Coroutine, Iterable
+from collections.abc import Callable, Collection, Coroutine, Iterable
 from concurrent.futures import CancelledError as FutureCancelled
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any, TypeVar
 
+import attrs
 import nats
 import nats.errors
 import nats.js.errors
 from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    KeyValueConfig,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+)
+from nats.js.kv import KeyValue
 
 from ...config import EventsConfig
-from ...errors import StartupError, UnavailableError
+from ...errors import ConflictError, NotFoundError, StartupError, UnavailableError
+from ...models import utcnow
+from .dead_letters import DeadLetter, DeadLetterStore
 from .sqlite_transport import decode_events, encode_events
 from .transport import Message, Transport
 
-__all__ = ["NatsTransport", "token"]
+__all__ = ["DropOutcome", "NatsTransport", "StrandedConsumer", "token", "untoken"]
 
 log = logging.getLogger("sbt.bus")
 
@@ -76,9 +101,13 @@ _RETENTION = {"workqueue": RetentionPolicy.WORK_QUEUE, "limits": RetentionPolicy
 _POLL_SECONDS = 5.0
 #: Messages one fetch asks for at most.
 _FETCH = 256
+#: Longest a fetch waits for more messages once it has one (see NatsTransport._fetch).
+_DRAIN_SECONDS = 0.05
 #: Un-acked messages a (non-exclusive) consumer hands out across all processes.
 _MAX_ACK_PENDING = 20_000
 _REQUEST_TIMEOUT = 10.0
+#: Bytes hashlib hashes while holding the GIL (it releases it for 2048 and more).
+_UNRELEASED = 2047
 
 
 def token(name: str) -> str:
@@ -93,16 +122,57 @@ def token(name: str) -> str:
     return "".join(out) or "=00"
 
 
+def untoken(name: str) -> str:
+    """Inverse of :func:`token` (a name :func:`token` cannot have written is returned as it is)."""
+    try:
+        return re.sub(rb"(?:=[0-9A-F]{2})+", lambda m: bytes.fromhex(m.group().decode().replace("=", "")),
+                      name.encode()).decode()
+    except (UnicodeDecodeError, ValueError):
+        return name
+
+
+@attrs.frozen
+class StrandedConsumer:
+    """A durable consumer of the stream for a target the config of this process does not have: its binding
+    removed from the config, or added by a newer config (a rolling deploy). ``waiting``: its messages not yet
+    acked; ``pulled``: a process is pulling from it now (one whose config has the target)."""
+
+    target: str
+    consumer: str
+    waiting: int
+    pulled: bool
+
+
+@attrs.frozen
+class DropOutcome:
+    """What :meth:`NatsTransport.drop_target` did: ``dead_lettered`` events; ``left`` messages it could not
+    take (handed out to a process, or held back for a retry until due), in which case the consumer was kept
+    (``deleted`` False) so that none is lost: run it again later."""
+
+    target: str
+    dead_lettered: int
+    left: int
+    deleted: bool
+
+
 def _msg_id(message: Message) -> str:
     ids = [event.id for event in message.events]
     if len(ids) == 1:
         return f"{message.target}:{ids[0]}"
-    return f"{message.target}:" + hashlib.sha256("\n".join(ids).encode()).hexdigest()
+    data = "\n".join(ids).encode()
+    digest = hashlib.sha256()
+    # Fed in pieces hashlib hashes without releasing the GIL (it does from 2 KiB): on the answer's path a
+    # release lets the delivery worker take the interpreter for a switch interval before it is back.
+    for start in range(0, len(data), _UNRELEASED):
+        digest.update(data[start:start + _UNRELEASED])
+    return f"{message.target}:{digest.hexdigest()}"
 
 
 class NatsTransport(Transport):
     """The bus's queues in JetStream stream ``stream`` at ``url`` (see the module docstring).
 
+    :param poison_after: handlings of one message, after its first delivery, that may end without an outcome
+        (the process died or stopped) before it is handed to the poison callback (``[events] max_attempts``).
     :raises StartupError: the server cannot be reached, has no JetStream, or refuses the stream's config.
     """
 
@@ -112,21 +182,34 @@ class NatsTransport(Transport):
     def __init__(self, url: str, *, stream: str = "SBT_EVENTS", subject_prefix: str = "sbt.events",
                  retention: str = "workqueue", max_age_seconds: float = 7 * 86400.0, max_bytes: int = -1,
                  duplicate_window_seconds: float = 120.0, ack_wait_seconds: float = 30.0,
-                 connect_timeout: float = 5.0) -> None:
+                 poison_after: int = 5, connect_timeout: float = 5.0) -> None:
         self.stream, self.prefix = stream, subject_prefix
         self.ack_wait = ack_wait_seconds
+        self.poison_after = poison_after
+        #: The key-value bucket counting the handlings of redelivered messages (``KV_<bucket>`` stream).
+        self.marks_bucket = f"{stream}_HANDLING"
         self._url = url
         self._config = StreamConfig(name=stream, subjects=[f"{subject_prefix}.>"], retention=_RETENTION[retention],
                                     max_age=max_age_seconds, max_bytes=max_bytes, storage=StorageType.FILE,
                                     duplicate_window=duplicate_window_seconds)
         self._closed = False
+        self._subjects: dict[str, str] = {}  # target -> its subject
         self._subs: dict[str, JetStreamContext.PullSubscription] = {}
         self._batch: dict[str, int] = {}  # messages one fetch of a target asks for
         self._ready: dict[str, deque[Message]] = {}  # fetched, not yet handed out (receive asked for fewer)
         self._prefetch: dict[str, Future[list[Msg]]] = {}  # each target's fetch under way (under the lock)
         self._inflight: dict[int, Msg] = {}  # id(message) -> its JetStream message, until acked
+        self._suspects: set[int] = set()  # id() of fetched messages a process may have died on (_suspect)
+        self._marked: dict[int, str] = {}  # id(message) -> its key in the marks bucket, until acked
+        self._marks: KeyValue | None = None
+        self._poison: Callable[[Message, str], None] | None = None
         self._fetches: set[Future[Any]] = set()
         self._lock = threading.Lock()
+        self._acks: list[Msg] = []  # acked by the bus, not yet sent (under _ack_lock)
+        # Sends waiting for the loop (under _out_lock): each one's publishes and what its caller waits on.
+        self._outbox: list[tuple[list[tuple[str, bytes, dict[str, str]]], Future[None]]] = []
+        self._out_lock = threading.Lock()
+        self._ack_lock = threading.Lock()
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="sbt-bus-nats", daemon=True)
         self._thread.start()
@@ -150,7 +233,8 @@ class NatsTransport(Transport):
             raise StartupError('[events] transport = "nats" needs [events] url')
         return cls(events.url.get_secret_value(), stream=events.stream, subject_prefix=events.subject_prefix,
                    retention=events.retention, max_age_seconds=events.max_age_seconds, max_bytes=events.max_bytes,
-                   duplicate_window_seconds=events.duplicate_window_seconds, ack_wait_seconds=events.ack_wait_seconds)
+                   duplicate_window_seconds=events.duplicate_window_seconds, ack_wait_seconds=events.ack_wait_seconds,
+                   poison_after=events.max_attempts)
 
     def describe(self) -> str:
         """The server URL(s) without credentials, for messages."""
@@ -193,18 +277,22 @@ class NatsTransport(Transport):
                 headers["Sbt-Due"] = due
             elif dedup and message.attempt == 1:
                 headers["Nats-Msg-Id"] = _msg_id(message)
-            items.append((f"{self.prefix}.{token(message.target)}", encode_events(message.events), headers))
+            subject = self._subjects.get(message.target)
+            if subject is None:
+                subject = self._subjects[message.target] = f"{self.prefix}.{token(message.target)}"
+            items.append((subject, encode_events(message.events), headers))
         if not items:
             return
-
-        async def publish() -> None:
-            # Pipelined on one connection (the server stores them in the order they were written), each
-            # awaited for its ack.
-            await asyncio.gather(*(self._js.publish(subject, body, headers=headers, stream=self.stream)
-                                   for subject, body, headers in items))
-
+        done: Future[None] = Future()
+        with self._out_lock:
+            if self._closed:
+                raise RuntimeError("the transport is closed")
+            self._outbox.append((items, done))
+            first = len(self._outbox) == 1
+        if first:  # the sends of other threads queued meanwhile go out with this wake-up of the loop
+            self._loop.call_soon_threadsafe(self._publish_outbox)
         try:
-            self._run(publish(), _REQUEST_TIMEOUT + 5)
+            done.result(_REQUEST_TIMEOUT + 5)
         except Exception as exc:
             raise UnavailableError(f"the bus could not store the events in NATS JetStream at {self.describe()}: "
                                    f"{exc or type(exc).__name__}") from exc
@@ -218,8 +306,13 @@ class NatsTransport(Transport):
         returned (so the next batch travels while the worker runs this one), else a new fetch."""
         ready = self._ready[target]
         while True:
+            if self._closed:  # what it had fetched is NAKed by close(), for another process
+                return []
             if ready:
-                return [ready.popleft() for _ in range(min(limit, len(ready)))]
+                out = self._hand_out(target, ready, limit)
+                if out:
+                    return out
+                continue  # all were poison: dead-lettered
             with self._lock:  # so close() either sees this fetch to cancel it, or this sees it closed
                 if self._closed:
                     return []
@@ -244,6 +337,79 @@ class NatsTransport(Transport):
                     self._prefetch[target] = self._start_fetch(target)
             ready.extend(self._take(target, msgs))
 
+    def _hand_out(self, target: str, ready: deque[Message], limit: int) -> list[Message]:
+        """Up to ``limit`` of ``ready``. A message a process may have died on (see :meth:`_suspect`) goes out
+        alone, after its handling is counted in the marks bucket; one whose count reached ``poison_after``
+        goes to the bus's poison callback instead (empty list: it was)."""
+        out: list[Message] = []
+        while ready and len(out) < limit:
+            if id(ready[0]) in self._suspects:
+                if out:
+                    break
+                message = ready.popleft()
+                self._suspects.discard(id(message))
+                reason = self._count_handling(target, message)
+                if reason is None:
+                    return [message]
+                self._give_up(message, reason)
+                continue
+            out.append(ready.popleft())
+        return out
+
+    def _count_handling(self, target: str, message: Message) -> str | None:
+        """Count one more handling of ``message`` (a redelivery) in the marks bucket: None to hand it out,
+        or why it is poison (``poison_after`` handlings counted already, none of which finished). Should the
+        bucket not answer, the message is handed out (counting is a safeguard, never a reason not to deliver)."""
+        msg = self._inflight.get(id(message))
+        if msg is None or self._poison is None:
+            return None
+        key = f"{token(target)}.{msg.metadata.sequence.stream}"
+
+        async def bump() -> int:
+            marks = await self._marks_bucket()
+            try:
+                entry = await marks.get(key)
+                counted = int(entry.value or b"0")
+            except nats.js.errors.NotFoundError:
+                counted = 0
+            if counted < self.poison_after:
+                await marks.put(key, str(counted + 1).encode())
+            return counted
+
+        try:
+            counted = self._run(bump(), _REQUEST_TIMEOUT)
+        except Exception as exc:  # noqa: BLE001
+            log.warning("cannot count the deliveries of message %s of %s in bucket %s (%s): handed out",
+                        msg.metadata.sequence.stream, target, self.marks_bucket, exc)
+            return None
+        self._marked[id(message)] = key
+        if counted < self.poison_after:
+            return None
+        return (f"poison: handed out {msg.metadata.num_delivered} times, and {counted} handlings after the first "
+                "never finished (the process handling it died, or stopped before it was done, each time); "
+                "not handed to the target again")
+
+    def _give_up(self, message: Message, reason: str) -> None:
+        assert self._poison is not None
+        msg = self._inflight.get(id(message))
+        log.error("message %s of %s (%d event(s), attempt %d) dead-lettered as poison: %s",
+                  msg.metadata.sequence.stream if msg is not None else "?", message.target, len(message.events),
+                  message.attempt, reason)
+        self._poison(message, reason)  # dead-letters it, then acks it
+
+    async def _marks_bucket(self) -> KeyValue:
+        """The key-value bucket counting handlings of redelivered messages, created on first use (only a
+        redelivery needs it)."""
+        if self._marks is None:
+            try:
+                self._marks = await self._js.key_value(self.marks_bucket)
+            except nats.js.errors.BucketNotFoundError:
+                ttl = self._config.max_age if self._config.max_age and self._config.max_age > 0 else None
+                self._marks = await self._js.create_key_value(KeyValueConfig(
+                    bucket=self.marks_bucket, history=1, ttl=ttl, storage=StorageType.FILE,
+                    description=f"sbt: unfinished handlings of redelivered messages of stream {self.stream}"))
+        return self._marks
+
     def _start_fetch(self, target: str) -> Future[list[Msg]]:
         """(Lock held.) A fetch of ``target``'s next messages, running on the loop; close() cancels it."""
         future = asyncio.run_coroutine_threadsafe(self._fetch(self._subs[target], self._batch[target]), self._loop)
@@ -252,8 +418,18 @@ class NatsTransport(Transport):
 
     def ack(self, message: Message) -> None:
         msg = self._inflight.pop(id(message), None)
-        if msg is not None and not self._closed:
-            self._loop.call_soon_threadsafe(self._spawn, msg.ack())
+        mark = self._marked.pop(id(message), None)
+        if msg is None or self._closed:
+            return
+        if mark is not None:  # its handling finished: its count goes (rare: redeliveries only)
+            self._loop.call_soon_threadsafe(self._spawn, self._unmark(mark))
+        # Queued, and sent by one task per wake-up of the loop: a worker acking a burst of messages wakes
+        # the loop once rather than once per message.
+        with self._ack_lock:
+            self._acks.append(msg)
+            first = len(self._acks) == 1
+        if first:
+            self._loop.call_soon_threadsafe(self._send_acks)
 
     def close(self) -> None:
         """Wake the receivers and disconnect. Messages handed out and not acked are NAKed, so another
@@ -266,10 +442,21 @@ class NatsTransport(Transport):
         for future in fetches:
             future.cancel()
         self._heartbeat.cancel()
+        with self._out_lock:
+            unsent, self._outbox = self._outbox, []
+        for _, done in unsent:
+            done.set_exception(RuntimeError("the transport is closed"))
         left = list(self._inflight.values())
         self._inflight.clear()
+        for future in fetches:  # a prefetch that had arrived: its messages are this process's too
+            if future.done() and not future.cancelled() and future.exception() is None:
+                left += future.result()
 
         async def finish() -> None:
+            await self._ack_all(self._take_acks())
+            # Interest in the fetches still open on the server goes first, so that a server that checks it does
+            # not hand a NAKed message straight back to this process's expiring pull request.
+            await asyncio.gather(*(sub.unsubscribe() for sub in self._subs.values()), return_exceptions=True)
             await asyncio.gather(*(msg.nak() for msg in left), return_exceptions=True)
             if self._nc is not None:
                 await self._nc.close()  # flushes the acks and NAKs written so far
@@ -279,6 +466,112 @@ class NatsTransport(Transport):
         except Exception as exc:  # noqa: BLE001 - un-acked messages come back after ack_wait anyway
             log.warning("closing the NATS connection to %s: %s", self.describe(), exc)
         self._shutdown()
+
+    def take_stranded(self, targets: Collection[str]) -> list[Message]:
+        """Nothing is taken: the consumers of targets not in ``targets`` are named in a warning, left as they
+        are. Several processes may run different config versions (a rolling deploy): the target this process
+        lacks may be one a newer config added, or one an older config still delivers, so deleting its consumer
+        or taking its messages here could steal them from a process that handles them. ``sbt events
+        drop-target`` (:meth:`drop_target`) does it once every process runs the config without it."""
+        try:
+            stranded = self.stranded(targets)
+        except UnavailableError as exc:
+            log.warning("cannot list the consumers of stream %s: %s", self.stream, exc)
+            return []
+        if stranded:
+            log.warning(
+                "stream %s has consumer(s) of target(s) this config does not have: %s. Left as they are (another "
+                "process may run a config version that has them); once no process's config has one, `sbt events "
+                "drop-target <target>` dead-letters its messages and deletes its consumer", self.stream,
+                "; ".join(f"{c.target} ({c.waiting} message(s) not acked, "
+                          f"{'pulled by a running process' if c.pulled else 'no process pulling'})" for c in stranded))
+        return []
+
+    def stranded(self, targets: Collection[str]) -> list[StrandedConsumer]:
+        """The durable consumers of the stream's subjects (``<subject_prefix>.<token>``) for no target of
+        ``targets``, by target name.
+
+        :raises UnavailableError: JetStream did not answer.
+        """
+        names = {token(target) for target in targets}
+        try:
+            infos = self._run(self._js._jsm.consumers_info(self.stream), _REQUEST_TIMEOUT)
+        except Exception as exc:
+            raise UnavailableError(f"NATS JetStream at {self.describe()}: {exc or type(exc).__name__}") from exc
+        out = []
+        for info in infos:
+            name = info.config.durable_name or info.name
+            if not name or name in names or not (info.config.filter_subject or "").startswith(f"{self.prefix}."):
+                continue
+            waiting = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+            out.append(StrandedConsumer(untoken(name), name, waiting, bool(info.num_waiting)))
+        return sorted(out, key=lambda c: c.target)
+
+    def drop_target(self, target: str, dead_letters: DeadLetterStore, *, force: bool = False,
+                    wait_seconds: float = 1.0) -> DropOutcome:
+        """Dead-letter (in ``dead_letters``, reason "target removed") every message of ``target``'s consumer
+        it can take within ``wait_seconds`` of the last one, ack them, then — when none is left — delete the
+        consumer and purge the target's subject. A message handed out to a process or held back for a retry
+        cannot be taken: then the consumer is kept and :attr:`DropOutcome.left` counts them.
+
+        :raises NotFoundError: the stream has no consumer for ``target``.
+        :raises ConflictError: a process pulls from it now (its config has ``target``) and ``force`` is False.
+        :raises UnavailableError: JetStream did not answer.
+        """
+        name, jsm = token(target), self._js._jsm
+        reason = (f"target removed: {target} is in no config any more (its messages dead-lettered by sbt events "
+                  "drop-target)")
+
+        async def drop() -> DropOutcome:
+            try:
+                info = await jsm.consumer_info(self.stream, name)
+            except nats.js.errors.NotFoundError:
+                raise NotFoundError(f"stream {self.stream} has no consumer for target {target}") from None
+            if info.num_waiting and not force:
+                raise ConflictError(f"a process is pulling {target}'s messages from stream {self.stream} (its config "
+                                    "has the target): stop it or deploy the config without the target first, or "
+                                    "pass --force")
+            sub = await self._js.pull_subscribe_bind(durable=name, stream=self.stream)
+            dead = 0
+            try:
+                while True:
+                    try:
+                        msgs = await sub.fetch(_FETCH, timeout=wait_seconds)
+                    except (TimeoutError, nats.errors.TimeoutError):
+                        break
+                    letters: list[DeadLetter] = []
+                    for msg in msgs:
+                        try:
+                            headers = msg.headers or {}
+                            attempt = int(headers.get("Sbt-Attempt", 1))
+                            events = decode_events(msg.data)
+                        except (ValueError, TypeError, KeyError, IndexError) as exc:
+                            log.error("message %s on %s cannot be read (%s): dropped", msg.metadata.sequence.stream,
+                                      msg.subject, exc)
+                            continue
+                        when = utcnow()
+                        letters += (DeadLetter(event, target, attempt - 1, reason, when) for event in events)
+                    # Kept before they are acked: a crash in between delivers them once more, never loses them.
+                    await asyncio.to_thread(dead_letters.add, letters)
+                    dead += len(letters)
+                    await self._ack_all(msgs)
+                await self._js._nc.flush()  # the acks, before the count of what is left
+                info = await jsm.consumer_info(self.stream, name)
+                left = int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+                if left:
+                    return DropOutcome(target, dead, left, False)
+                await jsm.delete_consumer(self.stream, name)
+                await jsm.purge_stream(self.stream, subject=f"{self.prefix}.{name}")
+                return DropOutcome(target, dead, 0, True)
+            finally:
+                await sub.unsubscribe()
+
+        try:
+            return self._run(drop(), _REQUEST_TIMEOUT * 30)
+        except (NotFoundError, ConflictError):
+            raise
+        except Exception as exc:
+            raise UnavailableError(f"NATS JetStream at {self.describe()}: {exc or type(exc).__name__}") from exc
 
     # --- health ----------------------------------------------------------------------------------------
 
@@ -328,16 +621,78 @@ class NatsTransport(Transport):
                 self._loop.call_soon_threadsafe(self._spawn, msg.term())
                 continue
             self._inflight[id(message)] = msg
+            if _suspect(msg):
+                self._suspects.add(id(message))
             out.append(message)
         return out
 
     async def _fetch(self, sub: JetStreamContext.PullSubscription, batch: int) -> list[Msg]:
+        """The next message (waiting up to ``_POLL_SECONDS`` for one), then as many of those JetStream said were
+        waiting behind it as are there within ``_DRAIN_SECONDS``, up to ``batch`` in all. One fetch of
+        ``batch`` would not do: once its request waits on the server, nats-py returns it only when ``batch``
+        messages came or it expired, so messages arriving a few at a time (another process takes the rest)
+        would sit in it for up to ``_POLL_SECONDS``."""
         try:
-            return await sub.fetch(batch, timeout=_POLL_SECONDS)
+            got = await sub.fetch(1, timeout=_POLL_SECONDS)
+            more = min(batch - 1, int(got[-1].metadata.num_pending or 0)) if got else 0
+            if more > 0:
+                try:
+                    got += await sub.fetch(more, timeout=_DRAIN_SECONDS)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    pass  # another process took them
+            return got
         except nats.errors.ConnectionClosedError:
             if self._closed:  # close() won the race with this fetch's cancellation
                 return []
             raise
+
+    def _publish_outbox(self) -> None:
+        """(On the loop.) Publish every queued send; each caller is answered once JetStream acked all of its
+        messages. The publishes are written back to back and their acks awaited together (``publish_async``):
+        no task or wait per message, one flush for all."""
+        with self._out_lock:
+            sends, self._outbox = self._outbox, []
+        if sends:
+            self._spawn(self._publish(sends))
+
+    async def _publish(self, sends: list[tuple[list[tuple[str, bytes, dict[str, str]]], Future[None]]]) -> None:
+        for items, done in sends:
+            acks: list[asyncio.Future[Any]] = []
+            try:
+                for subject, body, headers in items:
+                    acks.append(await self._js.publish_async(subject, body, headers=headers, stream=self.stream))
+            except Exception as exc:  # noqa: BLE001 - told to the caller, who answers 503
+                for ack in acks:
+                    ack.cancel()
+                if not done.done():
+                    done.set_exception(exc)
+                continue
+            _answer_when_acked(self._loop, acks, done)
+
+    async def _unmark(self, key: str) -> None:
+        await (await self._marks_bucket()).purge(key)
+
+    def on_poison(self, dead_letter: Callable[[Message, str], None]) -> None:
+        self._poison = dead_letter
+
+    def _take_acks(self) -> list[Msg]:
+        with self._ack_lock:
+            acks, self._acks = self._acks, []
+        return acks
+
+    def _send_acks(self) -> None:
+        """(On the loop.) Send the acks queued so far."""
+        acks = self._take_acks()
+        if acks:
+            self._spawn(self._ack_all(acks))
+
+    @staticmethod
+    async def _ack_all(msgs: list[Msg]) -> None:
+        for msg in msgs:
+            try:
+                await msg.ack()
+            except Exception as exc:  # noqa: BLE001 - not acked: JetStream redelivers it (at-least-once)
+                log.debug("NATS ack failed: %s", exc)
 
     def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
         task = self._loop.create_task(coro)
@@ -389,6 +744,42 @@ class NatsTransport(Transport):
                 pass
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(timeout=5.0)
+
+
+def _suspect(msg: Msg) -> bool:
+    """Whether a process may have died handling ``msg``: JetStream handed it out before (twice before for a
+    delayed retry, which is normally received once early and NAKed until due). The count also grows when a
+    process only held it (fetched, not yet handed to its worker) or stopped and NAKed it, so it only makes a
+    message a suspect; the marks bucket counts the handlings that actually started."""
+    delivered = msg.metadata.num_delivered or 1
+    return delivered > (2 if msg.headers and "Sbt-Due" in msg.headers else 1)
+
+
+def _answer_when_acked(loop: asyncio.AbstractEventLoop, acks: list[asyncio.Future[Any]], done: Future[None]) -> None:
+    """Resolve ``done`` once every publish ack of ``acks`` arrived (None), or with the first error; acks
+    missing after the request timeout are given up on (a TimeoutError for the caller)."""
+    left = len(acks)
+
+    def one(ack: asyncio.Future[Any]) -> None:
+        nonlocal left
+        if done.done():
+            return
+        if ack.cancelled():
+            done.set_exception(TimeoutError("no publish ack from JetStream"))
+        elif (exc := ack.exception()) is not None:
+            done.set_exception(exc)
+        else:
+            left -= 1
+            if left == 0:
+                done.set_result(None)
+        if done.done():
+            timer.cancel()
+            for other in acks:
+                other.cancel()  # a no-op on those done; frees publish_async's slots of the others
+
+    timer = loop.call_later(_REQUEST_TIMEOUT, lambda: [ack.cancel() for ack in acks])
+    for ack in acks:
+        ack.add_done_callback(one)
 
 
 def _quiet(task: asyncio.Task[Any]) -> None:

@@ -69,8 +69,15 @@ def encode_events(events: tuple[Event, ...]) -> bytes:
 
 
 def decode_events(data: bytes) -> tuple[Event, ...]:
+    """Inverse of :func:`encode_events`.
+
+    :raises ValueError, TypeError, KeyError, IndexError: ``data`` is not such an array (or an event in it is
+        one :class:`Event` refuses).
+    """
     rows = orjson.loads(data)
-    return tuple(Event(detail_type=r[0], source=r[1], detail=r[2], id=r[3], time=datetime.fromisoformat(r[4]),
+    # The entries of one request mostly share a time (the time it was received): each is parsed once.
+    parsed = {text: datetime.fromisoformat(text) for text in {r[4] for r in rows}}
+    return tuple(Event(detail_type=r[0], source=r[1], detail=r[2], id=r[3], time=parsed[r[4]],
                        version=r[5], account=r[6], region=r[7], resources=r[8]) for r in rows)
 
 

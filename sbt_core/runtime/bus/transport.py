@@ -119,6 +119,13 @@ class Transport(ABC):
         """The bus is done with ``message`` (one this transport handed out: the same object), delivered,
         dead-lettered or skipped; a broker deletes it."""
 
+    def on_poison(self, dead_letter: Callable[[Message, str], None]) -> None:  # noqa: B027 - optional
+        """Register ``dead_letter(message, reason)`` (the bus does, when built). A transport that can tell a
+        *poison* message — one redelivered again and again because every process handling it died, or stopped
+        before it was done — calls it, from the thread of :meth:`receive_many`, in place of handing that
+        message out once more; the callee dead-letters the message's events and acks it. Default: never
+        called (a transport that cannot tell)."""
+
     def backlog(self, target: str) -> list[Message]:
         """After :meth:`open`: the messages of ``target`` an earlier process left un-acked (a crash, or a
         stop that did not drain), which :meth:`receive` hands out again, so the bus can count and log
