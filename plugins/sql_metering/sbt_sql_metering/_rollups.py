@@ -17,6 +17,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ._copy import copy_columns
 from ._schema import WIDTHS, meters, rollups
 from ._upsert import upsert
 
@@ -117,11 +118,9 @@ def add_cells(conn: Connection, meter_seq: int, cells: Cells) -> None:
         upsert(conn, _T, _COLUMNS, cells.rows(meter_seq), list(_KEY), _ADD)
         return
     raw: Any = conn.connection.driver_connection
+    copy_columns(raw, STAGE, [c for c, _ in _COLUMNS], [("int4", np.full(len(cells), meter_seq)), *(
+        (_BINARY[kind], getattr(cells, f)) for f, (_, kind) in zip(_FIELDS, _COLUMNS[1:], strict=True))])
     with raw.cursor() as cur:
-        with cur.copy(f"COPY {STAGE} ({_NAMES}) FROM STDIN (FORMAT BINARY)") as copy:
-            copy.set_types([_BINARY[t] for _, t in _COLUMNS])
-            for row in zip(*(getattr(cells, f).tolist() for f in _FIELDS), strict=True):
-                copy.write_row((meter_seq, *row))
         cur.execute(_FOLD)
 
 

@@ -25,6 +25,7 @@ from sbt_core._sql import create_engine, read_only
 from sbt_core.models import Meter
 
 from . import _schema as s
+from ._copy import copy_columns
 from ._rollups import create_stage
 from ._upsert import upsert
 
@@ -175,11 +176,10 @@ class Store:
         if self.postgres:
             raw: Any = conn.connection.driver_connection
             try:
-                with conn.begin_nested(), raw.cursor() as cur, cur.copy(
-                        "COPY sbt_metering_dedup (meter_seq, identifier, ts) FROM STDIN (FORMAT BINARY)") as copy:
-                    copy.set_types(["int4", "text", "int8"])
-                    for ident, ts in items:
-                        copy.write_row((meter_seq, ident, ts))
+                with conn.begin_nested():
+                    copy_columns(raw, "sbt_metering_dedup", ["meter_seq", "identifier", "ts"], [
+                        ("int4", np.full(len(items), meter_seq)), ("text", [k for k, _ in items]),
+                        ("int8", np.fromiter((v for _, v in items), dtype=np.int64, count=len(items)))])
                 return set(latest)
             except UniqueViolation:
                 pass
@@ -217,22 +217,14 @@ class Store:
                       identifiers: Sequence[str]) -> None:
         """Store events: a binary COPY on PostgreSQL, one executemany on SQLite."""
         n = len(ids)
-        text_col: Sequence[str | None] = texts if texts is not None else [None] * n
         if self.postgres:
-            # In event-time order: the (meter, time) index then takes the batch leaf page by leaf page
-            # instead of at random (ids, not the order of rows, carry the ingestion order).
-            order = np.argsort(ts, kind="stable")
-            pick = order.tolist()
-            raw: Any = conn.connection.driver_connection
-            with raw.cursor() as cur, cur.copy(
-                    "COPY sbt_metering_events (event_id, meter_seq, series_id, ts, value, text, identifier, "
-                    "cancelled) FROM STDIN (FORMAT BINARY)") as copy:
-                copy.set_types(["int8", "int4", "int4", "int8", "float8", "text", "text", "bool"])
-                for row in zip(ids[order].tolist(), series_ids[order].tolist(), ts[order].tolist(),
-                               values[order].tolist(), [text_col[i] for i in pick], [identifiers[i] for i in pick],
-                               strict=True):
-                    copy.write_row((row[0], meter_seq, row[1], row[2], row[3], row[4], row[5], False))
+            copy_columns(conn.connection.driver_connection, "sbt_metering_events",
+                         ["event_id", "meter_seq", "series_id", "ts", "value", "cancelled", "text", "identifier"],
+                         [("int8", ids), ("int4", np.full(n, meter_seq)), ("int4", series_ids), ("int8", ts),
+                          ("float8", values), ("bool", np.zeros(n, dtype=bool)), ("text", texts),
+                          ("text", identifiers)])
             return
+        text_col: Sequence[str | None] = texts if texts is not None else [None] * n
         conn.execute(sa.insert(s.events), [
             {"event_id": i, "meter_seq": meter_seq, "series_id": sid, "ts": t, "value": v, "text": x,
              "identifier": ident, "cancelled": False}
