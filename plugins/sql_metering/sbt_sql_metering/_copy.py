@@ -69,16 +69,16 @@ def binary_copy(columns: Sequence[Column]) -> bytes:
     four = np.arange(4)
     out[pos[:, None] + np.arange(2)] = np.full(n, len(columns), dtype=">i2").view(np.uint8).reshape(n, 2)
     pos = pos + 2
-    for sizes, widths, data in parts:
+    for sizes, widths, text in parts:
         out[pos[:, None] + four] = sizes.astype(">i4").view(np.uint8).reshape(n, 4)
         pos = pos + 4
-        if data is None:
+        if text is None:  # widths: the values' bytes, one row each
             out[pos[:, None] + np.arange(widths.shape[1])] = widths
             pos = pos + widths.shape[1]
         else:
-            if len(data):
+            if len(text):
                 starts = np.cumsum(widths) - widths
-                out[np.repeat(pos - starts, widths) + np.arange(len(data))] = data
+                out[np.repeat(pos - starts, widths) + np.arange(len(text))] = text
             pos = pos + widths
     return out.tobytes()
 

@@ -21,7 +21,8 @@ from ._copy import copy_columns
 from ._schema import WIDTHS, meters, rollups
 from ._upsert import upsert
 
-__all__ = ["CELL_COLUMNS", "STAGE", "Cells", "add_cells", "batch_cells", "create_stage", "differences", "keeps_rollups", "recompute"]
+__all__ = ["CELL_COLUMNS", "STAGE", "Cells", "add_cells", "batch_cells", "create_stage", "differences", "keeps_rollups",
+           "recompute"]
 
 CELL_COLUMNS = ("count", "sum", "min", "max", "latest_ts", "latest_id", "latest_value")
 _KEY = ("meter_seq", "width", "bucket", "series_id")

@@ -24,8 +24,8 @@ from sqlalchemy.engine import Connection
 
 from sbt_core.errors import ConfigError
 
-__all__ = ["DAY", "MIGRATIONS", "QUARTER", "ROLLUP_FILLFACTOR", "SCHEMA_VERSION", "WIDTHS", "customers", "dedup", "events",
-           "meters", "metadata", "migrate", "rollups", "schema_versions", "series"]
+__all__ = ["DAY", "MIGRATIONS", "QUARTER", "ROLLUP_FILLFACTOR", "SCHEMA_VERSION", "WIDTHS", "customers", "dedup",
+           "events", "meters", "metadata", "migrate", "rollups", "schema_versions", "series"]
 
 #: Rollup widths in milliseconds: every UTC offset in use is a multiple of 15 minutes, so every window
 #: of every zone is a union of quarters; UTC days spare a month of queries 96 rows per day.

@@ -236,6 +236,31 @@ class Store:
         for table in (s.rollups, s.dedup, s.events, s.series, s.meters):
             conn.execute(sa.delete(table).where(table.c.meter_seq == meter_seq))
 
+    def purge_tenant(self, conn: Connection, tenant_id: str) -> int:
+        """Delete a tenant's events in every meter, with their rollup cells and dedup entries, and forget
+        it as a customer; returns how many events (cancelled ones included) were removed.
+
+        A dedup entry goes unless another tenant's event of the meter holds the same identifier: it then
+        keeps that event's latest time, so identifiers the tenant used may be stored again, as in
+        ``memory``. Rollup cells are per series and a series is one tenant's, so the others' cells are
+        not touched. The tenant's series rows stay: other processes cache series ids, and a returning
+        tenant gets its old ids back."""
+        c, e, d, r = s.series.c, s.events.c, s.dedup.c, s.rollups.c
+        seqs = sorted(conn.execute(sa.select(c.meter_seq).distinct().where(c.tenant_id == tenant_id)).scalars())
+        removed = 0
+        for seq in seqs:
+            self.lock_meter(conn, seq, exclusive=True)  # no batch of this meter lands halfway through
+            mine = sa.select(c.series_id).where(c.meter_seq == seq, c.tenant_id == tenant_id).scalar_subquery()
+            used = sa.select(e.identifier).where(e.meter_seq == seq, e.series_id.in_(mine))
+            conn.execute(sa.delete(s.dedup).where(d.meter_seq == seq, d.identifier.in_(used)))
+            conn.execute(sa.insert(s.dedup).from_select(["meter_seq", "identifier", "ts"], sa.select(
+                sa.literal(seq, sa.Integer), e.identifier, sa.func.max(e.ts)).where(
+                e.meter_seq == seq, e.identifier.in_(used), e.series_id.not_in(mine)).group_by(e.identifier)))
+            removed += conn.execute(sa.delete(s.events).where(e.meter_seq == seq, e.series_id.in_(mine))).rowcount
+            conn.execute(sa.delete(s.rollups).where(r.meter_seq == seq, r.series_id.in_(mine)))
+        conn.execute(sa.delete(s.customers).where(s.customers.c.tenant_id == tenant_id))
+        return removed
+
     # -- reporting --------------------------------------------------------------------------------------
 
     def stats(self) -> dict[str, Any]:

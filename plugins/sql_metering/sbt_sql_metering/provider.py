@@ -408,10 +408,18 @@ class SqlMetering(Provider):
 
     @hookimpl
     def metering_delete_customer(self, event: Event) -> None:
-        """Offboard ``detail.tenantId``; its usage stays queryable."""
+        """Offboard ``detail.tenantId``; its usage stays queryable until :meth:`purge_tenant`."""
         tenant = _tenant_of(event)
         with self._ready().write() as conn:
             self.store.set_customer(conn, tenant, False)
+
+    def purge_tenant(self, tenant_id: str) -> int:
+        """Erase a tenant's events from every meter, in one transaction (rollup cells and dedup entries
+        included: its identifiers may be stored again), and forget it as a metering customer; returns how
+        many events were removed (0 for an unknown tenant). Other tenants' usage is untouched. The only way
+        usage of an offboarded tenant goes away, as ``memory``'s ``purge_tenant``."""
+        with self._ready().write() as conn:
+            return self.store.purge_tenant(conn, tenant_id)
 
     def stats(self) -> dict[str, Any]:
         """Counters of the database: meters, customers, series, events, cancelled, rollup cells, bytes."""

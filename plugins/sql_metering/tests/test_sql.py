@@ -10,9 +10,11 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import sqlalchemy as sa
 from sbt_sql_metering import SqlMetering, SqlMeteringSettings
+from sbt_sql_metering._copy import copy_columns
 from sbt_sql_metering._rollups import differences
 from sbt_sql_metering._schema import SCHEMA_VERSION, meters, rollups, schema_versions
 from typer.testing import CliRunner
@@ -31,6 +33,7 @@ from sbt_core.models import (
     UsageQuery,
     WindowSize,
 )
+from sbt_core.testing import sbt_event
 from sbt_core.testing.metering_oracle import NOW
 
 
@@ -134,6 +137,71 @@ def test_the_same_identifiers_put_to_two_processes_at_once_count_once(
     assert usage(b, meter_id) == {("t1", day): 398.0}
     assert [r.status for r in a.ingest_batch([event("new")])] == ["accepted"]
     assert usage(b, meter_id) == usage(a, meter_id) == {("t1", day): 399.0}
+
+
+def test_purge_erases_one_tenant_in_every_meter_and_leaves_the_others(
+        new_provider: Callable[..., SqlMetering]) -> None:
+    provider = new_provider(unknown_tenant="reject")
+    for tenant in ("t1", "t2"):
+        provider.metering_create_customer(sbt_event("onboardingRequest", {"tenantId": tenant}))
+    meter_id = create(provider)
+    other_id = provider.metering_create_meter(MeterCreate(name="logins", event_name="logins",
+                                                          aggregation=Aggregation.COUNT)).meter_id
+    old = NOW - timedelta(days=34)  # outside the dedup window, inside the horizon
+    assert [r.status for r in provider.ingest_batch([
+        event("a", 3), event("b", 4, at=NOW - timedelta(days=1)), event("x", 1),
+        event("x", 7, tenant="t2"),  # a duplicate of t1's "x"
+        event("y", 5, tenant="t2", at=old), event("y", 6),  # t1 may reuse it: t2's is beyond the window
+        event("c", 2, tenant="t2"), event("l1", name="logins"), event("l2", tenant="t2", name="logins"),
+    ])] == ["accepted"] * 3 + ["duplicate"] + ["accepted"] * 5
+    assert provider.metering_cancel_usage_events(CancelUsageRequest(identifiers=("b",))).cancelled == 1
+
+    def t2_rollups() -> list[Any]:
+        with provider.store.read() as conn:
+            return conn.execute(sa.text(
+                "SELECT r.* FROM sbt_metering_rollups r JOIN sbt_metering_series s USING (series_id) "
+                "WHERE s.tenant_id = 't2' ORDER BY r.meter_seq, r.width, r.bucket, r.series_id")).all()
+
+    kept = t2_rollups()
+    t2 = {k: v for k, v in usage(provider, meter_id).items() if k[0] == "t2"}
+    assert provider.purge_tenant("t1") == 5  # a, b (cancelled), x, y and l1
+    assert provider.purge_tenant("t1") == provider.purge_tenant("nobody") == 0
+    assert usage(provider, meter_id) == t2 == {("t2", (NOW - timedelta(hours=1)).date().isoformat()): 2.0}
+    assert {k[0] for k in usage(provider, other_id)} == {"t2"}
+    assert t2_rollups() == kept
+    with provider.store.read() as conn:
+        assert all(differences(conn, seq) == [] for seq in conn.execute(sa.select(meters.c.meter_seq)).scalars())
+        dedup = dict(conn.execute(sa.text("SELECT identifier, ts FROM sbt_metering_dedup")).all())
+        assert provider.store.customers(conn, ["t1", "t2"]) == {"t2": True}
+    # t1's identifiers are forgotten ("x" too: t2's was a duplicate, never stored), "y" keeps t2's event
+    # time; t1 is no customer any more.
+    assert dedup == {"c": dedup["c"], "l2": dedup["l2"], "y": int(old.timestamp() * 1000)}
+    with pytest.raises(BadRequestError, match="not a metering customer"):
+        provider.metering_ingest_usage_event(event("a", 1))
+    provider.metering_create_customer(sbt_event("onboardingRequest", {"tenantId": "t1"}))
+    assert [r.status for r in provider.ingest_batch([event("a", 1), event("x", 1, tenant="t2"),
+                                                     event("c", 1, tenant="t1")])] == ["accepted"] * 2 + ["duplicate"]
+
+
+def test_binary_copy_payloads_round_trip(sbt_postgres_url: str) -> None:
+    rows = [(1, 2**40, 1.5, "h\u00e9llo \u2603", None, True), (2, -5, float("inf"), None, "x\ty\\n", False),
+            (3, 0, -0.0, "", "ascii", True)]
+    engine = sa.create_engine(sbt_postgres_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TEMPORARY TABLE copied (a int4, b int8, c float8, d text, e varchar(20), "
+                                 "f bool)")
+            names = ["a", "b", "c", "d", "e", "f"]
+            kinds = ["int4", "int8", "float8", "text", "text", "bool"]
+            columns = [(kind, [r[i] for r in rows]) for i, kind in enumerate(kinds)]
+            copy_columns(conn.connection.driver_connection, "copied", names, columns)
+            copy_columns(conn.connection.driver_connection, "copied", names, [(k, v[:0]) for k, v in columns])
+            copy_columns(conn.connection.driver_connection, "copied", ["a", "d"], [("int4", np.array([4])),
+                                                                                 ("text", None)])
+            assert conn.exec_driver_sql("SELECT * FROM copied ORDER BY a").all() == [
+                *rows, (4, None, None, None, None, None)]
+    finally:
+        engine.dispose()
 
 
 def test_schema_versions_are_recorded_and_a_newer_schema_is_refused(provider: SqlMetering) -> None:
