@@ -109,13 +109,14 @@ def create_stage(cursor: Any) -> None:
 def add_cells(conn: Connection, meter_seq: int, cells: Cells) -> None:
     """Fold new cells (in key order, so two processes adding to the same cells lock them in the same
     order) into the stored ones: on PostgreSQL a binary COPY into the session's staging table, then one
-    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` that also empties the stage; on SQLite multi-row upserts.
+    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` that also empties the stage; on SQLite (or a session
+    without the staging table) multi-row upserts.
 
     :raises psycopg.errors.NumericValueOutOfRange: (PostgreSQL) a sum beyond the float range.
     """
     if not len(cells):
         return
-    if conn.dialect.name != "postgresql":
+    if conn.dialect.name != "postgresql" or not conn.connection.info.get(STAGE):
         upsert(conn, _T, _COLUMNS, cells.rows(meter_seq), list(_KEY), _ADD)
         return
     raw: Any = conn.connection.driver_connection

@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import psycopg
 import sqlalchemy as sa
 from psycopg.errors import UniqueViolation
 from sqlalchemy.dialects import postgresql, sqlite
@@ -26,7 +27,7 @@ from sbt_core.models import Meter
 
 from . import _schema as s
 from ._copy import copy_columns
-from ._rollups import create_stage
+from ._rollups import STAGE, create_stage
 from ._upsert import upsert
 
 __all__ = ["MeterRow", "Store"]
@@ -39,11 +40,17 @@ _METER_LOCK = 0x5B7_3E00  # advisory-lock class of the per-meter lock (key: mete
 _ID_BLOCK = 1 << 20
 
 
-def _on_connect(dbapi_connection: Any, _: Any) -> None:
-    # The session's staging table, created once per connection, outside any transaction of ours.
-    with dbapi_connection.cursor() as cur:
-        create_stage(cur)
-    dbapi_connection.commit()
+def _on_connect(dbapi_connection: Any, record: Any) -> None:
+    # The session's staging table, created once per connection, outside any transaction of ours. A role
+    # without the TEMPORARY privilege gets none, and its cells take the multi-row upsert instead.
+    try:
+        with dbapi_connection.cursor() as cur:
+            create_stage(cur)
+        dbapi_connection.commit()
+        record.info[STAGE] = True
+    except psycopg.Error as exc:
+        dbapi_connection.rollback()
+        log.warning("no temporary staging table for rollup cells (%s); folding them with upserts", exc)
 
 
 class MeterRow:

@@ -11,11 +11,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sbt_sql_metering import SqlMetering, SqlMeteringSettings
 from sbt_sql_metering._copy import copy_columns
-from sbt_sql_metering._rollups import differences
+from sbt_sql_metering._rollups import STAGE, differences
 from sbt_sql_metering._schema import SCHEMA_VERSION, meters, rollups, schema_versions
 from typer.testing import CliRunner
 
@@ -202,6 +203,32 @@ def test_binary_copy_payloads_round_trip(sbt_postgres_url: str) -> None:
                 *rows, (4, None, None, None, None, None)]
     finally:
         engine.dispose()
+
+
+def test_a_role_without_temporary_tables_folds_cells_with_upserts(
+        sbt_postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(cursor: Any) -> None:
+        raise psycopg.errors.InsufficientPrivilege("permission denied to create temporary tables")
+
+    monkeypatch.setattr("sbt_sql_metering._store.create_stage", refused)
+    provider = SqlMetering(SqlMeteringSettings(database_url=Secret(sbt_postgres_url)),
+                           ProviderContext("sql", "metering", tmp_path))
+    provider.clock = lambda: int(NOW.timestamp() * 1000)
+    provider.sbt_startup()
+    try:
+        with provider.store.write() as conn:
+            for table in ("rollups", "dedup", "events", "series", "customers", "meters"):
+                conn.execute(sa.text(f"DELETE FROM sbt_metering_{table}"))
+            assert STAGE not in conn.connection.info
+        meter_id = create(provider)
+        assert provider.ingest_columns("calls", ["t1", "t1", "t2"], [int(NOW.timestamp() * 1000) - 60_000] * 3,
+                                       [1, 2, 4], ["a", "b", "c"]).accepted == 3
+        day = (NOW - timedelta(minutes=1)).date().isoformat()
+        assert usage(provider, meter_id) == {("t1", day): 3.0, ("t2", day): 4.0}
+        with provider.store.read() as conn:
+            assert all(differences(conn, seq) == [] for seq in conn.execute(sa.select(meters.c.meter_seq)).scalars())
+    finally:
+        provider.sbt_shutdown()
 
 
 def test_schema_versions_are_recorded_and_a_newer_schema_is_refused(provider: SqlMetering) -> None:
