@@ -213,8 +213,8 @@ class Store:
         if self.postgres:
             blocks = conn.execute(sa.text("SELECT nextval('sbt_metering_event_ids') FROM generate_series(1, :n)"),
                                   {"n": -(-n // _ID_BLOCK)}).scalars().all()
-            starts = np.repeat(np.sort(np.array(blocks, dtype=np.int64)) * _ID_BLOCK, _ID_BLOCK)[:n]
-            return starts + np.arange(n, dtype=np.int64) % _ID_BLOCK
+            rows = np.arange(n, dtype=np.int64)
+            return np.sort(np.array(blocks, dtype=np.int64))[rows // _ID_BLOCK] * _ID_BLOCK + rows % _ID_BLOCK
         # SQLite: this write transaction holds the file's write lock (BEGIN IMMEDIATE), so max is ours.
         top = conn.execute(sa.select(sa.func.max(s.events.c.event_id))).scalar() or 0
         return np.arange(top + 1, top + 1 + n, dtype=np.int64)

@@ -231,6 +231,21 @@ def test_a_role_without_temporary_tables_folds_cells_with_upserts(
         provider.sbt_shutdown()
 
 
+def test_event_ids_increase_across_blocks_and_batches(new_provider: Callable[..., SqlMetering],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sbt_sql_metering._store._ID_BLOCK", 4)  # a batch of 10 takes 3 blocks
+    provider = new_provider()
+    create(provider)
+    at = int((NOW - timedelta(minutes=5)).timestamp() * 1000)
+    for batch in range(3):
+        ids = [f"{batch}-{i}" for i in range(10 if batch != 1 else 1)]
+        provider.ingest_columns("calls", ["t1"] * len(ids), [at] * len(ids), [1] * len(ids), ids)
+    with provider.store.read() as conn:
+        stored = conn.execute(sa.text("SELECT identifier FROM sbt_metering_events ORDER BY event_id")).scalars().all()
+    # Ingestion order, batch after batch (LATEST breaks ties on event time with the ids).
+    assert stored == [f"{b}-{i}" for b in range(3) for i in range(10 if b != 1 else 1)]
+
+
 def test_schema_versions_are_recorded_and_a_newer_schema_is_refused(provider: SqlMetering) -> None:
     with provider.store.write() as conn:
         assert conn.execute(sa.select(schema_versions.c.version)).scalars().all() == list(range(1, SCHEMA_VERSION + 1))
