@@ -292,11 +292,13 @@ class SqlMetering(Provider):
             m = meter.meter
             now = self.clock()
             if n and isinstance(timestamps[0], datetime):
-                ts = [floor_ms(t) for t in timestamps]  # type: ignore[arg-type]
+                ms = np.fromiter((floor_ms(t) for t in timestamps), dtype=np.int64, count=n)  # type: ignore[arg-type]
             else:
-                ts = np.asarray(timestamps, dtype=np.int64).tolist()
+                ms = np.asarray(timestamps, dtype=np.int64)
+            ts = ms.tolist()
             bad: list[str] = []
-            bad += [f"row {i}: identifier is empty" for i, x in enumerate(ids) if not x][:5]
+            if not all(ids):
+                bad += [f"row {i}: identifier is empty" for i, x in enumerate(ids) if not x][:5]
             texts: list[str] | None = None
             if m.value_property is None:
                 vals = [1.0] * n
@@ -312,16 +314,21 @@ class SqlMetering(Provider):
             else:
                 if values is None:
                     raise BadRequestError(f"values are required: meter {m.meter_id!r} aggregates {m.aggregation}")
-                vals = []
-                for i, raw in enumerate(values.tolist() if isinstance(values, np.ndarray) else values):
-                    try:
-                        vals.append(as_number(raw))
-                    except ValueError as exc:
-                        bad.append(f"row {i} ({ids[i]}): {m.value_property} {exc}")
-                        vals.append(0.0)
+                numbers = values.astype(np.float64) if isinstance(values, np.ndarray) and values.dtype.kind in "iuf" \
+                    else None
+                if numbers is not None and np.isfinite(numbers).all():  # as_number's result, without the loop
+                    vals = numbers.tolist()
+                else:
+                    vals = []
+                    for i, raw in enumerate(values.tolist() if isinstance(values, np.ndarray) else values):
+                        try:
+                            vals.append(as_number(raw))
+                        except ValueError as exc:
+                            bad.append(f"row {i} ({ids[i]}): {m.value_property} {exc}")
+                            vals.append(0.0)
             lo, hi = now - self.policy.past_ms, now + self.policy.future_ms
             bad += [f"row {i} ({ids[i]}): timestamp outside the accepted horizon"
-                    for i, t in enumerate(ts) if not lo <= t <= hi][:5]
+                    for i in np.flatnonzero((ms < lo) | (ms > hi))[:5].tolist()]
             distinct = set(tenants)
             if "" in distinct or not all(isinstance(t, str) for t in distinct):
                 bad.append("tenant ids must be non-empty strings")

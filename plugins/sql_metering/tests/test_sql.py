@@ -246,6 +246,26 @@ def test_event_ids_increase_across_blocks_and_batches(new_provider: Callable[...
     assert stored == [f"{b}-{i}" for b in range(3) for i in range(10 if b != 1 else 1)]
 
 
+def test_columns_as_arrays_or_lists_are_refused_and_stored_alike(new_provider: Callable[..., SqlMetering]) -> None:
+    provider = new_provider()
+    meter_id = create(provider)
+    at = int((NOW - timedelta(minutes=5)).timestamp() * 1000)
+    far = int((NOW - timedelta(days=40)).timestamp() * 1000)
+    messages = []
+    for wrap in (list, np.array):
+        with pytest.raises(BadRequestError) as refused:
+            provider.ingest_columns("calls", ["t1"] * 4, wrap([at, far, at, at]), wrap([1.5, 2, float("nan"), 4]),
+                                    ["a", "b", "c", ""])
+        messages.append(refused.value.message)
+    assert messages[0] == messages[1]
+    assert "row 2 (c): v must be finite, got nan" in messages[0] and "row 1 (b): timestamp outside" in messages[0]
+    assert "row 3: identifier is empty" in messages[0]
+    assert provider.ingest_columns("calls", ["t1", "t2"], np.array([at, at]), np.array([3, 2**53 + 1]),
+                                   ["a", "b"]).accepted == 2
+    day = (NOW - timedelta(minutes=5)).date().isoformat()
+    assert usage(provider, meter_id) == {("t1", day): 3.0, ("t2", day): float(2**53 + 1)}
+
+
 def test_schema_versions_are_recorded_and_a_newer_schema_is_refused(provider: SqlMetering) -> None:
     with provider.store.write() as conn:
         assert conn.execute(sa.select(schema_versions.c.version)).scalars().all() == list(range(1, SCHEMA_VERSION + 1))
