@@ -2,8 +2,9 @@
 
 Validation is the same as ``memory``'s (value, horizon, inactive meter, tenant policy, unknown event),
 with the same messages. Storing a batch: series ids, dedup (within the batch in order, then against the
-database with one upsert on its unique key), event ids, the events (COPY on PostgreSQL) and the
-batch's rollup cells, all in one transaction, so a rollup never holds an event the table does not.
+database's unique key: a COPY of new identifiers on PostgreSQL, an upsert when one is stored), event ids,
+the events (binary COPY on PostgreSQL) and the rollup cells of the stored ones, all in one transaction, so
+a rollup never holds an event the table does not.
 """
 
 from __future__ import annotations
