@@ -68,8 +68,10 @@ def batch_cells(series_ids: np.ndarray, ts: np.ndarray, values: np.ndarray, even
         v = values[order]
         starts = np.flatnonzero(np.r_[True, (b[1:] != b[:-1]) | (s[1:] != s[:-1])])
         last = order[np.r_[starts[1:], len(b)] - 1]
+        with np.errstate(over="ignore"):  # a sum beyond the float range: the caller refuses the batch
+            total = np.add.reduceat(v, starts)
         parts.append([np.full(len(starts), width, dtype=np.int64), b[starts], s[starts],
-                      np.diff(np.r_[starts, len(b)]), np.add.reduceat(v, starts), np.minimum.reduceat(v, starts),
+                      np.diff(np.r_[starts, len(b)]), total, np.minimum.reduceat(v, starts),
                       np.maximum.reduceat(v, starts), ts[last], event_ids[last], values[last]])
     if not parts:
         empty = np.zeros(0, dtype=np.int64)

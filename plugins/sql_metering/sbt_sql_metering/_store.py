@@ -36,6 +36,8 @@ log = logging.getLogger("sbt.provider.sql")
 
 _CHUNK = 8000  # dedup rows per multi-row upsert (3 parameters each)
 _METER_LOCK = 0x5B7_3E00  # advisory-lock class of the per-meter lock (key: meter_seq)
+#: ``Connection.info`` key of the series ids a write transaction created (see :meth:`Store.write`).
+_PENDING = "sbt_metering_new_series"
 #: Event ids per value of the PostgreSQL sequence (see :meth:`Store.allocate_event_ids`).
 _ID_BLOCK = 1 << 20
 
@@ -105,9 +107,16 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction."""
+        """A write transaction. The series ids it creates join the cache only once it commits: a rolled
+        back transaction's ids do not exist, and an event stored under one would be counted nowhere."""
+        pending: dict[tuple[int, str, str], int] = {}
         with self.engine.begin() as conn:
-            yield conn
+            conn.info[_PENDING] = pending
+            try:
+                yield conn
+            finally:
+                del conn.info[_PENDING]
+        self._series.update(pending)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -149,7 +158,8 @@ class Store:
     def series_ids(self, conn: Connection, meter_seq: int, keys: Sequence[tuple[str, str]]) -> list[int]:
         """Ids of (tenant, dims JSON) series of a meter, created when new (concurrently safe)."""
         cache = self._series
-        missing = sorted({k for k in keys if (meter_seq, *k) not in cache})
+        pending: dict[tuple[int, str, str], int] = conn.info.get(_PENDING, cache)
+        missing = sorted({k for k in keys if (meter_seq, *k) not in cache and (meter_seq, *k) not in pending})
         if missing:
             insert = postgresql.insert if self.postgres else sqlite.insert
             rows = [{"meter_seq": meter_seq, "tenant_id": t, "dims": d} for t, d in missing]
@@ -160,8 +170,8 @@ class Store:
             for i in range(0, len(tenants), _CHUNK):
                 for r in conn.execute(sa.select(c.series_id, c.tenant_id, c.dims).where(
                         c.meter_seq == meter_seq, c.tenant_id.in_(tenants[i:i + _CHUNK]))):
-                    cache[(meter_seq, r.tenant_id, r.dims)] = r.series_id
-        return [cache[(meter_seq, t, d)] for t, d in keys]
+                    pending[(meter_seq, r.tenant_id, r.dims)] = r.series_id
+        return [cache[key] if key in cache else pending[key] for key in ((meter_seq, t, d) for t, d in keys)]
 
     def series_of_meter(self, conn: Connection, meter_seq: int) -> dict[int, tuple[str, tuple[str, ...]]]:
         """Every series of a meter: id -> (tenant id, dimension texts)."""

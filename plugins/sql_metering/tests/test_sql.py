@@ -266,6 +266,21 @@ def test_columns_as_arrays_or_lists_are_refused_and_stored_alike(new_provider: C
     assert usage(provider, meter_id) == {("t1", day): 3.0, ("t2", day): float(2**53 + 1)}
 
 
+def test_a_batch_whose_own_sum_overflows_one_cell_is_refused_event_by_event(
+        new_provider: Callable[..., SqlMetering]) -> None:
+    provider = new_provider()
+    meter_id = create(provider)
+    # Each finite alone, their sum in one cell infinite: a batch must not store an infinite cell.
+    assert [r.status for r in provider.ingest_batch([event("a", 0.9e308), event("b", 0.9e308)])] == [
+        "accepted", "rejected"]
+    at = int((NOW - timedelta(hours=1)).timestamp() * 1000)
+    with pytest.raises(BadRequestError, match="float range"):
+        provider.ingest_columns("calls", ["t2", "t2"], [at, at], np.array([0.9e308, 0.9e308]), ["c", "d"])
+    assert usage(provider, meter_id) == {("t1", (NOW - timedelta(hours=1)).date().isoformat()): 0.9e308}
+    with provider.store.read() as conn:
+        assert all(differences(conn, seq) == [] for seq in conn.execute(sa.select(meters.c.meter_seq)).scalars())
+
+
 def test_schema_versions_are_recorded_and_a_newer_schema_is_refused(provider: SqlMetering) -> None:
     with provider.store.write() as conn:
         assert conn.execute(sa.select(schema_versions.c.version)).scalars().all() == list(range(1, SCHEMA_VERSION + 1))
