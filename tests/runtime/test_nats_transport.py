@@ -48,6 +48,40 @@ def test_a_message_not_acked_is_handed_to_the_next_consumer(nats_stream: dict[st
         second.close()
 
 
+def test_what_a_process_stored_it_takes_back_undecoded_and_others_decode(nats_stream: dict[str, str],
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import sbt_core.runtime.bus.nats_transport as nats_transport
+
+    monkeypatch.setattr(nats_transport, "_KEPT_EVENTS", 3)
+    here, other = NatsTransport(**nats_stream), NatsTransport(**nats_stream)
+    try:
+        here.open("a")
+        other.open("b")
+        mine = Message("a", [Event.create("x", {"n": n}) for n in range(2)])
+        theirs = [Message("b", Event.create("x", {"n": n})) for n in range(4)]
+        here.send([mine, *theirs])  # 6 events stored; at most 3 kept, the oldest (mine) dropped first
+        assert wait_kept(here) <= 3
+        taken = other.receive("b")
+        assert taken == theirs[0] and taken.events[0] is not theirs[0].events[0]  # decoded from the stream
+        here.send([again := Message("a", Event.create("x", {"n": 9}))])
+        wait_kept(here, at_least=1)
+        assert here.receive("a") == mine  # fetched after it was dropped from memory: decoded, still equal
+        got = here.receive("a")
+        assert got == again and got.events[0] is again.events[0]  # the stored bytes, not decoded again
+    finally:
+        here.close()
+        other.close()
+
+
+def wait_kept(transport: NatsTransport, at_least: int = 0) -> int:
+    """Events kept for ``transport`` once its publish acks have been handled."""
+    deadline = time.monotonic() + 5
+    while transport._sent_here_events < at_least and time.monotonic() < deadline:
+        time.sleep(0.01)
+    time.sleep(0.05)  # the last acks' callbacks
+    return transport._sent_here_events
+
+
 def test_a_re_put_id_is_stored_once_but_a_replay_is_not_deduplicated(nats_stream: dict[str, str]) -> None:
     t = NatsTransport(**nats_stream)
     try:
