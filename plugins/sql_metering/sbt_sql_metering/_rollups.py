@@ -16,7 +16,7 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ._schema import WIDTHS, meters, rollups
+from ._schema import WIDTHS, cells_from_events, meters, rollups
 from ._upsert import upsert
 
 __all__ = ["CELL_COLUMNS", "add_cells", "batch_cells", "differences", "keeps_rollups", "recompute"]
@@ -71,24 +71,9 @@ def add_cells(conn: Connection, cells: Sequence[tuple[Any, ...]]) -> None:
     upsert(conn, _T, _COLUMNS, cells, list(_KEY), _ADD)
 
 
-def _from_events(width: int) -> str:
-    # Cells of the live events of one meter in [lo, hi), optionally of some series only: the argmax of
-    # LATEST as row_number() over (time, id) descending, portable to SQLite (3.25+) and PostgreSQL.
-    return f"""
-        SELECT series_id, ts / {width} AS bucket, count(*) AS count, sum(value) AS sum, min(value) AS min,
-               max(value) AS max, max(CASE WHEN rn = 1 THEN ts END) AS latest_ts,
-               max(CASE WHEN rn = 1 THEN event_id END) AS latest_id,
-               max(CASE WHEN rn = 1 THEN value END) AS latest_value
-        FROM (SELECT series_id, ts, value, event_id,
-                     row_number() OVER (PARTITION BY series_id, ts / {width} ORDER BY ts DESC, event_id DESC) AS rn
-              FROM sbt_metering_events
-              WHERE meter_seq = :meter AND NOT cancelled AND ts >= :lo AND ts < :hi {{series}}) AS e
-        GROUP BY series_id, ts / {width}"""
-
-
 def _computed(conn: Connection, meter_seq: int, width: int, lo: int, hi: int,
               series_ids: Iterable[int] | None) -> list[dict[str, Any]]:
-    text = _from_events(width)
+    text = cells_from_events(width)
     params: dict[str, Any] = {"meter": meter_seq, "lo": lo, "hi": hi}
     if series_ids is None:
         stmt = sa.text(text.format(series=""))
