@@ -51,7 +51,7 @@ _MALFORMED = "next_token is malformed; pass the token of the previous page uncha
 
 # Partials of one (series or group, window): [count, sum, min, max, latest_ts, latest_id, latest_value].
 _Cell = list[Any]
-_Key = tuple[str, tuple[str, ...], int]  # (tenant id, group values, window index)
+_Key = tuple[str, int, tuple[str, ...]]  # (tenant id, window index, group values): the rows' order
 _Ranges = list[tuple[int, int, int]]  # (window, first, end): bucket numbers or event times
 _Project = Callable[[str], tuple[str, ...]]  # stored dims JSON -> the query's group values
 
@@ -126,13 +126,13 @@ class _Read:
         select = f"SELECT series_id FROM sbt_metering_series WHERE meter_seq = :meter {tenants}"
         return f"AND series_id = ANY(ARRAY({select}))" if self.postgres else f"AND series_id IN ({select})"
 
-    def execute(self, sql: str, params: dict[str, Any]) -> Any:
+    def execute(self, sql: str, params: dict[str, Any]) -> Sequence[Any]:
         stmt = sa.text(sql)
         params = {**params, "meter": self.meter_seq}
         if self.tenants is not None:
             stmt = stmt.bindparams(sa.bindparam("tenants", expanding=True))
             params["tenants"] = self.tenants
-        return self.conn.execute(stmt, params)
+        return self.conn.execute(stmt, params).all()  # one fetch, not one per row
 
     def cells(self, width: int, ranges: _Ranges, out: dict[_Key, _Cell]) -> None:
         """Rollup cells of one width over bucket ranges, merged into ``out``."""
@@ -174,7 +174,7 @@ class _Read:
             for t, d, w, cnt, total, low, high in self.execute(
                     f"SELECT s.tenant_id, {dims}, x.w, sum(x.count), sum(x.sum), min(x.min), max(x.max) {joined} "
                     f"GROUP BY {group}", params):
-                _merge(out, (t, project(d), w), [int(cnt), float(total), float(low), float(high), None, None, None])
+                _merge(out, (t, w, project(d)), [int(cnt), float(total), float(low), float(high), None, None, None])
             return
         # LATEST: per answer cell the source cell with the latest (time, id), and the count.
         for t, d, w, lts, lid, lval, cnt in self.execute(
@@ -182,15 +182,14 @@ class _Read:
                 f"SELECT s.tenant_id, {dims} AS d, x.w, x.latest_ts, x.latest_id, x.latest_value, "
                 f"row_number() OVER (PARTITION BY {group} ORDER BY x.latest_ts DESC, x.latest_id DESC) AS rn, "
                 f"sum(x.count) OVER (PARTITION BY {group}) AS cnt {joined}) AS y WHERE rn = 1", params):
-            _merge(out, (t, project(d), w), [int(cnt), 0.0, 0.0, 0.0, lts, lid, lval])
+            _merge(out, (t, w, project(d)), [int(cnt), 0.0, 0.0, 0.0, lts, lid, lval])
 
-    def rows(self, lo: int, hi: int) -> list[Any]:
+    def rows(self, lo: int, hi: int) -> Sequence[Any]:
         """Every live event in ``[lo, hi)``: (series id, time, value, text, event id)."""
-        rows: list[Any] = self.execute(
+        return self.execute(
             "SELECT series_id, ts, value, text, event_id FROM sbt_metering_events "
             f"WHERE meter_seq = :meter AND ts >= {int(lo)} AND ts < {int(hi)} AND NOT cancelled "
-            f"{self.series_filter()}", {}).all()
-        return rows
+            f"{self.series_filter()}", {})
 
 
 def _merge(out: dict[_Key, _Cell], key: _Key, cell: _Cell) -> None:
@@ -222,11 +221,7 @@ def _after(raw: list[Any] | None, groups: int) -> _Key | None:
     if (len(raw) != 3 or not isinstance(raw[0], str) or not isinstance(raw[1], int) or isinstance(raw[1], bool)
             or not isinstance(raw[2], list) or len(raw[2]) != groups or not all(isinstance(g, str) for g in raw[2])):
         raise BadRequestError(_MALFORMED)
-    return raw[0], tuple(raw[2]), raw[1]
-
-
-def _order(key: _Key) -> tuple[str, int, tuple[str, ...]]:
-    return key[0], key[2], key[1]
+    return raw[0], raw[1], tuple(raw[2])
 
 
 def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQuery,
@@ -272,13 +267,15 @@ def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQue
         while i < len(tenants) and len(found) <= limit:
             j, bound = i, 0
             while j < len(tenants) and bound < (limit + 1 - len(found)) * scale:
-                bound += windows * (tenants[j][1] if by_dims else 1)
+                # The tenant of the token's key has rows only in the windows from the key's on.
+                left = windows - after[1] if after is not None and names[j] == after[0] else windows
+                bound += left * (tenants[j][1] if by_dims else 1)
                 j += 1
             every = query.tenant_id is None and i == 0 and j == len(tenants)
             chunk = None if every else names[i:j]
             keys, got, txt = _answer(store, conn, meter, query, edges, from_ms, to_ms, series_cache, chunk)
             if after is not None:
-                keys = [k for k in keys if _order(k) > _order(after)]
+                keys = [k for k in keys if k > after]
             found += keys
             groups.update(got)
             texts.update(txt)
@@ -299,18 +296,18 @@ def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQue
     names_ = query.group_by
     items = []
     for key in page:
-        w = key[2]
+        w = key[1]
         if query.window_size is None:
             start, end = query.from_, query.to
         else:
             start, end = at(edges[w]), at(edges[w + 1])
         cell = groups[key]
         items.append(UsageRow(key[0], start, end, float(len(texts.get(key, ())) if unique else value(cell)),
-                              dict(zip(names_, key[1], strict=True))))
+                              dict(zip(names_, key[2], strict=True))))
     token = None
     if len(found) > limit:
         last = page[-1]
-        token = encode_usage_token(offset + len(page), m.meter_id, query, [last[0], last[2], list(last[1])])
+        token = encode_usage_token(offset + len(page), m.meter_id, query, [last[0], last[1], list(last[2])])
     return Page(items=items, next_token=token)
 
 
@@ -358,10 +355,10 @@ def _answer(store: Store, conn: Connection, meter: MeterRow, query: UsageQuery, 
             series = series_cache[meter.seq] = store.series_of_meter(conn, meter.seq)
         for sid, ts, value, text, event_id in rows:
             t, dims = series[sid]
-            key = (t, tuple(dims[p] for p in positions), bisect_right(edges, ts) - 1)
+            key = (t, bisect_right(edges, ts) - 1, tuple(dims[p] for p in positions))
             if agg is Aggregation.UNIQUE_COUNT:
                 texts[key].add(text)
                 _merge(groups, key, [1, 0.0, 0.0, 0.0, None, None, None])
             else:
                 _merge(groups, key, [1, value, value, value, ts, event_id, value])
-    return sorted(groups, key=_order), groups, dict(texts)
+    return sorted(groups), groups, dict(texts)
