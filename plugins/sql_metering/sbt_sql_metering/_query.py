@@ -47,6 +47,7 @@ __all__ = ["fetch_usage"]
 
 _MAX_PIECES = 64  # beyond this many raw runs one pass over the range's events is cheaper
 _RANGES_PER_READ = 400  # SQLite: ranges per CASE (one statement each)
+_TENANTS_PER_READ = 5000  # tenants named in one statement (SQLite takes 32,766 parameters at most)
 _MALFORMED = "next_token is malformed; pass the token of the previous page unchanged"
 
 # Partials of one (series or group, window): [count, sum, min, max, latest_ts, latest_id, latest_value].
@@ -269,7 +270,7 @@ def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQue
         scale = 1
         while i < len(tenants) and len(found) <= limit:
             j, bound = i, 0
-            while j < len(tenants) and bound < (limit + 1 - len(found)) * scale:
+            while j < len(tenants) and bound < (limit + 1 - len(found)) * scale and j - i < _TENANTS_PER_READ:
                 # The tenant of the token's key has rows only in the windows from the key's on.
                 left = windows - after[1] if after is not None and names[j] == after[0] else windows
                 bound += left * (tenants[j][1] if by_dims else 1)
@@ -296,7 +297,7 @@ def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQue
         return got
 
     value = _VALUE[agg]
-    names_ = query.group_by
+    group_names = query.group_by
     items = []
     for key in page:
         w = key[1]
@@ -306,7 +307,7 @@ def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQue
             start, end = at(edges[w]), at(edges[w + 1])
         cell = groups[key]
         items.append(UsageRow(key[0], start, end, float(len(texts.get(key, ())) if unique else value(cell)),
-                              dict(zip(names_, key[2], strict=True))))
+                              dict(zip(group_names, key[2], strict=True))))
     token = None
     if len(found) > limit:
         last = page[-1]
