@@ -156,8 +156,13 @@ def _v1(conn: Connection) -> None:
 def _v2(conn: Connection) -> None:
     # A new key order and hour cells instead of 15-minute ones: the table is made again and every meter
     # but UNIQUE_COUNT ones (which keep no cells) gets its cells recomputed from its live events.
+    # PostgreSQL storage parameters an earlier migration set on the table (e.g. its fillfactor) are kept.
+    options = conn.execute(sa.text("SELECT reloptions FROM pg_class WHERE oid = 'sbt_metering_rollups'::regclass")
+                           ).scalar() if conn.dialect.name == "postgresql" else None
     rollups.drop(conn)
     rollups.create(conn)
+    if options:
+        conn.exec_driver_sql(f"ALTER TABLE sbt_metering_rollups SET ({', '.join(options)})")
     seqs = conn.execute(sa.select(meters.c.meter_seq).where(meters.c.aggregation != "UNIQUE_COUNT")).scalars().all()
     for seq in seqs:
         for width in WIDTHS:
