@@ -175,8 +175,13 @@ class _Read:
         joined = f"FROM ({source}) AS x JOIN sbt_metering_series AS s ON s.series_id = x.series_id"
         project = self.project
         if not self.latest:
+            # Folded by (series, window) first: integers, hashed, so the texts' grouping sees one row per
+            # series and window instead of one per cell or event.
+            folded = (f"FROM (SELECT series_id, w, sum(count) AS count, sum(sum) AS sum, min(min) AS min, "
+                      f"max(max) AS max FROM ({source}) AS c GROUP BY series_id, w) AS x "
+                      "JOIN sbt_metering_series AS s ON s.series_id = x.series_id")
             for t, d, w, cnt, total, low, high in self.execute(
-                    f"SELECT {tenant}, {dims}, x.w, sum(x.count), sum(x.sum), min(x.min), max(x.max) {joined} "
+                    f"SELECT {tenant}, {dims}, x.w, sum(x.count), sum(x.sum), min(x.min), max(x.max) {folded} "
                     f"GROUP BY {group}", params):
                 _merge(out, (t, w, project(d)), [int(cnt), float(total), float(low), float(high), None, None, None])
             return
