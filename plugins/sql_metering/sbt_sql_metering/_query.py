@@ -1,15 +1,16 @@
 """``metering_fetch_usage`` on the database: windows from rollup cells where whole buckets fit, events at
 the edges, then ``memory``'s grouping, order and pages.
 
-Each window ``[a, b)`` (cut to the query's ``[from, to)``) splits into whole UTC days, whole UTC hours
-around them and raw pieces the hour grid cannot cover (a ``from``/``to`` off the grid, the half hours of
-Asia/Kolkata's windows); each part is read with one statement per source (day cells, hour cells, events),
-grouped by tenant (and dimensions when the query groups by any) and window in the database, so a 30-day
-DAY query in UTC reads one cell per series and day, in Europe/Paris 23 to 25 hour cells per series and
-day. A cell's window: PostgreSQL's ``width_bucket`` over the window edges (a binary search); on SQLite a
-``CASE`` over the ranges. LATEST takes the cell with the latest (event time, event id). UNIQUE_COUNT reads
-events only (distinct texts cannot be added up), as does every window once more than
-:data:`_MAX_PIECES` raw pieces would be needed (MINUTE windows, HOUR windows of a half-hour zone).
+Each window ``[a, b)`` (cut to the query's ``[from, to)``) splits into whole UTC days, whole UTC half hours
+around them and raw pieces the half-hour grid cannot cover (a ``from``/``to`` off the grid, the quarter
+hours of Asia/Kathmandu's windows); each part is read with one statement per source (day cells, 30-minute
+cells, events), folded by (series, window) then grouped by tenant (and dimensions when the query groups by
+any) in the database, so a 30-day DAY query in UTC reads one cell per series and day, in Europe/Paris or
+Asia/Kolkata 46 to 50 half-hour cells per series and day. A cell's window: PostgreSQL's ``width_bucket``
+over the window edges (a binary search); on SQLite a ``CASE`` over the ranges. LATEST takes the cell with
+the latest (event time, event id). UNIQUE_COUNT reads events only (distinct texts cannot be added up), as
+does every window once more than :data:`_MAX_PIECES` raw pieces would be needed (MINUTE windows, HOUR
+windows of a quarter-hour zone).
 
 Pages: rows are ordered by (tenant, window, group values); the token carries the last row's key, and a
 page computes only the tenants from that key on, a few at a time until it has ``limit`` rows and knows
@@ -40,7 +41,7 @@ from sbt_core.metering import (
 )
 from sbt_core.models import Aggregation, Page, UsageQuery, UsageRow, WindowSize
 
-from ._schema import DAY, HOUR
+from ._schema import DAY, HALF_HOUR
 from ._store import MeterRow, Store
 
 __all__ = ["fetch_usage"]
@@ -60,12 +61,12 @@ _Project = Callable[[str], tuple[str, ...]]  # stored dims JSON -> the query's g
 def _split(edges: list[int], from_ms: int, to_ms: int) -> tuple[_Ranges, dict[int, _Ranges]]:
     """Raw pieces (window, lo ms, hi ms) and, per width, bucket ranges (window, first, end)."""
     raw: _Ranges = []
-    cells: dict[int, _Ranges] = {HOUR: [], DAY: []}
+    cells: dict[int, _Ranges] = {HALF_HOUR: [], DAY: []}
     for w in range(len(edges) - 1):
         a, b = max(edges[w], from_ms), min(edges[w + 1], to_ms)
         if a >= b:
             continue
-        ha, hb = -(-a // HOUR) * HOUR, b // HOUR * HOUR
+        ha, hb = -(-a // HALF_HOUR) * HALF_HOUR, b // HALF_HOUR * HALF_HOUR
         if ha >= hb:
             raw.append((w, a, b))
             continue
@@ -77,11 +78,11 @@ def _split(edges: list[int], from_ms: int, to_ms: int) -> tuple[_Ranges, dict[in
         if da < db:
             cells[DAY].append((w, da // DAY, db // DAY))
             if ha < da:
-                cells[HOUR].append((w, ha // HOUR, da // HOUR))
+                cells[HALF_HOUR].append((w, ha // HALF_HOUR, da // HALF_HOUR))
             if db < hb:
-                cells[HOUR].append((w, db // HOUR, hb // HOUR))
+                cells[HALF_HOUR].append((w, db // HALF_HOUR, hb // HALF_HOUR))
         else:
-            cells[HOUR].append((w, ha // HOUR, hb // HOUR))
+            cells[HALF_HOUR].append((w, ha // HALF_HOUR, hb // HALF_HOUR))
     return raw, cells
 
 

@@ -1,5 +1,5 @@
-"""The read paths of ``sql``'s usage queries: windows of a zone whose days are not UTC days (whole-hour
-offsets read hour cells, half- and quarter-hour offsets events at the edges), DST days of 23 and 25 hours,
+"""The read paths of ``sql``'s usage queries: windows of a zone whose days are not UTC days (whole- and
+half-hour offsets read 30-minute cells, quarter-hour offsets events at the edges), DST days of 23 and 25 hours,
 cancellations, pages whose token carries the last row's key, and the migration that rebuilds the rollups.
 Each is checked against the conformance kit's brute-force oracle and against the same query read from
 the events only."""
@@ -17,13 +17,14 @@ import pytest
 import sqlalchemy as sa
 from sbt_sql_metering import SqlMetering, _query
 from sbt_sql_metering._rollups import differences
-from sbt_sql_metering._schema import DAY, HOUR, meters, rollups, schema_versions
+from sbt_sql_metering._schema import DAY, HALF_HOUR, meters, rollups, schema_versions
 
 from sbt_core.errors import BadRequestError
 from sbt_core.metering import encode_usage_token
 from sbt_core.models import Aggregation, MeterCreate, UsageQuery, UsageRow, WindowSize
 from sbt_core.testing.metering_oracle import NOW, NOW_MS, check_against_oracle, usage_event
 
+HOUR = 3_600_000
 ZONES = ["Europe/Paris", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "UTC"]
 LO_MS = NOW_MS - 33 * DAY  # before the New York (March 8) and Paris (March 29) DST changes
 
@@ -103,7 +104,7 @@ def test_local_windows_match_the_oracle_and_the_events_alone(new_provider: Calla
             assert math.isclose(a.value, b.value, rel_tol=1e-12, abs_tol=1e-9), (query, a, b)
 
 
-def test_a_paris_dst_day_has_23_or_25_hours_of_cells(new_provider: Callable[..., SqlMetering]) -> None:
+def test_a_paris_dst_day_has_23_hours_of_cells(new_provider: Callable[..., SqlMetering]) -> None:
     provider = new_provider()
     meter_id = provider.metering_create_meter(MeterCreate(name="n", event_name="calls",
                                                           aggregation=Aggregation.COUNT)).meter_id
@@ -173,8 +174,8 @@ def test_migration_2_rebuilds_the_rollups_from_the_events(new_provider: Callable
     rng = random.Random(2)
     provider.ingest_batch([usage_event(e) for e in _events(rng, 50, 0, Aggregation.MAX)])
     with provider.store.write() as conn:
-        # What version 1 left: 15-minute cells, and no hour cells.
-        conn.execute(sa.delete(rollups).where(rollups.c.width == HOUR))
+        # What version 1 left: 15-minute cells, and no 30-minute cells.
+        conn.execute(sa.delete(rollups).where(rollups.c.width == HALF_HOUR))
         conn.execute(sa.update(rollups).values(width=900_000))
         conn.execute(sa.delete(schema_versions).where(schema_versions.c.version > 1))
         if provider.store.postgres:  # a storage parameter an earlier migration set survives the rebuild
@@ -187,4 +188,4 @@ def test_migration_2_rebuilds_the_rollups_from_the_events(new_provider: Callable
         if provider.store.postgres:
             assert conn.execute(sa.text("SELECT reloptions FROM pg_class WHERE oid = 'sbt_metering_rollups'::regclass")
                                 ).scalar() == ["fillfactor=70"]
-    assert sorted(widths) == [HOUR, DAY]
+    assert sorted(widths) == [HALF_HOUR, DAY]
