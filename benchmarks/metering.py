@@ -28,8 +28,8 @@ after): batch ingest through ``SqlMetering.ingest_columns`` (COPY, dedup upsert,
 per chunk), ``fetch_usage`` of every page of the same 30-day DAY query (median), and bytes on disk per
 stored event (tables, indexes, rollups, dedup: ``pg_total_relation_size``). ``--no-sql`` skips it.
 The query figures: every page of the 30-day DAY query (median), the same with one event written
-between pages (the writes untimed), one page, a ``to`` off the hour grid, and DAY windows in
-Europe/Paris, America/New_York and Asia/Kolkata (a half-hour offset: events at the windows' edges).
+between pages (the writes untimed), one page, a ``to`` off the 30-minute grid, and DAY windows in
+Europe/Paris, America/New_York and Asia/Kolkata (a half-hour offset).
 
 Run: ``python benchmarks/metering.py [--events N] [--single N] [--repeat R] [--sql-chunk N]``; only the
 durability part: ``python benchmarks/metering.py --durability-only --events 2000000``.
@@ -603,7 +603,7 @@ def _sql_report(sql: dict[str, float], duck: dict[str, float] | None) -> None:
     print(f"{'same, one event written between pages':<44}{fresh:>14,.3f}{dq or 0:>14,.3f}  {'ms':<9}{fresh_ratio:>10}"
           f"  same target {'MET' if fresh_ok else 'NOT MET'}")
     print(f"{'one page of 1,000 rows':<44}{sql['query_page_ms']:>14,.3f}{'':>14}  {'ms':<9}")
-    print(f"{'all pages, `to` off the hour grid (now)':<44}{sql['query_ragged_ms']:>14,.3f}{'':>14}  {'ms':<9}")
+    print(f"{'all pages, `to` off the 30-min grid (now)':<44}{sql['query_ragged_ms']:>14,.3f}{'':>14}  {'ms':<9}")
     for label, key in (("Europe/Paris", "query_paris_ms"), ("America/New_York", "query_new_york_ms"),
                        ("Asia/Kolkata (+5:30)", "query_kolkata_ms")):
         print(f"{'all pages, DAY windows in ' + label:<44}{sql[key]:>14,.3f}{'':>14}  {'ms':<9}")
