@@ -24,9 +24,10 @@ Durability (issue 18), log on (``durable``, ``fsync = "batch"``) against log off
 
 
 ``sql`` (issue 19) on PostgreSQL (``--sql-url``, default a throwaway database on 127.0.0.1:5432, dropped
-after): batch ingest through ``SqlMetering.ingest_columns`` (COPY, dedup upsert, rollups; one transaction
-per chunk), ``fetch_usage`` of every page of the same 30-day DAY query (median), and bytes on disk per
-stored event (tables, indexes, rollups, dedup: ``pg_total_relation_size``). ``--no-sql`` skips it.
+after): batch ingest through ``SqlMetering.ingest_columns`` (COPY, dedup, rollups; one transaction per
+chunk), as a ratio to a bare binary COPY of the same rows into a copy of the events table (its indexes, no
+dedup, no rollups), chunk by chunk in turn; bytes on disk per stored event (tables, indexes, rollups, dedup:
+``pg_total_relation_size``), and those of the events, dedup and rollups tables. ``--no-sql`` skips it.
 The query figures: every page of the 30-day DAY query (median), the same with one event written
 between pages (the writes untimed), one page, a ``to`` off the 30-minute grid, and DAY windows in
 Europe/Paris, America/New_York and Asia/Kolkata (a half-hour offset).
@@ -370,6 +371,7 @@ def _throwaway_database() -> Iterator[str]:
 def bench_sql(data: Data, args: argparse.Namespace, state: Path) -> dict[str, float]:
     """``sql`` on PostgreSQL: batch ingest, every page of the 30-day DAY query, bytes on disk per event."""
     from sbt_sql_metering import SqlMetering, SqlMeteringSettings
+    from sbt_sql_metering._copy import copy_columns
 
     from sbt_core.models import Secret
 
@@ -381,7 +383,15 @@ def bench_sql(data: Data, args: argparse.Namespace, state: Path) -> dict[str, fl
         stack.callback(provider.sbt_shutdown)
         meter = provider.metering_create_meter(MeterCreate(name="API calls", event_name="api_calls",
                                                            group_by=("region",)))
-        spent = 0.0
+        # Baseline, chunk by chunk in turn with the provider (both see the same load): a bare binary COPY of
+        # the same rows into a copy of the events table with its indexes, no dedup and no rollups.
+        with provider.store.engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TABLE bench_bare (LIKE sbt_metering_events INCLUDING ALL)")
+        raw = provider.store.engine.raw_connection()
+        stack.callback(raw.close)
+        series: dict[tuple[str, str], int] = {}
+        spent = bare = 0.0
+        first_id = 0
         for i in range(data.parts):
             part = data.part(i)
             for lo in range(0, len(part["id"]), args.sql_chunk):
@@ -390,13 +400,31 @@ def bench_sql(data: Data, args: argparse.Namespace, state: Path) -> dict[str, fl
                 provider.ingest_columns("api_calls", part["tenant"][lo:hi], part["ts"][lo:hi],
                                         part["value"][lo:hi], part["id"][lo:hi], {"region": part["region"][lo:hi]})
                 spent += time.perf_counter() - t
+                ids = part["id"][lo:hi]
+                n = len(ids)
+                sids = np.array([series.setdefault(k, len(series)) for k in zip(part["tenant"][lo:hi],
+                                                                                  part["region"][lo:hi], strict=True)])
+                columns = [("int8", np.arange(first_id, first_id + n)), ("int4", np.ones(n)), ("int4", sids),
+                           ("int8", part["ts"][lo:hi]), ("float8", part["value"][lo:hi]),
+                           ("bool", np.zeros(n, dtype=bool)), ("text", None), ("text", ids)]
+                first_id += n
+                t = time.perf_counter()
+                copy_columns(raw.driver_connection, "bench_bare", ["event_id", "meter_seq", "series_id", "ts", "value",
+                                                                   "cancelled", "text", "identifier"], columns)
+                raw.commit()
+                bare += time.perf_counter() - t
             del part
         out["batch_rate"] = data.events / spent
+        out["bare_rate"] = data.events / bare
+        with provider.store.engine.begin() as conn:
+            conn.exec_driver_sql("DROP TABLE bench_bare")
         with provider.store.engine.connect() as conn:  # settle the visibility map, as autovacuum would
             conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE")
         stats = provider.stats()
         assert stats["events"] == data.events, stats
         out["disk_bytes_per_event"] = sum(stats["bytes"].values()) / data.events
+        for table in ("events", "dedup", "rollups"):
+            out[f"disk_{table}"] = stats["bytes"][f"sbt_metering_{table}"] / data.events
         out["rollup_cells"] = stats["rollupCells"]
         start = datetime.fromtimestamp(data.start_ms / 1000, UTC)
         end = start + timedelta(days=31)
@@ -590,6 +618,8 @@ def _sql_report(sql: dict[str, float], duck: dict[str, float] | None) -> None:
     rate = sql["batch_rate"]
     print(f"{'batch ingest (ingest_columns)':<44}{rate:>14,.0f}{duck['batch_rate'] if duck else 0:>14,.0f}  "
           f"{'events/s':<9}{'':>10}  >= 100,000/s {'MET' if rate >= 1e5 else 'NOT MET'}")
+    print(f"{'  bare COPY of the rows, events indexes only':<44}{sql['bare_rate']:>14,.0f}{'':>14}  {'events/s':<9}"
+          f"{rate / sql['bare_rate']:9.2f}x  (ingest / bare COPY, chunk by chunk in turn)")
     q = sql["query_all_ms"]
     dq = duck["query_all_ms"] if duck else None
     ok = q <= 50 and (dq is None or q <= 0.5 * dq)
@@ -609,6 +639,8 @@ def _sql_report(sql: dict[str, float], duck: dict[str, float] | None) -> None:
         print(f"{'all pages, DAY windows in ' + label:<44}{sql[key]:>14,.3f}{'':>14}  {'ms':<9}")
     print(f"{'bytes on disk per stored event':<44}{sql['disk_bytes_per_event']:>14,.1f}{'':>14}  {'bytes':<9}"
           f"{'':>10}  (tables + indexes + rollups + dedup)")
+    print(f"{'  of which events / dedup / rollups':<44}{sql['disk_events']:>14,.1f}{sql['disk_dedup']:>7,.1f}"
+          f"{sql['disk_rollups']:>7,.1f}  {'bytes':<9}")
     print(f"{'rollup cells':<44}{sql['rollup_cells']:>14,.0f}")
 
 

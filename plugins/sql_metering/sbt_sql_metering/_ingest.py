@@ -2,8 +2,9 @@
 
 Validation is the same as ``memory``'s (value, horizon, inactive meter, tenant policy, unknown event),
 with the same messages. Storing a batch: series ids, dedup (within the batch in order, then against the
-database with one upsert on its unique key), event ids, the events (COPY on PostgreSQL) and the
-batch's rollup cells, all in one transaction, so a rollup never holds an event the table does not.
+database's unique key: a COPY of new identifiers on PostgreSQL, an upsert when one is stored), event ids,
+the events (binary COPY on PostgreSQL) and the rollup cells of the stored ones, all in one transaction, so
+a rollup never holds an event the table does not.
 """
 
 from __future__ import annotations
@@ -111,7 +112,10 @@ def _in_batch(identifiers: list[str], ts: list[int], cutoff: int) -> tuple[list[
     """Dedup within a batch, in order, as if no stored event had the identifiers: which rows are kept,
     and per identifier the latest kept event time (what the dedup table will hold)."""
     keep = [True] * len(ts)
-    latest: dict[str, int] = {}
+    latest = dict(zip(identifiers, ts, strict=True))
+    if len(latest) == len(ts):  # the usual batch: no identifier twice
+        return keep, latest
+    latest = {}
     for i, (ident, t) in enumerate(zip(identifiers, ts, strict=True)):
         seen = latest.get(ident)
         if seen is None:
@@ -149,8 +153,11 @@ def store_batch(store: Store, conn: Connection, batch: Batch, now_ms: int, dedup
     store.insert_events(conn, seq, ids, series, ts, values, pick(batch.texts) if batch.texts is not None else None,
                         pick(batch.identifiers))
     if batch.meter.meter.aggregation is not Aggregation.UNIQUE_COUNT:
+        cells = batch_cells(series, ts, values, ids)
+        if not np.isfinite(cells.total).all():  # the batch's own sum in one cell
+            raise Overflow("a rollup sum is beyond the float range")
         try:
-            add_cells(conn, batch_cells(seq, series, ts, values, ids))
+            add_cells(conn, seq, cells)
         except (DataError, NumericValueOutOfRange):  # PostgreSQL: "value out of range: overflow"
             raise Overflow("a rollup sum is beyond the float range") from None
         if not store.postgres and store.sum_overflows(conn, seq, int(ts.min()) // DAY, int(ts.max()) // DAY):

@@ -9,49 +9,78 @@ every cell by ``sbt metering check --repair``; :func:`differences` compares stor
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from typing import Any
 
+import attrs
 import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from ._copy import copy_columns
 from ._schema import WIDTHS, cells_from_events, meters, rollups
 from ._upsert import upsert
 
-__all__ = ["CELL_COLUMNS", "add_cells", "batch_cells", "differences", "keeps_rollups", "recompute"]
+__all__ = ["CELL_COLUMNS", "STAGE", "Cells", "add_cells", "batch_cells", "create_stage", "differences", "keeps_rollups",
+           "recompute"]
 
 CELL_COLUMNS = ("count", "sum", "min", "max", "latest_ts", "latest_id", "latest_value")
-_KEY = ("meter_seq", "width", "bucket", "series_id")
+_KEY = ("meter_seq", "width", "series_id", "bucket")  # the table's primary key, in its order
 _CHUNK = 2500  # rows per multi-row statement (11 parameters each: below SQLite's and PostgreSQL's limits)
 
 
-def batch_cells(meter_seq: int, series_ids: np.ndarray, ts: np.ndarray, values: np.ndarray,
-                event_ids: np.ndarray) -> list[tuple[Any, ...]]:
-    """The rollup cells of one meter's new events, every width: one tuple per cell, in key order."""
-    cells: list[tuple[Any, ...]] = []
-    if not len(ts):
-        return cells
-    for width in WIDTHS:
+@attrs.frozen
+class Cells:
+    """Rollup cells of one meter's new events as columns (one entry per cell, every width, in key order:
+    width, series, bucket): ``count`` int64, ``total``/``low``/``high``/``latest_value`` float64, the
+    others int64."""
+
+    width: np.ndarray
+    series: np.ndarray
+    bucket: np.ndarray
+    count: np.ndarray
+    total: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    latest_ts: np.ndarray
+    latest_id: np.ndarray
+    latest_value: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.width)
+
+    def rows(self, meter_seq: int) -> list[tuple[Any, ...]]:
+        """One tuple per cell in :data:`_COLUMNS` order (the multi-row statement's form)."""
+        return [(meter_seq, *row) for row in zip(*(getattr(self, f).tolist() for f in _FIELDS), strict=True)]
+
+
+_FIELDS = ("width", "series", "bucket", "count", "total", "low", "high", "latest_ts", "latest_id", "latest_value")
+
+
+def batch_cells(series_ids: np.ndarray, ts: np.ndarray, values: np.ndarray, event_ids: np.ndarray) -> Cells:
+    """The rollup cells of one meter's new events, every width, in key order."""
+    parts: list[list[np.ndarray]] = []
+    for width in WIDTHS if len(ts) else ():
         bucket = ts // width
-        # Sorted by (bucket, series, ts, id): a cell's rows are contiguous and its last row is its latest.
-        order = np.lexsort((event_ids, ts, series_ids, bucket))
+        # Sorted by (series, bucket, ts, id), the key's order: a cell's rows are contiguous and its last
+        # row is its latest.
+        order = np.lexsort((event_ids, ts, bucket, series_ids))
         b, s = bucket[order], series_ids[order]
         v = values[order]
-        starts = np.flatnonzero(np.r_[True, (b[1:] != b[:-1]) | (s[1:] != s[:-1])])
-        ends = np.r_[starts[1:], len(b)] - 1
-        count = np.diff(np.r_[starts, len(b)])
-        total = np.add.reduceat(v, starts)
-        low = np.minimum.reduceat(v, starts)
-        high = np.maximum.reduceat(v, starts)
-        last = order[ends]
-        cells += [(meter_seq, width, *row) for row in zip(
-            b[starts].tolist(), s[starts].tolist(), count.tolist(), total.tolist(), low.tolist(), high.tolist(),
-            ts[last].tolist(), event_ids[last].tolist(), values[last].tolist(), strict=True)]
-    return cells
+        starts = np.flatnonzero(np.r_[True, (s[1:] != s[:-1]) | (b[1:] != b[:-1])])
+        last = order[np.r_[starts[1:], len(b)] - 1]
+        with np.errstate(over="ignore"):  # a sum beyond the float range: the caller refuses the batch
+            total = np.add.reduceat(v, starts)
+        parts.append([np.full(len(starts), width, dtype=np.int64), s[starts], b[starts],
+                      np.diff(np.r_[starts, len(b)]), total, np.minimum.reduceat(v, starts),
+                      np.maximum.reduceat(v, starts), ts[last], event_ids[last], values[last]])
+    if not parts:
+        empty = np.zeros(0, dtype=np.int64)
+        return Cells(*(empty for _ in _FIELDS))
+    return Cells(*(np.concatenate(col) for col in zip(*parts, strict=True)))
 
 
-_COLUMNS = [("meter_seq", "integer"), ("width", "integer"), ("bucket", "bigint"), ("series_id", "integer"),
+_COLUMNS = [("meter_seq", "integer"), ("width", "integer"), ("series_id", "integer"), ("bucket", "bigint"),
             ("count", "bigint"), ("sum", "float8"), ("min", "float8"), ("max", "float8"), ("latest_ts", "bigint"),
             ("latest_id", "bigint"), ("latest_value", "float8")]
 _T = "sbt_metering_rollups"
@@ -64,11 +93,40 @@ _ADD = ", ".join([
     *[f"{c} = CASE WHEN {_LATER} THEN excluded.{c} ELSE {_T}.{c} END"
       for c in ("latest_value", "latest_id", "latest_ts")]])  # every SET expression reads the old row
 
+#: Per-session staging table of the PostgreSQL path (see :func:`add_cells`), created by :func:`create_stage`.
+STAGE = "sbt_metering_stage_cells"
+_NAMES = ", ".join(c for c, _ in _COLUMNS)
+_FOLD = (f"WITH staged AS (DELETE FROM {STAGE} RETURNING {_NAMES}) "
+         f"INSERT INTO {_T} ({_NAMES}) SELECT {_NAMES} FROM staged "
+         f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {_ADD}")
+_BINARY = {"integer": "int4", "bigint": "int8", "float8": "float8"}
 
-def add_cells(conn: Connection, cells: Sequence[tuple[Any, ...]]) -> None:
-    """Fold new cells (tuples in :data:`_COLUMNS` order, sorted by key, so two processes adding to the
-    same cells lock them in the same order) into the stored ones."""
-    upsert(conn, _T, _COLUMNS, cells, list(_KEY), _ADD)
+
+def create_stage(cursor: Any) -> None:
+    """Create this session's staging table (PostgreSQL: a temporary table emptied at every commit, so
+    nothing of it outlives the transaction that filled it, nor is logged)."""
+    cursor.execute(f"CREATE TEMPORARY TABLE IF NOT EXISTS {STAGE} ("
+                   + ", ".join(f"{c} {t}" for c, t in _COLUMNS) + ") ON COMMIT DELETE ROWS")
+
+
+def add_cells(conn: Connection, meter_seq: int, cells: Cells) -> None:
+    """Fold new cells (in key order, so two processes adding to the same cells lock them in the same
+    order) into the stored ones: on PostgreSQL a binary COPY into the session's staging table, then one
+    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` that also empties the stage; on SQLite (or a session
+    without the staging table) multi-row upserts.
+
+    :raises psycopg.errors.NumericValueOutOfRange: (PostgreSQL) a sum beyond the float range.
+    """
+    if not len(cells):
+        return
+    if conn.dialect.name != "postgresql" or not conn.connection.info.get(STAGE):
+        upsert(conn, _T, _COLUMNS, cells.rows(meter_seq), list(_KEY), _ADD)
+        return
+    raw: Any = conn.connection.driver_connection
+    copy_columns(raw, STAGE, [c for c, _ in _COLUMNS], [("int4", np.full(len(cells), meter_seq)), *(
+        (_BINARY[kind], getattr(cells, f)) for f, (_, kind) in zip(_FIELDS, _COLUMNS[1:], strict=True))])
+    with raw.cursor() as cur:
+        cur.execute(_FOLD)
 
 
 def _computed(conn: Connection, meter_seq: int, width: int, lo: int, hi: int,

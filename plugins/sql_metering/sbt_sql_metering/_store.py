@@ -16,7 +16,9 @@ from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
+import psycopg
 import sqlalchemy as sa
+from psycopg.errors import UniqueViolation
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import URL, Connection
 
@@ -24,6 +26,8 @@ from sbt_core._sql import create_engine, read_only
 from sbt_core.models import Meter
 
 from . import _schema as s
+from ._copy import copy_columns
+from ._rollups import STAGE, create_stage
 from ._upsert import upsert
 
 __all__ = ["MeterRow", "Store"]
@@ -32,6 +36,23 @@ log = logging.getLogger("sbt.provider.sql")
 
 _CHUNK = 8000  # dedup rows per multi-row upsert (3 parameters each)
 _METER_LOCK = 0x5B7_3E00  # advisory-lock class of the per-meter lock (key: meter_seq)
+#: ``Connection.info`` key of the series ids a write transaction created (see :meth:`Store.write`).
+_PENDING = "sbt_metering_new_series"
+#: Event ids per value of the PostgreSQL sequence (see :meth:`Store.allocate_event_ids`).
+_ID_BLOCK = 1 << 20
+
+
+def _on_connect(dbapi_connection: Any, record: Any) -> None:
+    # The session's staging table, created once per connection, outside any transaction of ours. A role
+    # without the TEMPORARY privilege gets none, and its cells take the multi-row upsert instead.
+    try:
+        with dbapi_connection.cursor() as cur:
+            create_stage(cur)
+        dbapi_connection.commit()
+        record.info[STAGE] = True
+    except psycopg.Error as exc:
+        dbapi_connection.rollback()
+        log.warning("no temporary staging table for rollup cells (%s); folding them with upserts", exc)
 
 
 class MeterRow:
@@ -65,6 +86,8 @@ class Store:
         self.url = url
         self.engine = create_engine(url)
         self.postgres = url.get_backend_name() == "postgresql"
+        if self.postgres:
+            sa.event.listen(self.engine, "connect", _on_connect)
         # (meter_seq, tenant, dims JSON) -> series id. Series rows are only ever added (a deleted
         # meter's series go with its meter_seq, never reused), so a cached id stays right.
         self._series: dict[tuple[int, str, str], int] = {}
@@ -84,9 +107,16 @@ class Store:
 
     @contextmanager
     def write(self) -> Iterator[Connection]:
-        """A write transaction."""
+        """A write transaction. The series ids it creates join the cache only once it commits: a rolled
+        back transaction's ids do not exist, and an event stored under one would be counted nowhere."""
+        pending: dict[tuple[int, str, str], int] = {}
         with self.engine.begin() as conn:
-            yield conn
+            conn.info[_PENDING] = pending
+            try:
+                yield conn
+            finally:
+                del conn.info[_PENDING]
+        self._series.update(pending)
 
     @contextmanager
     def read(self) -> Iterator[Connection]:
@@ -128,7 +158,8 @@ class Store:
     def series_ids(self, conn: Connection, meter_seq: int, keys: Sequence[tuple[str, str]]) -> list[int]:
         """Ids of (tenant, dims JSON) series of a meter, created when new (concurrently safe)."""
         cache = self._series
-        missing = sorted({k for k in keys if (meter_seq, *k) not in cache})
+        pending: dict[tuple[int, str, str], int] = conn.info.get(_PENDING, cache)
+        missing = sorted({k for k in keys if (meter_seq, *k) not in cache and (meter_seq, *k) not in pending})
         if missing:
             insert = postgresql.insert if self.postgres else sqlite.insert
             rows = [{"meter_seq": meter_seq, "tenant_id": t, "dims": d} for t, d in missing]
@@ -139,8 +170,8 @@ class Store:
             for i in range(0, len(tenants), _CHUNK):
                 for r in conn.execute(sa.select(c.series_id, c.tenant_id, c.dims).where(
                         c.meter_seq == meter_seq, c.tenant_id.in_(tenants[i:i + _CHUNK]))):
-                    cache[(meter_seq, r.tenant_id, r.dims)] = r.series_id
-        return [cache[(meter_seq, t, d)] for t, d in keys]
+                    pending[(meter_seq, r.tenant_id, r.dims)] = r.series_id
+        return [cache[key] if key in cache else pending[key] for key in ((meter_seq, t, d) for t, d in keys)]
 
     def series_of_meter(self, conn: Connection, meter_seq: int) -> dict[int, tuple[str, tuple[str, ...]]]:
         """Every series of a meter: id -> (tenant id, dimension texts)."""
@@ -152,9 +183,23 @@ class Store:
 
     def claim_identifiers(self, conn: Connection, meter_seq: int, latest: dict[str, int], cutoff_ms: int) -> set[str]:
         """Record ``identifier -> latest event time`` for a batch and return the identifiers it may store:
-        those with no stored event time after ``cutoff_ms`` (now - dedup window). One upsert decides, so
-        the same identifier put to two processes at once is stored once."""
-        items = sorted(latest.items())  # one lock order for every process
+        those with no stored event time after ``cutoff_ms`` (now - dedup window). The table's primary key
+        decides, so the same identifier put to two processes at once is stored once.
+
+        On PostgreSQL a batch of identifiers none of which is stored yet (the usual case) is one binary
+        COPY under a savepoint; a unique violation rolls the savepoint back and the upsert below decides
+        row by row. Both write in identifier order: one lock order for every process."""
+        items = sorted(latest.items())
+        if self.postgres:
+            raw: Any = conn.connection.driver_connection
+            try:
+                with conn.begin_nested():
+                    copy_columns(raw, "sbt_metering_dedup", ["meter_seq", "identifier", "ts"], [
+                        ("int4", np.full(len(items), meter_seq)), ("text", [k for k, _ in items]),
+                        ("int8", np.fromiter((v for _, v in items), dtype=np.int64, count=len(items)))])
+                return set(latest)
+            except UniqueViolation:
+                pass
         return set(upsert(conn, "sbt_metering_dedup", [("meter_seq", "integer"), ("identifier", "text"),
                                                        ("ts", "bigint")],
                           [(meter_seq, k, v) for k, v in items], ["meter_seq", "identifier"],
@@ -170,11 +215,16 @@ class Store:
             sa.func.abs(r.sum) > 1.7976931348623157e308)).scalar() != 0
 
     def allocate_event_ids(self, conn: Connection, n: int) -> np.ndarray:
-        """``n`` increasing event ids (ingestion order: LATEST breaks ties on event time with them)."""
+        """``n`` increasing event ids (ingestion order: LATEST breaks ties on event time with them).
+
+        PostgreSQL: one value of ``sbt_metering_event_ids`` per block of :data:`_ID_BLOCK` ids (``value *
+        _ID_BLOCK + position``), not one per event; every id is above the ids of earlier batches, those
+        stored one sequence value per event included."""
         if self.postgres:
-            ids = conn.execute(sa.text("SELECT nextval('sbt_metering_event_ids') FROM generate_series(1, :n)"),
-                               {"n": n}).scalars().all()
-            return np.sort(np.array(ids, dtype=np.int64))
+            blocks = conn.execute(sa.text("SELECT nextval('sbt_metering_event_ids') FROM generate_series(1, :n)"),
+                                  {"n": -(-n // _ID_BLOCK)}).scalars().all()
+            rows = np.arange(n, dtype=np.int64)
+            return np.sort(np.array(blocks, dtype=np.int64))[rows // _ID_BLOCK] * _ID_BLOCK + rows % _ID_BLOCK
         # SQLite: this write transaction holds the file's write lock (BEGIN IMMEDIATE), so max is ours.
         top = conn.execute(sa.select(sa.func.max(s.events.c.event_id))).scalar() or 0
         return np.arange(top + 1, top + 1 + n, dtype=np.int64)
@@ -182,18 +232,16 @@ class Store:
     def insert_events(self, conn: Connection, meter_seq: int, ids: np.ndarray, series_ids: np.ndarray,
                       ts: np.ndarray, values: np.ndarray, texts: Sequence[str] | None,
                       identifiers: Sequence[str]) -> None:
-        """Store events: COPY on PostgreSQL, one executemany on SQLite."""
+        """Store events: a binary COPY on PostgreSQL, one executemany on SQLite."""
         n = len(ids)
-        text_col: Sequence[str | None] = texts if texts is not None else [None] * n
         if self.postgres:
-            raw: Any = conn.connection.driver_connection
-            with raw.cursor() as cur, cur.copy(
-                    "COPY sbt_metering_events (event_id, meter_seq, series_id, ts, value, text, identifier, "
-                    "cancelled) FROM STDIN") as copy:
-                for row in zip(ids.tolist(), series_ids.tolist(), ts.tolist(), values.tolist(), text_col,
-                               identifiers, strict=True):
-                    copy.write_row((row[0], meter_seq, row[1], row[2], row[3], row[4], row[5], False))
+            copy_columns(conn.connection.driver_connection, "sbt_metering_events",
+                         ["event_id", "meter_seq", "series_id", "ts", "value", "cancelled", "text", "identifier"],
+                         [("int8", ids), ("int4", np.full(n, meter_seq)), ("int4", series_ids), ("int8", ts),
+                          ("float8", values), ("bool", np.zeros(n, dtype=bool)), ("text", texts),
+                          ("text", identifiers)])
             return
+        text_col: Sequence[str | None] = texts if texts is not None else [None] * n
         conn.execute(sa.insert(s.events), [
             {"event_id": i, "meter_seq": meter_seq, "series_id": sid, "ts": t, "value": v, "text": x,
              "identifier": ident, "cancelled": False}
@@ -204,6 +252,31 @@ class Store:
         """Delete a meter and everything stored for it."""
         for table in (s.rollups, s.dedup, s.events, s.series, s.meters):
             conn.execute(sa.delete(table).where(table.c.meter_seq == meter_seq))
+
+    def purge_tenant(self, conn: Connection, tenant_id: str) -> int:
+        """Delete a tenant's events in every meter, with their rollup cells and dedup entries, and forget
+        it as a customer; returns how many events (cancelled ones included) were removed.
+
+        A dedup entry goes unless another tenant's event of the meter holds the same identifier: it then
+        keeps that event's latest time, so identifiers the tenant used may be stored again, as in
+        ``memory``. Rollup cells are per series and a series is one tenant's, so the others' cells are
+        not touched. The tenant's series rows stay: other processes cache series ids, and a returning
+        tenant gets its old ids back."""
+        c, e, d, r = s.series.c, s.events.c, s.dedup.c, s.rollups.c
+        seqs = sorted(conn.execute(sa.select(c.meter_seq).distinct().where(c.tenant_id == tenant_id)).scalars())
+        removed = 0
+        for seq in seqs:
+            self.lock_meter(conn, seq, exclusive=True)  # no batch of this meter lands halfway through
+            mine = sa.select(c.series_id).where(c.meter_seq == seq, c.tenant_id == tenant_id).scalar_subquery()
+            used = sa.select(e.identifier).where(e.meter_seq == seq, e.series_id.in_(mine))
+            conn.execute(sa.delete(s.dedup).where(d.meter_seq == seq, d.identifier.in_(used)))
+            conn.execute(sa.insert(s.dedup).from_select(["meter_seq", "identifier", "ts"], sa.select(
+                sa.literal(seq, sa.Integer), e.identifier, sa.func.max(e.ts)).where(
+                e.meter_seq == seq, e.identifier.in_(used), e.series_id.not_in(mine)).group_by(e.identifier)))
+            removed += conn.execute(sa.delete(s.events).where(e.meter_seq == seq, e.series_id.in_(mine))).rowcount
+            conn.execute(sa.delete(s.rollups).where(r.meter_seq == seq, r.series_id.in_(mine)))
+        conn.execute(sa.delete(s.customers).where(s.customers.c.tenant_id == tenant_id))
+        return removed
 
     # -- reporting --------------------------------------------------------------------------------------
 

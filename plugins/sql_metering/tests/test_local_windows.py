@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 from sbt_sql_metering import SqlMetering, _query
 from sbt_sql_metering._rollups import differences
-from sbt_sql_metering._schema import DAY, HALF_HOUR, meters, rollups, schema_versions
+from sbt_sql_metering._schema import DAY, HALF_HOUR, ROLLUP_FILLFACTOR, meters, rollups, schema_versions
 
 from sbt_core.errors import BadRequestError
 from sbt_core.metering import encode_usage_token
@@ -167,25 +167,28 @@ def test_a_token_without_a_key_reads_as_an_offset_and_a_bad_key_is_refused(
                 from_=query.from_, to=query.to, limit=2, next_token=encode_usage_token(2, meter_id, query, bad)))
 
 
-def test_migration_2_rebuilds_the_rollups_from_the_events(new_provider: Callable[..., SqlMetering]) -> None:
+@pytest.mark.parametrize(("version", "fillfactor", "applied"), [(1, None, [2, 3]), (2, 70, [3])])
+def test_migration_3_rebuilds_the_rollups_from_the_events(
+        new_provider: Callable[..., SqlMetering], version: int, fillfactor: int | None, applied: list[int]) -> None:
     provider = new_provider()
     meter_id = provider.metering_create_meter(MeterCreate(name="n", event_name="calls", aggregation=Aggregation.MAX,
                                                           value_property="value")).meter_id
     rng = random.Random(2)
     provider.ingest_batch([usage_event(e) for e in _events(rng, 50, 0, Aggregation.MAX)])
     with provider.store.write() as conn:
-        # What version 1 left: 15-minute cells, and no 30-minute cells.
+        # What versions 1 and 2 left: 15-minute cells, and no 30-minute cells.
         conn.execute(sa.delete(rollups).where(rollups.c.width == HALF_HOUR))
         conn.execute(sa.update(rollups).values(width=900_000))
-        conn.execute(sa.delete(schema_versions).where(schema_versions.c.version > 1))
+        conn.execute(sa.delete(schema_versions).where(schema_versions.c.version > version))
         if provider.store.postgres:  # a storage parameter an earlier migration set survives the rebuild
-            conn.exec_driver_sql("ALTER TABLE sbt_metering_rollups SET (fillfactor = 70)")
-    assert provider.store.migrate() == [2]
+            conn.exec_driver_sql("ALTER TABLE sbt_metering_rollups " + (
+                f"SET (fillfactor = {fillfactor})" if fillfactor else "RESET (fillfactor)"))
+    assert provider.store.migrate() == applied
     with provider.store.read() as conn:
         seq = conn.execute(sa.select(meters.c.meter_seq).where(meters.c.meter_id == meter_id)).scalar_one()
         assert differences(conn, seq) == []
         widths = conn.execute(sa.select(rollups.c.width).distinct()).scalars().all()
         if provider.store.postgres:
             assert conn.execute(sa.text("SELECT reloptions FROM pg_class WHERE oid = 'sbt_metering_rollups'::regclass")
-                                ).scalar() == ["fillfactor=70"]
+                                ).scalar() == [f"fillfactor={fillfactor or ROLLUP_FILLFACTOR}"]
     assert sorted(widths) == [HALF_HOUR, DAY]

@@ -10,10 +10,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import psycopg
 import pytest
 import sqlalchemy as sa
 from sbt_sql_metering import SqlMetering, SqlMeteringSettings
-from sbt_sql_metering._rollups import differences
+from sbt_sql_metering._copy import copy_columns
+from sbt_sql_metering._rollups import STAGE, differences
 from sbt_sql_metering._schema import HALF_HOUR, SCHEMA_VERSION, meters, rollups, schema_versions
 from typer.testing import CliRunner
 
@@ -31,6 +34,7 @@ from sbt_core.models import (
     UsageQuery,
     WindowSize,
 )
+from sbt_core.testing import sbt_event
 from sbt_core.testing.metering_oracle import NOW
 
 
@@ -134,6 +138,147 @@ def test_the_same_identifiers_put_to_two_processes_at_once_count_once(
     assert usage(b, meter_id) == {("t1", day): 398.0}
     assert [r.status for r in a.ingest_batch([event("new")])] == ["accepted"]
     assert usage(b, meter_id) == usage(a, meter_id) == {("t1", day): 399.0}
+
+
+def test_purge_erases_one_tenant_in_every_meter_and_leaves_the_others(
+        new_provider: Callable[..., SqlMetering]) -> None:
+    provider = new_provider(unknown_tenant="reject")
+    for tenant in ("t1", "t2"):
+        provider.metering_create_customer(sbt_event("onboardingRequest", {"tenantId": tenant}))
+    meter_id = create(provider)
+    other_id = provider.metering_create_meter(MeterCreate(name="logins", event_name="logins",
+                                                          aggregation=Aggregation.COUNT)).meter_id
+    old = NOW - timedelta(days=34)  # outside the dedup window, inside the horizon
+    assert [r.status for r in provider.ingest_batch([
+        event("a", 3), event("b", 4, at=NOW - timedelta(days=1)), event("x", 1),
+        event("x", 7, tenant="t2"),  # a duplicate of t1's "x"
+        event("y", 5, tenant="t2", at=old), event("y", 6),  # t1 may reuse it: t2's is beyond the window
+        event("c", 2, tenant="t2"), event("l1", name="logins"), event("l2", tenant="t2", name="logins"),
+    ])] == ["accepted"] * 3 + ["duplicate"] + ["accepted"] * 5
+    assert provider.metering_cancel_usage_events(CancelUsageRequest(identifiers=("b",))).cancelled == 1
+
+    def t2_rollups() -> list[Any]:
+        with provider.store.read() as conn:
+            return conn.execute(sa.text(
+                "SELECT r.* FROM sbt_metering_rollups r JOIN sbt_metering_series s USING (series_id) "
+                "WHERE s.tenant_id = 't2' ORDER BY r.meter_seq, r.width, r.bucket, r.series_id")).all()
+
+    kept = t2_rollups()
+    t2 = {k: v for k, v in usage(provider, meter_id).items() if k[0] == "t2"}
+    assert provider.purge_tenant("t1") == 5  # a, b (cancelled), x, y and l1
+    assert provider.purge_tenant("t1") == provider.purge_tenant("nobody") == 0
+    assert usage(provider, meter_id) == t2 == {("t2", (NOW - timedelta(hours=1)).date().isoformat()): 2.0}
+    assert {k[0] for k in usage(provider, other_id)} == {"t2"}
+    assert t2_rollups() == kept
+    with provider.store.read() as conn:
+        assert all(differences(conn, seq) == [] for seq in conn.execute(sa.select(meters.c.meter_seq)).scalars())
+        dedup = dict(conn.execute(sa.text("SELECT identifier, ts FROM sbt_metering_dedup")).all())
+        assert provider.store.customers(conn, ["t1", "t2"]) == {"t2": True}
+    # t1's identifiers are forgotten ("x" too: t2's was a duplicate, never stored), "y" keeps t2's event
+    # time; t1 is no customer any more.
+    assert dedup == {"c": dedup["c"], "l2": dedup["l2"], "y": int(old.timestamp() * 1000)}
+    with pytest.raises(BadRequestError, match="not a metering customer"):
+        provider.metering_ingest_usage_event(event("a", 1))
+    provider.metering_create_customer(sbt_event("onboardingRequest", {"tenantId": "t1"}))
+    assert [r.status for r in provider.ingest_batch([event("a", 1), event("x", 1, tenant="t2"),
+                                                     event("c", 1, tenant="t1")])] == ["accepted"] * 2 + ["duplicate"]
+
+
+def test_binary_copy_payloads_round_trip(sbt_postgres_url: str) -> None:
+    rows = [(1, 2**40, 1.5, "h\u00e9llo \u2603", None, True), (2, -5, float("inf"), None, "x\ty\\n", False),
+            (3, 0, -0.0, "", "ascii", True)]
+    engine = sa.create_engine(sbt_postgres_url)
+    try:
+        with engine.begin() as conn:
+            conn.exec_driver_sql("CREATE TEMPORARY TABLE copied (a int4, b int8, c float8, d text, e varchar(20), "
+                                 "f bool)")
+            names = ["a", "b", "c", "d", "e", "f"]
+            kinds = ["int4", "int8", "float8", "text", "text", "bool"]
+            columns = [(kind, [r[i] for r in rows]) for i, kind in enumerate(kinds)]
+            copy_columns(conn.connection.driver_connection, "copied", names, columns)
+            copy_columns(conn.connection.driver_connection, "copied", names, [(k, v[:0]) for k, v in columns])
+            copy_columns(conn.connection.driver_connection, "copied", ["a", "d"], [("int4", np.array([4])),
+                                                                                 ("text", None)])
+            assert conn.exec_driver_sql("SELECT * FROM copied ORDER BY a").all() == [
+                *rows, (4, None, None, None, None, None)]
+    finally:
+        engine.dispose()
+
+
+def test_a_role_without_temporary_tables_folds_cells_with_upserts(
+        sbt_postgres_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def refused(cursor: Any) -> None:
+        raise psycopg.errors.InsufficientPrivilege("permission denied to create temporary tables")
+
+    monkeypatch.setattr("sbt_sql_metering._store.create_stage", refused)
+    provider = SqlMetering(SqlMeteringSettings(database_url=Secret(sbt_postgres_url)),
+                           ProviderContext("sql", "metering", tmp_path))
+    provider.clock = lambda: int(NOW.timestamp() * 1000)
+    provider.sbt_startup()
+    try:
+        with provider.store.write() as conn:
+            for table in ("rollups", "dedup", "events", "series", "customers", "meters"):
+                conn.execute(sa.text(f"DELETE FROM sbt_metering_{table}"))
+            assert STAGE not in conn.connection.info
+        meter_id = create(provider)
+        assert provider.ingest_columns("calls", ["t1", "t1", "t2"], [int(NOW.timestamp() * 1000) - 60_000] * 3,
+                                       [1, 2, 4], ["a", "b", "c"]).accepted == 3
+        day = (NOW - timedelta(minutes=1)).date().isoformat()
+        assert usage(provider, meter_id) == {("t1", day): 3.0, ("t2", day): 4.0}
+        with provider.store.read() as conn:
+            assert all(differences(conn, seq) == [] for seq in conn.execute(sa.select(meters.c.meter_seq)).scalars())
+    finally:
+        provider.sbt_shutdown()
+
+
+def test_event_ids_increase_across_blocks_and_batches(new_provider: Callable[..., SqlMetering],
+                                                      monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sbt_sql_metering._store._ID_BLOCK", 4)  # a batch of 10 takes 3 blocks
+    provider = new_provider()
+    create(provider)
+    at = int((NOW - timedelta(minutes=5)).timestamp() * 1000)
+    for batch in range(3):
+        ids = [f"{batch}-{i}" for i in range(10 if batch != 1 else 1)]
+        provider.ingest_columns("calls", ["t1"] * len(ids), [at] * len(ids), [1] * len(ids), ids)
+    with provider.store.read() as conn:
+        stored = conn.execute(sa.text("SELECT identifier FROM sbt_metering_events ORDER BY event_id")).scalars().all()
+    # Ingestion order, batch after batch (LATEST breaks ties on event time with the ids).
+    assert stored == [f"{b}-{i}" for b in range(3) for i in range(10 if b != 1 else 1)]
+
+
+def test_columns_as_arrays_or_lists_are_refused_and_stored_alike(new_provider: Callable[..., SqlMetering]) -> None:
+    provider = new_provider()
+    meter_id = create(provider)
+    at = int((NOW - timedelta(minutes=5)).timestamp() * 1000)
+    far = int((NOW - timedelta(days=40)).timestamp() * 1000)
+    messages = []
+    for wrap in (list, np.array):
+        with pytest.raises(BadRequestError) as refused:
+            provider.ingest_columns("calls", ["t1"] * 4, wrap([at, far, at, at]), wrap([1.5, 2, float("nan"), 4]),
+                                    ["a", "b", "c", ""])
+        messages.append(refused.value.message)
+    assert messages[0] == messages[1]
+    assert "row 2 (c): v must be finite, got nan" in messages[0] and "row 1 (b): timestamp outside" in messages[0]
+    assert "row 3: identifier is empty" in messages[0]
+    assert provider.ingest_columns("calls", ["t1", "t2"], np.array([at, at]), np.array([3, 2**53 + 1]),
+                                   ["a", "b"]).accepted == 2
+    day = (NOW - timedelta(minutes=5)).date().isoformat()
+    assert usage(provider, meter_id) == {("t1", day): 3.0, ("t2", day): float(2**53 + 1)}
+
+
+def test_a_batch_whose_own_sum_overflows_one_cell_is_refused_event_by_event(
+        new_provider: Callable[..., SqlMetering]) -> None:
+    provider = new_provider()
+    meter_id = create(provider)
+    # Each finite alone, their sum in one cell infinite: a batch must not store an infinite cell.
+    assert [r.status for r in provider.ingest_batch([event("a", 0.9e308), event("b", 0.9e308)])] == [
+        "accepted", "rejected"]
+    at = int((NOW - timedelta(hours=1)).timestamp() * 1000)
+    with pytest.raises(BadRequestError, match="float range"):
+        provider.ingest_columns("calls", ["t2", "t2"], [at, at], np.array([0.9e308, 0.9e308]), ["c", "d"])
+    assert usage(provider, meter_id) == {("t1", (NOW - timedelta(hours=1)).date().isoformat()): 0.9e308}
+    with provider.store.read() as conn:
+        assert all(differences(conn, seq) == [] for seq in conn.execute(sa.select(meters.c.meter_seq)).scalars())
 
 
 def test_schema_versions_are_recorded_and_a_newer_schema_is_refused(provider: SqlMetering) -> None:
