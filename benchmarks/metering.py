@@ -26,9 +26,11 @@ Durability (issue 18), log on (``durable``, ``fsync = "batch"``) against log off
 ``sql`` (issue 19) on PostgreSQL (``--sql-url``, default a throwaway database on 127.0.0.1:5432, dropped
 after): batch ingest through ``SqlMetering.ingest_columns`` (COPY, dedup, rollups; one transaction per
 chunk), as a ratio to a bare binary COPY of the same rows into a copy of the events table (its indexes, no
-dedup, no rollups), chunk by chunk in turn; ``fetch_usage`` of every page of the same 30-day DAY query
-(median); bytes on disk per stored event (tables, indexes, rollups, dedup: ``pg_total_relation_size``), and
-those of the events, dedup and rollups tables. ``--no-sql`` skips it.
+dedup, no rollups), chunk by chunk in turn; bytes on disk per stored event (tables, indexes, rollups, dedup:
+``pg_total_relation_size``), and those of the events, dedup and rollups tables. ``--no-sql`` skips it.
+The query figures: every page of the 30-day DAY query (median), the same with one event written
+between pages (the writes untimed), one page, a ``to`` off the 30-minute grid, and DAY windows in
+Europe/Paris, America/New_York and Asia/Kolkata (a half-hour offset).
 
 Run: ``python benchmarks/metering.py [--events N] [--single N] [--repeat R] [--sql-chunk N]``; only the
 durability part: ``python benchmarks/metering.py --durability-only --events 2000000``.
@@ -370,7 +372,6 @@ def bench_sql(data: Data, args: argparse.Namespace, state: Path) -> dict[str, fl
     """``sql`` on PostgreSQL: batch ingest, every page of the 30-day DAY query, bytes on disk per event."""
     from sbt_sql_metering import SqlMetering, SqlMeteringSettings
     from sbt_sql_metering._copy import copy_columns
-    from sbt_sql_metering._query import Answers
 
     from sbt_core.models import Secret
 
@@ -428,26 +429,55 @@ def bench_sql(data: Data, args: argparse.Namespace, state: Path) -> dict[str, fl
         start = datetime.fromtimestamp(data.start_ms / 1000, UTC)
         end = start + timedelta(days=31)
 
-        def all_pages(**extra: object) -> int:
+        written = 0
+
+        def write_one() -> None:
+            # One event, so that no page can be answered from anything computed before it.
+            nonlocal written
+            written += 1
+            provider.ingest_batch([UsageEvent(tenant_id=data.tenants[written % len(data.tenants)],
+                                              event_name="api_calls", identifier=f"between-{written}",
+                                              timestamp=start + timedelta(days=3), properties={"value": 1.0,
+                                                                                               "region": REGIONS[0]})])
+
+        def all_pages(to: datetime = end, between: Callable[[], None] | None = None, **extra: object) -> int:
             rows, token = 0, None
             while True:
                 page = provider.metering_fetch_usage(meter.meter_id, UsageQuery(
-                    from_=start, to=end, window_size=WindowSize.DAY, limit=1000, next_token=token, **extra))
+                    from_=start, to=to, window_size=WindowSize.DAY, limit=1000, next_token=token, **extra))
                 rows += len(page.items)
                 token = page.next_token
                 if token is None:
                     return rows
+                if between is not None:
+                    paused = time.perf_counter()
+                    between()
+                    spent_writing.append(time.perf_counter() - paused)
+
+        spent_writing: list[float] = []
+
+        def timed_without_writes(fn: Callable[[], object]) -> float:
+            # Median of the fetches alone: the writes between the pages are not timed.
+            fn()
+            times = []
+            for _ in range(args.repeat):
+                spent_writing.clear()
+                t = time.perf_counter()
+                fn()
+                times.append((time.perf_counter() - t - sum(spent_writing)) * 1000)
+            return statistics.median(times)
 
         out["rows"] = all_pages()
-        # The pages of one query share one computation while nothing is committed (see _query.Answers):
-        # the first figure; the second computes every page afresh, as after each write.
         out["query_all_ms"] = median_ms(all_pages, args.repeat)
-        kept, provider._answers = provider._answers, Answers(size=0)
-        out["query_fresh_ms"] = median_ms(all_pages, args.repeat)
+        out["query_fresh_ms"] = timed_without_writes(lambda: all_pages(between=write_one))
         out["query_page_ms"] = median_ms(lambda: provider.metering_fetch_usage(meter.meter_id, UsageQuery(
             from_=start, to=end, window_size=WindowSize.DAY, limit=1000)), args.repeat)
-        out["query_paris_ms"] = median_ms(lambda: all_pages(window_time_zone="Europe/Paris"), max(3, args.repeat // 10))
-        provider._answers = kept
+        ragged = datetime.fromtimestamp(data.now_ms / 1000, UTC)
+        out["query_ragged_ms"] = median_ms(lambda: all_pages(to=ragged), args.repeat)
+        few = max(3, args.repeat // 5)
+        out["query_paris_ms"] = median_ms(lambda: all_pages(window_time_zone="Europe/Paris"), few)
+        out["query_new_york_ms"] = median_ms(lambda: all_pages(window_time_zone="America/New_York"), few)
+        out["query_kolkata_ms"] = median_ms(lambda: all_pages(window_time_zone="Asia/Kolkata"), few)
     return out
 
 
@@ -598,10 +628,15 @@ def _sql_report(sql: dict[str, float], duck: dict[str, float] | None) -> None:
     print(f"{label:<44}{q:>14,.3f}{dq or 0:>14,.3f}  {'ms':<9}"
           f"{ratio:>10}  <= 50 ms and <= 0.5x DuckDB {'MET' if ok else 'NOT MET'}")
     fresh = sql["query_fresh_ms"]
+    fresh_ok = fresh <= 50 and (dq is None or fresh <= 0.5 * dq)
     fresh_ratio = f"{fresh / dq:8.3f}x" if dq else ""
-    print(f"{'same, every page computed afresh':<44}{fresh:>14,.3f}{dq or 0:>14,.3f}  {'ms':<9}{fresh_ratio:>10}")
-    print(f"{'one page of 1,000 rows, computed afresh':<44}{sql['query_page_ms']:>14,.3f}{'':>14}  {'ms':<9}")
-    print(f"{'same, DAY windows in Europe/Paris (fresh)':<44}{sql['query_paris_ms']:>14,.3f}{'':>14}  {'ms':<9}")
+    print(f"{'same, one event written between pages':<44}{fresh:>14,.3f}{dq or 0:>14,.3f}  {'ms':<9}{fresh_ratio:>10}"
+          f"  same target {'MET' if fresh_ok else 'NOT MET'}")
+    print(f"{'one page of 1,000 rows':<44}{sql['query_page_ms']:>14,.3f}{'':>14}  {'ms':<9}")
+    print(f"{'all pages, `to` off the 30-min grid (now)':<44}{sql['query_ragged_ms']:>14,.3f}{'':>14}  {'ms':<9}")
+    for label, key in (("Europe/Paris", "query_paris_ms"), ("America/New_York", "query_new_york_ms"),
+                       ("Asia/Kolkata (+5:30)", "query_kolkata_ms")):
+        print(f"{'all pages, DAY windows in ' + label:<44}{sql[key]:>14,.3f}{'':>14}  {'ms':<9}")
     print(f"{'bytes on disk per stored event':<44}{sql['disk_bytes_per_event']:>14,.1f}{'':>14}  {'bytes':<9}"
           f"{'':>10}  (tables + indexes + rollups + dedup)")
     print(f"{'  of which events / dedup / rollups':<44}{sql['disk_events']:>14,.1f}{sql['disk_dedup']:>7,.1f}"

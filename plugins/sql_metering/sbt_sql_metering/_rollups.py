@@ -18,26 +18,26 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from ._copy import copy_columns
-from ._schema import WIDTHS, meters, rollups
+from ._schema import WIDTHS, cells_from_events, meters, rollups
 from ._upsert import upsert
 
 __all__ = ["CELL_COLUMNS", "STAGE", "Cells", "add_cells", "batch_cells", "create_stage", "differences", "keeps_rollups",
            "recompute"]
 
 CELL_COLUMNS = ("count", "sum", "min", "max", "latest_ts", "latest_id", "latest_value")
-_KEY = ("meter_seq", "width", "bucket", "series_id")
+_KEY = ("meter_seq", "width", "series_id", "bucket")  # the table's primary key, in its order
 _CHUNK = 2500  # rows per multi-row statement (11 parameters each: below SQLite's and PostgreSQL's limits)
 
 
 @attrs.frozen
 class Cells:
     """Rollup cells of one meter's new events as columns (one entry per cell, every width, in key order:
-    width, bucket, series): ``count`` int64, ``total``/``low``/``high``/``latest_value`` float64, the
+    width, series, bucket): ``count`` int64, ``total``/``low``/``high``/``latest_value`` float64, the
     others int64."""
 
     width: np.ndarray
-    bucket: np.ndarray
     series: np.ndarray
+    bucket: np.ndarray
     count: np.ndarray
     total: np.ndarray
     low: np.ndarray
@@ -54,7 +54,7 @@ class Cells:
         return [(meter_seq, *row) for row in zip(*(getattr(self, f).tolist() for f in _FIELDS), strict=True)]
 
 
-_FIELDS = ("width", "bucket", "series", "count", "total", "low", "high", "latest_ts", "latest_id", "latest_value")
+_FIELDS = ("width", "series", "bucket", "count", "total", "low", "high", "latest_ts", "latest_id", "latest_value")
 
 
 def batch_cells(series_ids: np.ndarray, ts: np.ndarray, values: np.ndarray, event_ids: np.ndarray) -> Cells:
@@ -62,15 +62,16 @@ def batch_cells(series_ids: np.ndarray, ts: np.ndarray, values: np.ndarray, even
     parts: list[list[np.ndarray]] = []
     for width in WIDTHS if len(ts) else ():
         bucket = ts // width
-        # Sorted by (bucket, series, ts, id): a cell's rows are contiguous and its last row is its latest.
-        order = np.lexsort((event_ids, ts, series_ids, bucket))
+        # Sorted by (series, bucket, ts, id), the key's order: a cell's rows are contiguous and its last
+        # row is its latest.
+        order = np.lexsort((event_ids, ts, bucket, series_ids))
         b, s = bucket[order], series_ids[order]
         v = values[order]
-        starts = np.flatnonzero(np.r_[True, (b[1:] != b[:-1]) | (s[1:] != s[:-1])])
+        starts = np.flatnonzero(np.r_[True, (s[1:] != s[:-1]) | (b[1:] != b[:-1])])
         last = order[np.r_[starts[1:], len(b)] - 1]
         with np.errstate(over="ignore"):  # a sum beyond the float range: the caller refuses the batch
             total = np.add.reduceat(v, starts)
-        parts.append([np.full(len(starts), width, dtype=np.int64), b[starts], s[starts],
+        parts.append([np.full(len(starts), width, dtype=np.int64), s[starts], b[starts],
                       np.diff(np.r_[starts, len(b)]), total, np.minimum.reduceat(v, starts),
                       np.maximum.reduceat(v, starts), ts[last], event_ids[last], values[last]])
     if not parts:
@@ -79,7 +80,7 @@ def batch_cells(series_ids: np.ndarray, ts: np.ndarray, values: np.ndarray, even
     return Cells(*(np.concatenate(col) for col in zip(*parts, strict=True)))
 
 
-_COLUMNS = [("meter_seq", "integer"), ("width", "integer"), ("bucket", "bigint"), ("series_id", "integer"),
+_COLUMNS = [("meter_seq", "integer"), ("width", "integer"), ("series_id", "integer"), ("bucket", "bigint"),
             ("count", "bigint"), ("sum", "float8"), ("min", "float8"), ("max", "float8"), ("latest_ts", "bigint"),
             ("latest_id", "bigint"), ("latest_value", "float8")]
 _T = "sbt_metering_rollups"
@@ -128,24 +129,9 @@ def add_cells(conn: Connection, meter_seq: int, cells: Cells) -> None:
         cur.execute(_FOLD)
 
 
-def _from_events(width: int) -> str:
-    # Cells of the live events of one meter in [lo, hi), optionally of some series only: the argmax of
-    # LATEST as row_number() over (time, id) descending, portable to SQLite (3.25+) and PostgreSQL.
-    return f"""
-        SELECT series_id, ts / {width} AS bucket, count(*) AS count, sum(value) AS sum, min(value) AS min,
-               max(value) AS max, max(CASE WHEN rn = 1 THEN ts END) AS latest_ts,
-               max(CASE WHEN rn = 1 THEN event_id END) AS latest_id,
-               max(CASE WHEN rn = 1 THEN value END) AS latest_value
-        FROM (SELECT series_id, ts, value, event_id,
-                     row_number() OVER (PARTITION BY series_id, ts / {width} ORDER BY ts DESC, event_id DESC) AS rn
-              FROM sbt_metering_events
-              WHERE meter_seq = :meter AND NOT cancelled AND ts >= :lo AND ts < :hi {{series}}) AS e
-        GROUP BY series_id, ts / {width}"""
-
-
 def _computed(conn: Connection, meter_seq: int, width: int, lo: int, hi: int,
               series_ids: Iterable[int] | None) -> list[dict[str, Any]]:
-    text = _from_events(width)
+    text = cells_from_events(width)
     params: dict[str, Any] = {"meter": meter_seq, "lo": lo, "hi": hi}
     if series_ids is None:
         stmt = sa.text(text.format(series=""))

@@ -49,7 +49,7 @@ from sbt_core.models import (
 
 from . import _schema as s
 from ._ingest import Batch, Overflow, Policy, Rejected, check_event, dims_key, store_batch
-from ._query import Answers, fetch_usage
+from ._query import fetch_usage
 from ._rollups import recompute
 from ._store import MeterRow, Store, meter_values
 from .settings import SqlMeteringSettings
@@ -89,7 +89,6 @@ class SqlMetering(Provider):
         #: Epoch milliseconds now; tests replace it to pin the horizon and the dedup window.
         self.clock: Callable[[], int] = _now_ms
         self._series: dict[int, dict[int, tuple[str, tuple[str, ...]]]] = {}
-        self._answers = Answers()
         self._migrated = False
 
     # -- lifecycle -----------------------------------------------------------------------------------
@@ -373,7 +372,7 @@ class SqlMetering(Provider):
         :raises BadRequestError: a groupBy the meter does not declare, a bad token, too many windows."""
         store = self._ready()
         with store.read() as conn:
-            return fetch_usage(store, conn, self._meter(conn, meter_id), query, self._series, self._answers)
+            return fetch_usage(store, conn, self._meter(conn, meter_id), query, self._series)
 
     @hookimpl
     def metering_cancel_usage_events(self, request: CancelUsageRequest) -> CancelResult:

@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sbt_sql_metering import SqlMetering, SqlMeteringSettings
 from sbt_sql_metering._copy import copy_columns
 from sbt_sql_metering._rollups import STAGE, differences
-from sbt_sql_metering._schema import SCHEMA_VERSION, meters, rollups, schema_versions
+from sbt_sql_metering._schema import HALF_HOUR, SCHEMA_VERSION, meters, rollups, schema_versions
 from typer.testing import CliRunner
 
 from sbt_core import ProviderContext
@@ -313,7 +313,7 @@ def test_stats_and_check_find_and_repair_a_rollup_that_disagrees_with_its_events
     assert code == 0 and '"events": 10' in out and '"meters": 1' in out
     assert sbt("metering", "check", "--config", str(config))[:2] == (0, f"{meter_id}: ok\n")
     with provider.store.write() as conn:
-        conn.execute(sa.update(rollups).where(rollups.c.width == 900_000).values(sum=rollups.c.sum + 1))
+        conn.execute(sa.update(rollups).where(rollups.c.width == HALF_HOUR).values(sum=rollups.c.sum + 1))
     code, out, _ = sbt("metering", "check", "--config", str(config))
     assert code == 1 and "1 cell(s) differ" in out and "rollup (10, 46.0" in out
     assert sbt("metering", "check", "--config", str(config), "--repair")[0] == 0
