@@ -33,7 +33,7 @@ from ...models import AuthSettings, to_json
 from ...triggers import Authorizer as AuthorizerKind
 from ...triggers import RouteTrigger
 from ..authorizer import Authorizer, JwksSource, StaticJwks, bearer_token
-from ..contracts import EventBus, QueryParam, RouteGroup, route_doc
+from ..contracts import EventBus, QueryParam, RouteDoc, RouteGroup, route_doc
 from . import events as ev
 from ._json import FastJSONResponse, JSONAnswer
 from .hooks import hook_route, json_body
@@ -239,8 +239,8 @@ def _hook_operation(cp: ControlPlaneLike, hook: str, trigger: RouteTrigger) -> O
     spec = getattr(getattr(hookspecs, row.interface), hook, None)
     return Operation(trigger=trigger, endpoint=endpoint, operation_id=hook, summary=_first_line(spec.__doc__ if spec
                      else row.sbt_property), tag=row.interface, hook_route=route,
-                     request_schema=(lambda reg: reg.request_ref(route.body_model)) if route.body_model else None,
-                     response_schema=route.response, status=route.status, query=route.query)
+                     doc=RouteDoc(request_schema=(lambda reg: reg.request_ref(route.body_model)) if route.body_model
+                                  else None, response_schema=route.response, status=route.status, query=route.query))
 
 
 def _core_trigger(method: str, path: str) -> RouteTrigger:
@@ -338,21 +338,21 @@ def _core_operations(cp: ControlPlaneLike, openapi: Callable[[], dict[str, Any]]
         Operation(_core_trigger("GET", "/health"), health, "health",
                   "Health: 200 {\"status\": \"ok\"}; 503 with the problems when the event broker or a database "
                   "cannot be reached.", "core",
-                  response_schema=status_schema),
+                  doc=RouteDoc(response_schema=status_schema)),
         Operation(_core_trigger("GET", "/openapi.json"), openapi_json, "openapi",
                   "This OpenAPI 3.1 document, generated from the binding table.", "core",
-                  response_schema=lambda reg: {"type": "object"}),
+                  doc=RouteDoc(response_schema=lambda reg: {"type": "object"})),
         Operation(_core_trigger("POST", "/events"), put_events, "put_events",
                   "Put a batch of events on the bus (EventBridge PutEvents-like, per-entry results).", "events",
-                  request_schema=_put_events_request, response_schema=_put_events_response),
+                  doc=RouteDoc(request_schema=_put_events_request, response_schema=_put_events_response)),
         Operation(_core_trigger("GET", "/events"), list_events, "list_events",
                   "Recent events, newest first, with each binding's delivery status.", "events",
-                  response_schema=_events_schema,
-                  query=(QueryParam("limit", "integer", f"how many (1-{MAX_EVENTS_PAGE}, default 50)",
-                                    bounds={"minimum": 1, "maximum": MAX_EVENTS_PAGE}),)),
+                  doc=RouteDoc(response_schema=_events_schema,
+                               query=(QueryParam("limit", "integer", f"how many (1-{MAX_EVENTS_PAGE}, default 50)",
+                                                 bounds={"minimum": 1, "maximum": MAX_EVENTS_PAGE}),))),
         Operation(_core_trigger("GET", "/events/{eventId}"), get_event, "get_event",
                   "One event of the log with each binding's delivery status.", "events",
-                  response_schema=record_schema),
+                  doc=RouteDoc(response_schema=record_schema)),
     ]
 
 
@@ -363,10 +363,7 @@ def _group_operations(group: RouteGroup, tag: str) -> list[Operation]:
         doc = route_doc(endpoint)
         ops.append(Operation(trigger, endpoint, doc.operation_id or (name if name.startswith(tag) else f"{tag}_{name}"),
                              _first_line(getattr(endpoint, "__doc__", None)) or f"{trigger.method} {trigger.path}",
-                             doc.tag or tag, status=doc.status, request_schema=doc.request_schema,
-                             response_schema=doc.response_schema, query=doc.query, media_type=doc.media_type,
-                             body_required=doc.body_required, request_media_type=doc.request_media_type,
-                             path=doc.path, errors=doc.errors))
+                             doc.tag or tag, doc=doc))
     return ops
 
 

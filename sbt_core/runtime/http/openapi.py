@@ -51,7 +51,7 @@ def build_openapi(operations: Sequence[Operation], auth: AuthSettings | None) ->
         entry: dict[str, Any] = {"operationId": operation_id, "tags": [op.tag]}
         if op.summary:
             entry["summary"] = op.summary
-        path_bounds = {p.name: p for p in op.path}
+        path_bounds = {p.name: p for p in op.doc.path}
         params: list[dict[str, Any]] = []
         for name in _PARAM.findall(trigger.path):
             param = {"name": name, "in": "path", "required": True,
@@ -61,7 +61,7 @@ def build_openapi(operations: Sequence[Operation], auth: AuthSettings | None) ->
                 if path_bounds[name].description:
                     param["description"] = path_bounds[name].description
             params.append(param)
-        for q in op.query:
+        for q in op.doc.query:
             # A bound may be computed when the document is (a list read from the system, such as time zones).
             schema: dict[str, Any] = {"type": q.type, **{k: v() if callable(v) else v for k, v in q.bounds.items()}}
             if q.type == "string" and not schema.keys() & {"pattern", "enum", "format"}:
@@ -79,16 +79,16 @@ def build_openapi(operations: Sequence[Operation], auth: AuthSettings | None) ->
         if op.hook_route is not None and op.hook_route.raw_body:
             entry["requestBody"] = {"description": "passed to the provider byte for byte (signature check)",
                                     "content": {"*/*": {"schema": {}}}}
-        elif op.request_schema is not None:
-            entry["requestBody"] = {"required": op.body_required,
-                                    "content": {op.request_media_type: {"schema": op.request_schema(reg)}}}
+        elif op.doc.request_schema is not None:
+            entry["requestBody"] = {"required": op.doc.body_required,
+                                    "content": {op.doc.request_media_type: {"schema": op.doc.request_schema(reg)}}}
         success = {"description": "Success", "content": {
-            op.media_type: {"schema": op.response_schema(reg) if op.response_schema
+            op.doc.media_type: {"schema": op.doc.response_schema(reg) if op.doc.response_schema
                                                             else {}}}}
-        responses: dict[str, Any] = {str(op.status): success}
+        responses: dict[str, Any] = {str(op.doc.status): success}
         needs_jwt = trigger.authorizer is AuthorizerKind.JWT
         for status in _ERRORS:
-            if status in ("401", "403") and not needs_jwt and int(status) not in op.errors:
+            if status in ("401", "403") and not needs_jwt and int(status) not in op.doc.errors:
                 continue
             responses[status] = {"$ref": f"#/components/responses/Error{status}"}
         entry["responses"] = responses

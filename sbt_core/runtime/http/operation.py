@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from ...triggers import RouteTrigger
-from ..contracts import QueryParam, Schema
+from ..contracts import RouteDoc
 from .hooks import HookRoute
 
 __all__ = ["Endpoint", "Operation"]
@@ -21,8 +21,9 @@ Endpoint = Callable[[Request], Awaitable[Response]]
 @attrs.frozen
 class Operation:
     """One mounted route: its trigger, endpoint (``async (request) -> Response``, run after the authorizer),
-    and what the OpenAPI document says of it (the fields after ``hook_route`` as in
-    :class:`~sbt_core.runtime.contracts.RouteDoc`)."""
+    resolved ``operation_id``, ``summary`` and ``tag``, and ``doc``, what the OpenAPI document says of its
+    status, bodies and parameters (a route group's own :class:`~sbt_core.runtime.contracts.RouteDoc`, or one
+    built for a hook or core route)."""
 
     trigger: RouteTrigger
     endpoint: Endpoint
@@ -30,12 +31,4 @@ class Operation:
     summary: str
     tag: str
     hook_route: HookRoute | None = None
-    request_schema: Schema | None = None
-    response_schema: Schema | None = None
-    status: int = 200
-    query: tuple[QueryParam, ...] = ()
-    media_type: str = "application/json"
-    body_required: bool = True
-    request_media_type: str = "application/json"
-    path: tuple[QueryParam, ...] = ()
-    errors: tuple[int, ...] = ()
+    doc: RouteDoc = RouteDoc()
