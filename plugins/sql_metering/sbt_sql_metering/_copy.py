@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Column", "binary_copy", "copy_columns"]
+__all__ = ["Column", "binary_copy", "copy_columns", "copy_payload"]
 
 _SIGNATURE = b"PGCOPY\n\xff\r\n\x00" + b"\x00" * 8
 _TRAILER = b"\xff\xff"
@@ -83,7 +83,13 @@ def binary_copy(columns: Sequence[Column]) -> bytes:
     return out.tobytes()
 
 
+def copy_payload(raw: Any, table: str, names: Sequence[str], payload: bytes) -> None:
+    """``COPY table (names) FROM STDIN (FORMAT BINARY)`` of a :func:`binary_copy` payload on a psycopg
+    connection."""
+    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy:
+        copy.write(payload)
+
+
 def copy_columns(raw: Any, table: str, names: Sequence[str], columns: Sequence[Column]) -> None:
     """``COPY table (names) FROM STDIN (FORMAT BINARY)`` on a psycopg connection, rows given as columns."""
-    with raw.cursor() as cur, cur.copy(f"COPY {table} ({', '.join(names)}) FROM STDIN (FORMAT BINARY)") as copy:
-        copy.write(binary_copy(columns))
+    copy_payload(raw, table, names, binary_copy(columns))

@@ -10,6 +10,7 @@ a rollup never holds an event the table does not.
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import attrs
@@ -21,9 +22,9 @@ from sqlalchemy.exc import DataError
 from sbt_core.metering import as_number, as_text, dimension_text, floor_ms
 from sbt_core.models import Aggregation, MeterStatus, UsageEvent
 
-from ._rollups import add_cells, batch_cells
+from ._rollups import Cells, add_cells, batch_cells, stage_payload
 from ._schema import DAY
-from ._store import MeterRow, Store
+from ._store import MeterRow, Store, event_payload
 
 __all__ = ["Batch", "Overflow", "Rejected", "check_event", "store_batch"]
 
@@ -108,58 +109,124 @@ def check_event(event: UsageEvent, meter: MeterRow, now_ms: int, policy: Policy,
     return ms, value, text, dims_key([dimension_text(props.get(n)) for n in m.group_by])
 
 
-def _in_batch(identifiers: list[str], ts: list[int], cutoff: int) -> tuple[list[bool], dict[str, int]]:
+def _in_batch(identifiers: list[str], ts: list[int], cutoff: int) -> tuple[list[bool], dict[str, tuple[int, int]]]:
     """Dedup within a batch, in order, as if no stored event had the identifiers: which rows are kept,
-    and per identifier the latest kept event time (what the dedup table will hold)."""
+    and per identifier the earliest and latest kept event time (what the dedup table will hold)."""
     keep = [True] * len(ts)
-    latest = dict(zip(identifiers, ts, strict=True))
-    if len(latest) == len(ts):  # the usual batch: no identifier twice
-        return keep, latest
-    latest = {}
+    spans = {ident: (t, t) for ident, t in zip(identifiers, ts, strict=True)}
+    if len(spans) == len(ts):  # the usual batch: no identifier twice
+        return keep, spans
+    spans = {}
     for i, (ident, t) in enumerate(zip(identifiers, ts, strict=True)):
-        seen = latest.get(ident)
+        seen = spans.get(ident)
         if seen is None:
-            latest[ident] = t
-        elif seen > cutoff:
+            spans[ident] = (t, t)
+        elif seen[1] > cutoff:
             keep[i] = False
         else:
-            latest[ident] = max(seen, t)
-    return keep, latest
+            spans[ident] = (min(seen[0], t), max(seen[1], t))
+    return keep, spans
+
+
+@attrs.frozen
+class _Rows:
+    """The rows of a batch to store, as arrays, with their series and event ids."""
+
+    series: np.ndarray
+    ts: np.ndarray
+    values: np.ndarray
+    ids: np.ndarray
+    texts: list[str] | None
+    identifiers: list[str]
+
+    @classmethod
+    def of(cls, store: Store, conn: Connection, batch: Batch, picked: list[int] | None) -> _Rows:
+        """The rows ``picked`` (None: every row) of ``batch``; creates missing series, allocates ids."""
+        pick: Any = (lambda col: col) if picked is None else (lambda col: [col[i] for i in picked])
+        keys = list(zip(pick(batch.tenants), pick(batch.dims), strict=True))
+        series = np.array(store.series_ids(conn, batch.meter.seq, keys), dtype=np.int64)
+        return cls(series, np.array(pick(batch.ts), dtype=np.int64), np.array(pick(batch.values), dtype=np.float64),
+                   store.allocate_event_ids(conn, len(keys)), pick(batch.texts) if batch.texts is not None else None,
+                   pick(batch.identifiers))
+
+
+@attrs.frozen
+class _Payloads:
+    """What a batch writes, computed before it is written: rollup cells (None: UNIQUE_COUNT keeps none)
+    and, on PostgreSQL, the COPY payloads of the events and of the cells."""
+
+    cells: Cells | None
+    events: bytes | None = None
+    stage: bytes | None = None
+
+
+#: Rows from which a PostgreSQL batch prepares its payloads while the database takes its dedup claim.
+_OVERLAP_ROWS = 20_000
+
+
+def _prepare(store: Store, seq: int, rows: _Rows, counts_texts: bool) -> _Payloads:
+    """Cells and payloads of ``rows``. :raises Overflow: the batch's own sum in one cell overflows."""
+    cells = None
+    if not counts_texts:
+        cells = batch_cells(rows.series, rows.ts, rows.values, rows.ids)
+        if not np.isfinite(cells.total).all():
+            raise Overflow("a rollup sum is beyond the float range")
+    if not store.postgres:
+        return _Payloads(cells)
+    return _Payloads(cells, event_payload(seq, rows.ids, rows.series, rows.ts, rows.values, rows.texts,
+                                          rows.identifiers),
+                     stage_payload(seq, cells) if cells is not None else None)
+
+
+def _write(store: Store, conn: Connection, seq: int, rows: _Rows, ready: _Payloads) -> None:
+    store.insert_events(conn, seq, rows.ids, rows.series, rows.ts, rows.values, rows.texts, rows.identifiers,
+                        ready.events)
+    if ready.cells is None:
+        return
+    try:
+        add_cells(conn, seq, ready.cells, ready.stage)
+    except (DataError, NumericValueOutOfRange):  # PostgreSQL: "value out of range: overflow"
+        raise Overflow("a rollup sum is beyond the float range") from None
+    if not store.postgres and store.sum_overflows(conn, seq, int(rows.ts.min()) // DAY, int(rows.ts.max()) // DAY):
+        raise Overflow("a rollup sum is beyond the float range")  # SQLite sums to inf instead
 
 
 def store_batch(store: Store, conn: Connection, batch: Batch, now_ms: int, dedup_ms: int) -> list[bool]:
     """Store one meter's validated events inside ``conn``'s transaction; per event, whether it was stored
-    (False: a duplicate)."""
+    (False: a duplicate).
+
+    A large PostgreSQL batch whose identifiers are all new to it (the usual bulk load) takes its dedup
+    claim in a second thread while this one computes the cells and the COPY payloads, so that the
+    database and Python work at once (the connection is used by one thread at a time); should the claim
+    refuse an identifier, the rows are picked again and those payloads are thrown away.
+
+    :raises Overflow: a rollup sum would go beyond the float range (the transaction must roll back).
+    """
     n = len(batch.ts)
     if not n:
         return []
     seq = batch.meter.seq
+    counts_texts = batch.meter.meter.aggregation is Aggregation.UNIQUE_COUNT
     store.lock_meter(conn, seq, exclusive=False)
     cutoff = now_ms - dedup_ms
-    keep, latest = _in_batch(batch.identifiers, batch.ts, cutoff)
-    won = store.claim_identifiers(conn, seq, latest, cutoff)
-    if len(won) < len(latest):
+    keep, spans = _in_batch(batch.identifiers, batch.ts, cutoff)
+    if store.postgres and n >= _OVERLAP_ROWS and len(spans) == n:
+        rows = _Rows.of(store, conn, batch, None)
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            claim = pool.submit(store.claim_identifiers, conn, seq, spans, cutoff)
+            try:
+                ready = _prepare(store, seq, rows, counts_texts)
+            finally:
+                won = claim.result()  # the connection is free again (and the claim's own error raised)
+        if len(won) == n:
+            _write(store, conn, seq, rows, ready)
+            return keep
+    else:
+        won = store.claim_identifiers(conn, seq, spans, cutoff)
+    if len(won) < len(spans):
         keep = [k and ident in won for k, ident in zip(keep, batch.identifiers, strict=True)]
-    rows = [i for i, k in enumerate(keep) if k]
-    if not rows:
-        return keep
-    every = len(rows) == n
-    pick: Any = (lambda col: col) if every else (lambda col: [col[i] for i in rows])
-    series = np.array(store.series_ids(conn, seq, list(zip(pick(batch.tenants), pick(batch.dims), strict=True))),
-                      dtype=np.int64)
-    ts = np.array(pick(batch.ts), dtype=np.int64)
-    values = np.array(pick(batch.values), dtype=np.float64)
-    ids = store.allocate_event_ids(conn, len(rows))
-    store.insert_events(conn, seq, ids, series, ts, values, pick(batch.texts) if batch.texts is not None else None,
-                        pick(batch.identifiers))
-    if batch.meter.meter.aggregation is not Aggregation.UNIQUE_COUNT:
-        cells = batch_cells(series, ts, values, ids)
-        if not np.isfinite(cells.total).all():  # the batch's own sum in one cell
-            raise Overflow("a rollup sum is beyond the float range")
-        try:
-            add_cells(conn, seq, cells)
-        except (DataError, NumericValueOutOfRange):  # PostgreSQL: "value out of range: overflow"
-            raise Overflow("a rollup sum is beyond the float range") from None
-        if not store.postgres and store.sum_overflows(conn, seq, int(ts.min()) // DAY, int(ts.max()) // DAY):
-            raise Overflow("a rollup sum is beyond the float range")  # SQLite sums to inf instead
+    picked = [i for i, k in enumerate(keep) if k]
+    if picked:
+        rows = _Rows.of(store, conn, batch, picked if len(picked) < n else None)
+        _write(store, conn, seq, rows, _prepare(store, seq, rows, counts_texts))
     return keep

@@ -17,12 +17,12 @@ import numpy as np
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
-from ._copy import copy_columns
+from ._copy import binary_copy, copy_payload
 from ._schema import WIDTHS, cells_from_events, meters, rollups
 from ._upsert import upsert
 
 __all__ = ["CELL_COLUMNS", "STAGE", "Cells", "add_cells", "batch_cells", "create_stage", "differences", "keeps_rollups",
-           "recompute"]
+           "recompute", "stage_payload"]
 
 CELL_COLUMNS = ("count", "sum", "min", "max", "latest_ts", "latest_id", "latest_value")
 _KEY = ("meter_seq", "width", "series_id", "bucket")  # the table's primary key, in its order
@@ -96,8 +96,7 @@ _ADD = ", ".join([
 #: Per-session staging table of the PostgreSQL path (see :func:`add_cells`), created by :func:`create_stage`.
 STAGE = "sbt_metering_stage_cells"
 _NAMES = ", ".join(c for c, _ in _COLUMNS)
-_FOLD = (f"WITH staged AS (DELETE FROM {STAGE} RETURNING {_NAMES}) "
-         f"INSERT INTO {_T} ({_NAMES}) SELECT {_NAMES} FROM staged "
+_FOLD = (f"INSERT INTO {_T} ({_NAMES}) SELECT {_NAMES} FROM {STAGE} "
          f"ON CONFLICT ({', '.join(_KEY)}) DO UPDATE SET {_ADD}")
 _BINARY = {"integer": "int4", "bigint": "int8", "float8": "float8"}
 
@@ -109,11 +108,18 @@ def create_stage(cursor: Any) -> None:
                    + ", ".join(f"{c} {t}" for c, t in _COLUMNS) + ") ON COMMIT DELETE ROWS")
 
 
-def add_cells(conn: Connection, meter_seq: int, cells: Cells) -> None:
+def stage_payload(meter_seq: int, cells: Cells) -> bytes:
+    """The binary COPY payload of ``cells`` for the staging table (see :func:`add_cells`)."""
+    return binary_copy([("int4", np.full(len(cells), meter_seq)), *(
+        (_BINARY[kind], getattr(cells, f)) for f, (_, kind) in zip(_FIELDS, _COLUMNS[1:], strict=True))])
+
+
+def add_cells(conn: Connection, meter_seq: int, cells: Cells, payload: bytes | None = None) -> None:
     """Fold new cells (in key order, so two processes adding to the same cells lock them in the same
-    order) into the stored ones: on PostgreSQL a binary COPY into the session's staging table, then one
-    ``INSERT ... SELECT ... ON CONFLICT DO UPDATE`` that also empties the stage; on SQLite (or a session
-    without the staging table) multi-row upserts.
+    order) into the stored ones: on PostgreSQL a binary COPY into the session's staging table (``payload``:
+    :func:`stage_payload`, when already built), one ``INSERT ... SELECT ... ON CONFLICT DO UPDATE``, then
+    ``TRUNCATE`` of the stage (cheaper than a ``DELETE ... RETURNING`` feeding the insert); on SQLite (or a
+    session without the staging table) multi-row upserts.
 
     :raises psycopg.errors.NumericValueOutOfRange: (PostgreSQL) a sum beyond the float range.
     """
@@ -123,10 +129,12 @@ def add_cells(conn: Connection, meter_seq: int, cells: Cells) -> None:
         upsert(conn, _T, _COLUMNS, cells.rows(meter_seq), list(_KEY), _ADD)
         return
     raw: Any = conn.connection.driver_connection
-    copy_columns(raw, STAGE, [c for c, _ in _COLUMNS], [("int4", np.full(len(cells), meter_seq)), *(
-        (_BINARY[kind], getattr(cells, f)) for f, (_, kind) in zip(_FIELDS, _COLUMNS[1:], strict=True))])
+    if payload is None:
+        payload = stage_payload(meter_seq, cells)
+    copy_payload(raw, STAGE, [c for c, _ in _COLUMNS], payload)
     with raw.cursor() as cur:
         cur.execute(_FOLD)
+        cur.execute(f"TRUNCATE {STAGE}")
 
 
 def _computed(conn: Connection, meter_seq: int, width: int, lo: int, hi: int,

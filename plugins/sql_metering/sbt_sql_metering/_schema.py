@@ -8,8 +8,10 @@
 - ``sbt_metering_series``: one row per (meter, tenant, group-by dimension values): events and rollups
   carry its small integer id instead of the texts.
 - ``sbt_metering_events``: every stored event (``cancelled`` marks cancellations; they keep their row).
-- ``sbt_metering_dedup``: the unique constraint behind dedup: per (meter, identifier) the latest event
-  time stored with it; an insert that conflicts with a row still inside the dedup window changes nothing.
+- ``sbt_metering_dedup``: the unique constraint behind dedup: per (meter, identifier) the earliest and the
+  latest event time stored with it; an insert that conflicts with a row still inside the dedup window
+  changes nothing. It is also how a cancellation finds an identifier's events: the meter's time index
+  between those two times (the events table has no index on identifiers).
 - ``sbt_metering_rollups``: pre-aggregated cells (count, sum, min, max, latest) of live events per
   (meter, width, series, bucket): widths of 30 minutes and one UTC day, kept in the event's transaction.
   On PostgreSQL its pages are filled to :data:`ROLLUP_FILLFACTOR` percent.
@@ -17,7 +19,8 @@
 Versions (``MIGRATIONS``): 1 created the tables with 15-minute and day cells keyed (meter, width,
 bucket, series); 2 sets the rollups' fillfactor (PostgreSQL); 3 keys rollups (meter, width, series,
 bucket) and replaces the 15-minute cells by 30-minute cells, recomputed from the events (the fillfactor
-stays).
+stays); 5 gives dedup entries their earliest event time and drops the events' identifier index (and, on
+PostgreSQL, the event id key): each cost an index entry per stored event for the rare cancellation.
 """
 
 from __future__ import annotations
@@ -90,6 +93,8 @@ event_ids = sa.Sequence("sbt_metering_event_ids", metadata=metadata)
 
 events = sa.Table(
     "sbt_metering_events", metadata,
+    # The key only on SQLite, which counts event ids on from the largest; PostgreSQL's come from a sequence
+    # and nothing looks an event up by id, so version 5 drops the key's index there.
     sa.Column("event_id", sa.BigInteger, primary_key=True, autoincrement=False),
     sa.Column("meter_seq", sa.Integer, nullable=False),
     sa.Column("series_id", sa.Integer, nullable=False),
@@ -98,17 +103,19 @@ events = sa.Table(
     sa.Column("text", sa.Text, nullable=True),  # UNIQUE_COUNT: the value's text
     sa.Column("identifier", sa.String(256), nullable=False),
     sa.Column("cancelled", sa.Boolean, nullable=False),
-    # Raw reads (window edges, LATEST/UNIQUE_COUNT, range cancels, rollup recomputation) by time.
+    # Raw reads (window edges, LATEST/UNIQUE_COUNT, range cancels, rollup recomputation) and cancels by
+    # identifier (between the dedup entry's first and latest time) by time.
     sa.Index("sbt_metering_events_time", "meter_seq", "ts"),
-    # Cancel by identifiers, in every meter.
-    sa.Index("sbt_metering_events_identifier", "identifier"),
 )
 
 dedup = sa.Table(
     "sbt_metering_dedup", metadata,
     sa.Column("meter_seq", sa.Integer, primary_key=True),
     sa.Column("identifier", sa.String(256), primary_key=True),
-    sa.Column("ts", sa.BigInteger, nullable=False),
+    sa.Column("ts", sa.BigInteger, nullable=False),  # the latest event time stored with the identifier
+    # The earliest (version 5; a SQLite database migrated from an earlier version declares it nullable,
+    # but the migration filled every row).
+    sa.Column("first_ts", sa.BigInteger, nullable=False),
 )
 
 rollups = sa.Table(
@@ -188,11 +195,30 @@ def _v3(conn: Connection) -> None:
                 {"meter": seq, "lo": -(2**62), "hi": 2**62})
 
 
+def _v5(conn: Connection) -> None:
+    # Every dedup entry learns the earliest time stored with its identifier (through the identifier index,
+    # before it goes); an entry whose events were all purged keeps its latest time as both.
+    postgres = conn.dialect.name == "postgresql"
+    have = {c["name"] for c in sa.inspect(conn).get_columns("sbt_metering_dedup")}
+    if "first_ts" not in have:  # a database version 1 created before this release
+        conn.exec_driver_sql("ALTER TABLE sbt_metering_dedup ADD COLUMN first_ts BIGINT")
+        conn.exec_driver_sql(
+            "UPDATE sbt_metering_dedup SET first_ts = COALESCE((SELECT min(e.ts) FROM sbt_metering_events AS e "
+            "WHERE e.meter_seq = sbt_metering_dedup.meter_seq AND e.identifier = sbt_metering_dedup.identifier), ts)")
+        if postgres:
+            conn.exec_driver_sql("ALTER TABLE sbt_metering_dedup ALTER COLUMN first_ts SET NOT NULL")
+    conn.exec_driver_sql("DROP INDEX IF EXISTS sbt_metering_events_identifier")
+    if postgres:
+        conn.exec_driver_sql("ALTER TABLE sbt_metering_events DROP CONSTRAINT IF EXISTS sbt_metering_events_pkey")
+
+
 #: (version, description, apply) in order; a release that changes the schema appends one.
 MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "meters, customers, series, events, dedup, rollups", _v1),
     (2, f"rollups: fillfactor {ROLLUP_FILLFACTOR} (PostgreSQL), room for heap-only updates of cells", _v2),
     (3, "rollups keyed (meter, width, series, bucket), 30-minute cells instead of 15-minute cells", _v3),
+    (5, "dedup entries keep their earliest event time; no index on event identifiers (nor, on PostgreSQL, "
+        "on event ids)", _v5),
 ]
 SCHEMA_VERSION = MIGRATIONS[-1][0]
 

@@ -57,6 +57,7 @@ from .settings import SqlMeteringSettings
 __all__ = ["SqlMetering"]
 
 _DAY_MS = 86_400_000
+_SPANS_PER_STATEMENT = 500  # identifiers of one cancellation per UPDATE (an OR of index ranges)
 
 
 def _now_ms() -> int:
@@ -382,23 +383,34 @@ class SqlMetering(Provider):
         store = self._ready()
         e = s.events.c
         with store.write() as conn:
+            # Which events: by identifiers, those of each stored identifier's dedup entry, found in its
+            # meter's time index between the entry's earliest and latest time; by range, the range's.
+            wheres: list[tuple[int, sa.ColumnElement[bool]]] = []
             if request.identifiers:
-                seqs = sorted(conn.execute(sa.select(e.meter_seq).distinct().where(
-                    e.identifier.in_(sorted(set(request.identifiers))))).scalars())
-                where: list[sa.ColumnElement[bool]] = [e.identifier.in_(sorted(set(request.identifiers)))]
+                seqs = sorted({seq for seq, *_ in store.identifier_spans(conn, request.identifiers)})
+                for seq in seqs:
+                    store.lock_meter(conn, seq, exclusive=True)
+                # Read again under the locks: a batch committed meanwhile may have widened a span.
+                spans = store.identifier_spans(conn, request.identifiers)
+                for seq in seqs:
+                    mine = [(i, lo, hi) for m, i, lo, hi in spans if m == seq]
+                    for k in range(0, len(mine), _SPANS_PER_STATEMENT):
+                        wheres.append((seq, sa.or_(*(sa.and_(e.ts >= lo, e.ts <= hi, e.identifier == i)
+                                                     for i, lo, hi in mine[k:k + _SPANS_PER_STATEMENT]))))
             else:
                 assert request.meter_id is not None and request.from_ is not None and request.to is not None
                 seqs = [self._meter(conn, request.meter_id).seq]
-                where = [e.meter_seq == seqs[0], e.ts >= ceil_ms(request.from_), e.ts < ceil_ms(request.to)]
+                where = sa.and_(e.ts >= ceil_ms(request.from_), e.ts < ceil_ms(request.to))
                 if request.tenant_id is not None:
-                    where.append(e.series_id.in_(sa.select(s.series.c.series_id).where(
+                    where = sa.and_(where, e.series_id.in_(sa.select(s.series.c.series_id).where(
                         s.series.c.meter_seq == seqs[0], s.series.c.tenant_id == request.tenant_id)))
-            for seq in seqs:
-                store.lock_meter(conn, seq, exclusive=True)
+                wheres.append((seqs[0], where))
+                store.lock_meter(conn, seqs[0], exclusive=True)
             touched: dict[int, list[tuple[int, int]]] = {}
-            for seq, sid, ts in conn.execute(sa.update(s.events).where(*where, e.cancelled.is_(False))
-                                             .values(cancelled=True).returning(e.meter_seq, e.series_id, e.ts)):
-                touched.setdefault(seq, []).append((sid, ts))
+            for seq, where in wheres:
+                for sid, ts in conn.execute(sa.update(s.events).where(e.meter_seq == seq, where, e.cancelled.is_(False))
+                                            .values(cancelled=True).returning(e.series_id, e.ts)):
+                    touched.setdefault(seq, []).append((sid, ts))
             for seq, cells in sorted(touched.items()):
                 recompute(conn, seq, cells)
             return CancelResult(sum(len(c) for c in touched.values()))

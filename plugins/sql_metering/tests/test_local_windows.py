@@ -167,7 +167,7 @@ def test_a_token_without_a_key_reads_as_an_offset_and_a_bad_key_is_refused(
                 from_=query.from_, to=query.to, limit=2, next_token=encode_usage_token(2, meter_id, query, bad)))
 
 
-@pytest.mark.parametrize(("version", "fillfactor", "applied"), [(1, None, [2, 3]), (2, 70, [3])])
+@pytest.mark.parametrize(("version", "fillfactor", "applied"), [(1, None, [2, 3, 5]), (2, 70, [3, 5])])
 def test_migration_3_rebuilds_the_rollups_from_the_events(
         new_provider: Callable[..., SqlMetering], version: int, fillfactor: int | None, applied: list[int]) -> None:
     provider = new_provider()

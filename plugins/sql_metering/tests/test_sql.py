@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from sbt_sql_metering import SqlMetering, SqlMeteringSettings
 from sbt_sql_metering._copy import copy_columns
 from sbt_sql_metering._rollups import STAGE, differences
-from sbt_sql_metering._schema import HALF_HOUR, SCHEMA_VERSION, meters, rollups, schema_versions
+from sbt_sql_metering._schema import HALF_HOUR, MIGRATIONS, SCHEMA_VERSION, dedup, meters, rollups, schema_versions
 from typer.testing import CliRunner
 
 from sbt_core import ProviderContext
@@ -283,7 +283,7 @@ def test_a_batch_whose_own_sum_overflows_one_cell_is_refused_event_by_event(
 
 def test_schema_versions_are_recorded_and_a_newer_schema_is_refused(provider: SqlMetering) -> None:
     with provider.store.write() as conn:
-        assert conn.execute(sa.select(schema_versions.c.version)).scalars().all() == list(range(1, SCHEMA_VERSION + 1))
+        assert conn.execute(sa.select(schema_versions.c.version)).scalars().all() == [v for v, _, _ in MIGRATIONS]
         conn.execute(sa.insert(schema_versions).values(version=SCHEMA_VERSION + 1, description="from the future"))
     with pytest.raises(ConfigError, match="newer than this"):
         provider.store.migrate()
@@ -320,3 +320,39 @@ def test_stats_and_check_find_and_repair_a_rollup_that_disagrees_with_its_events
     assert sbt("metering", "check", "--config", str(config))[:2] == (0, f"{meter_id}: ok\n")
     code, _, err = sbt("metering", "check", "--config", str(config), "--meter", "nope")
     assert code == 1 and "not found" in err
+
+
+def test_migration_5_gives_dedup_entries_their_first_time_and_cancels_find_events_through_them(
+        new_provider: Callable[..., SqlMetering]) -> None:
+    provider = new_provider()
+    meter_id = create(provider)
+    # "again" is stored twice: its first event is older than the dedup window (32 days) when it comes back.
+    provider.ingest_batch([event("again", 2, at=NOW - timedelta(days=34)), event("once", 3),
+                           event("other", 5, tenant="t2")])
+    provider.ingest_batch([event("again", 7, at=NOW - timedelta(hours=2))])
+    postgres = provider.store.postgres
+    with provider.store.write() as conn:
+        # What version 4 left: no first times, an index on identifiers and (PostgreSQL) a key on event ids.
+        conn.exec_driver_sql("ALTER TABLE sbt_metering_dedup DROP COLUMN first_ts")
+        conn.exec_driver_sql("CREATE INDEX sbt_metering_events_identifier ON sbt_metering_events (identifier)")
+        if postgres:
+            conn.exec_driver_sql("ALTER TABLE sbt_metering_events ADD CONSTRAINT sbt_metering_events_pkey "
+                                 "PRIMARY KEY (event_id)")
+        conn.execute(sa.delete(schema_versions).where(schema_versions.c.version >= 5))
+    assert provider.store.migrate() == [5]
+    with provider.store.read() as conn:
+        spans = {r.identifier: (r.first_ts, r.ts) for r in conn.execute(sa.select(dedup))}
+        inspector = sa.inspect(conn)
+        indexes = {i["name"] for i in inspector.get_indexes("sbt_metering_events")}
+        key = inspector.get_pk_constraint("sbt_metering_events")["constrained_columns"]
+    def ago(**delta: float) -> int:
+        return int((NOW - timedelta(**delta)).timestamp() * 1000)
+
+    assert spans == {"again": (ago(days=34), ago(hours=2)), "once": (ago(hours=1),) * 2,
+                     "other": (ago(hours=1),) * 2}
+    assert indexes == {"sbt_metering_events_time"}
+    assert key == ([] if postgres else ["event_id"])
+    result = provider.metering_cancel_usage_events(CancelUsageRequest(identifiers=("again", "missing")))
+    assert result.cancelled == 2
+    assert usage(provider, meter_id) == {("t1", (NOW - timedelta(hours=1)).date().isoformat()): 3.0,
+                                         ("t2", (NOW - timedelta(hours=1)).date().isoformat()): 5.0}
