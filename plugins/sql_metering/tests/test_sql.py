@@ -172,11 +172,12 @@ def test_purge_erases_one_tenant_in_every_meter_and_leaves_the_others(
     assert t2_rollups() == kept
     with provider.store.read() as conn:
         assert all(differences(conn, seq) == [] for seq in conn.execute(sa.select(meters.c.meter_seq)).scalars())
-        dedup = dict(conn.execute(sa.text("SELECT identifier, ts FROM sbt_metering_dedup")).all())
+        dedup = {r[0]: tuple(r[1:])
+                 for r in conn.execute(sa.text("SELECT identifier, first_ts, ts FROM sbt_metering_dedup"))}
         assert provider.store.customers(conn, ["t1", "t2"]) == {"t2": True}
     # t1's identifiers are forgotten ("x" too: t2's was a duplicate, never stored), "y" keeps t2's event
     # time; t1 is no customer any more.
-    assert dedup == {"c": dedup["c"], "l2": dedup["l2"], "y": int(old.timestamp() * 1000)}
+    assert dedup == {"c": dedup["c"], "l2": dedup["l2"], "y": (int(old.timestamp() * 1000),) * 2}
     with pytest.raises(BadRequestError, match="not a metering customer"):
         provider.metering_ingest_usage_event(event("a", 1))
     provider.metering_create_customer(sbt_event("onboardingRequest", {"tenantId": "t1"}))
@@ -229,6 +230,42 @@ def test_a_role_without_temporary_tables_folds_cells_with_upserts(
             assert all(differences(conn, seq) == [] for seq in conn.execute(sa.select(meters.c.meter_seq)).scalars())
     finally:
         provider.sbt_shutdown()
+
+
+def test_a_large_batch_whose_claim_refuses_identifiers_stores_only_the_new_ones(
+        new_provider: Callable[..., SqlMetering], monkeypatch: pytest.MonkeyPatch) -> None:
+    # From 5 rows a PostgreSQL batch prepares its payloads while the claim runs, expecting every
+    # identifier to be new; here the second batch repeats three stored ones.
+    monkeypatch.setattr("sbt_sql_metering._ingest._OVERLAP_ROWS", 5)
+    provider = new_provider()
+    meter_id = create(provider, Aggregation.MAX)
+    at = int((NOW - timedelta(minutes=5)).timestamp() * 1000)
+    first = provider.ingest_columns("calls", ["t1", "t2"] * 4, [at - i for i in range(8)], list(range(8)),
+                                    [f"a{i}" for i in range(8)])
+    second = provider.ingest_columns("calls", ["t1"] * 6, [at] * 6, [100, 1, 1, 1, 50, 1],
+                                     ["a0", "b1", "a2", "b3", "a4", "b5"])
+    assert (first.accepted, first.duplicates, second.accepted, second.duplicates) == (8, 0, 3, 3)
+    day = (NOW - timedelta(minutes=5)).date().isoformat()
+    assert usage(provider, meter_id) == {("t1", day): 6.0, ("t2", day): 7.0}
+    with provider.store.read() as conn:
+        assert conn.execute(sa.select(sa.func.count()).select_from(sa.table("sbt_metering_events"))).scalar() == 11
+        assert all(differences(conn, seq) == [] for seq in conn.execute(sa.select(meters.c.meter_seq)).scalars())
+
+
+def test_a_cancel_of_many_identifiers_finds_them_in_every_meter(
+        new_provider: Callable[..., SqlMetering], monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("sbt_sql_metering.provider._SPANS_PER_STATEMENT", 3)  # several statements per meter
+    provider = new_provider()
+    sums = create(provider)
+    counts = provider.metering_create_meter(MeterCreate(name="logins", event_name="logins",
+                                                        aggregation=Aggregation.COUNT)).meter_id
+    provider.ingest_batch([event(i, 10, at=NOW - timedelta(hours=i)) for i in range(12)]
+                          + [event(i, name="logins", at=NOW - timedelta(minutes=i)) for i in range(0, 12, 2)])
+    cancelled = provider.metering_cancel_usage_events(CancelUsageRequest(identifiers=tuple(map(str, range(8)))))
+    assert cancelled.cancelled == 8 + 4
+    assert sum(usage(provider, sums).values()) == 40.0
+    assert usage(provider, counts) == {("t1", (NOW - timedelta(minutes=10)).date().isoformat()): 2.0}
+    assert provider.metering_cancel_usage_events(CancelUsageRequest(identifiers=("0", "11"))).cancelled == 1
 
 
 def test_event_ids_increase_across_blocks_and_batches(new_provider: Callable[..., SqlMetering],
