@@ -7,6 +7,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -16,9 +17,10 @@ import pytest
 
 from sbt_core.testing.processes import background_server, free_port
 
-#: Where the browser tests write a screenshot of each page (the README shows the usage chart from here).
-SCREENSHOTS = Path(os.environ.get("SBT_CONSOLE_SCREENSHOTS",
-                                  Path(__file__).resolve().parents[3] / "docs" / "screenshots"))
+#: Where the browser tests write a screenshot of each page: ``SBT_CONSOLE_SCREENSHOTS`` (``docs/screenshots``
+#: to refresh the README's pictures), else the temporary directory, so a test run leaves the checkout as it
+#: found it.
+SCREENSHOTS = Path(os.environ.get("SBT_CONSOLE_SCREENSHOTS", Path(tempfile.gettempdir()) / "sbt-console-screenshots"))
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 
@@ -129,7 +131,7 @@ def _no_script_errors(request: pytest.FixtureRequest) -> Iterator[None]:
 
 
 def screenshot(page: Any, name: str) -> None:
-    """``docs/screenshots/console-<name>.png`` of the viewport, without the passing notifications."""
+    """``console-<name>.png`` of the viewport in :data:`SCREENSHOTS`, without the passing notifications."""
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     page.evaluate("document.getElementById('toasts').replaceChildren()")
     page.screenshot(path=str(SCREENSHOTS / f"console-{name}.png"))

@@ -2,7 +2,7 @@
 chart against the API's numbers, and a dead letter from a provider that was down, replayed once it is up.
 
 The tests of this module share one server and one tab and build on each other in file order, as an
-operator's session would; each leaves a screenshot of its page in ``docs/screenshots/``.
+operator's session would; each leaves a screenshot of its page (``conftest.SCREENSHOTS``).
 """
 
 from __future__ import annotations
