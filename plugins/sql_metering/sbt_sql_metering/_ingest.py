@@ -22,7 +22,7 @@ from sqlalchemy.exc import DataError
 from sbt_core.metering import as_number, as_text, dimension_text, floor_ms
 from sbt_core.models import Aggregation, MeterStatus, UsageEvent
 
-from ._rollups import Cells, add_cells, batch_cells, stage_payload
+from ._rollups import Cells, add_cells, batch_cells, stage_payload, tenant_day_rows
 from ._schema import DAY
 from ._store import MeterRow, Store, event_payload
 
@@ -138,24 +138,29 @@ class _Rows:
     ids: np.ndarray
     texts: list[str] | None
     identifiers: list[str]
+    tenant_of: dict[int, str]  # series id -> tenant id
 
     @classmethod
     def of(cls, store: Store, conn: Connection, batch: Batch, picked: list[int] | None) -> _Rows:
         """The rows ``picked`` (None: every row) of ``batch``; creates missing series, allocates ids."""
         pick: Any = (lambda col: col) if picked is None else (lambda col: [col[i] for i in picked])
-        keys = list(zip(pick(batch.tenants), pick(batch.dims), strict=True))
+        tenants = pick(batch.tenants)
+        keys = list(zip(tenants, pick(batch.dims), strict=True))
         series = np.array(store.series_ids(conn, batch.meter.seq, keys), dtype=np.int64)
+        distinct, first = np.unique(series, return_index=True)
+        tenant_of = {sid: tenants[i] for sid, i in zip(distinct.tolist(), first.tolist(), strict=True)}
         return cls(series, np.array(pick(batch.ts), dtype=np.int64), np.array(pick(batch.values), dtype=np.float64),
                    store.allocate_event_ids(conn, len(keys)), pick(batch.texts) if batch.texts is not None else None,
-                   pick(batch.identifiers))
+                   pick(batch.identifiers), tenant_of)
 
 
 @attrs.frozen
 class _Payloads:
-    """What a batch writes, computed before it is written: rollup cells (None: UNIQUE_COUNT keeps none)
-    and, on PostgreSQL, the COPY payloads of the events and of the cells."""
+    """What a batch writes, computed before it is written: rollup cells (None: UNIQUE_COUNT keeps none),
+    their tenant day cells and, on PostgreSQL, the COPY payloads of the events and of the cells."""
 
     cells: Cells | None
+    days: list[tuple[Any, ...]] = attrs.field(factory=list)
     events: bytes | None = None
     stage: bytes | None = None
 
@@ -166,15 +171,16 @@ _OVERLAP_ROWS = 20_000
 
 def _prepare(store: Store, seq: int, rows: _Rows, counts_texts: bool) -> _Payloads:
     """Cells and payloads of ``rows``. :raises Overflow: the batch's own sum in one cell overflows."""
-    cells = None
+    cells, days = None, []
     if not counts_texts:
         cells = batch_cells(rows.series, rows.ts, rows.values, rows.ids)
-        if not np.isfinite(cells.total).all():
+        days = tenant_day_rows(seq, cells, rows.tenant_of)
+        if not np.isfinite(cells.total).all() or not all(np.isfinite(d[4]) for d in days):
             raise Overflow("a rollup sum is beyond the float range")
     if not store.postgres:
-        return _Payloads(cells)
-    return _Payloads(cells, event_payload(seq, rows.ids, rows.series, rows.ts, rows.values, rows.texts,
-                                          rows.identifiers),
+        return _Payloads(cells, days)
+    return _Payloads(cells, days, event_payload(seq, rows.ids, rows.series, rows.ts, rows.values, rows.texts,
+                                                rows.identifiers),
                      stage_payload(seq, cells) if cells is not None else None)
 
 
@@ -184,7 +190,7 @@ def _write(store: Store, conn: Connection, seq: int, rows: _Rows, ready: _Payloa
     if ready.cells is None:
         return
     try:
-        add_cells(conn, seq, ready.cells, ready.stage)
+        add_cells(conn, seq, ready.cells, ready.days, ready.stage)
     except (DataError, NumericValueOutOfRange):  # PostgreSQL: "value out of range: overflow"
         raise Overflow("a rollup sum is beyond the float range") from None
     if not store.postgres and store.sum_overflows(conn, seq, int(rows.ts.min()) // DAY, int(rows.ts.max()) // DAY):

@@ -15,12 +15,16 @@
 - ``sbt_metering_rollups``: pre-aggregated cells (count, sum, min, max, latest) of live events per
   (meter, width, series, bucket): widths of 30 minutes and one UTC day, kept in the event's transaction.
   On PostgreSQL its pages are filled to :data:`ROLLUP_FILLFACTOR` percent.
+- ``sbt_metering_tenant_days``: the day cells of each tenant, all its series together (meter, tenant, UTC
+  day): what a query by tenant in whole UTC days reads, one row per tenant and day instead of one per
+  series and day. Kept in the events' transaction as the rollups are.
 
 Versions (``MIGRATIONS``): 1 created the tables with 15-minute and day cells keyed (meter, width,
 bucket, series); 2 sets the rollups' fillfactor (PostgreSQL); 3 keys rollups (meter, width, series,
 bucket) and replaces the 15-minute cells by 30-minute cells, recomputed from the events (the fillfactor
-stays); 5 gives dedup entries their earliest event time and drops the events' identifier index (and, on
-PostgreSQL, the event id key): each cost an index entry per stored event for the rare cancellation.
+stays); 4 adds the tenant day cells, summed from the day cells; 5 gives dedup entries their earliest
+event time and drops the events' identifier index (and, on PostgreSQL, the event id key): each cost an
+index entry per stored event for the rare cancellation.
 """
 
 from __future__ import annotations
@@ -33,7 +37,8 @@ from sqlalchemy.engine import Connection
 from sbt_core.errors import ConfigError
 
 __all__ = ["DAY", "HALF_HOUR", "MIGRATIONS", "ROLLUP_FILLFACTOR", "SCHEMA_VERSION", "WIDTHS", "cells_from_events",
-           "customers", "dedup", "events", "meters", "metadata", "migrate", "rollups", "schema_versions", "series"]
+           "customers", "dedup", "events", "meters", "metadata", "migrate", "rollups", "schema_versions", "series",
+           "TENANT_DAY_COLUMNS", "tenant_days", "tenant_days_from_cells"]
 
 #: Rollup widths in milliseconds. Nearly every zone's UTC offset is a multiple of 30 minutes (whole hours
 #: for most, half hours for Asia/Kolkata), so its hours, days and months are unions of UTC half hours (a
@@ -135,6 +140,41 @@ rollups = sa.Table(
     sa.Column("latest_value", sa.Float, nullable=False),
 )
 
+tenant_days = sa.Table(
+    "sbt_metering_tenant_days", metadata,
+    sa.Column("meter_seq", sa.Integer, primary_key=True),
+    sa.Column("tenant_id", sa.String(256), primary_key=True),
+    sa.Column("bucket", sa.BigInteger, primary_key=True),  # the UTC day: epoch ms // DAY
+    sa.Column("count", sa.BigInteger, nullable=False),
+    sa.Column("sum", sa.Float, nullable=False),
+    sa.Column("min", sa.Float, nullable=False),
+    sa.Column("max", sa.Float, nullable=False),
+    sa.Column("latest_ts", sa.BigInteger, nullable=False),
+    sa.Column("latest_id", sa.BigInteger, nullable=False),
+    sa.Column("latest_value", sa.Float, nullable=False),
+)
+
+
+#: The tenant day cells' columns, in the order :func:`tenant_days_from_cells` selects them.
+TENANT_DAY_COLUMNS = "meter_seq, tenant_id, bucket, count, sum, min, max, latest_ts, latest_id, latest_value"
+
+
+def tenant_days_from_cells(where: str = "") -> str:
+    """SQL of tenant day cells summed from the day cells of their series (``where``: more conditions on
+    ``r``, the rollups, and ``s``, the series). Columns: meter_seq, tenant_id, bucket, count, sum, min,
+    max, latest_ts, latest_id, latest_value; the latest is the cell with the latest (time, event id)."""
+    part = "PARTITION BY r.meter_seq, s.tenant_id, r.bucket"
+    return f"""
+        SELECT {TENANT_DAY_COLUMNS}
+        FROM (SELECT r.meter_seq, s.tenant_id, r.bucket, sum(r.count) OVER ({part}) AS count,
+                     sum(r.sum) OVER ({part}) AS sum, min(r.min) OVER ({part}) AS min,
+                     max(r.max) OVER ({part}) AS max, r.latest_ts, r.latest_id, r.latest_value,
+                     row_number() OVER ({part} ORDER BY r.latest_ts DESC, r.latest_id DESC) AS rn
+              FROM sbt_metering_rollups AS r JOIN sbt_metering_series AS s ON s.series_id = r.series_id
+              WHERE r.width = {DAY} {where}) AS t
+        WHERE rn = 1"""
+
+
 def cells_from_events(width: int) -> str:
     """SQL of the cells of one width recomputed from the live events of meter ``:meter`` in
     ``[:lo, :hi)``, with a ``{series}`` slot for a filter on series. Columns: series_id, bucket, count,
@@ -195,6 +235,12 @@ def _v3(conn: Connection) -> None:
                 {"meter": seq, "lo": -(2**62), "hi": 2**62})
 
 
+def _v4(conn: Connection) -> None:
+    tenant_days.create(conn, checkfirst=True)
+    conn.execute(sa.delete(tenant_days))  # a database that went back to version 3 (tests) may hold rows
+    conn.exec_driver_sql(f"INSERT INTO sbt_metering_tenant_days ({TENANT_DAY_COLUMNS}) {tenant_days_from_cells()}")
+
+
 def _v5(conn: Connection) -> None:
     # Every dedup entry learns the earliest time stored with its identifier (through the identifier index,
     # before it goes); an entry whose events were all purged keeps its latest time as both.
@@ -217,6 +263,7 @@ MIGRATIONS: list[tuple[int, str, Callable[[Connection], None]]] = [
     (1, "meters, customers, series, events, dedup, rollups", _v1),
     (2, f"rollups: fillfactor {ROLLUP_FILLFACTOR} (PostgreSQL), room for heap-only updates of cells", _v2),
     (3, "rollups keyed (meter, width, series, bucket), 30-minute cells instead of 15-minute cells", _v3),
+    (4, "tenant day cells: the day cells of each tenant, all its series together", _v4),
     (5, "dedup entries keep their earliest event time; no index on event identifiers (nor, on PostgreSQL, "
         "on event ids)", _v5),
 ]

@@ -247,11 +247,15 @@ class Store:
         return sorted(found)
 
     def sum_overflows(self, conn: Connection, meter_seq: int, first_day: int, last_day: int) -> bool:
-        """Whether a day cell of the meter in ``[first_day, last_day]`` holds a sum beyond the float range."""
-        r = s.rollups.c
-        return conn.execute(sa.select(sa.func.count()).where(
-            r.meter_seq == meter_seq, r.width == s.DAY, r.bucket >= first_day, r.bucket <= last_day,
-            sa.func.abs(r.sum) > 1.7976931348623157e308)).scalar() != 0
+        """Whether a day cell or a tenant day cell of the meter in ``[first_day, last_day]`` holds a sum
+        beyond the float range."""
+        r, t = s.rollups.c, s.tenant_days.c
+        big = 1.7976931348623157e308
+        cells = sa.select(sa.func.count()).where(r.meter_seq == meter_seq, r.width == s.DAY, r.bucket >= first_day,
+                                                 r.bucket <= last_day, sa.func.abs(r.sum) > big)
+        days = sa.select(sa.func.count()).where(t.meter_seq == meter_seq, t.bucket >= first_day, t.bucket <= last_day,
+                                                sa.func.abs(t.sum) > big)
+        return conn.execute(cells).scalar() != 0 or conn.execute(days).scalar() != 0
 
     def allocate_event_ids(self, conn: Connection, n: int) -> np.ndarray:
         """``n`` increasing event ids (ingestion order: LATEST breaks ties on event time with them).
@@ -288,7 +292,7 @@ class Store:
 
     def delete_meter_rows(self, conn: Connection, meter_seq: int) -> None:
         """Delete a meter and everything stored for it."""
-        for table in (s.rollups, s.dedup, s.events, s.series, s.meters):
+        for table in (s.tenant_days, s.rollups, s.dedup, s.events, s.series, s.meters):
             conn.execute(sa.delete(table).where(table.c.meter_seq == meter_seq))
 
     def purge_tenant(self, conn: Connection, tenant_id: str) -> int:
@@ -313,6 +317,8 @@ class Store:
                 e.meter_seq == seq, e.identifier.in_(used), e.series_id.not_in(mine)).group_by(e.identifier)))
             removed += conn.execute(sa.delete(s.events).where(e.meter_seq == seq, e.series_id.in_(mine))).rowcount
             conn.execute(sa.delete(s.rollups).where(r.meter_seq == seq, r.series_id.in_(mine)))
+            conn.execute(sa.delete(s.tenant_days).where(s.tenant_days.c.meter_seq == seq,
+                                                        s.tenant_days.c.tenant_id == tenant_id))
         conn.execute(sa.delete(s.customers).where(s.customers.c.tenant_id == tenant_id))
         return removed
 
@@ -330,6 +336,7 @@ class Store:
             out["events"] = conn.execute(sa.select(sa.func.count()).select_from(s.events)).scalar()
             out["cancelled"] = conn.execute(sa.select(sa.func.count()).where(e.cancelled)).scalar()
             out["rollupCells"] = conn.execute(sa.select(sa.func.count()).select_from(s.rollups)).scalar()
+            out["tenantDayCells"] = conn.execute(sa.select(sa.func.count()).select_from(s.tenant_days)).scalar()
             out["dedupEntries"] = conn.execute(sa.select(sa.func.count()).select_from(s.dedup)).scalar()
             if self.postgres:
                 out["bytes"] = {t.name: conn.execute(sa.select(sa.func.pg_total_relation_size(t.name))).scalar()

@@ -27,6 +27,7 @@ from sbt_core.testing.metering_oracle import NOW, NOW_MS, check_against_oracle, 
 HOUR = 3_600_000
 ZONES = ["Europe/Paris", "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "UTC"]
 LO_MS = NOW_MS - 33 * DAY  # before the New York (March 8) and Paris (March 29) DST changes
+MIDNIGHT = -LO_MS % DAY  # from LO_MS to the next UTC midnight: UTC queries by tenant read tenant day cells
 
 
 def _events(rng: random.Random, n: int, first: int, aggregation: Aggregation) -> list[dict[str, Any]]:
@@ -62,7 +63,8 @@ def _case(aggregation: Aggregation, seed: int) -> dict[str, Any]:
                for size, offset, tenant, group_by, limit in [
                    (WindowSize.DAY, 0, None, (), 7), (WindowSize.DAY, 1_234_567, "t-b", ("region",), 1000),
                    (WindowSize.HOUR, 0, None, ("region",), 1000), (WindowSize.MONTH, 0, None, (), 1000),
-                   (None, 7 * HOUR + 1, None, ("region",), 2)]]
+                   (None, 7 * HOUR + 1, None, ("region",), 2), (WindowSize.DAY, MIDNIGHT, None, (), 7),
+                   (WindowSize.MONTH, MIDNIGHT, "t-b", (), 1000), (None, MIDNIGHT, None, (), 2)]]
     return {"aggregation": aggregation, "group_by": ("region",), "ops": ops, "queries": queries}
 
 
@@ -167,7 +169,7 @@ def test_a_token_without_a_key_reads_as_an_offset_and_a_bad_key_is_refused(
                 from_=query.from_, to=query.to, limit=2, next_token=encode_usage_token(2, meter_id, query, bad)))
 
 
-@pytest.mark.parametrize(("version", "fillfactor", "applied"), [(1, None, [2, 3, 5]), (2, 70, [3, 5])])
+@pytest.mark.parametrize(("version", "fillfactor", "applied"), [(1, None, [2, 3, 4, 5]), (2, 70, [3, 4, 5])])
 def test_migration_3_rebuilds_the_rollups_from_the_events(
         new_provider: Callable[..., SqlMetering], version: int, fillfactor: int | None, applied: list[int]) -> None:
     provider = new_provider()

@@ -17,7 +17,16 @@ import sqlalchemy as sa
 from sbt_sql_metering import SqlMetering, SqlMeteringSettings
 from sbt_sql_metering._copy import copy_columns
 from sbt_sql_metering._rollups import STAGE, differences
-from sbt_sql_metering._schema import HALF_HOUR, MIGRATIONS, SCHEMA_VERSION, dedup, meters, rollups, schema_versions
+from sbt_sql_metering._schema import (
+    HALF_HOUR,
+    MIGRATIONS,
+    SCHEMA_VERSION,
+    dedup,
+    meters,
+    rollups,
+    schema_versions,
+    tenant_days,
+)
 from typer.testing import CliRunner
 
 from sbt_core import ProviderContext
@@ -347,12 +356,18 @@ def test_stats_and_check_find_and_repair_a_rollup_that_disagrees_with_its_events
     meter_id = create(provider)
     provider.ingest_batch([event(i, i) for i in range(10)])
     code, out, _ = sbt("metering", "stats", "--config", str(config), "--json")
-    assert code == 0 and '"events": 10' in out and '"meters": 1' in out
+    assert code == 0 and '"events": 10' in out and '"meters": 1' in out and '"tenantDayCells": 1' in out
     assert sbt("metering", "check", "--config", str(config))[:2] == (0, f"{meter_id}: ok\n")
     with provider.store.write() as conn:
         conn.execute(sa.update(rollups).where(rollups.c.width == HALF_HOUR).values(sum=rollups.c.sum + 1))
     code, out, _ = sbt("metering", "check", "--config", str(config))
     assert code == 1 and "1 cell(s) differ" in out and "rollup (10, 46.0" in out
+    assert sbt("metering", "check", "--config", str(config), "--repair")[0] == 0
+    assert sbt("metering", "check", "--config", str(config))[:2] == (0, f"{meter_id}: ok\n")
+    with provider.store.write() as conn:  # a tenant day cell that no longer sums its series' day cells
+        conn.execute(sa.update(tenant_days).values(max=tenant_days.c.max + 1))
+    code, out, _ = sbt("metering", "check", "--config", str(config))
+    assert code == 1 and "1 cell(s) differ" in out and "tenant 't1'" in out and "rollup (10, 45.0, 0.0, 10.0" in out
     assert sbt("metering", "check", "--config", str(config), "--repair")[0] == 0
     assert sbt("metering", "check", "--config", str(config))[:2] == (0, f"{meter_id}: ok\n")
     code, _, err = sbt("metering", "check", "--config", str(config), "--meter", "nope")
