@@ -49,6 +49,9 @@ __all__ = ["fetch_usage"]
 _MAX_PIECES = 64  # beyond this many raw runs one pass over the range's events is cheaper
 _RANGES_PER_READ = 400  # SQLite: ranges per CASE (one statement each)
 _TENANTS_PER_READ = 5000  # tenants named in one statement (SQLite takes 32,766 parameters at most)
+#: A count summed as an integer: PostgreSQL sums bigints as numeric, which psycopg reads as Decimal (slow to
+#: make and to turn into an int, for each of a page's rows).
+_COUNT = "CAST(sum(count) AS BIGINT)"
 _MALFORMED = "next_token is malformed; pass the token of the previous page unchanged"
 
 # Partials of one (series or group, window): [count, sum, min, max, latest_ts, latest_id, latest_value].
@@ -168,10 +171,11 @@ class _Read:
                  else _case("bucket", chunk))
             source = f"SELECT {cols}, {w} AS w {where} AND {_within('bucket', _runs(chunk))}"
             if not self.latest:
-                for t, w_, cnt, total, low, high in self.execute(
-                        f"SELECT tenant_id{c}, w, sum(count), sum(sum), min(min), max(max) FROM ({source}) AS x "
-                        f"GROUP BY tenant_id{c}, w", params):
-                    _merge(out, (t, w_, ()), [int(cnt), float(total), float(low), float(high), None, None, None])
+                # One row per (tenant, window): no merging (SQLite's chunks hold disjoint windows).
+                out.update(((t, w_, ()), [int(cnt), float(total), float(low), float(high), None, None, None])
+                           for t, w_, cnt, total, low, high in self.execute(
+                               f"SELECT tenant_id{c}, w, {_COUNT}, sum(sum), min(min), max(max) FROM ({source}) "
+                               f"AS x GROUP BY tenant_id{c}, w", params))
                 continue
             for t, w_, lts, lid, lval, cnt in self.execute(
                     f"SELECT tenant_id, w, latest_ts, latest_id, latest_value, cnt FROM (SELECT tenant_id, w, "
@@ -213,7 +217,7 @@ class _Read:
                       f"max(max) AS max FROM ({source}) AS c GROUP BY series_id, w) AS x "
                       "JOIN sbt_metering_series AS s ON s.series_id = x.series_id") if fold else joined
             for t, d, w, cnt, total, low, high in self.execute(
-                    f"SELECT {tenant}, {dims}, x.w, sum(x.count), sum(x.sum), min(x.min), max(x.max) {folded} "
+                    f"SELECT {tenant}, {dims}, x.w, {_COUNT}, sum(x.sum), min(x.min), max(x.max) {folded} "
                     f"GROUP BY {group}", params):
                 _merge(out, (t, w, project(d)), [int(cnt), float(total), float(low), float(high), None, None, None])
             return
@@ -282,16 +286,16 @@ def fetch_usage(store: Store, conn: Connection, meter: MeterRow, query: UsageQue
     from_ms, to_ms = ceil_ms(query.from_), ceil_ms(query.to)
     edges = window_edges(from_ms, to_ms, query.window_size, query.zone)
     limit = query.limit
-    if store.postgres and m.aggregation is not Aggregation.LATEST:
-        # The planner cannot tell how many cells an array of series selects, guesses a handful, and
-        # groups them by sorting; every grouping here is better hashed (the setting ends with the
-        # transaction, which reads only). LATEST's window function must sort: forbidding it there turns
-        # the plan into nested loops a hundred times slower.
-        conn.exec_driver_sql("SET LOCAL enable_sort = off")
     if store.postgres:
-        # psycopg prepares a statement run five times; PostgreSQL's generic plan for it then guesses the
-        # bucket and tenant ranges instead of seeing them, and walks far more of the keys.
-        conn.exec_driver_sql("SET LOCAL plan_cache_mode = force_custom_plan")
+        # For this read-only transaction, in one statement: psycopg prepares a statement run five times,
+        # and PostgreSQL's generic plan for it then guesses the bucket and tenant ranges instead of seeing
+        # them. And (but for LATEST) no sorts: the planner cannot tell how many cells an array of series
+        # selects, guesses a handful, and groups them by sorting; every grouping here is better hashed.
+        # LATEST's window function must sort: forbidding it there turns the plan into nested loops a
+        # hundred times slower.
+        sort = "on" if m.aggregation is Aggregation.LATEST else "off"
+        conn.exec_driver_sql(f"SELECT set_config('plan_cache_mode', 'force_custom_plan', true), "
+                             f"set_config('enable_sort', '{sort}', true)")
 
     # Tenants with any series of the meter, in row order, each with its series count (a bound on its
     # rows per window), so a page reads the few tenants it shows.
