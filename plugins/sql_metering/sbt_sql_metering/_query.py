@@ -6,7 +6,8 @@ around them and raw pieces the half-hour grid cannot cover (a ``from``/``to`` of
 hours of Asia/Kathmandu's windows); each part is read with one statement per source (day cells, 30-minute
 cells, events), folded by (series, window) then grouped by tenant (and dimensions when the query groups by
 any) in the database, so a 30-day DAY query in UTC reads one cell per series and day, in Europe/Paris or
-Asia/Kolkata 46 to 50 half-hour cells per series and day. A cell's window: PostgreSQL's ``width_bucket``
+Asia/Kolkata 46 to 50 half-hour cells per series and day. A query by tenant alone whose windows are whole
+UTC days reads the tenant day cells instead: one per tenant and day. A cell's window: PostgreSQL's ``width_bucket``
 over the window edges (a binary search); on SQLite a ``CASE`` over the ranges. LATEST takes the cell with
 the latest (event time, event id). UNIQUE_COUNT reads events only (distinct texts cannot be added up), as
 does every window once more than :data:`_MAX_PIECES` raw pieces would be needed (MINUTE windows, HOUR

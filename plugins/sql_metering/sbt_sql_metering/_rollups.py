@@ -5,6 +5,8 @@ event ingested last) of the live events of one series in one bucket. Ingest adds
 one upsert (add counts and sums, keep the smaller min, the larger max, the later latest). A cancellation
 cannot subtract a min, a max or a latest, so the cells it touches are recomputed from the events, as is
 every cell by ``sbt metering check --repair``; :func:`differences` compares stored and recomputed cells.
+A tenant day cell is the same fold of one tenant's day cells, all its series together: added to with the
+batch's cells, recomputed from the series' day cells after a cancellation.
 """
 
 from __future__ import annotations
