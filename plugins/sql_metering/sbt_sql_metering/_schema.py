@@ -30,6 +30,7 @@ index entry per stored event for the rare cancellation.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
@@ -123,6 +124,15 @@ dedup = sa.Table(
     sa.Column("first_ts", sa.BigInteger, nullable=False),
 )
 
+def _cell_columns() -> list[sa.Column[Any]]:
+    """A cell's aggregates (new Column objects for each table): count, sum, min, max and the latest event's
+    time, id and value."""
+    return [sa.Column("count", sa.BigInteger, nullable=False), sa.Column("sum", sa.Float, nullable=False),
+            sa.Column("min", sa.Float, nullable=False), sa.Column("max", sa.Float, nullable=False),
+            sa.Column("latest_ts", sa.BigInteger, nullable=False),
+            sa.Column("latest_id", sa.BigInteger, nullable=False), sa.Column("latest_value", sa.Float, nullable=False)]
+
+
 rollups = sa.Table(
     "sbt_metering_rollups", metadata,
     # Key order is the query's: one meter, one width, then per series (the few a page of tenants shows)
@@ -131,13 +141,7 @@ rollups = sa.Table(
     sa.Column("width", sa.Integer, primary_key=True),
     sa.Column("series_id", sa.Integer, primary_key=True),
     sa.Column("bucket", sa.BigInteger, primary_key=True),
-    sa.Column("count", sa.BigInteger, nullable=False),
-    sa.Column("sum", sa.Float, nullable=False),
-    sa.Column("min", sa.Float, nullable=False),
-    sa.Column("max", sa.Float, nullable=False),
-    sa.Column("latest_ts", sa.BigInteger, nullable=False),
-    sa.Column("latest_id", sa.BigInteger, nullable=False),
-    sa.Column("latest_value", sa.Float, nullable=False),
+    *_cell_columns(),
 )
 
 tenant_days = sa.Table(
@@ -145,13 +149,7 @@ tenant_days = sa.Table(
     sa.Column("meter_seq", sa.Integer, primary_key=True),
     sa.Column("tenant_id", sa.String(256), primary_key=True),
     sa.Column("bucket", sa.BigInteger, primary_key=True),  # the UTC day: epoch ms // DAY
-    sa.Column("count", sa.BigInteger, nullable=False),
-    sa.Column("sum", sa.Float, nullable=False),
-    sa.Column("min", sa.Float, nullable=False),
-    sa.Column("max", sa.Float, nullable=False),
-    sa.Column("latest_ts", sa.BigInteger, nullable=False),
-    sa.Column("latest_id", sa.BigInteger, nullable=False),
-    sa.Column("latest_value", sa.Float, nullable=False),
+    *_cell_columns(),
 )
 
 
