@@ -33,6 +33,7 @@ from collections.abc import Callable
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 
 from sbt_core.errors import ConfigError
@@ -147,7 +148,10 @@ rollups = sa.Table(
 tenant_days = sa.Table(
     "sbt_metering_tenant_days", metadata,
     sa.Column("meter_seq", sa.Integer, primary_key=True),
-    sa.Column("tenant_id", sa.String(256), primary_key=True),
+    # Bytewise on PostgreSQL, as rows are ordered (the database's collation could order tenants otherwise):
+    # a page of single-day windows walks this key in row order.
+    sa.Column("tenant_id", sa.String(256).with_variant(postgresql.VARCHAR(256, collation="C"), "postgresql"),
+              primary_key=True),
     sa.Column("bucket", sa.BigInteger, primary_key=True),  # the UTC day: epoch ms // DAY
     *_cell_columns(),
 )

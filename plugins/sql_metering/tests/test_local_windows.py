@@ -64,7 +64,8 @@ def _case(aggregation: Aggregation, seed: int) -> dict[str, Any]:
                    (WindowSize.DAY, 0, None, (), 7), (WindowSize.DAY, 1_234_567, "t-b", ("region",), 1000),
                    (WindowSize.HOUR, 0, None, ("region",), 1000), (WindowSize.MONTH, 0, None, (), 1000),
                    (None, 7 * HOUR + 1, None, ("region",), 2), (WindowSize.DAY, MIDNIGHT, None, (), 7),
-                   (WindowSize.MONTH, MIDNIGHT, "t-b", (), 1000), (None, MIDNIGHT, None, (), 2)]]
+                   (WindowSize.MONTH, MIDNIGHT, "t-b", (), 1000), (None, MIDNIGHT, None, (), 2),
+                   (WindowSize.DAY, MIDNIGHT, "t-c", (), 5)]]
     return {"aggregation": aggregation, "group_by": ("region",), "ops": ops, "queries": queries}
 
 
