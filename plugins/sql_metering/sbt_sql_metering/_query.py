@@ -158,34 +158,19 @@ class _Read:
 
     def tenant_days(self, ranges: _Ranges, out: dict[_Key, _Cell]) -> None:
         """Tenant day cells over day ranges, grouped by tenant and window in the database and merged into
-        ``out``: a query by tenant alone whose windows are whole UTC days reads one row per tenant and
-        day, whatever the tenant's number of series."""
-        c = ' COLLATE "C"' if self.postgres else ""
+        ``out``: a query by tenant alone whose windows are whole UTC days, some of them several, reads one
+        row per tenant and day, whatever the tenant's number of series."""
         tenants = "AND tenant_id IN :tenants" if self.tenants is not None else ""
         cols = "tenant_id, count, sum, min, max, latest_ts, latest_id, latest_value"
         where = f"FROM sbt_metering_tenant_days WHERE meter_seq = :meter {tenants}"
         if self.postgres:
-            chunks, params = [ranges], {"edges": self.edges}
-        else:
-            chunks = [ranges[i:i + _RANGES_PER_READ] for i in range(0, len(ranges), _RANGES_PER_READ)]
-            params = {}
-        for chunk in chunks:
-            w = (f"width_bucket(bucket * {DAY}, CAST(:edges AS bigint[])) - 1" if self.postgres
-                 else _case("bucket", chunk))
-            source = f"SELECT {cols}, {w} AS w {where} AND {_within('bucket', _runs(chunk))}"
-            if not self.latest:
-                # One row per (tenant, window): no merging (SQLite's chunks hold disjoint windows).
-                out.update(((t, w_, ()), [int(cnt), float(total), float(low), float(high), None, None, None])
-                           for t, w_, cnt, total, low, high in self.execute(
-                               f"SELECT tenant_id{c}, w, {_COUNT}, sum(sum), min(min), max(max) FROM ({source}) "
-                               f"AS x GROUP BY tenant_id{c}, w", params))
-                continue
-            for t, w_, lts, lid, lval, cnt in self.execute(
-                    f"SELECT tenant_id, w, latest_ts, latest_id, latest_value, cnt FROM (SELECT tenant_id, w, "
-                    f"latest_ts, latest_id, latest_value, row_number() OVER (PARTITION BY tenant_id{c}, w "
-                    f"ORDER BY latest_ts DESC, latest_id DESC) AS rn, sum(count) OVER (PARTITION BY tenant_id{c}, w) "
-                    f"AS cnt FROM ({source}) AS x) AS y WHERE rn = 1", params):
-                _merge(out, (t, w_, ()), [int(cnt), 0.0, 0.0, 0.0, lts, lid, lval])
+            self.group(f"SELECT {cols}, width_bucket(bucket * {DAY}, CAST(:edges AS bigint[])) - 1 AS w "
+                       f"{where} AND {_within('bucket', _runs(ranges))}", {"edges": self.edges}, out, by_series=False)
+            return
+        for i in range(0, len(ranges), _RANGES_PER_READ):  # windows are disjoint: chunks merge exactly
+            chunk = ranges[i:i + _RANGES_PER_READ]
+            self.group(f"SELECT {cols}, {_case('bucket', chunk)} AS w {where} AND {_within('bucket', _runs(chunk))}",
+                       {}, out, by_series=False)
 
     def events(self, pieces: _Ranges, out: dict[_Key, _Cell]) -> None:
         """Live events of raw pieces, each as a cell of one event, merged into ``out``."""
@@ -203,15 +188,20 @@ class _Read:
             chunk = pieces[i:i + _RANGES_PER_READ]
             self.group(f"SELECT {cols}, {_case('ts', chunk)} AS w {where(_runs(chunk))}", {}, out)
 
-    def group(self, source: str, params: dict[str, Any], out: dict[_Key, _Cell], fold: bool = True) -> None:
+    def group(self, source: str, params: dict[str, Any], out: dict[_Key, _Cell], fold: bool = True,
+              by_series: bool = True) -> None:
         """Group ``source`` (cells with a window ``w``) by tenant, (dimensions) and window in the database;
-        ``fold``: by (series, window) first (worth it when a series has several cells per window)."""
+        ``fold``: by (series, window) first (worth it when a series has several cells per window);
+        ``by_series``: the cells carry a ``series_id`` (else a ``tenant_id``, and the query no groupBy)."""
         # Texts grouped bytewise on PostgreSQL: the database's collation would compare them letter by
         # letter for nothing (the rows are put in order here).
         c = ' COLLATE "C"' if self.postgres else ""
-        tenant, dims = f"s.tenant_id{c}", f"s.dims{c}" if self.by_dims else "'[]'"
+        if by_series:
+            tenant, dims = f"s.tenant_id{c}", f"s.dims{c}" if self.by_dims else "'[]'"
+            joined = f"FROM ({source}) AS x JOIN sbt_metering_series AS s ON s.series_id = x.series_id"
+        else:  # tenant day cells: one per tenant and day already (their column is collated "C")
+            tenant, dims, joined, fold = "x.tenant_id", "'[]'", f"FROM ({source}) AS x", False
         group = f"{tenant}, {dims}, x.w" if self.by_dims else f"{tenant}, x.w"
-        joined = f"FROM ({source}) AS x JOIN sbt_metering_series AS s ON s.series_id = x.series_id"
         project = self.project
         if not self.latest:
             # Folded by (series, window) first: integers, hashed, so the texts' grouping sees one row per

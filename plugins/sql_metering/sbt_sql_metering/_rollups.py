@@ -314,22 +314,16 @@ def _compare(stored: dict[tuple[Any, ...], tuple[Any, ...]], computed: dict[tupl
 
 def _by_tenant(conn: Connection, meter_seq: int,
                day_cells: dict[tuple[Any, ...], tuple[Any, ...]]) -> dict[tuple[Any, ...], tuple[Any, ...]]:
-    """Day cells ((day, series) -> cell) summed per (tenant, day)."""
+    """Day cells ((day, series) -> cell) folded per (tenant, day) as ingest folds a batch's
+    (:func:`tenant_day_rows`)."""
+    if not day_cells:
+        return {}
     tenant_of: dict[int, str] = {sid: tenant for sid, tenant in conn.execute(
         sa.select(series.c.series_id, series.c.tenant_id).where(series.c.meter_seq == meter_seq))}
-    out: dict[tuple[Any, ...], list[Any]] = {}
-    for (bucket, series_id), cell in sorted(day_cells.items()):
-        key = (tenant_of[series_id], bucket)
-        have = out.get(key)
-        if have is None:
-            out[key] = list(cell)
-            continue
-        have[0] += cell[0]
-        have[1] += cell[1]
-        have[2], have[3] = min(have[2], cell[2]), max(have[3], cell[3])
-        if (cell[4], cell[5]) > (have[4], have[5]):
-            have[4:7] = cell[4:7]
-    return {k: tuple(v) for k, v in out.items()}
+    keys = sorted(day_cells)
+    values = [np.array(column) for column in zip(*(day_cells[k] for k in keys), strict=True)]
+    cells = Cells(np.full(len(keys), DAY), np.array([k[1] for k in keys]), np.array([k[0] for k in keys]), *values)
+    return {(row[1], row[2]): tuple(row[3:]) for row in tenant_day_rows(meter_seq, cells, tenant_of)}
 
 
 def _same(a: tuple[Any, ...] | None, b: tuple[Any, ...] | None) -> bool:

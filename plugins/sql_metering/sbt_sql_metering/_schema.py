@@ -125,6 +125,7 @@ dedup = sa.Table(
     sa.Column("first_ts", sa.BigInteger, nullable=False),
 )
 
+
 def _cell_columns() -> list[sa.Column[Any]]:
     """A cell's aggregates (new Column objects for each table): count, sum, min, max and the latest event's
     time, id and value."""
